@@ -1,0 +1,3 @@
+"""
+Where content lives: the published directory, block digests and caches.
+"""

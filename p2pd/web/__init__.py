@@ -1,0 +1,3 @@
+"""
+The HTTP side of p2pd: published files, playlists and (later) the proxy.
+"""

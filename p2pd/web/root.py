@@ -1,0 +1,127 @@
+# -*- test-case-name: tests.test_root -*-
+"""
+The root of a node's HTTP side: which answer a request path gets.
+
+    /NAME           the file NAME, or its playlist with --redirect
+    /.direct/NAME   the file NAME itself, never a playlist (the fallback URL)
+
+Names starting with a dot are never published, so p2pd's own paths cannot
+shadow a published file.
+"""
+
+import re
+
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+
+from p2pd import playlist
+from p2pd.store.published import NotPublished, PublicDirectory
+from p2pd.web.files import PublishedFileResource
+
+# host, IPv4 or [IPv6], then an optional port: anything else in a Host
+# header is not trusted into a playlist.
+_AUTHORITY = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
+
+
+class NodeRoot(Resource):
+    """
+    Dispatches every HTTP request to the node by its path.
+
+    @ivar public: the published directory, or None when this node publishes
+        nothing.
+    @ivar redirect: answer GET of a published name with a playlist.
+    @ivar direct: serve file bytes over plain HTTP at all.
+
+    C{spp://} URLs name the port the request arrived on: HTTP and SPP share
+    it.
+    """
+
+    isLeaf = True
+    _log = Logger()
+
+    def __init__(
+        self,
+        public: PublicDirectory | None,
+        redirect: bool = False,
+        direct: bool = True,
+    ) -> None:
+        super().__init__()
+        self.public = public
+        self.redirect = redirect
+        self.direct = direct
+
+    def render(self, request: IRequest) -> bytes | int:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(http.NOT_ALLOWED)
+            request.setHeader(b"Allow", b"GET, HEAD")
+            return self._message(request, "only GET and HEAD are supported")
+        segments = list(request.postpath)
+        wantsBytes = bool(segments) and segments[0] == playlist.DIRECT_PREFIX.encode()
+        if wantsBytes:
+            segments = segments[1:]
+        if self.public is None:
+            return self._notFound(request, "this node publishes no directory")
+        try:
+            published = self.public.lookup(segments)
+        except NotPublished as e:
+            return self._notFound(request, e.reason)
+        if self.redirect and not wantsBytes:
+            return self._playlist(request, published.name, published.size)
+        if not self.direct:
+            request.setResponseCode(http.FORBIDDEN)
+            return self._message(
+                request,
+                "direct HTTP serving is off on this node: play the spp:// URL "
+                "or use a p2pd proxy",
+            )
+        return PublishedFileResource(published).render(request)
+
+    def _playlist(self, request: IRequest, name: str, size: int) -> bytes:
+        httpAuthority = self._authority(request)
+        match = _AUTHORITY.match(httpAuthority.encode("ascii"))
+        assert match is not None
+        host = match.group(1).decode("ascii")
+        port = request.getHost().port
+        body = playlist.forFile(f"{host}:{port}", httpAuthority, name, size)
+        request.setHeader(b"Content-Type", playlist.CONTENT_TYPE)
+        request.setHeader(b"Content-Disposition", b'inline; filename="playlist.pls"')
+        request.setHeader(b"Cache-Control", b"no-cache")
+        if request.method == b"HEAD":
+            request.setHeader(b"Content-Length", b"%d" % len(body))
+            return b""
+        return body
+
+    def _authority(self, request: IRequest) -> str:
+        """
+        C{host[:port]} as the client addressed this node, so playlists work
+        behind DNS names; the local address when the Host header is absent
+        or not a plain authority.
+        """
+        host = request.getHeader(b"Host")
+        if host is not None and _AUTHORITY.match(host):
+            return host.decode("ascii")
+        local = request.getHost()
+        address = local.host
+        if ":" in address:
+            address = f"[{address}]"
+        return f"{address}:{local.port}"
+
+    def _notFound(self, request: IRequest, reason: str) -> bytes:
+        self._log.info(
+            "{client} {path}: not published ({reason})",
+            client=request.getClientAddress(),
+            path=request.path,
+            reason=reason,
+        )
+        request.setResponseCode(http.NOT_FOUND)
+        return self._message(request, "no such file")
+
+    def _message(self, request: IRequest, text: str) -> bytes:
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        body = (text + "\n").encode("utf-8")
+        if request.method == b"HEAD":
+            request.setHeader(b"Content-Length", b"%d" % len(body))
+            return b""
+        return body
