@@ -1,0 +1,151 @@
+"""
+The seams between the engine and the layers around it.
+
+The protocol implements L{ISource} (a file opened on another node) and calls
+L{ISPPNode} (this node, answering other nodes); the engine implements
+L{ISPPNode} and L{IServedFile} and drives L{ISource}s. Tests put ten-line
+doubles behind these interfaces.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from p2pd.spp.codec import Peer
+
+
+class SPPError(Exception):
+    """
+    A request failed with an SPP error code (L{p2pd.spp.codec.ErrorCode}).
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        from p2pd.spp.codec import ErrorCode
+
+        try:
+            name = ErrorCode(self.code).name
+        except ValueError:
+            name = f"error {self.code}"
+        return f"{name}: {self.message}"
+
+
+class ISource(Interface):
+    """
+    A file opened on another node: where blocks (and, from the origin,
+    digests and peers) come from.
+    """
+
+    name = Attribute("str: the node's address, for logs")
+    authoritative = Attribute("bool: the origin or a mirror, holding every block")
+    onHave = Attribute("callable(ranges) or None: called when the node announces blocks")
+    onLost = Attribute("callable(reason) or None: called once when the source is gone")
+
+    def has(index: int) -> bool:
+        """
+        Whether the node said it holds block C{index}.
+        """
+
+    def getBlock(index: int) -> "Deferred[bytes]":
+        """
+        Fetch one block; cancelling the Deferred cancels the request.
+        """
+
+    def getDigests(first: int, count: int) -> "Deferred[bytes]":
+        """
+        Fetch the digests of C{count} blocks from C{first}, concatenated.
+        """
+
+    def getPeers() -> "Deferred[Sequence[Peer]]":
+        """
+        Ask for other nodes holding this file (and be recorded as one).
+        """
+
+    def close() -> None:
+        """
+        Release the file on the other node.
+        """
+
+
+class IServedFile(Interface):
+    """
+    A file this node serves to one connection: published, or cached.
+    """
+
+    size = Attribute("int")
+    blockSize = Attribute("int")
+    digestName = Attribute("str")
+    version = Attribute("str")
+    authoritative = Attribute("bool: this node publishes the file")
+
+    def digests(first: int, count: int) -> "Deferred[bytes]":
+        """
+        The digests of C{count} blocks from C{first}.
+
+        @raise SPPError: NOT_FOUND when not authoritative, BAD_REQUEST when
+            out of range.
+        """
+
+    def readBlock(index: int) -> "Deferred[bytes]":
+        """
+        A block's verified bytes.
+
+        @raise SPPError: UNAVAILABLE when not held, CHANGED when the file
+            changed, BAD_REQUEST when out of range.
+        """
+
+    def held() -> Sequence[tuple[int, int]]:
+        """
+        The blocks held now, as C{(first, count)} ranges.
+        """
+
+    def watch(callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
+        """
+        Call C{callback(ranges)} whenever more blocks are held.
+        """
+
+    def peers(host: str, port: int) -> "Sequence[Peer]":
+        """
+        Other nodes for the node at C{host} listening on C{port} (0: it does
+        not listen), which is recorded as fetching the file.
+        """
+
+    def close() -> None:
+        """
+        The connection is done with the file.
+        """
+
+
+class ISPPNode(Interface):
+    """
+    This node, as seen by the SPP connections it accepts or makes.
+    """
+
+    nodeId = Attribute("bytes: 16 random bytes naming this node")
+    listenPort = Attribute("int: the port this node accepts SPP on, 0 if none")
+
+    def open(url: str, version: str, connection: object) -> IServedFile:
+        """
+        Open a file for the peer on C{connection} (an SPP protocol, with
+        C{remoteHost}, C{remoteListenPort} and C{remoteNodeId}).
+
+        @raise SPPError: NOT_FOUND, FORBIDDEN, CHANGED.
+        """
+
+    def connectionReady(connection: object) -> None:
+        """
+        A connection finished its handshake.
+        """
+
+    def connectionGone(connection: object) -> None:
+        """
+        A connection closed.
+        """

@@ -1,0 +1,672 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+The SPP connection: framing, handshake, timeouts, and the mapping between
+frames and calls on the engine.
+
+One class serves both ends, since every node both asks and answers: the
+initiator sends L{codec.MAGIC} and its L{codec.Hello}; the responder checks
+the magic, answers with its own Hello, and from then on either side may open
+files on the other. Requests carry ids chosen by the asker; every request gets
+exactly one answer, its reply or an Error.
+"""
+
+import dataclasses
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from p2pd import __version__
+from p2pd.engine.interfaces import IServedFile, ISource, ISPPNode, SPPError
+from p2pd.engine.meta import FileMeta
+from p2pd.spp import codec
+from p2pd.spp.codec import ErrorCode
+
+HANDSHAKE_TIMEOUT = 10.0
+IDLE_TIMEOUT = 90.0
+KEEPALIVE_INTERVAL = 30.0
+MAX_OPEN_FILES = 64
+MAX_PENDING_REQUESTS = 64
+UPLOADS_AT_ONCE = 2
+
+_AWAIT_MAGIC, _AWAIT_HELLO, _READY, _CLOSED = "magic", "hello", "ready", "closed"
+
+
+class ConnectionGone(Exception):
+    """
+    The connection closed before the request was answered.
+    """
+
+
+@implementer(ISource)
+class RemoteFile:
+    """
+    A file opened on the other end of a connection: an L{ISource}.
+    """
+
+    onHave: Callable[[Sequence[tuple[int, int]]], None] | None = None
+    onLost: Callable[[Failure], None] | None = None
+
+    def __init__(
+        self,
+        connection: "SPPProtocol",
+        handle: int,
+        meta: FileMeta,
+        authoritative: bool,
+    ) -> None:
+        self.connection = connection
+        self.handle = handle
+        self.meta = meta
+        self.authoritative = authoritative
+        self.name = connection.remoteName
+        self._have: bytearray | None = None
+        self._closed = False
+
+    def has(self, index: int) -> bool:
+        if self.authoritative:
+            return 0 <= index < self.meta.blocks
+        have = self._have
+        return have is not None and bool(have[index >> 3] & (1 << (index & 7)))
+
+    def _announced(self, ranges: Sequence[tuple[int, int]]) -> None:
+        blocks = self.meta.blocks
+        if self._have is None:
+            self._have = bytearray((blocks + 7) // 8)
+        have = self._have
+        for first, count in ranges:
+            for index in range(first, min(first + count, blocks)):
+                have[index >> 3] |= 1 << (index & 7)
+        if self.onHave is not None:
+            self.onHave(ranges)
+
+    def getBlock(self, index: int) -> "defer.Deferred[bytes]":
+        return self.connection.request(
+            codec.GetBlock(0, self.handle, index), (self, index)
+        )
+
+    def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        return self.connection.request(
+            codec.GetDigests(0, self.handle, first, count), (self, first, count)
+        )
+
+    def getPeers(self) -> "defer.Deferred[Sequence[codec.Peer]]":
+        return self.connection.request(codec.GetPeers(0, self.handle), None)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.connection.closeRemote(self)
+
+    def _lost(self, reason: Failure) -> None:
+        self._closed = True
+        if self.onLost is not None:
+            onLost, self.onLost = self.onLost, None
+            onLost(reason)
+
+
+@implementer(IPushProducer)
+class _UploadPump:
+    """
+    Sends answered block requests only while the transport wants data, so a
+    slow reader never makes this node buffer more than a few blocks.
+    """
+
+    def __init__(self, connection: "SPPProtocol") -> None:
+        self.connection = connection
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.connection._pump()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class SPPProtocol(Int32StringReceiver):
+    """
+    One SPP connection, either end.
+    """
+
+    MAX_LENGTH = codec.MAX_FRAME
+    _log = Logger()
+
+    def __init__(self, node: ISPPNode, clock: IReactorTime, initiator: bool) -> None:
+        self.node = node
+        self.clock = clock
+        self.initiator = initiator
+        self.state = _AWAIT_HELLO if initiator else _AWAIT_MAGIC
+        self.remoteHost = ""
+        self.remoteName = "?"
+        self.remoteListenPort = 0
+        self.remoteNodeId = b""
+        self.ready: defer.Deferred[SPPProtocol] = defer.Deferred()
+        self._magic = b""
+        self._nextRequest = 1
+        # request id -> (deferred, message, context) for requests we made
+        self._outgoing: dict[int, tuple[defer.Deferred[Any], codec.Message, Any]] = {}
+        # handle -> file we serve; request ids -> queued block requests
+        self._served: dict[int, IServedFile] = {}
+        self._nextHandle = 1
+        self._remoteFiles: dict[int, RemoteFile] = {}
+        self._uploads: deque[codec.GetBlock] = deque()
+        self._uploading: dict[int, defer.Deferred[bytes]] = {}
+        self._pending: dict[int, defer.Deferred[Any]] = {}
+        self._pumpProducer = _UploadPump(self)
+        self._lastReceived = 0.0
+        self._lastSent = 0.0
+        self._timer: Any = None
+        self.bytesSent = 0
+        self.bytesReceived = 0
+
+    # -- connection lifetime
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.remoteHost = getattr(peer, "host", "")
+        self.remoteName = f"{self.remoteHost}:{getattr(peer, 'port', '?')}"
+        self.transport.registerProducer(self._pumpProducer, True)
+        now = self.clock.seconds()
+        self._lastReceived = self._lastSent = now
+        self._timer = self.clock.callLater(HANDSHAKE_TIMEOUT, self._handshakeTimedOut)
+        if self.initiator:
+            self.transport.write(codec.MAGIC)
+            self._sendHello()
+
+    def _sendHello(self) -> None:
+        self.send(
+            codec.Hello(
+                codec.VERSION,
+                self.node.listenPort,
+                self.node.nodeId,
+                f"p2pd/{__version__}",
+            )
+        )
+
+    def _handshakeTimedOut(self) -> None:
+        self._timer = None
+        self._fail(ErrorCode.TIMEOUT, "no handshake")
+
+    def _tick(self) -> None:
+        """
+        Keepalives and the idle timeout, checked every few seconds.
+        """
+        self._timer = None
+        now = self.clock.seconds()
+        if now - self._lastReceived >= IDLE_TIMEOUT:
+            self._fail(ErrorCode.TIMEOUT, "idle")
+            return
+        if now - self._lastSent >= KEEPALIVE_INTERVAL:
+            self.send(codec.KeepAlive())
+        self._timer = self.clock.callLater(KEEPALIVE_INTERVAL / 3, self._tick)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        wasReady = self.state == _READY
+        self.state = _CLOSED
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.transport.unregisterProducer()
+        outgoing, self._outgoing = self._outgoing, {}
+        for deferred, _, _ in outgoing.values():
+            deferred.errback(ConnectionGone(str(reason.value)))
+        for deferred in list(self._uploading.values()):
+            deferred.cancel()
+        self._uploads.clear()
+        served, self._served = self._served, {}
+        for servedFile in served.values():
+            servedFile.close()
+        remote, self._remoteFiles = self._remoteFiles, {}
+        for remoteFile in remote.values():
+            remoteFile._lost(reason)
+        if not self.ready.called:
+            self.ready.errback(ConnectionGone(str(reason.value)))
+        if wasReady:
+            self.node.connectionGone(self)
+
+    def _fail(self, code: ErrorCode, message: str) -> None:
+        """
+        Report a connection-level error and close this connection only.
+        """
+        self._log.info(
+            "SPP {peer}: closing: {code} {message}",
+            peer=self.remoteName,
+            code=code.name,
+            message=message,
+        )
+        if self.state != _CLOSED and self.transport is not None:
+            self.send(codec.Error(0, code, message))
+            self.transport.loseConnection()
+            self.state = _CLOSED
+
+    # -- framing
+
+    def send(self, message: codec.Message) -> None:
+        body = codec.encode(message)
+        self.bytesSent += len(body) + 4
+        self._lastSent = self.clock.seconds()
+        self.sendString(body)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.bytesReceived += len(data)
+        self._lastReceived = self.clock.seconds()
+        if self.state == _AWAIT_MAGIC:
+            need = len(codec.MAGIC) - len(self._magic)
+            self._magic += data[:need]
+            data = data[need:]
+            if not codec.MAGIC.startswith(self._magic):
+                self.state = _CLOSED
+                self.transport.loseConnection()
+                return
+            if len(self._magic) < len(codec.MAGIC):
+                return
+            self.state = _AWAIT_HELLO
+        if data and self.state != _CLOSED:
+            super().dataReceived(data)
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        self._fail(ErrorCode.BAD_REQUEST, f"frame of {length} bytes over the limit")
+
+    def stringReceived(self, body: bytes) -> None:
+        if self.state == _CLOSED:
+            return
+        try:
+            message = codec.decode(body)
+        except codec.DecodeError as e:
+            self._fail(ErrorCode.BAD_REQUEST, f"malformed frame: {e}")
+            return
+        if self.state == _AWAIT_HELLO:
+            self._hello(message)
+            return
+        handler = getattr(self, "_on" + type(message).__name__, None)
+        if handler is None:
+            self._fail(ErrorCode.BAD_REQUEST, f"unexpected {type(message).__name__}")
+            return
+        try:
+            handler(message)
+        except SPPError as e:
+            self._fail(ErrorCode(e.code), e.message)
+
+    # -- handshake
+
+    def _hello(self, message: codec.Message) -> None:
+        if not isinstance(message, codec.Hello):
+            self._fail(ErrorCode.BAD_REQUEST, "expected Hello")
+            return
+        if message.version < codec.VERSION:
+            self._fail(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"version {message.version} unsupported; this node speaks {codec.VERSION}",
+            )
+            return
+        if message.nodeId == self.node.nodeId:
+            self._fail(ErrorCode.BAD_REQUEST, "connected to itself")
+            return
+        self.remoteListenPort = message.listenPort
+        self.remoteNodeId = message.nodeId
+        if not self.initiator:
+            self._sendHello()
+        self.state = _READY
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.clock.callLater(KEEPALIVE_INTERVAL / 3, self._tick)
+        self.node.connectionReady(self)
+        self.ready.callback(self)
+
+    # -- asking the other node
+
+    def open(self, url: str, version: str = "") -> "defer.Deferred[RemoteFile]":
+        """
+        Open C{url} (an origin URL) on the other node.
+        """
+        return self.request(codec.Open(0, url, version), url)
+
+    def request(self, message: Any, context: Any) -> "defer.Deferred[Any]":
+        """
+        Send a request and return a Deferred for its answer; cancelling it
+        sends Cancel.
+        """
+        if self.state != _READY:
+            return defer.fail(ConnectionGone("connection not ready"))
+        requestId = self._nextRequest
+        self._nextRequest = self._nextRequest % 0xFFFFFFFF + 1
+        message = dataclasses.replace(message, request=requestId)
+
+        def cancel(d: "defer.Deferred[Any]") -> None:
+            if requestId in self._outgoing and self.state == _READY:
+                self.send(codec.Cancel(requestId))
+            # The answer (or Error CANCELLED) still arrives; keep the entry
+            # so it is recognised, but the caller already has its answer.
+            entry = self._outgoing.get(requestId)
+            if entry is not None:
+                ignored: defer.Deferred[Any] = defer.Deferred()
+                ignored.addErrback(lambda _: None)
+                self._outgoing[requestId] = (ignored, entry[1], entry[2])
+
+        deferred: defer.Deferred[Any] = defer.Deferred(cancel)
+        self._outgoing[requestId] = (deferred, message, context)
+        self.send(message)
+        return deferred
+
+    def closeRemote(self, remoteFile: RemoteFile) -> None:
+        if self._remoteFiles.pop(remoteFile.handle, None) is not None:
+            if self.state == _READY:
+                self.send(codec.Close(remoteFile.handle))
+
+    def _answer(
+        self, requestId: int, kind: type
+    ) -> tuple[defer.Deferred[Any], Any, Any]:
+        entry = self._outgoing.pop(requestId, None)
+        if entry is None:
+            raise SPPError(
+                ErrorCode.BAD_REQUEST, f"answer to unknown request {requestId}"
+            )
+        deferred, message, context = entry
+        if kind is not codec.Error and not _answers(kind, message):
+            raise SPPError(
+                ErrorCode.BAD_REQUEST,
+                f"{kind.__name__} does not answer {type(message).__name__}",
+            )
+        return deferred, message, context
+
+    def _onOpened(self, message: codec.Opened) -> None:
+        deferred, request, url = self._answer(message.request, codec.Opened)
+        try:
+            meta = FileMeta(
+                url,
+                message.size,
+                message.blockSize,
+                message.digestName,
+                message.version,
+            )
+            meta.digestSize
+        except ValueError:
+            self.send(codec.Close(message.handle))
+            deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "unknown digest"))
+            return
+        if request.version and request.version != message.version:
+            self.send(codec.Close(message.handle))
+            deferred.errback(SPPError(ErrorCode.CHANGED, "other version"))
+            return
+        remoteFile = RemoteFile(self, message.handle, meta, message.authoritative)
+        if message.handle in self._remoteFiles:
+            raise SPPError(ErrorCode.BAD_REQUEST, "handle reused")
+        self._remoteFiles[message.handle] = remoteFile
+        deferred.callback(remoteFile)
+
+    def _onBlock(self, message: codec.Block) -> None:
+        deferred, request, (remoteFile, index) = self._answer(
+            message.request, codec.Block
+        )
+        if message.index != index or len(message.data) != remoteFile.meta.blockLength(
+            index
+        ):
+            deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "wrong block"))
+            raise SPPError(
+                ErrorCode.BAD_REQUEST, f"block {message.index} is not what was asked"
+            )
+        deferred.callback(message.data)
+
+    def _onDigests(self, message: codec.Digests) -> None:
+        deferred, request, (remoteFile, first, count) = self._answer(
+            message.request, codec.Digests
+        )
+        if (
+            message.first != first
+            or len(message.digests) != count * remoteFile.meta.digestSize
+        ):
+            deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "wrong digests"))
+            raise SPPError(ErrorCode.BAD_REQUEST, "digests are not what was asked")
+        deferred.callback(message.digests)
+
+    def _onPeers(self, message: codec.Peers) -> None:
+        deferred, _, _ = self._answer(message.request, codec.Peers)
+        deferred.callback(message.peers)
+
+    def _onError(self, message: codec.Error) -> None:
+        if message.request == 0:
+            self._log.info(
+                "SPP {peer} closes: {code} {message}",
+                peer=self.remoteName,
+                code=message.code,
+                message=message.message,
+            )
+            self.transport.loseConnection()
+            return
+        deferred, _, _ = self._answer(message.request, codec.Error)
+        deferred.errback(SPPError(message.code, message.message))
+
+    def _onHave(self, message: codec.Have) -> None:
+        remoteFile = self._remoteFiles.get(message.handle)
+        if remoteFile is None:
+            return  # closed by us while the announcement was on its way
+        remoteFile._announced(message.ranges)
+
+    def _onKeepAlive(self, message: codec.KeepAlive) -> None:
+        pass
+
+    # -- answering the other node
+
+    def _servedFile(self, handle: int) -> IServedFile:
+        served = self._served.get(handle)
+        if served is None:
+            raise SPPError(ErrorCode.BAD_REQUEST, f"no open handle {handle}")
+        return served
+
+    def _reply(
+        self,
+        requestId: int,
+        deferred: "defer.Deferred[Any]",
+        build: Callable[[Any], codec.Message],
+    ) -> None:
+        """
+        Send what C{deferred} gives, or its SPPError, as the answer.
+        """
+        if len(self._pending) >= MAX_PENDING_REQUESTS:
+            deferred.cancel()
+            self.send(codec.Error(requestId, ErrorCode.BUSY, "too many requests"))
+            return
+        self._pending[requestId] = deferred
+
+        def done(result: Any) -> None:
+            if self._pending.pop(requestId, None) is None or self.state != _READY:
+                return
+            self.send(build(result))
+
+        def failed(reason: Failure) -> None:
+            if self._pending.pop(requestId, None) is None or self.state != _READY:
+                return
+            self.send(_errorFor(requestId, reason))
+
+        deferred.addCallbacks(done, failed)
+
+    def _onOpen(self, message: codec.Open) -> None:
+        if len(self._served) >= MAX_OPEN_FILES:
+            self.send(
+                codec.Error(message.request, ErrorCode.BUSY, "too many open files")
+            )
+            return
+        try:
+            served = self.node.open(message.url, message.version, self)
+        except SPPError as e:
+            self.send(codec.Error(message.request, e.code, e.message))
+            return
+        handle = self._nextHandle
+        self._nextHandle += 1
+        self._served[handle] = served
+        self.send(
+            codec.Opened(
+                message.request,
+                handle,
+                served.size,
+                served.blockSize,
+                served.authoritative,
+                served.digestName,
+                served.version,
+            )
+        )
+        if not served.authoritative:
+            held = list(served.held())
+            for start in range(0, len(held), codec.MAX_HAVE_RANGES):
+                self.send(
+                    codec.Have(
+                        handle, tuple(held[start : start + codec.MAX_HAVE_RANGES])
+                    )
+                )
+            served.watch(lambda ranges: self._announce(handle, ranges))
+
+    def _announce(self, handle: int, ranges: Sequence[tuple[int, int]]) -> None:
+        if self.state == _READY and handle in self._served:
+            self.send(codec.Have(handle, tuple(ranges)))
+
+    def _onClose(self, message: codec.Close) -> None:
+        served = self._served.pop(message.handle, None)
+        if served is not None:
+            served.close()
+
+    def _onGetDigests(self, message: codec.GetDigests) -> None:
+        served = self._servedFile(message.handle)
+        try:
+            deferred = served.digests(message.first, message.count)
+        except SPPError as e:
+            self.send(codec.Error(message.request, e.code, e.message))
+            return
+        self._reply(
+            message.request,
+            deferred,
+            lambda digests: codec.Digests(message.request, message.first, digests),
+        )
+
+    def _onGetPeers(self, message: codec.GetPeers) -> None:
+        served = self._servedFile(message.handle)
+        peers = served.peers(self.remoteHost, self.remoteListenPort)
+        self.send(codec.Peers(message.request, tuple(peers[: codec.MAX_PEERS])))
+
+    def _onGetBlock(self, message: codec.GetBlock) -> None:
+        self._servedFile(message.handle)
+        if len(self._uploads) + len(self._uploading) >= MAX_PENDING_REQUESTS:
+            self.send(codec.Error(message.request, ErrorCode.BUSY, "too many requests"))
+            return
+        self._uploads.append(message)
+        self._pump()
+
+    def _onCancel(self, message: codec.Cancel) -> None:
+        for queued in self._uploads:
+            if queued.request == message.request:
+                self._uploads.remove(queued)
+                self.send(
+                    codec.Error(message.request, ErrorCode.CANCELLED, "cancelled")
+                )
+                return
+        uploading = self._uploading.get(message.request)
+        if uploading is not None:
+            uploading.cancel()
+            return
+        pending = self._pending.get(message.request)
+        if pending is not None:
+            pending.cancel()
+
+    def _pump(self) -> None:
+        """
+        Start reading queued blocks while the transport has room.
+        """
+        while (
+            self._uploads
+            and not self._pumpProducer.paused
+            and len(self._uploading) < UPLOADS_AT_ONCE
+            and self.state == _READY
+        ):
+            message = self._uploads.popleft()
+            served = self._served.get(message.handle)
+            if served is None:
+                self.send(
+                    codec.Error(message.request, ErrorCode.BAD_REQUEST, "closed handle")
+                )
+                continue
+            try:
+                deferred = served.readBlock(message.index)
+            except SPPError as e:
+                self.send(codec.Error(message.request, e.code, e.message))
+                continue
+            self._uploading[message.request] = deferred
+            deferred.addBoth(self._uploaded, message)
+
+    def _uploaded(self, result: Any, message: codec.GetBlock) -> None:
+        self._uploading.pop(message.request, None)
+        if self.state != _READY:
+            return
+        if isinstance(result, Failure):
+            self.send(_errorFor(message.request, result))
+        else:
+            self._sendBlock(message.request, message.index, result)
+        self._pump()
+
+    def _sendBlock(self, requestId: int, index: int, data: bytes) -> None:
+        """
+        Send a Block frame without copying the data into one buffer.
+        """
+        header = codec.Block.HEADER.pack(requestId, index)
+        length = 1 + len(header) + len(data)
+        self.bytesSent += 4 + length
+        self._lastSent = self.clock.seconds()
+        self.transport.writeSequence(
+            [_frameHeader(length, codec.Block.TYPE) + header, data]
+        )
+
+
+def _frameHeader(length: int, messageType: int) -> bytes:
+    return length.to_bytes(4, "big") + bytes([messageType])
+
+
+_ANSWERS = {
+    codec.Opened: codec.Open,
+    codec.Block: codec.GetBlock,
+    codec.Digests: codec.GetDigests,
+    codec.Peers: codec.GetPeers,
+}
+
+
+def _answers(kind: type, request: Any) -> bool:
+    return isinstance(request, _ANSWERS[kind])
+
+
+def _errorFor(requestId: int, reason: Failure) -> codec.Error:
+    if reason.check(SPPError):
+        error = reason.value
+        return codec.Error(requestId, error.code, error.message)
+    if reason.check(defer.CancelledError):
+        return codec.Error(requestId, ErrorCode.CANCELLED, "cancelled")
+    SPPProtocol._log.failure("answering request {request}", reason, request=requestId)
+    return codec.Error(requestId, ErrorCode.INTERNAL, "internal error")
+
+
+class SPPFactory(Factory):
+    """
+    Builds SPP connections for a node, incoming and outgoing.
+    """
+
+    def __init__(self, node: ISPPNode, clock: IReactorTime, initiator: bool) -> None:
+        self.node = node
+        self.clock = clock
+        self.initiator = initiator
+
+    def buildProtocol(self, addr: Any) -> SPPProtocol:
+        protocol = SPPProtocol(self.node, self.clock, self.initiator)
+        protocol.factory = self
+        return protocol
+
+
+def newNodeId() -> bytes:
+    return os.urandom(16)
