@@ -46,7 +46,9 @@ class ISource(Interface):
 
     name = Attribute("str: the node's address, for logs")
     authoritative = Attribute("bool: the origin or a mirror, holding every block")
-    onHave = Attribute("callable(ranges) or None: called when the node announces blocks")
+    onHave = Attribute(
+        "callable(ranges) or None: called when the node announces blocks"
+    )
     onLost = Attribute("callable(reason) or None: called once when the source is gone")
 
     def has(index: int) -> bool:

@@ -1,0 +1,550 @@
+# -*- test-case-name: tests.test_download -*-
+"""
+One download: a file version fetched block by block from several sources,
+verified, stored, and handed to readers in order.
+
+A reader says "bytes from X on, in order". The download wants the blocks just
+ahead of every reader (nearest first), the head and tail of the file early
+(players probe both), and every digest eventually, so playback can finish
+from peers if the origin goes away. Peers are preferred; the origin (and
+mirrors) serve what no peer holds and anything urgent. A source that lags has
+its urgent blocks asked of another; a source that sends a bad block is dropped
+and not asked again.
+"""
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2pd.engine.interfaces import ISource, SPPError
+from p2pd.engine.meta import FileMeta
+from p2pd.spp.codec import ErrorCode
+
+READAHEAD_BYTES = 16 * 1024 * 1024
+URGENT_BLOCKS = 4
+EDGE_BYTES = 512 * 1024
+PIPELINE = 8
+DIGEST_CHUNK = 1024
+CHECK_INTERVAL = 0.5
+LAG_MIN = 1.0
+SOURCE_TIMEOUT = 10.0
+MAX_MISSES = 8
+
+
+class DownloadFailed(Exception):
+    """
+    No source can provide what a reader needs.
+    """
+
+
+class IBlockStore(Protocol):
+    """
+    Where verified blocks and the origin's digests are kept (a cached file).
+    """
+
+    def has(self, index: int) -> bool: ...
+    def read(self, index: int) -> bytes | None: ...
+    def write(self, index: int, data: bytes) -> None: ...
+    def digest(self, index: int) -> bytes | None: ...
+    def setDigests(self, first: int, digests: bytes) -> None: ...
+    def held(self) -> list[tuple[int, int]]: ...
+
+
+class _Source:
+    """
+    The download's bookkeeping for one source.
+    """
+
+    def __init__(self, source: ISource, now: float) -> None:
+        self.source = source
+        self.inflight: dict[int, tuple[defer.Deferred[bytes], float]] = {}
+        self.rate = 0.0
+        self.lastProgress = now
+        self.misses = 0
+
+    @property
+    def free(self) -> int:
+        return PIPELINE - len(self.inflight)
+
+
+class Reader:
+    """
+    Bytes C{start} to C{stop} of a download, in order, one block at a time.
+    """
+
+    def __init__(self, download: "Download", start: int, stop: int) -> None:
+        self.download = download
+        self.position = start
+        self.stop = stop
+        self._waiting: defer.Deferred[bytes] | None = None
+        self.closed = False
+
+    @property
+    def block(self) -> int:
+        return self.download.meta.blockAt(self.position)
+
+    def read(self) -> "defer.Deferred[bytes]":
+        """
+        The next bytes (up to the end of the current block); b"" at the end.
+
+        Only one read may be outstanding; cancelling it is allowed.
+        """
+        assert self._waiting is None, "a read is already outstanding"
+        if self.position >= self.stop or self.closed:
+            return defer.succeed(b"")
+        data = self.download._blockData(self.block)
+        if data is not None:
+            return defer.succeed(self._take(data))
+        failure = self.download.failure
+        if failure is not None:
+            return defer.fail(failure)
+
+        def cancel(d: defer.Deferred[bytes]) -> None:
+            self._waiting = None
+
+        self._waiting = defer.Deferred(cancel)
+        self.download._schedule()
+        return self._waiting
+
+    def _take(self, data: bytes) -> bytes:
+        start = self.download.meta.blockStart(self.block)
+        piece = data[self.position - start : self.stop - start]
+        self.position += len(piece)
+        return piece
+
+    def _available(self, index: int) -> None:
+        if self._waiting is not None and index == self.block:
+            data = self.download._blockData(index)
+            if data is not None:
+                waiting, self._waiting = self._waiting, None
+                waiting.callback(self._take(data))
+
+    def _failed(self, reason: Failure) -> None:
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting.errback(reason)
+
+    def close(self) -> None:
+        """
+        The reader is done; work only it needed stops.
+        """
+        if not self.closed:
+            self.closed = True
+            if self._waiting is not None:
+                self._waiting.cancel()
+            self.download._readerClosed(self)
+
+
+class Download:
+    """
+    One version of one file, fetched from many sources for many readers.
+
+    @ivar searching: whether more sources may still come (the node is
+        connecting); when False and no source holds a block a reader waits
+        for, the reader fails.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        meta: FileMeta,
+        store: IBlockStore,
+        clock: IReactorTime,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.meta = meta
+        self.store = store
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.readers: set[Reader] = set()
+        self.searching = True
+        self.failure: Failure | None = None
+        self.onBadSource: Callable[[ISource], None] | None = None
+        self.bytesBySource: dict[str, int] = {}
+        self._sources: dict[ISource, _Source] = {}
+        self._banned: set[str] = set()
+        self._unverified: dict[int, tuple[ISource, bytes]] = {}
+        self._digestChunks: dict[int, defer.Deferred[bytes]] = {}
+        self._watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
+        self._timer: IDelayedCall | None = None
+        self._closed = False
+        blocks = meta.blocks
+        edge = max(1, EDGE_BYTES // meta.blockSize)
+        self._edges = [i for i in range(min(edge, blocks))] + [
+            i for i in range(max(edge, blocks - edge), blocks)
+        ]
+
+    # -- sources
+
+    @property
+    def sources(self) -> list[ISource]:
+        return list(self._sources)
+
+    def addSource(self, source: ISource) -> bool:
+        """
+        Use C{source}; False if it was banned for a bad block.
+        """
+        if source.name in self._banned or source in self._sources or self._closed:
+            return False
+        self._sources[source] = _Source(source, self.clock.seconds())
+        source.onHave = lambda ranges: self._schedule()
+        source.onLost = lambda reason: self._sourceLost(source, reason)
+        self._schedule()
+        return True
+
+    def _sourceLost(self, source: ISource, reason: Failure) -> None:
+        state = self._sources.pop(source, None)
+        if state is None:
+            return
+        self._log.info(
+            "{url}: source {source} gone: {reason}",
+            url=self.meta.url,
+            source=source.name,
+            reason=reason.getErrorMessage(),
+        )
+        for deferred, _ in list(state.inflight.values()):
+            deferred.cancel()
+        self._schedule()
+
+    def dropSource(self, source: ISource, why: str) -> None:
+        """
+        Stop using C{source} (it lags, or misbehaves) and close it.
+        """
+        state = self._sources.pop(source, None)
+        if state is None:
+            return
+        self._log.info(
+            "{url}: dropping source {source}: {why}",
+            url=self.meta.url,
+            source=source.name,
+            why=why,
+        )
+        for deferred, _ in list(state.inflight.values()):
+            deferred.cancel()
+        source.onLost = None
+        source.onHave = None
+        source.close()
+        self._schedule()
+
+    # -- readers
+
+    def read(self, start: int = 0, stop: int | None = None) -> Reader:
+        """
+        A reader of bytes C{start} to C{stop} (default: the end).
+        """
+        reader = Reader(self, start, self.meta.size if stop is None else stop)
+        self.readers.add(reader)
+        self._schedule()
+        return reader
+
+    def _readerClosed(self, reader: Reader) -> None:
+        self.readers.discard(reader)
+        self._schedule()
+
+    def _blockData(self, index: int) -> bytes | None:
+        if not self.store.has(index):
+            return None
+        return self.store.read(index)
+
+    @property
+    def complete(self) -> bool:
+        held = self.store.held()
+        return held == [(0, self.meta.blocks)] or self.meta.blocks == 0
+
+    # -- announcements to peers
+
+    def watch(self, callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
+        self._watchers.append(callback)
+
+    def unwatch(self, callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
+        if callback in self._watchers:
+            self._watchers.remove(callback)
+
+    # -- what to fetch
+
+    def _wanted(self) -> list[tuple[int, int]]:
+        """
+        (urgency, block) pairs, most urgent first: blocks ahead of each
+        reader, then the file's head and tail.
+        """
+        urgency: dict[int, int] = {}
+        window = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // self.meta.blockSize)
+        for reader in self.readers:
+            if reader.position >= reader.stop:
+                continue
+            first = reader.block
+            last = min(self.meta.blockAt(reader.stop - 1), first + window - 1)
+            for distance, index in enumerate(range(first, last + 1)):
+                if distance < urgency.get(index, distance + 1):
+                    urgency[index] = distance
+        for index in self._edges:
+            urgency.setdefault(index, URGENT_BLOCKS)
+        return sorted(
+            ((u, i) for i, u in urgency.items() if not self.store.has(i)),
+        )
+
+    def _schedule(self) -> None:
+        """
+        Give every source with room the most urgent blocks it can serve.
+        """
+        if self._closed:
+            return
+        wanted = self._wanted()
+        self._fetchDigests([i for _, i in wanted])
+        sources = [s for s in self._sources.values() if s.free > 0]
+        originOnly: list[int] = []
+        for urgency, index in wanted:
+            if not sources:
+                break
+            if index in self._unverified or self._requested(index):
+                continue
+            holders = [s for s in sources if s.source.has(index)]
+            if not holders:
+                continue
+            peers = [s for s in holders if not s.source.authoritative]
+            if urgency < URGENT_BLOCKS:
+                chosen = max(
+                    holders, key=lambda s: (s.rate, not s.source.authoritative)
+                )
+            elif peers:
+                chosen = max(peers, key=lambda s: s.rate)
+            else:
+                originOnly.append(index)
+                continue
+            self._request(chosen, index)
+            sources = [s for s in sources if s.free > 0]
+        # Blocks only an origin holds, in random order: nodes reading the same
+        # part of a file then fetch different blocks and trade them.
+        self.rng.shuffle(originOnly)
+        for index in originOnly:
+            holders = [s for s in sources if s.free > 0 and s.source.has(index)]
+            if holders:
+                self._request(max(holders, key=lambda s: s.rate), index)
+        self._checkExhausted(wanted)
+        self._armTimer()
+
+    def _requested(self, index: int) -> bool:
+        return any(index in s.inflight for s in self._sources.values())
+
+    def _checkExhausted(self, wanted: list[tuple[int, int]]) -> None:
+        """
+        Fail readers waiting for a block that no source holds, once the node
+        has stopped looking for sources.
+        """
+        if self.searching:
+            return
+        for reader in list(self.readers):
+            if reader._waiting is None:
+                continue
+            index = reader.block
+            if index in self._unverified or self._requested(index):
+                continue
+            if not any(s.source.has(index) for s in self._sources.values()):
+                reader._failed(
+                    Failure(DownloadFailed(f"no source holds block {index}"))
+                )
+
+    def fail(self, reason: Failure) -> None:
+        """
+        Give up: every waiting reader fails with C{reason}.
+        """
+        self.failure = reason
+        for reader in list(self.readers):
+            reader._failed(reason)
+
+    # -- requests
+
+    def _request(self, state: _Source, index: int) -> None:
+        deferred = state.source.getBlock(index)
+        state.inflight[index] = (deferred, self.clock.seconds())
+        deferred.addCallbacks(
+            self._arrived,
+            self._requestFailed,
+            callbackArgs=(state, index),
+            errbackArgs=(state, index),
+        )
+
+    def _requestFailed(self, reason: Failure, state: _Source, index: int) -> None:
+        state.inflight.pop(index, None)
+        if reason.check(defer.CancelledError):
+            return
+        if reason.check(SPPError) and reason.value.code == ErrorCode.UNAVAILABLE:
+            state.misses += 1
+            if state.misses > MAX_MISSES:
+                self.dropSource(state.source, "announces blocks it cannot serve")
+                return
+        elif reason.check(SPPError) and reason.value.code == ErrorCode.CHANGED:
+            self.fail(reason)
+            return
+        elif reason.check(SPPError) and reason.value.code == ErrorCode.BUSY:
+            pass
+        else:
+            self.dropSource(state.source, reason.getErrorMessage())
+            return
+        self._schedule()
+
+    def _arrived(self, data: bytes, state: _Source, index: int) -> None:
+        now = self.clock.seconds()
+        _, issued = state.inflight.pop(index, (None, now))
+        elapsed = now - max(issued, state.lastProgress)
+        if elapsed > 0:
+            sample = len(data) / elapsed
+            state.rate = sample if not state.rate else 0.7 * state.rate + 0.3 * sample
+        state.lastProgress = now
+        name = state.source.name
+        self.bytesBySource[name] = self.bytesBySource.get(name, 0) + len(data)
+        for other in self._sources.values():
+            if other is not state and index in other.inflight:
+                other.inflight.pop(index)[0].cancel()
+        if not self.store.has(index):
+            self._verify(state.source, index, data)
+        self._schedule()
+
+    def _verify(self, source: ISource, index: int, data: bytes) -> None:
+        digest = self.store.digest(index)
+        if digest is None:
+            self._unverified[index] = (source, data)
+            return
+        if self.meta.digest(data) != digest:
+            self._log.warn(
+                "{url}: block {index} from {source} fails its digest",
+                url=self.meta.url,
+                index=index,
+                source=source.name,
+            )
+            self._banned.add(source.name)
+            self.dropSource(source, "sent a corrupt block")
+            if self.onBadSource is not None:
+                self.onBadSource(source)
+            return
+        self.store.write(index, data)
+        for callback in list(self._watchers):
+            callback([(index, 1)])
+        for reader in list(self.readers):
+            reader._available(index)
+
+    # -- digests
+
+    def _fetchDigests(self, indices: list[int]) -> None:
+        """
+        Ask an authoritative source for digest chunks that wanted blocks
+        need, then (one at a time) for the rest of the file.
+        """
+        origins = [s.source for s in self._sources.values() if s.source.authoritative]
+        if not origins:
+            return
+        chunks = []
+        for index in indices:
+            chunk = index // DIGEST_CHUNK
+            if chunk not in chunks and self.store.digest(index) is None:
+                chunks.append(chunk)
+        if not self._digestChunks:
+            for chunk in range(-(-self.meta.blocks // DIGEST_CHUNK)):
+                if self.store.digest(chunk * DIGEST_CHUNK) is None or (
+                    self.store.digest(
+                        min(self.meta.blocks, (chunk + 1) * DIGEST_CHUNK) - 1
+                    )
+                    is None
+                ):
+                    chunks.append(chunk)
+                    break
+        for chunk in chunks:
+            if chunk in self._digestChunks:
+                continue
+            first = chunk * DIGEST_CHUNK
+            count = min(DIGEST_CHUNK, self.meta.blocks - first)
+            source = origins[0]
+            deferred = source.getDigests(first, count)
+            self._digestChunks[chunk] = deferred
+            deferred.addCallbacks(
+                self._digestsArrived,
+                self._digestsFailed,
+                callbackArgs=(chunk, first),
+                errbackArgs=(chunk, source),
+            )
+
+    def _digestsArrived(self, digests: bytes, chunk: int, first: int) -> None:
+        del self._digestChunks[chunk]
+        self.store.setDigests(first, digests)
+        size = self.meta.digestSize
+        for index, (source, data) in list(self._unverified.items()):
+            if first <= index < first + len(digests) // size:
+                del self._unverified[index]
+                if source in self._sources or not self.store.has(index):
+                    self._verify(source, index, data)
+        self._schedule()
+
+    def _digestsFailed(self, reason: Failure, chunk: int, source: ISource) -> None:
+        self._digestChunks.pop(chunk, None)
+        if reason.check(defer.CancelledError):
+            return
+        if reason.check(SPPError) and reason.value.code == ErrorCode.CHANGED:
+            self.fail(reason)
+            return
+        self.dropSource(source, f"digests failed: {reason.getErrorMessage()}")
+
+    # -- lagging sources
+
+    def _armTimer(self) -> None:
+        busy = any(s.inflight for s in self._sources.values())
+        if busy and self._timer is None:
+            self._timer = self.clock.callLater(CHECK_INTERVAL, self._check)
+
+    def _check(self) -> None:
+        """
+        Move urgent blocks away from lagging sources; drop silent ones.
+        """
+        self._timer = None
+        now = self.clock.seconds()
+        urgent = {i for u, i in self._wanted() if u < URGENT_BLOCKS}
+        for state in list(self._sources.values()):
+            if not state.inflight:
+                continue
+            quiet = now - max(
+                state.lastProgress, min(t for _, t in state.inflight.values())
+            )
+            if quiet >= SOURCE_TIMEOUT:
+                self.dropSource(state.source, f"no data for {quiet:.0f} s")
+                continue
+            expected = self.meta.blockSize / state.rate if state.rate else LAG_MIN
+            if quiet < max(LAG_MIN, 4 * expected):
+                continue
+            for index in [i for i in state.inflight if i in urgent]:
+                others = [
+                    s
+                    for s in self._sources.values()
+                    if s is not state
+                    and s.free > 0
+                    and s.source.has(index)
+                    and index not in s.inflight
+                ]
+                if others:
+                    self._request(max(others, key=lambda s: s.rate), index)
+        self._schedule()
+        self._armTimer()
+
+    def close(self) -> None:
+        """
+        Stop everything: cancel requests and release sources.
+        """
+        self._closed = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        for chunk in list(self._digestChunks.values()):
+            chunk.cancel()
+        for state in list(self._sources.values()):
+            for deferred, _ in list(state.inflight.values()):
+                deferred.cancel()
+            state.source.onLost = None
+            state.source.onHave = None
+            state.source.close()
+        self._sources.clear()
+        for reader in list(self.readers):
+            reader._failed(Failure(DownloadFailed("download closed")))

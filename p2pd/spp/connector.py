@@ -1,0 +1,41 @@
+# -*- test-case-name: tests.test_connector -*-
+"""
+Opening SPP connections to other nodes over TCP.
+"""
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+
+from p2pd.engine.interfaces import ISPPNode
+from p2pd.spp.protocol import SPPProtocol
+
+CONNECT_TIMEOUT = 10
+
+
+class TCPConnector:
+    """
+    Connects to C{host:port} and completes the SPP handshake.
+
+    @ivar bindHost: the local address outgoing connections come from, so a
+        node listening on one address of a multi-homed host (or of the
+        loopback range) is seen at that address by its peers.
+    """
+
+    def __init__(
+        self, reactor: Any, node: ISPPNode, bindHost: str | None = None
+    ) -> None:
+        self.reactor = reactor
+        self.node = node
+        self.bindHost = bindHost or None
+
+    def connect(self, host: str, port: int) -> "defer.Deferred[SPPProtocol]":
+        bind = (self.bindHost, 0) if self.bindHost else None
+        endpoint = HostnameEndpoint(
+            self.reactor, host, port, timeout=CONNECT_TIMEOUT, bindAddress=bind
+        )
+        protocol = SPPProtocol(self.node, self.reactor, initiator=True)
+        d = connectProtocol(endpoint, protocol)
+        d.addCallback(lambda p: p.ready)
+        return d
