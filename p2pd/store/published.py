@@ -45,7 +45,11 @@ class PublishedFile:
 
     @property
     def version(self) -> str:
-        return f"{self.inode:x}-{self.size:x}-{self.mtimeNs:x}"
+        """
+        Size and modification time: mirrors that copy files with their
+        times (rsync -a) publish the same versions as the origin.
+        """
+        return f"{self.size:x}-{self.mtimeNs:x}"
 
     @property
     def mtime(self) -> float:
