@@ -28,6 +28,7 @@ from p2pd.spp.codec import ErrorCode
 READAHEAD_BYTES = 16 * 1024 * 1024
 URGENT_BLOCKS = 4
 EDGE_BYTES = 512 * 1024
+EDGE_MAX_BLOCKS = 4
 PIPELINE = 8
 DIGEST_CHUNK = 1024
 CHECK_INTERVAL = 0.5
@@ -174,8 +175,10 @@ class Download:
         self._watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
         self._timer: IDelayedCall | None = None
         self._closed = False
+        self._scheduling = False
+        self._rescheduled = False
         blocks = meta.blocks
-        edge = max(1, EDGE_BYTES // meta.blockSize)
+        edge = min(EDGE_MAX_BLOCKS, max(1, EDGE_BYTES // meta.blockSize))
         self._edges = [i for i in range(min(edge, blocks))] + [
             i for i in range(max(edge, blocks - edge), blocks)
         ]
@@ -284,7 +287,7 @@ class Download:
                 if distance < urgency.get(index, distance + 1):
                     urgency[index] = distance
         for index in self._edges:
-            urgency.setdefault(index, URGENT_BLOCKS)
+            urgency.setdefault(index, URGENT_BLOCKS - 1)
         return sorted(
             ((u, i) for i, u in urgency.items() if not self.store.has(i)),
         )
@@ -292,9 +295,24 @@ class Download:
     def _schedule(self) -> None:
         """
         Give every source with room the most urgent blocks it can serve.
+
+        Answers can arrive while this runs (a source that answers at once);
+        they ask for another pass instead of recursing.
         """
-        if self._closed:
+        if self._scheduling:
+            self._rescheduled = True
             return
+        self._scheduling = True
+        try:
+            while not self._closed:
+                self._rescheduled = False
+                self._assign()
+                if not self._rescheduled:
+                    break
+        finally:
+            self._scheduling = False
+
+    def _assign(self) -> None:
         wanted = self._wanted()
         self._fetchDigests([i for _, i in wanted])
         sources = [s for s in self._sources.values() if s.free > 0]
@@ -302,7 +320,11 @@ class Download:
         for urgency, index in wanted:
             if not sources:
                 break
-            if index in self._unverified or self._requested(index):
+            if (
+                index in self._unverified
+                or self._requested(index)
+                or self.store.has(index)
+            ):
                 continue
             holders = [s for s in sources if s.source.has(index)]
             if not holders:
@@ -512,7 +534,7 @@ class Download:
             if quiet >= SOURCE_TIMEOUT:
                 self.dropSource(state.source, f"no data for {quiet:.0f} s")
                 continue
-            expected = self.meta.blockSize / state.rate if state.rate else LAG_MIN
+            expected = self.meta.blockSize / state.rate if state.rate else 0.0
             if quiet < max(LAG_MIN, 4 * expected):
                 continue
             for index in [i for i in state.inflight if i in urgent]:

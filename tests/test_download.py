@@ -1,0 +1,366 @@
+"""
+Tests for L{p2pd.engine.download}: scheduling, verification and readers,
+with fake sources on a fake clock.
+"""
+
+import hashlib
+import random
+
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from p2pd.engine import download as dl
+from p2pd.engine.download import Download, DownloadFailed
+from p2pd.engine.interfaces import ISource, SPPError
+from p2pd.engine.meta import FileMeta
+from p2pd.spp.codec import ErrorCode
+
+BLOCK = 16 * 1024
+
+
+class MemoryStore:
+    """
+    A block store in memory.
+    """
+
+    def __init__(self, meta: FileMeta) -> None:
+        self.meta = meta
+        self.blocks: dict[int, bytes] = {}
+        self.digests: dict[int, bytes] = {}
+
+    def has(self, index):
+        return index in self.blocks
+
+    def read(self, index):
+        return self.blocks.get(index)
+
+    def write(self, index, data):
+        assert self.meta.digest(data) == self.digests[index], "unverified write"
+        self.blocks[index] = data
+
+    def digest(self, index):
+        return self.digests.get(index)
+
+    def setDigests(self, first, digests):
+        size = self.meta.digestSize
+        for n in range(len(digests) // size):
+            self.digests[first + n] = digests[n * size : (n + 1) * size]
+
+    def held(self):
+        ranges = []
+        for index in sorted(self.blocks):
+            if ranges and ranges[-1][0] + ranges[-1][1] == index:
+                ranges[-1] = (ranges[-1][0], ranges[-1][1] + 1)
+            else:
+                ranges.append((index, 1))
+        return ranges
+
+
+@implementer(ISource)
+class FakeSource:
+    """
+    A source whose requests the test answers by hand (or automatically).
+    """
+
+    onHave = None
+    onLost = None
+
+    def __init__(self, name, content, meta, authoritative=False, holds=(), auto=False):
+        self.name = name
+        self.content = content
+        self.meta = meta
+        self.authoritative = authoritative
+        self.holds = set(holds)
+        self.auto = auto
+        self.requests: dict[int, defer.Deferred] = {}
+        self.requested: list[int] = []
+        self.cancelled: list[int] = []
+        self.closed = False
+        self.corrupt = False
+
+    def has(self, index):
+        return self.authoritative or index in self.holds
+
+    def block(self, index):
+        start = index * self.meta.blockSize
+        data = self.content[start : start + self.meta.blockSize]
+        return b"X" * len(data) if self.corrupt else data
+
+    def getBlock(self, index):
+        self.requested.append(index)
+        if self.auto:
+            return defer.succeed(self.block(index))
+
+        def cancel(d):
+            self.cancelled.append(index)
+            self.requests.pop(index, None)
+
+        d = defer.Deferred(cancel)
+        self.requests[index] = d
+        return d
+
+    def answer(self, index):
+        self.requests.pop(index).callback(self.block(index))
+
+    def answerAll(self):
+        while self.requests:
+            self.answer(min(self.requests))
+
+    def getDigests(self, first, count):
+        digests = b"".join(
+            hashlib.sha256(
+                self.block(i) if not self.corrupt else self._real(i)
+            ).digest()
+            for i in range(first, first + count)
+        )
+        return defer.succeed(digests)
+
+    def _real(self, index):
+        start = index * self.meta.blockSize
+        return self.content[start : start + self.meta.blockSize]
+
+    def getPeers(self):
+        return defer.succeed([])
+
+    def close(self):
+        self.closed = True
+
+    def lose(self):
+        self.onLost(Failure(ConnectionError("gone")))
+
+
+def makeDownload(blocks=40, extra=100):
+    content = random.Random(1).randbytes(blocks * BLOCK - extra)
+    meta = FileMeta("spp://o:1/f", len(content), BLOCK, "sha256", "v1")
+    store = MemoryStore(meta)
+    clock = task.Clock()
+    return Download(meta, store, clock, random.Random(2)), content, meta, clock
+
+
+def readAll(reader):
+    chunks = []
+
+    def next(_=None):
+        d = reader.read()
+
+        def got(data):
+            if data:
+                chunks.append(data)
+                return next()
+            return b"".join(chunks)
+
+        return d.addCallback(got)
+
+    return next()
+
+
+class DownloadTests(SynchronousTestCase):
+    def test_singleOriginDeliversInOrder(self):
+        """
+        With one authoritative source, a reader gets the whole file, in
+        order, each block verified.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        result = self.successResultOf(readAll(download.read(0)))
+        self.assertEqual(result, content)
+
+    def test_readerFromOffset(self):
+        """
+        A reader starting mid-block gets bytes from exactly there, and the
+        blocks near it are asked for first.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        asked = len(origin.requested)
+        reader = download.read(20 * BLOCK + 5, 21 * BLOCK + 7)
+        d = readAll(reader)
+        origin.answerAll()
+        self.assertEqual(origin.requested[asked : asked + 2], [20, 21])
+        while not d.called:
+            origin.answerAll()
+        self.assertEqual(
+            self.successResultOf(d), content[20 * BLOCK + 5 : 21 * BLOCK + 7]
+        )
+
+    def test_headAndTailEarly(self):
+        """
+        The first and last blocks are requested early, since players probe
+        both ends of a file.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(10 * BLOCK)
+        self.assertIn(0, origin.requested)
+        self.assertIn(meta.blocks - 1, origin.requested)
+
+    def test_pipelineBounded(self):
+        """
+        No source gets more than PIPELINE requests at once.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(0)
+        self.assertEqual(len(origin.requests), dl.PIPELINE)
+
+    def test_peersPreferredForNonUrgent(self):
+        """
+        Blocks a peer holds beyond the urgent ones go to the peer, not the
+        origin.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        peer = FakeSource("peer", content, meta, holds=range(meta.blocks))
+        download.addSource(origin)
+        download.addSource(peer)
+        download.read(0)
+        far = [i for i in origin.requested if i >= dl.URGENT_BLOCKS and i < 30]
+        self.assertEqual(far, [])
+        self.assertTrue(peer.requested)
+
+    def test_corruptSourceDropped(self):
+        """
+        A source that sends a block failing its digest is dropped, closed,
+        not used again, and the block comes from another source.
+        """
+        download, content, meta, clock = makeDownload()
+        bad = FakeSource("bad", content, meta, holds=range(meta.blocks), auto=True)
+        bad.corrupt = True
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.addSource(bad)
+        reader = download.read(0)
+        d = readAll(reader)
+        self.assertTrue(bad.closed)
+        self.assertNotIn(bad, download.sources)
+        self.assertFalse(download.addSource(bad))
+        while not d.called:
+            origin.answerAll()
+        self.assertEqual(self.successResultOf(d), content)
+
+    def test_slowSourceBypassed(self):
+        """
+        When a source lags, the urgent blocks it holds are asked of another
+        source, and the reader gets them from there.
+        """
+        download, content, meta, clock = makeDownload()
+        slow = FakeSource("slow", content, meta, holds=range(meta.blocks))
+        download.addSource(slow)
+        reader = download.read(0, BLOCK)
+        d = reader.read()
+        self.assertNoResult(d)
+        fast = FakeSource("fast", content, meta, holds=range(meta.blocks), auto=True)
+        download.addSource(fast)
+        # The digests come from an authority; add one that never answers blocks.
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        clock.advance(dl.LAG_MIN + dl.CHECK_INTERVAL)
+        clock.advance(dl.CHECK_INTERVAL)
+        self.assertEqual(self.successResultOf(d), content[:BLOCK])
+
+    def test_vanishingSource(self):
+        """
+        A source that goes away has its requests moved to the others.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        peer = FakeSource("peer", content, meta, holds=range(meta.blocks))
+        download.addSource(origin)
+        download.addSource(peer)
+        d = readAll(download.read(0))
+        peer.lose()
+        self.assertNotIn(peer, download.sources)
+        while not d.called:
+            origin.answerAll()
+        self.assertEqual(self.successResultOf(d), content)
+
+    def test_silentSourceDropped(self):
+        """
+        A source that answers nothing for SOURCE_TIMEOUT is dropped.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(0)
+        for _ in range(int(dl.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1):
+            clock.advance(dl.CHECK_INTERVAL)
+        self.assertTrue(origin.closed)
+        self.assertEqual(download.sources, [])
+
+    def test_allSourcesGone(self):
+        """
+        When every source is gone and no more are coming, a waiting reader
+        fails with DownloadFailed instead of hanging.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        d = download.read(0).read()
+        origin.lose()
+        self.assertNoResult(d)
+        download.searching = False
+        download._schedule()
+        self.failureResultOf(d, DownloadFailed)
+
+    def test_unavailableBlockRetried(self):
+        """
+        A peer that cannot serve a block it announced costs a retry
+        elsewhere, and is dropped when it keeps doing so.
+        """
+        download, content, meta, clock = makeDownload()
+        liar = FakeSource("liar", content, meta, holds=range(meta.blocks))
+        download.addSource(liar)
+        download.read(0)
+        for _ in range(dl.MAX_MISSES + 1):
+            if not liar.requests:
+                break
+            index = min(liar.requests)
+            liar.requests.pop(index).errback(SPPError(ErrorCode.UNAVAILABLE, "no"))
+        self.assertTrue(liar.closed)
+
+    def test_changedFailsReaders(self):
+        """
+        When the origin says the file changed, readers fail: blocks of two
+        versions never mix.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        d = download.read(0).read()
+        index = min(origin.requests)
+        origin.requests.pop(index).errback(SPPError(ErrorCode.CHANGED, "changed"))
+        self.failureResultOf(d, SPPError)
+
+    def test_closedReaderStopsWork(self):
+        """
+        When the last reader closes, requests for blocks only it wanted are
+        not renewed.
+        """
+        download, content, meta, clock = makeDownload(blocks=200)
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        reader = download.read(100 * BLOCK)
+        reader.close()
+        origin.answerAll()
+        asked = set(origin.requested)
+        origin.answerAll()
+        self.assertEqual(set(origin.requested), asked)
+
+    def test_sharedDownload(self):
+        """
+        Two readers of one download share blocks: each block is fetched once.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        a = readAll(download.read(0))
+        b = readAll(download.read(0))
+        self.assertEqual(self.successResultOf(a), content)
+        self.assertEqual(self.successResultOf(b), content)
+        self.assertEqual(len(origin.requested), len(set(origin.requested)))
