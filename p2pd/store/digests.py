@@ -1,0 +1,633 @@
+# -*- test-case-name: tests.test_digests -*-
+"""
+Block digests of published files, for the origin side of SPP.
+
+Digests are computed on demand, only for the blocks asked for, in threads
+(hashing a block releases the GIL), and kept on disk so that a restart does
+not hash unchanged files again.
+
+The index keeps one file per published path, named by the SHA-256 of the
+path::
+
+    b"P2PDIDX1" | u32 header length | header | zero padding to 4096 bytes
+    record 0 | record 1 | ...
+
+The header is canonical JSON naming the path, the file version, the block
+size and the digest algorithm; a file whose header differs in any byte is
+replaced (written to a temporary file, synced, and renamed over it). Record
+C{i} holds block C{i}'s digest followed by an 8-byte check, keyed by the
+header and C{i} (see L{DigestRecords}): a record never written (zeros), torn
+by a crash, or left by another version never passes the check, so it only
+costs hashing the block again.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2pd.engine.interfaces import SPPError
+from p2pd.spp.codec import ErrorCode
+from p2pd.store.published import PublishedFile
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorThreads
+    from twisted.python.threadpool import ThreadPool
+
+_T = TypeVar("_T")
+
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+_MAGIC = b"P2PDIDX1"
+_ALIGN = 4096
+_TEMP_SUFFIX = ".tmp"
+
+
+class DigestRecords:
+    """
+    Digests kept as fixed-size records, each followed by a check.
+
+    The check is an 8-byte BLAKE2b of the record's index and digest, keyed by
+    C{identity} (what the digests are of: a file version, a block size, a
+    digest algorithm). A record never written, torn by a crash, or written
+    for another identity or index fails the check and reads as unknown.
+    """
+
+    CHECK_SIZE = 8
+
+    def __init__(self, digestSize: int, identity: bytes, person: bytes) -> None:
+        self.digestSize = digestSize
+        self.recordSize = digestSize + self.CHECK_SIZE
+        self._key = hashlib.sha256(identity).digest()
+        self._person = person
+
+    def _check(self, index: int, digest: bytes | memoryview) -> bytes:
+        h = hashlib.blake2b(
+            _U64.pack(index),
+            digest_size=self.CHECK_SIZE,
+            key=self._key,
+            person=self._person,
+        )
+        h.update(digest)
+        return h.digest()
+
+    def pack(self, first: int, digests: bytes) -> bytes:
+        """
+        The records of consecutive digests (concatenated), from block C{first}.
+        """
+        size = self.digestSize
+        if len(digests) % size:
+            raise ValueError(f"{len(digests)} bytes are not whole digests")
+        parts = []
+        for i in range(len(digests) // size):
+            digest = digests[i * size : (i + 1) * size]
+            parts.append(digest)
+            parts.append(self._check(first + i, digest))
+        return b"".join(parts)
+
+    def unpack(self, first: int, raw: bytes, count: int) -> list[bytes | None]:
+        """
+        The digests in C{raw}, records of C{count} blocks from C{first}: each a
+        digest, or L{None} where the record is missing or fails its check.
+        """
+        size, rsize = self.digestSize, self.recordSize
+        view = memoryview(raw)
+        result: list[bytes | None] = []
+        for i in range(count):
+            start = i * rsize
+            record = view[start : start + rsize]
+            if len(record) < rsize:
+                result.append(None)
+                continue
+            digest = record[:size]
+            if record[size:] == self._check(first + i, digest):
+                result.append(bytes(digest))
+            else:
+                result.append(None)
+        return result
+
+
+def _hashBlock(digestName: str, data: memoryview) -> bytes:
+    """
+    One block's digest (the seam tests patch to watch hashing).
+    """
+    return hashlib.new(digestName, data).digest()
+
+
+def _sameFile(st: os.stat_result, published: PublishedFile) -> bool:
+    return (st.st_ino, st.st_size, st.st_mtime_ns) == (
+        published.inode,
+        published.size,
+        published.mtimeNs,
+    )
+
+
+def _changed(published: PublishedFile, why: str) -> SPPError:
+    return SPPError(ErrorCode.CHANGED, f"{published.name}: {why}")
+
+
+def _preadFull(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) == length or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _writeFull(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _hashRuns(
+    published: PublishedFile,
+    blockSize: int,
+    digestName: str,
+    runs: list[tuple[int, int]],
+) -> list[bytes]:
+    """
+    Hash the blocks of C{runs} (C{(first, count)} each) of C{published}, in
+    order, reading each run at once.
+
+    @raise SPPError: CHANGED if the file is not (or stops being, before the
+        last digest is computed) the version C{published} describes.
+    """
+    try:
+        fd = os.open(published.path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        raise _changed(published, "no longer readable") from None
+    try:
+        if not _sameFile(os.fstat(fd), published):
+            raise _changed(published, "changed before hashing")
+        digests = []
+        for first, count in runs:
+            offset = first * blockSize
+            length = min(count * blockSize, published.size - offset)
+            data = _preadFull(fd, length, offset)
+            if len(data) != length:
+                raise _changed(published, "shrank while hashing")
+            view = memoryview(data)
+            for i in range(count):
+                digests.append(
+                    _hashBlock(digestName, view[i * blockSize : (i + 1) * blockSize])
+                )
+        if not _sameFile(os.fstat(fd), published):
+            raise _changed(published, "changed while hashing")
+        return digests
+    finally:
+        os.close(fd)
+
+
+def _hashChunk(
+    published: PublishedFile,
+    index: "_IndexFile | None",
+    records: DigestRecords,
+    blockSize: int,
+    digestName: str,
+    first: int,
+    count: int,
+) -> tuple[bytes, str | None]:
+    """
+    In a thread: the digests of blocks C{[first, first + count)}, taken from
+    the index where it has them, computed and recorded where not.
+
+    @return: the digests, concatenated, and why recording failed (or None).
+    """
+    known: list[bytes | None] = [None] * count
+    if index is not None:
+        try:
+            raw = _preadFull(
+                index.fd,
+                count * records.recordSize,
+                index.base + first * records.recordSize,
+            )
+        except OSError:
+            raw = b""
+        known = records.unpack(first, raw, count)
+    runs: list[tuple[int, int]] = []
+    for i, digest in enumerate(known):
+        if digest is None:
+            if runs and runs[-1][0] + runs[-1][1] == first + i:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((first + i, 1))
+    if not runs:
+        return _joined(known), None
+    fresh = iter(_hashRuns(published, blockSize, digestName, runs))
+    problem = None
+    for start, length in runs:
+        computed = [next(fresh) for _ in range(length)]
+        known[start - first : start - first + length] = computed
+        if index is not None and problem is None:
+            try:
+                _writeFull(
+                    index.fd,
+                    records.pack(start, b"".join(computed)),
+                    index.base + start * records.recordSize,
+                )
+            except OSError as e:
+                problem = str(e)
+    return _joined(known), problem
+
+
+def _joined(digests: list[bytes | None]) -> bytes:
+    parts = [d for d in digests if d is not None]
+    assert len(parts) == len(digests)
+    return b"".join(parts)
+
+
+class _IndexFile:
+    """
+    An index file opened for one file version: its descriptor, and where the
+    records start.
+    """
+
+    def __init__(self, fd: int, base: int) -> None:
+        self.fd = fd
+        self.base = base
+
+
+def _openIndex(path: str, header: bytes) -> _IndexFile:
+    """
+    In a thread: open the index file at C{path} if it starts with C{header},
+    or replace it with an empty one that does.
+    """
+    head = _MAGIC + _U32.pack(len(header)) + header
+    base = -(-len(head) // _ALIGN) * _ALIGN
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        pass
+    else:
+        try:
+            if _preadFull(fd, len(head), 0) == head:
+                return _IndexFile(fd, base)
+        except OSError:
+            pass
+        os.close(fd)
+    directory, name = os.path.split(path)
+    fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=_TEMP_SUFFIX, dir=directory)
+    try:
+        _writeFull(fd, head, 0)
+        os.fsync(fd)
+        os.replace(temp, path)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    return _IndexFile(fd, base)
+
+
+class _Pending:
+    """
+    Work in progress that several requests wait for.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: list[Deferred[bytes]] = []
+
+    def wait(self) -> "Deferred[bytes]":
+        d: Deferred[bytes] = Deferred(self._waiters.remove)
+        self._waiters.append(d)
+        return d
+
+    def fire(self, result: "bytes | Failure") -> None:
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+
+class _Entry:
+    """
+    The digests of one version of one published path, while in use.
+    """
+
+    def __init__(
+        self, key: str, published: PublishedFile, header: bytes, digestSize: int
+    ) -> None:
+        self.key = key
+        self.published = published
+        self.version = published.version
+        self.header = header
+        self.records = DigestRecords(digestSize, header, b"p2pd-index")
+        self.index: _IndexFile | None = None
+        self.opened = False
+        self.retired = False
+        self.jobs = 0
+        self.inflight: dict[int, _Pending] = {}
+        self.queued: list[Callable[[], None]] = []
+        self.afterOpen: list[Callable[[], None]] = []
+
+
+class _Memory:
+    """
+    Recently used chunks of digests, up to a number of bytes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._chunks: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+
+    def get(self, key: tuple[str, str, int]) -> bytes | None:
+        value = self._chunks.get(key)
+        if value is not None:
+            self._chunks.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, str, int], value: bytes) -> None:
+        old = self._chunks.pop(key, None)
+        if old is not None:
+            self.size -= len(old)
+        if len(value) > self.limit:
+            return
+        self._chunks[key] = value
+        self.size += len(value)
+        while self.size > self.limit:
+            _, dropped = self._chunks.popitem(last=False)
+            self.size -= len(dropped)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self.size = 0
+
+
+def _unwrapFirstError(reason: Failure) -> Failure:
+    error = reason.value
+    if isinstance(error, FirstError):
+        return error.subFailure
+    return reason
+
+
+class DigestIndex:
+    """
+    Block digests of published files: computed on demand, off the reactor
+    thread, kept on disk so a restart does not re-hash unchanged files.
+
+    Work is done in chunks of about C{chunkBytes} of file data (at least a
+    block): a request hashes the chunks it overlaps that are not yet known,
+    one thread job per chunk, and requests overlapping a chunk in progress
+    wait for it rather than hash it again. Up to C{memoryBytes} of recent
+    digests are kept in memory, and up to C{maxOpen} index files open.
+
+    @ivar blockSize: the block size of every file.
+    @ivar digestName: the C{hashlib} name of the digest algorithm.
+    @ivar digestSize: the length of one digest.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        indexDir: str,
+        blockSize: int,
+        digestName: str,
+        reactor: "IReactorThreads",
+        threadpool: "ThreadPool | None" = None,
+        *,
+        chunkBytes: int = 1 << 20,
+        memoryBytes: int = 8 << 20,
+        maxOpen: int = 16,
+    ) -> None:
+        if blockSize <= 0:
+            raise ValueError(f"bad block size {blockSize}")
+        self.indexDir = os.path.abspath(indexDir)
+        self.blockSize = blockSize
+        self.digestName = digestName
+        self.digestSize = hashlib.new(digestName).digest_size
+        self._reactor = reactor
+        self._threadpool = threadpool
+        self._chunkBlocks = max(1, chunkBytes // blockSize)
+        self._memory = _Memory(memoryBytes)
+        self._maxOpen = maxOpen
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        os.makedirs(self.indexDir, mode=0o700, exist_ok=True)
+        for name in os.listdir(self.indexDir):
+            if name.endswith(_TEMP_SUFFIX):
+                try:
+                    os.unlink(os.path.join(self.indexDir, name))
+                except OSError:
+                    pass
+
+    def digests(
+        self, published: PublishedFile, first: int, count: int
+    ) -> "Deferred[bytes]":
+        """
+        Digests of blocks C{[first, first + count)} of C{published},
+        concatenated.
+
+        Fails with L{SPPError} CHANGED if the file on disk is not (or stops
+        being, while hashing) C{published.version}, and BAD_REQUEST if the
+        range is not inside the file.
+        """
+        blocks = -(-published.size // self.blockSize)
+        if first < 0 or count < 0 or first + count > blocks:
+            return fail(
+                SPPError(
+                    ErrorCode.BAD_REQUEST,
+                    f"blocks {first}+{count} outside a file of {blocks}",
+                )
+            )
+        if count == 0:
+            return succeed(b"")
+        entry = self._entry(published)
+        size = self.chunkBlocks
+        firstChunk = first // size
+        parts: list[Deferred[bytes]] = []
+        for chunk in range(firstChunk, (first + count - 1) // size + 1):
+            known = self._memory.get((entry.key, entry.version, chunk))
+            if known is not None:
+                parts.append(succeed(known))
+                continue
+            pending = entry.inflight.get(chunk)
+            if pending is None:
+                pending = self._start(entry, chunk, blocks)
+            parts.append(pending.wait())
+        start = (first - firstChunk * size) * self.digestSize
+        end = start + count * self.digestSize
+
+        def assemble(chunks: list[bytes]) -> bytes:
+            return b"".join(chunks)[start:end]
+
+        if len(parts) == 1:
+            return parts[0].addCallback(lambda chunk: chunk[start:end])
+        gathered = gatherResults(parts, consumeErrors=True)
+        gathered.addErrback(_unwrapFirstError)
+        return gathered.addCallback(assemble)
+
+    @property
+    def chunkBlocks(self) -> int:
+        """
+        How many blocks one thread job hashes at most.
+        """
+        return self._chunkBlocks
+
+    def close(self) -> None:
+        """
+        Close the index files (those in use as soon as their work is done)
+        and forget the digests held in memory. The index stays usable.
+        """
+        entries = list(self._entries.values())
+        self._entries.clear()
+        self._memory.clear()
+        for entry in entries:
+            entry.retired = True
+            self._closeIfIdle(entry)
+
+    # -- entries
+
+    def _pool(self) -> "ThreadPool":
+        if self._threadpool is None:
+            return self._reactor.getThreadPool()
+        return self._threadpool
+
+    def _inThread(self, f: Callable[..., _T], *args: Any) -> "Deferred[_T]":
+        return deferToThreadPool(self._reactor, self._pool(), f, *args)
+
+    def _entry(self, published: PublishedFile) -> _Entry:
+        path = os.path.abspath(published.path)
+        key = hashlib.sha256(os.fsencode(path)).hexdigest()
+        entry = self._entries.get(key)
+        if entry is not None and entry.version == published.version:
+            self._entries.move_to_end(key)
+            return entry
+        header = json.dumps(
+            {
+                "path": path,
+                "version": published.version,
+                "blockSize": self.blockSize,
+                "digestName": self.digestName,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode("ascii")
+        new = _Entry(key, published, header, self.digestSize)
+        self._entries[key] = new
+        self._entries.move_to_end(key)
+        if entry is None:
+            self._open(new)
+        else:
+            entry.retired = True
+            if entry.opened:
+                self._closeIfIdle(entry)
+                self._open(new)
+            else:
+                # Let the old version's file be settled first, so it cannot
+                # replace the new one.
+                entry.afterOpen.append(lambda: self._open(new))
+        self._evict()
+        return new
+
+    def _open(self, entry: _Entry) -> None:
+        entry.jobs += 1
+        path = os.path.join(self.indexDir, entry.key)
+        d = self._inThread(_openIndex, path, entry.header)
+
+        def opened(result: "_IndexFile | Failure") -> None:
+            entry.jobs -= 1
+            entry.opened = True
+            if isinstance(result, Failure):
+                self._log.warn(
+                    "cannot keep digests of {path} in {index}: {why}",
+                    path=entry.published.path,
+                    index=path,
+                    why=result.getErrorMessage(),
+                )
+            else:
+                entry.index = result
+            queued, entry.queued = entry.queued, []
+            for run in queued:
+                run()
+            afterOpen, entry.afterOpen = entry.afterOpen, []
+            for then in afterOpen:
+                then()
+            self._closeIfIdle(entry)
+            self._evict()
+
+        d.addBoth(opened)
+
+    def _start(self, entry: _Entry, chunk: int, blocks: int) -> _Pending:
+        pending = _Pending()
+        entry.inflight[chunk] = pending
+        entry.jobs += 1
+        first = chunk * self.chunkBlocks
+        count = min(self.chunkBlocks, blocks - first)
+
+        def run() -> None:
+            d = self._inThread(
+                _hashChunk,
+                entry.published,
+                entry.index,
+                entry.records,
+                self.blockSize,
+                self.digestName,
+                first,
+                count,
+            )
+            d.addBoth(done)
+
+        def done(result: "tuple[bytes, str | None] | Failure") -> None:
+            entry.jobs -= 1
+            del entry.inflight[chunk]
+            if isinstance(result, Failure):
+                pending.fire(result)
+            else:
+                digests, problem = result
+                if problem is not None:
+                    self._log.warn(
+                        "cannot record digests of {path}: {why}",
+                        path=entry.published.path,
+                        why=problem,
+                    )
+                self._memory.put((entry.key, entry.version, chunk), digests)
+                pending.fire(digests)
+            self._closeIfIdle(entry)
+            self._evict()
+
+        if entry.opened:
+            run()
+        else:
+            entry.queued.append(run)
+        return pending
+
+    def _closeIfIdle(self, entry: _Entry) -> None:
+        if entry.retired and entry.opened and entry.jobs == 0:
+            if entry.index is not None:
+                os.close(entry.index.fd)
+                entry.index = None
+
+    def _evict(self) -> None:
+        while len(self._entries) > self._maxOpen:
+            for key, entry in self._entries.items():
+                if entry.opened and entry.jobs == 0:
+                    break
+            else:
+                return
+            del self._entries[key]
+            entry.retired = True
+            self._closeIfIdle(entry)
