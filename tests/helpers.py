@@ -39,8 +39,8 @@ class InMemoryHTTP:
 
     @ivar stub: a L{StubTreq} for the site (requests arrive on port 80 of
         127.0.0.1, or on the URL's port).
-    @ivar clock: drives the cooperator that pulls response bodies, one pull
-        (one C{resumeProducing}) per tick.
+    @ivar clock: drives the cooperator that pulls response bodies: each
+        C{clock.advance(1)} is one pull (one C{resumeProducing}).
     """
 
     def __init__(self, testCase: SynchronousTestCase, resource: IResource) -> None:
@@ -49,7 +49,7 @@ class InMemoryHTTP:
         self.clock = task.Clock()
         self.cooperator = task.Cooperator(
             terminationPredicateFactory=_oneUnitPerTick,
-            scheduler=lambda work: self.clock.callLater(0, work),
+            scheduler=lambda work: self.clock.callLater(1, work),
         )
         testCase.patch(task, "_theCooperator", self.cooperator)
         self.stub = StubTreq(resource)
@@ -64,7 +64,7 @@ class InMemoryHTTP:
                 flush()
             if not self.clock.getDelayedCalls():
                 return
-            self.clock.advance(0)
+            self.clock.advance(1)
 
     def resultOf(self, d: "Deferred[Any]") -> Any:
         self.drive()
@@ -81,7 +81,10 @@ class InMemoryHTTP:
 
         @return: the response and its whole body.
         """
-        response = self.resultOf(self.stub.request(method, url, headers=headers))
+        rawHeaders = {
+            _bytes(name): [_bytes(value)] for name, value in (headers or {}).items()
+        }
+        response = self.resultOf(self.stub.request(method, url, headers=rawHeaders))
         body = self.resultOf(self.stub.content(response))
         return response, body
 
@@ -111,6 +114,10 @@ class InMemoryHTTP:
         written = transport.value()
         channel.connectionLost(Failure(ConnectionDone()))
         return bytes(written)
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 def parseResponse(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:

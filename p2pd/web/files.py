@@ -32,6 +32,32 @@ class FileProducer(SingleRangeStaticProducer):
     """
 
     bufferSize = 256 * 1024
+    _log = Logger()
+
+    def resumeProducing(self) -> None:
+        request = self.request
+        if request is None:
+            return
+        data = self.fileObject.read(min(self.bufferSize, self.size - self.bytesWritten))
+        if not data:
+            # The file shrank after it was opened. The promised length can
+            # never be sent; waiting would only spin: cut the response short.
+            self._log.warn(
+                "{name} ended after {count} of {size} bytes: closing the connection",
+                name=getattr(self.fileObject, "name", "?"),
+                count=self.bytesWritten,
+                size=self.size,
+            )
+            request.unregisterProducer()
+            self.stopProducing()
+            request.loseConnection()
+            return
+        self.bytesWritten += len(data)
+        request.write(data)
+        if self.request is not None and self.bytesWritten == self.size:
+            request.unregisterProducer()
+            request.finish()
+            self.stopProducing()
 
 
 def _parseHttpDate(value: bytes) -> int | None:
@@ -122,7 +148,10 @@ class PublishedFileResource(Resource):
             return b""
         if self._notModified(request):
             request.setResponseCode(http.NOT_MODIFIED)
-            return b""
+            # Finished here: returning b"" would make Twisted add
+            # Content-Length: 0, which a 304 must not carry (RFC 9110 8.6).
+            request.finish()
+            return NOT_DONE_YET
         span, partial = self._span(request)
         if span is None:
             request.setResponseCode(http.REQUESTED_RANGE_NOT_SATISFIABLE)
@@ -137,6 +166,9 @@ class PublishedFileResource(Resource):
                     "cannot open {name}: {error}", name=self.published.name, error=e
                 )
                 request.setResponseCode(http.NOT_FOUND)
+                # No validators: a cache must not keep this 404 as the file.
+                for name in (b"ETag", b"Last-Modified", b"Accept-Ranges"):
+                    request.responseHeaders.removeHeader(name)
                 return b""
         if partial:
             request.setResponseCode(http.PARTIAL_CONTENT)
