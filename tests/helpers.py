@@ -133,3 +133,8 @@ def parseResponse(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     return int(statusLine.split()[1]), headers, body
+
+
+# In-memory client and server pairs for protocol tests; iosim is private to
+# Twisted, so every test reaches it through this module.
+from twisted.test.iosim import FakeTransport, connectedServerAndClient  # noqa: E402,F401
