@@ -103,7 +103,7 @@ class NodeRoot(Resource):
         if host is not None and _AUTHORITY.match(host):
             return host.decode("ascii")
         local = request.getHost()
-        address = local.host
+        address = local.host.split("%", 1)[0]  # a zone has no place in a URL
         if ":" in address:
             address = f"[{address}]"
         return f"{address}:{local.port}"
@@ -112,7 +112,7 @@ class NodeRoot(Resource):
         self._log.info(
             "{client} {path}: not published ({reason})",
             client=request.getClientAddress(),
-            path=request.path,
+            path=request.path.decode("ascii", "backslashreplace"),
             reason=reason,
         )
         request.setResponseCode(http.NOT_FOUND)
