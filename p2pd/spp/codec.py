@@ -240,7 +240,8 @@ class Opened:
         request, handle, size, blockSize, flags = r.unpack(cls._FIXED)
         digestName = _ascii(r.short(MAX_DIGEST_NAME), "digest name")
         version = _ascii(r.short(MAX_VERSION_STAMP), "version")
-        if not MIN_BLOCK_SIZE <= blockSize <= MAX_BLOCK_SIZE:
+        powerOfTwo = blockSize & (blockSize - 1) == 0
+        if not (MIN_BLOCK_SIZE <= blockSize <= MAX_BLOCK_SIZE and powerOfTwo):
             raise DecodeError(f"block size {blockSize} out of range")
         if -(-size // blockSize) > MAX_BLOCKS:
             raise DecodeError("file has too many blocks")
