@@ -12,6 +12,7 @@ download failed (every source gone, digests failing, the file changed);
 5 the output cannot be written.
 """
 
+import getopt
 import os
 import sys
 from typing import Any, TextIO
@@ -70,6 +71,25 @@ class FetchOptions(usage.Options):
         ],
         ["linger", None, "0", "keep serving peers for SECONDS after the download"],
     ]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Accept options after the URL too (C{p2pd fetch URL -o FILE}).
+        """
+        argv = sys.argv[1:] if options is None else options
+        try:
+            opts, args = getopt.gnu_getopt(argv, self.shortOpt, self.longOpt)
+        except getopt.GetoptError as e:
+            raise usage.UsageError(str(e)) from None
+        ordered: list[str] = []
+        for option, value in opts:
+            takesValue = (
+                option[2:] + "=" in self.longOpt
+                if option.startswith("--")
+                else option[1] + ":" in self.shortOpt
+            )
+            ordered += [option, value] if takesValue else [option]
+        super().parseOptions(ordered + ["--"] + args)
 
     def parseArgs(self, url: str) -> None:
         try:

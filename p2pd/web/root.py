@@ -4,12 +4,14 @@ The root of a node's HTTP side: which answer a request path gets.
 
     /NAME           the file NAME, or its playlist with --redirect
     /.direct/NAME   the file NAME itself, never a playlist (the fallback URL)
+    /.status        what the node serves and fetches, as JSON
 
 Names starting with a dot are never published, so p2pd's own paths cannot
 shadow a published file.
 """
 
 import re
+from typing import Any
 
 from twisted.logger import Logger
 from twisted.web import http
@@ -18,6 +20,7 @@ from twisted.web.resource import Resource
 
 from p2pd import playlist
 from p2pd.store.published import NotPublished, PublicDirectory
+from p2pd.web import status
 from p2pd.web.files import PublishedFileResource
 
 # host, IPv4 or [IPv6], then an optional port: anything else in a Host
@@ -46,8 +49,10 @@ class NodeRoot(Resource):
         public: PublicDirectory | None,
         redirect: bool = False,
         direct: bool = True,
+        node: Any = None,
     ) -> None:
         super().__init__()
+        self.node = node
         self.public = public
         self.redirect = redirect
         self.direct = direct
@@ -58,6 +63,10 @@ class NodeRoot(Resource):
             request.setHeader(b"Allow", b"GET, HEAD")
             return self._message(request, "only GET and HEAD are supported")
         segments = list(request.postpath)
+        if segments == [b".status"] and self.node is not None:
+            request.setHeader(b"Content-Type", b"application/json")
+            request.setHeader(b"Cache-Control", b"no-cache")
+            return self._body(request, status.render(self.node))
         wantsBytes = bool(segments) and segments[0] == playlist.DIRECT_PREFIX.encode()
         if wantsBytes:
             segments = segments[1:]
@@ -88,10 +97,7 @@ class NodeRoot(Resource):
         request.setHeader(b"Content-Type", playlist.CONTENT_TYPE)
         request.setHeader(b"Content-Disposition", b'inline; filename="playlist.pls"')
         request.setHeader(b"Cache-Control", b"no-cache")
-        if request.method == b"HEAD":
-            request.setHeader(b"Content-Length", b"%d" % len(body))
-            return b""
-        return body
+        return self._body(request, body)
 
     def _authority(self, request: IRequest) -> str:
         """
@@ -120,7 +126,9 @@ class NodeRoot(Resource):
 
     def _message(self, request: IRequest, text: str) -> bytes:
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        body = (text + "\n").encode("utf-8")
+        return self._body(request, (text + "\n").encode("utf-8"))
+
+    def _body(self, request: IRequest, body: bytes) -> bytes:
         if request.method == b"HEAD":
             request.setHeader(b"Content-Length", b"%d" % len(body))
             return b""

@@ -1,0 +1,47 @@
+# -*- test-case-name: tests.test_status -*-
+"""
+C{/.status}: what the node is doing, as JSON, for operators and tests.
+"""
+
+import json
+from typing import Any
+
+from p2pd import __version__
+
+
+def nodeStatus(node: Any) -> dict[str, Any]:
+    """
+    A JSON-ready summary of C{node} (a L{p2pd.engine.node.Node}): what it
+    served and what it is downloading.
+    """
+    counters = node.counters
+    downloads = []
+    for download in node.downloads():
+        meta = download.meta
+        downloads.append(
+            {
+                "url": meta.url,
+                "version": meta.version,
+                "size": meta.size,
+                "blocks": meta.blocks,
+                "held": sum(count for _, count in download.store.held()),
+                "readers": len(download.readers),
+                "sources": sorted(s.name for s in download.sources),
+                "bytesBySource": dict(sorted(download.bytesBySource.items())),
+            }
+        )
+    return {
+        "version": __version__,
+        "nodeId": node.nodeId.hex(),
+        "listenPort": node.listenPort,
+        "served": {
+            "blocks": counters.blocksServed,
+            "bytes": counters.bytesServed,
+            "bytesByFile": dict(sorted(counters.bytesByFile.items())),
+        },
+        "downloads": downloads,
+    }
+
+
+def render(node: Any) -> bytes:
+    return json.dumps(nodeStatus(node), indent=2).encode("utf-8") + b"\n"
