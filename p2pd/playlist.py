@@ -8,6 +8,7 @@ fallback for those that do not (through a local p2pd proxy it still travels
 over SPP). Lengths are byte sizes, as the original wrote them.
 """
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -83,6 +84,9 @@ class PlaylistError(ValueError):
 
 _MAX_PLAYLIST = 64 * 1024
 _MAX_ENTRIES = 1000
+# Only these end a line: str.splitlines() would also split a title at
+# U+2028, U+0085, form feeds and the like, which render() writes as they are.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def parse(data: bytes) -> list[Entry]:
@@ -94,10 +98,10 @@ def parse(data: bytes) -> list[Entry]:
     if len(data) > _MAX_PLAYLIST:
         raise PlaylistError("playlist too large")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in _LINE_END.split(text) if line.strip()]
     if not lines or lines[0].lower() != "[playlist]":
         raise PlaylistError("missing [playlist] header")
     fields: dict[int, dict[str, str]] = {}
@@ -108,11 +112,10 @@ def parse(data: bytes) -> list[Entry]:
         key = key.strip().lower()
         for kind in ("file", "title", "length"):
             number = key[len(kind) :]
-            if key.startswith(kind) and number.isdigit():
-                index = int(number)
-                if not 0 < index <= _MAX_ENTRIES:
+            if key.startswith(kind) and number.isascii() and number.isdigit():
+                if len(number) > 9 or not 0 < int(number) <= _MAX_ENTRIES:
                     raise PlaylistError(f"entry number out of range in {line!r}")
-                fields.setdefault(index, {})[kind] = value.strip()
+                fields.setdefault(int(number), {})[kind] = value.strip()
                 break
     entries = []
     for index in sorted(fields):
