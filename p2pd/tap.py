@@ -6,12 +6,15 @@ The only module that knows the options. It checks them and composes the
 node's services; everything else takes plain values.
 """
 
+import hashlib
+import ipaddress
 import os
+import re
 import sys
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
@@ -20,11 +23,82 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from p2pd import __version__
+from p2pd.engine.node import Node
+from p2pd.engine.tracker import Tracker
 from p2pd.listener import SharedPortFactory
+from p2pd.spp import codec
+from p2pd.spp.connector import TCPConnector
+from p2pd.spp.protocol import SPPFactory
+from p2pd.store.cache import BlockCache
+from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
 from p2pd.web.root import NodeRoot
 
 DEFAULT_PORT = 1111
+DEFAULT_BLOCK_SIZE = 256 * 1024
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parseSize(value: str) -> int:
+    """
+    A size in bytes from C{value} like C{4096}, C{64K}, C{512M} or C{10G}
+    (binary units).
+    """
+    match = _SIZE.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a size (like 256K, 512M or 10G)")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def _blockSize(value: str) -> int:
+    try:
+        size = parseSize(value)
+    except ValueError as e:
+        raise usage.UsageError(f"--block-size: {e}") from None
+    if not codec.MIN_BLOCK_SIZE <= size <= codec.MAX_BLOCK_SIZE or size & (size - 1):
+        raise usage.UsageError(
+            f"--block-size: {value} must be a power of two from "
+            f"{codec.MIN_BLOCK_SIZE // 1024}K to {codec.MAX_BLOCK_SIZE // 1024**2}M"
+        )
+    return size
+
+
+def _digest(value: str) -> str:
+    name = value.lower()
+    try:
+        size = hashlib.new(name).digest_size
+    except (ValueError, TypeError):
+        raise usage.UsageError(
+            f"--digest: {value!r} is not a digest this Python offers "
+            f"(try sha256, sha1, blake2b, sha512)"
+        ) from None
+    if not 16 <= size <= codec.MAX_DIGEST_SIZE:
+        raise usage.UsageError(f"--digest: {value!r} has no fixed digest size")
+    return name
+
+
+def _subnet(option: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise usage.UsageError(
+            f"{option}: {value!r} is not a subnet (like 10.0.0.0/8)"
+        ) from None
+
+
+def _hostPort(option: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise usage.UsageError(f"{option}: {value!r} is not HOST:PORT")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise usage.UsageError(
+            f"{option}: {value!r} must name its host by IP address"
+        ) from None
+    return host, int(port)
 
 
 def _port(value: str) -> int:
@@ -73,6 +147,20 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["public", "p", None, "publish the files in DIR (server role)", _directory],
+        [
+            "cache-dir",
+            "c",
+            "~/.p2pd_cache",
+            "keep fetched blocks and the digest index in DIR",
+        ],
+        [
+            "block-size",
+            "b",
+            DEFAULT_BLOCK_SIZE,
+            "block size for published files: a power of two from 16K to 4M",
+            _blockSize,
+        ],
+        ["digest", "m", "sha256", "block digest algorithm (a hashlib name)", _digest],
         ["port", "P", DEFAULT_PORT, "TCP port for SPP and HTTP", _port],
         [
             "interface",
@@ -90,6 +178,40 @@ class Options(usage.Options):
         ],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["local-net"] = []
+        self["mirror"] = []
+        self["grant"] = []
+
+    def opt_grant(self, value: str) -> None:
+        """
+        a subnet whose hosts may use this node's proxy and gateway, making it
+        fetch for them (repeatable); the local host always may
+        """
+        self["grant"].append(_subnet("--grant", value))
+
+    opt_n = opt_grant
+
+    def opt_local_net(self, value: str) -> None:
+        """
+        a subnet whose nodes count as near each other when peers are
+        introduced (repeatable), like 10.1.0.0/16
+        """
+        self["local-net"].append(_subnet("--local-net", value))
+
+    opt_N = opt_local_net
+
+    def opt_mirror(self, value: str) -> None:
+        """
+        IP:PORT of another server publishing identical files (same names,
+        bytes and modification times), offered to clients as a source
+        (repeatable)
+        """
+        self["mirror"].append(_hostPort("--mirror", value))
+
+    opt_l = opt_mirror
+
     def opt_version(self) -> None:
         print(f"p2pd {__version__}")
         sys.exit(0)
@@ -102,6 +224,21 @@ class Options(usage.Options):
             raise usage.UsageError("--redirect needs a published directory (-p DIR)")
         if self["no-direct"] and self["public"] is None:
             raise usage.UsageError("--no-direct needs a published directory (-p DIR)")
+        if self["mirror"] and self["public"] is None:
+            raise usage.UsageError("--mirror needs a published directory (-p DIR)")
+        self["cache-dir"] = os.path.abspath(os.path.expanduser(self["cache-dir"]))
+        parent = os.path.dirname(self["cache-dir"])
+        if not os.path.isdir(self["cache-dir"]) and not os.access(parent, os.W_OK):
+            raise usage.UsageError(
+                f"--cache-dir: cannot create {self['cache-dir']!r} "
+                f"({parent!r} is not writable)"
+            )
+        if os.path.isdir(self["cache-dir"]) and not os.access(
+            self["cache-dir"], os.W_OK | os.X_OK
+        ):
+            raise usage.UsageError(
+                f"--cache-dir: {self['cache-dir']!r} is not writable"
+            )
 
 
 class NodeSite(Site):
@@ -119,6 +256,19 @@ class NodeSite(Site):
             super().log(request)
 
 
+class _NodeService(Service):
+    """
+    Closes the node's downloads when twistd stops.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.node.stop()
+
+
 class ListenerService(StreamServerEndpointService):
     """
     Listens on the node's port, and ends start-up with one clear line when it
@@ -128,9 +278,12 @@ class ListenerService(StreamServerEndpointService):
     _log = Logger()
     _raiseSynchronously = True
 
-    def __init__(self, endpoint: Any, factory: Any, description: str) -> None:
+    def __init__(
+        self, endpoint: Any, factory: Any, description: str, node: Node
+    ) -> None:
         super().__init__(endpoint, factory)
         self.description = description
+        self.node = node
 
     def privilegedStartService(self) -> None:
         try:
@@ -143,6 +296,7 @@ class ListenerService(StreamServerEndpointService):
 
     def _announce(self, port: IListeningPort) -> IListeningPort:
         address = port.getHost()
+        self.node.listenPort = getattr(address, "port", 0)
         self._log.info(
             "p2pd {version} serving HTTP and SPP on {host}:{port}",
             version=__version__,
@@ -161,14 +315,48 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = _reactor
     public = PublicDirectory(options["public"]) if options["public"] else None
+    cacheDir = options["cache-dir"]
+    cache = BlockCache(os.path.join(cacheDir, "blocks"))
+    digestIndex = None
+    if public is not None:
+        digestIndex = DigestIndex(
+            os.path.join(cacheDir, "digests"),
+            options["block-size"],
+            options["digest"],
+            reactor,
+        )
+    tracker = Tracker(
+        options["local-net"],
+        [codec.Peer(host, port, True) for host, port in options["mirror"]],
+    )
+    node = Node(reactor, None, cache, public, digestIndex, tracker)  # type: ignore[arg-type]
+    node.connector = TCPConnector(reactor, node, _bindHost(options["listen"]))
     root = NodeRoot(
-        public, redirect=options["redirect"], direct=not options["no-direct"]
+        public,
+        redirect=options["redirect"],
+        direct=not options["no-direct"],
+        node=node,
+        grants=options["grant"],
     )
     site = NodeSite(root, verbose=options["debug"], reactor=reactor)
-    shared = SharedPortFactory(site, {}, clock=reactor)
-    node = MultiService()
+    spp = SPPFactory(node, reactor, initiator=False)
+    shared = SharedPortFactory(site, {codec.MAGIC[:1]: spp}, clock=reactor)
+    service = MultiService()
+    _NodeService(node).setServiceParent(service)
     listener = ListenerService(
-        serverFromString(reactor, options["listen"]), shared, options["listen"]
+        serverFromString(reactor, options["listen"]), shared, options["listen"], node
     )
-    listener.setServiceParent(node)
-    return node
+    listener.setServiceParent(service)
+    return service
+
+
+def _bindHost(endpoint: str) -> str | None:
+    """
+    The address outgoing SPP connections should come from: the one the node
+    listens on, when it listens on one.
+    """
+    match = re.search(r"interface=([^:]+(?:\\:[^:]*)*)", endpoint)
+    if match is None:
+        return None
+    host = match.group(1).replace("\\:", ":")
+    return None if host in ("", "0.0.0.0", "::") else host

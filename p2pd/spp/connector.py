@@ -6,10 +6,10 @@ Opening SPP connections to other nodes over TCP.
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import HostnameEndpoint
 
 from p2pd.engine.interfaces import ISPPNode
-from p2pd.spp.protocol import SPPProtocol
+from p2pd.spp.protocol import SPPFactory, SPPProtocol
 
 CONNECT_TIMEOUT = 10
 
@@ -29,13 +29,14 @@ class TCPConnector:
         self.reactor = reactor
         self.node = node
         self.bindHost = bindHost or None
+        self.factory = SPPFactory(node, reactor, initiator=True)
+        self.factory.noisy = False
 
     def connect(self, host: str, port: int) -> "defer.Deferred[SPPProtocol]":
         bind = (self.bindHost, 0) if self.bindHost else None
         endpoint = HostnameEndpoint(
             self.reactor, host, port, timeout=CONNECT_TIMEOUT, bindAddress=bind
         )
-        protocol = SPPProtocol(self.node, self.reactor, initiator=True)
-        d = connectProtocol(endpoint, protocol)
-        d.addCallback(lambda p: p.ready)
+        d = endpoint.connect(self.factory)
+        d.addCallback(lambda protocol: protocol.ready)
         return d

@@ -5,12 +5,14 @@ The root of a node's HTTP side: which answer a request path gets.
     /NAME           the file NAME, or its playlist with --redirect
     /.direct/NAME   the file NAME itself, never a playlist (the fallback URL)
     /.status        what the node serves and fetches, as JSON
+    /.spp/HOST:PORT/PATH   spp://HOST:PORT/PATH streamed (the gateway)
 
 Names starting with a dot are never published, so p2pd's own paths cannot
 shadow a published file.
 """
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.logger import Logger
@@ -20,7 +22,7 @@ from twisted.web.resource import Resource
 
 from p2pd import playlist
 from p2pd.store.published import NotPublished, PublicDirectory
-from p2pd.web import status
+from p2pd.web import gateway, status
 from p2pd.web.files import PublishedFileResource
 
 # host, IPv4 or [IPv6], then an optional port: anything else in a Host
@@ -50,9 +52,11 @@ class NodeRoot(Resource):
         redirect: bool = False,
         direct: bool = True,
         node: Any = None,
+        grants: Sequence[gateway.Network] = (),
     ) -> None:
         super().__init__()
         self.node = node
+        self.grants = list(grants)
         self.public = public
         self.redirect = redirect
         self.direct = direct
@@ -67,6 +71,11 @@ class NodeRoot(Resource):
             request.setHeader(b"Content-Type", b"application/json")
             request.setHeader(b"Cache-Control", b"no-cache")
             return self._body(request, status.render(self.node))
+        if segments[:1] == [gateway.PREFIX] and self.node is not None:
+            url = gateway.gatewayURL(segments[1:])
+            if url is None:
+                return self._notFound(request, "gateway path names no file")
+            return gateway.serve(request, self.node, url, self.grants)
         wantsBytes = bool(segments) and segments[0] == playlist.DIRECT_PREFIX.encode()
         if wantsBytes:
             segments = segments[1:]

@@ -1,0 +1,159 @@
+# -*- test-case-name: tests.test_gateway -*-
+"""
+Answering an HTTP request with SPP content: status, headers and a body
+streamed from a download's reader.
+
+Shared by everything that serves SPP content over HTTP (the gateway and the
+proxy), so players see the same Range behaviour everywhere.
+"""
+
+from typing import Any
+
+from twisted.internet import defer, error
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.iweb import IRequest
+from zope.interface import implementer
+
+from p2pd.engine.download import Download, Reader
+from p2pd.engine.interfaces import SPPError
+from p2pd.mediatypes import contentType
+from p2pd.spp.codec import ErrorCode
+from p2pd.spp.url import BadURL
+from p2pd.web import ranges
+
+_log = Logger()
+
+
+@implementer(IPushProducer)
+class ReaderProducer:
+    """
+    Writes a reader's bytes to a request as they are verified, and only
+    while the client keeps up: the engine's read-ahead is bounded, so memory
+    is too. If the download fails mid-stream the connection is closed, so the
+    player sees a short body and retries with a Range.
+    """
+
+    def __init__(self, request: IRequest, reader: Reader) -> None:
+        self.request = request
+        self.reader = reader
+        self.paused = False
+        self.done = False
+        self._reading: defer.Deferred[bytes] | None = None
+
+    def start(self) -> None:
+        self.request.registerProducer(self, True)
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self._next()
+
+    def _next(self) -> None:
+        if self.paused or self.done or self._reading is not None:
+            return
+        self._reading = self.reader.read()
+        self._reading.addCallbacks(self._got, self._failed)
+
+    def _got(self, data: bytes) -> None:
+        self._reading = None
+        if self.done:
+            return
+        if not data:
+            self._finish()
+            return
+        self.request.write(data)
+        self._next()
+
+    def _failed(self, reason: Failure) -> None:
+        self._reading = None
+        if self.done or reason.check(defer.CancelledError):
+            return
+        _log.warn(
+            "{url}: stream stopped at byte {position}: {why}",
+            url=self.reader.download.meta.url,
+            position=self.reader.position,
+            why=reason.getErrorMessage(),
+        )
+        self.done = True
+        self.reader.close()
+        self.request.unregisterProducer()
+        transport = self.request.channel.transport if self.request.channel else None
+        if transport is not None:
+            transport.abortConnection()
+
+    def _finish(self) -> None:
+        self.done = True
+        self.reader.close()
+        self.request.unregisterProducer()
+        self.request.finish()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._next()
+
+    def stopProducing(self) -> None:
+        if not self.done:
+            self.done = True
+            if self._reading is not None:
+                self._reading.cancel()
+            self.reader.close()
+
+
+def respond(request: IRequest, download: Download, name: str) -> bytes | int:
+    """
+    Answer C{request} (GET or HEAD) with C{download}'s content: 200, 206 or
+    416 as for a file, the body streamed from a reader.
+    """
+    from twisted.web.server import NOT_DONE_YET
+
+    size = download.meta.size
+    request.setHeader(b"Accept-Ranges", b"bytes")
+    request.setHeader(b"ETag", b'"%s"' % download.meta.version.encode("ascii"))
+    span = ranges.Span(0, size)
+    partial = False
+    header = request.getHeader(b"Range")
+    parsed = ranges.parseRange(header) if header is not None else None
+    if parsed is not None:
+        try:
+            spans = ranges.resolve(parsed, size)
+        except ranges.Unsatisfiable:
+            request.setResponseCode(http.REQUESTED_RANGE_NOT_SATISFIABLE)
+            request.setHeader(b"Content-Range", b"bytes */%d" % size)
+            return b""
+        if len(spans) == 1:
+            span, partial = spans[0], True
+    if partial:
+        request.setResponseCode(http.PARTIAL_CONTENT)
+        request.setHeader(b"Content-Range", span.contentRange(size))
+    request.setHeader(b"Content-Type", contentType(name).encode("ascii"))
+    request.setHeader(b"Content-Length", b"%d" % span.length)
+    if request.method == b"HEAD" or span.length == 0:
+        return b""
+    ReaderProducer(request, download.read(span.start, span.stop)).start()
+    return NOT_DONE_YET
+
+
+def failureStatus(reason: Failure) -> tuple[int, str]:
+    """
+    The HTTP status and a one-line reason for a download that could not
+    start.
+    """
+    value: Any = reason.value
+    if isinstance(value, BadURL):
+        return http.BAD_REQUEST, str(value)
+    if isinstance(value, SPPError):
+        if value.code == ErrorCode.NOT_FOUND:
+            return http.NOT_FOUND, f"the origin has no such file ({value.message})"
+        if value.code == ErrorCode.FORBIDDEN:
+            return http.FORBIDDEN, f"the origin refuses: {value.message}"
+        return http.BAD_GATEWAY, f"the origin failed: {value}"
+    if isinstance(value, error.DNSLookupError):
+        return http.BAD_GATEWAY, "unknown host"
+    if isinstance(value, error.ConnectionRefusedError):
+        return http.BAD_GATEWAY, "the origin refused the connection"
+    if isinstance(value, error.ConnectError):
+        return http.BAD_GATEWAY, f"cannot reach the origin: {value}"
+    return http.BAD_GATEWAY, f"cannot fetch: {reason.getErrorMessage()}"
