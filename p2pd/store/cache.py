@@ -1,0 +1,576 @@
+# -*- test-case-name: tests.test_cache -*-
+"""
+The node's cache of fetched, verified blocks.
+
+Each file version lives in C{ROOT/sha256(url)/sha256(version)/} (hex; never
+the URL itself, which may hold anything), holding:
+
+  - C{meta.json}: url, version, size, blockSize, digestName; written last
+    when the directory is made (temporary file, fsync, rename), so a
+    directory without a valid one is debris and is removed;
+  - C{data}: a sparse file of C{size} bytes, block C{i} at C{i * blockSize};
+  - C{digests}: the origin's digests as fixed-size records at
+    C{i * recordSize} (a L{DigestRecords}: digest + keyed 8-byte check);
+  - C{journal}: append-only 16-byte records
+    C{u32 index | u8 held (1) or forgotten (0) | 3 zero bytes | 8-byte keyed
+    check}; the last record of a block says whether it is held. A torn
+    trailing record is cut off when the journal is loaded; a record that
+    fails its check is ignored.
+
+A block is written to C{data} first and journaled afterwards, so a crash
+mid-write leaves it unjournaled. There is no fsync per block: after a power
+loss the journal may name a block whose bytes never reached the disk, which
+is why every read re-verifies the block against its digest and forgets it
+on a mismatch.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from typing import Any
+
+from twisted.logger import Logger
+
+from p2pd.engine.meta import FileMeta
+from p2pd.store.digests import DigestRecords
+
+_JOURNAL = struct.Struct("!IB3x")
+_CHECK = 8
+_JOURNAL_RECORD = _JOURNAL.size + _CHECK
+_FORMAT = 1
+_TEMP_SUFFIX = ".tmp"
+
+
+def _hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _identity(meta: FileMeta) -> bytes:
+    return json.dumps(
+        {
+            "format": _FORMAT,
+            "url": meta.url,
+            "version": meta.version,
+            "size": meta.size,
+            "blockSize": meta.blockSize,
+            "digestName": meta.digestName,
+        },
+        sort_keys=True,
+    ).encode("ascii")
+
+
+def _writeAll(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _appendAll(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _readAll(fd: int, length: int, offset: int) -> bytes:
+    parts = []
+    while length > 0:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        length -= len(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
+def _replaceFile(path: str, content: bytes) -> None:
+    """
+    Make C{path} hold C{content}, all or nothing.
+    """
+    directory, name = os.path.split(path)
+    fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=_TEMP_SUFFIX, dir=directory)
+    try:
+        try:
+            _writeAll(fd, content, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _syncDirectory(directory)
+
+
+def _syncDirectory(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _readMeta(directory: str) -> FileMeta | None:
+    """
+    The L{FileMeta} in C{directory}'s C{meta.json}, or L{None} if it is
+    missing or not valid.
+    """
+    try:
+        with open(os.path.join(directory, "meta.json"), "rb") as f:
+            raw = json.loads(f.read(64 * 1024))
+        if not isinstance(raw, dict) or raw.get("format") != _FORMAT:
+            return None
+        url, version = raw["url"], raw["version"]
+        size, blockSize, digestName = raw["size"], raw["blockSize"], raw["digestName"]
+        if not (isinstance(url, str) and isinstance(version, str)):
+            return None
+        if not (isinstance(digestName, str) and isinstance(size, int)):
+            return None
+        if not isinstance(blockSize, int) or blockSize <= 0 or size < 0:
+            return None
+        hashlib.new(digestName)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return FileMeta(url, size, blockSize, digestName, version)
+
+
+class _CachedState:
+    """
+    One cached file version's descriptors and held blocks, shared by every
+    L{CachedFile} handle on it.
+    """
+
+    _log = Logger()
+
+    def __init__(self, directory: str, meta: FileMeta) -> None:
+        self.directory = directory
+        self.meta = meta
+        self.handles = 0
+        self.removed = False
+        identity = _identity(meta)
+        self.records = DigestRecords(meta.digestSize, identity, b"p2pd-cache-dg")
+        self._journalKey = hashlib.sha256(identity).digest()
+        self.blocks = meta.blocks
+        self.held = bytearray(self.blocks)
+        self.heldCount = 0
+        self._fds: list[int] = []
+        try:
+            self.dataFd = self._open("data", os.O_RDWR)
+            if os.fstat(self.dataFd).st_size != meta.size:
+                os.ftruncate(self.dataFd, meta.size)
+            self.digestsFd = self._open("digests", os.O_RDWR)
+            self.journalFd = self._open("journal", os.O_RDWR | os.O_APPEND)
+            self._loadJournal()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name: str, flags: int) -> int:
+        fd = os.open(
+            os.path.join(self.directory, name), flags | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        self._fds.append(fd)
+        return fd
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+
+    # -- journal
+
+    def _check(self, head: bytes) -> bytes:
+        return hashlib.blake2b(
+            head, digest_size=_CHECK, key=self._journalKey, person=b"p2pd-cache-jn"
+        ).digest()
+
+    def journalRecord(self, index: int, held: bool) -> bytes:
+        head = _JOURNAL.pack(index, 1 if held else 0)
+        return head + self._check(head)
+
+    def _loadJournal(self) -> None:
+        size = os.fstat(self.journalFd).st_size
+        whole = size - size % _JOURNAL_RECORD
+        if whole != size:
+            # A torn trailing record: cut it off, or every later record
+            # would be misaligned.
+            os.ftruncate(self.journalFd, whole)
+        raw = _readAll(self.journalFd, whole, 0)
+        records = len(raw) // _JOURNAL_RECORD
+        held = self.held
+        for start in range(0, records * _JOURNAL_RECORD, _JOURNAL_RECORD):
+            head = raw[start : start + _JOURNAL.size]
+            if raw[start + _JOURNAL.size : start + _JOURNAL_RECORD] != self._check(
+                head
+            ):
+                continue
+            index, flag = _JOURNAL.unpack(head)
+            if index < self.blocks and flag in (0, 1):
+                held[index] = flag
+        self.heldCount = self.blocks - held.count(0)
+        if records > 2 * self.heldCount + 1024:
+            self._compactJournal()
+
+    def _compactJournal(self) -> None:
+        content = b"".join(
+            self.journalRecord(index, True)
+            for first, count in self.ranges()
+            for index in range(first, first + count)
+        )
+        path = os.path.join(self.directory, "journal")
+        _replaceFile(path, content)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        self._fds.remove(self.journalFd)
+        os.close(self.journalFd)
+        self._fds.append(fd)
+        self.journalFd = fd
+
+    # -- blocks
+
+    def ranges(self) -> list[tuple[int, int]]:
+        held = self.held
+        result: list[tuple[int, int]] = []
+        position = 0
+        while True:
+            start = held.find(1, position)
+            if start < 0:
+                return result
+            end = held.find(0, start)
+            if end < 0:
+                end = len(held)
+            result.append((start, end - start))
+            position = end
+
+    def digest(self, index: int) -> bytes | None:
+        if not 0 <= index < self.blocks:
+            return None
+        size = self.records.recordSize
+        raw = _readAll(self.digestsFd, size, index * size)
+        return self.records.unpack(index, raw, 1)[0]
+
+    def setDigests(self, first: int, digests: bytes) -> None:
+        count, extra = divmod(len(digests), self.meta.digestSize)
+        if extra or first < 0 or first + count > self.blocks:
+            raise ValueError(f"{len(digests)} bytes of digests from block {first}")
+        size = self.records.recordSize
+        _writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
+
+    def write(self, index: int, data: bytes) -> None:
+        if not 0 <= index < self.blocks:
+            raise ValueError(f"block {index} outside a file of {self.blocks}")
+        if len(data) != self.meta.blockLength(index):
+            raise ValueError(f"block {index} of {len(data)} bytes")
+        if self.held[index]:
+            return
+        if self.digest(index) is None:
+            raise ValueError(f"block {index} has no digest to verify it against")
+        _writeAll(self.dataFd, data, self.meta.blockStart(index))
+        _appendAll(self.journalFd, self.journalRecord(index, True))
+        self.held[index] = 1
+        self.heldCount += 1
+
+    def read(self, index: int) -> bytes | None:
+        if not 0 <= index < self.blocks or not self.held[index]:
+            return None
+        length = self.meta.blockLength(index)
+        why = None
+        try:
+            data = _readAll(self.dataFd, length, self.meta.blockStart(index))
+            digest = self.digest(index)
+        except OSError as e:
+            why = str(e)
+        else:
+            if digest is None:
+                why = "its digest is lost"
+            elif len(data) != length:
+                why = "it is cut short"
+            elif self.meta.digest(data) != digest:
+                why = "it does not match its digest"
+            else:
+                return data
+        self._log.warn(
+            "cached block {index} of {url} forgotten: {why}",
+            index=index,
+            url=self.meta.url,
+            why=why,
+        )
+        self.forget(index)
+        return None
+
+    def forget(self, index: int) -> None:
+        if not self.held[index]:
+            return
+        self.held[index] = 0
+        self.heldCount -= 1
+        try:
+            _appendAll(self.journalFd, self.journalRecord(index, False))
+        except OSError as e:
+            # Still held on disk: the next load will forget it again when
+            # it fails verification.
+            self._log.warn(
+                "cannot journal the loss of block {index} of {url}: {why}",
+                index=index,
+                url=self.meta.url,
+                why=str(e),
+            )
+
+
+class CachedFile:
+    """
+    One version of one file in the cache: the origin's digests and the
+    blocks fetched and verified so far.
+
+    Every L{BlockCache.open} or L{BlockCache.find} returns a new handle;
+    handles on the same version share their state (a block written through
+    one is held for all) and each must be closed once.
+
+    Reads and writes are synchronous: they go to the page cache.
+
+    @ivar meta: the file version.
+    """
+
+    def __init__(self, cache: "BlockCache", state: _CachedState) -> None:
+        self._cache = cache
+        self._state: _CachedState | None = state
+        self.meta = state.meta
+        state.handles += 1
+
+    def _live(self) -> _CachedState:
+        if self._state is None:
+            raise ValueError("the cached file is closed")
+        return self._state
+
+    def has(self, index: int) -> bool:
+        """
+        Whether block C{index} is held.
+        """
+        state = self._live()
+        return 0 <= index < state.blocks and bool(state.held[index])
+
+    def held(self) -> list[tuple[int, int]]:
+        """
+        The blocks held, as sorted, merged C{(first, count)} ranges.
+        """
+        return self._live().ranges()
+
+    @property
+    def heldCount(self) -> int:
+        """
+        How many blocks are held.
+        """
+        return self._live().heldCount
+
+    @property
+    def complete(self) -> bool:
+        """
+        Whether every block is held (an empty file always is).
+        """
+        state = self._live()
+        return state.heldCount == state.blocks
+
+    def digest(self, index: int) -> bytes | None:
+        """
+        The origin's digest for block C{index}, if known.
+        """
+        return self._live().digest(index)
+
+    def setDigests(self, first: int, digests: bytes) -> None:
+        """
+        Keep the origin's digests (concatenated) of blocks from C{first}.
+
+        @raise ValueError: if they are not whole digests inside the file.
+        """
+        self._live().setDigests(first, digests)
+
+    def write(self, index: int, data: bytes) -> None:
+        """
+        Store block C{index}, which the caller verified against
+        C{digest(index)}. Writing a block already held does nothing.
+
+        @raise ValueError: if the index or the length is wrong for the file,
+            or the block's digest is not known.
+        @raise OSError: if the disk refuses; the block is then not held.
+        """
+        self._live().write(index, data)
+
+    def read(self, index: int) -> bytes | None:
+        """
+        Block C{index}, verified against its digest; L{None} if it is not
+        held. A block that fails verification (a torn write, a corrupt disk)
+        is forgotten (not held any more) and L{None} is returned.
+        """
+        return self._live().read(index)
+
+    def close(self) -> None:
+        """
+        Done with this handle; closing it again does nothing.
+        """
+        state, self._state = self._state, None
+        if state is not None:
+            self._cache._release(state)
+
+
+class BlockCache:
+    """
+    The cache of fetched, verified blocks, under C{root} (created, private
+    to the user, if missing): one directory per file version, and only the
+    newest opened version of each URL kept.
+    """
+
+    _log = Logger()
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(os.path.expanduser(root))
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        self._states: dict[tuple[str, str], _CachedState] = {}
+
+    def _urlDirectory(self, url: str) -> str:
+        return os.path.join(self.root, _hex(url))
+
+    def _directory(self, url: str, version: str) -> str:
+        return os.path.join(self._urlDirectory(url), _hex(version))
+
+    def open(self, meta: FileMeta) -> CachedFile:
+        """
+        The cached file for C{meta}, made empty if it is not cached yet (or
+        was cached with other metadata). Every other cached version of
+        C{meta.url} is removed.
+        """
+        key = (meta.url, meta.version)
+        directory = self._directory(*key)
+        state = self._states.get(key)
+        if state is not None and state.meta != meta:
+            self._retire(state)
+            state = None
+        if state is None:
+            if _readMeta(directory) != meta:
+                self._make(directory, meta)
+            state = self._load(directory, meta)
+        self._removeOthers(meta.url, directory)
+        return CachedFile(self, state)
+
+    def find(self, url: str, version: str = "") -> CachedFile | None:
+        """
+        The cached file for C{url} at C{version} or, with C{""}, its newest
+        cached version; L{None} if there is none.
+        """
+        if version:
+            state = self._states.get((url, version))
+            if state is not None:
+                return CachedFile(self, state)
+            directory = self._directory(url, version)
+            meta = _readMeta(directory)
+        else:
+            directory, meta = self._newest(url)
+        if meta is None or meta.url != url or (version and meta.version != version):
+            return None
+        state = self._states.get((url, meta.version))
+        if state is None:
+            try:
+                state = self._load(directory, meta)
+            except OSError as e:
+                self._log.warn("cannot open cached {url}: {why}", url=url, why=str(e))
+                return None
+        return CachedFile(self, state)
+
+    def _newest(self, url: str) -> tuple[str, FileMeta | None]:
+        parent = self._urlDirectory(url)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return "", None
+        found: list[tuple[int, str, str, FileMeta]] = []
+        for name in names:
+            directory = os.path.join(parent, name)
+            meta = _readMeta(directory)
+            if meta is None or meta.url != url or _hex(meta.version) != name:
+                continue
+            try:
+                made = os.stat(os.path.join(directory, "meta.json")).st_mtime_ns
+            except OSError:
+                continue
+            found.append((made, name, directory, meta))
+        if not found:
+            return "", None
+        _, _, directory, meta = max(found, key=lambda item: item[:2])
+        return directory, meta
+
+    def _load(self, directory: str, meta: FileMeta) -> _CachedState:
+        state = _CachedState(directory, meta)
+        self._states[(meta.url, meta.version)] = state
+        return state
+
+    def _make(self, directory: str, meta: FileMeta) -> None:
+        """
+        Make C{directory} an empty cached file for C{meta}.
+        """
+        self._remove(directory)
+        os.makedirs(directory, mode=0o700)
+        with open(os.path.join(directory, "data"), "wb") as f:
+            f.truncate(meta.size)
+        for name in ("digests", "journal"):
+            with open(os.path.join(directory, name), "wb"):
+                pass
+        content: dict[str, Any] = json.loads(_identity(meta))
+        _replaceFile(
+            os.path.join(directory, "meta.json"),
+            json.dumps(content, sort_keys=True, indent=1).encode("ascii"),
+        )
+
+    def _remove(self, directory: str) -> None:
+        # meta.json first: a directory half removed is then debris, never
+        # a cached file with some of its parts missing.
+        try:
+            os.unlink(os.path.join(directory, "meta.json"))
+        except NotADirectoryError:
+            try:
+                os.unlink(directory)
+            except OSError:
+                pass
+            return
+        except OSError:
+            pass
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def _removeOthers(self, url: str, keep: str) -> None:
+        parent = self._urlDirectory(url)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return
+        for (stateUrl, _), state in list(self._states.items()):
+            if stateUrl == url and state.directory != keep:
+                self._retire(state)
+        for name in names:
+            directory = os.path.join(parent, name)
+            if directory != keep:
+                self._remove(directory)
+
+    def _retire(self, state: _CachedState) -> None:
+        """
+        Forget C{state}: its handles keep working until closed, but it is
+        not handed out again.
+        """
+        state.removed = True
+        key = (state.meta.url, state.meta.version)
+        if self._states.get(key) is state:
+            del self._states[key]
+
+    def _release(self, state: _CachedState) -> None:
+        state.handles -= 1
+        if state.handles == 0:
+            self._retire(state)
+            state.close()
