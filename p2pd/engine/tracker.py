@@ -68,7 +68,8 @@ class Tracker:
         others.sort(key=distance)
         room = MAX_PEERS - len(self.mirrors)
         peers = [Peer(h, p) for h, p in others[: max(0, room)]]
-        return peers + [Peer(m.host, m.port, True) for m in self.mirrors]
+        mirrors = [Peer(m.host, m.port, True) for m in self.mirrors]
+        return (peers + mirrors)[:MAX_PEERS]
 
 
 def _network(host: str, networks: Sequence[Network]) -> Network | None:
@@ -76,6 +77,9 @@ def _network(host: str, networks: Sequence[Network]) -> Network | None:
         address = ipaddress.ip_address(host)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        # A node listening on "::" sees IPv4 peers at ::ffff:a.b.c.d.
+        address = address.ipv4_mapped
     for network in networks:
         if address.version == network.version and address in network:
             return network
