@@ -1,8 +1,13 @@
 """
 Helpers shared by the unit tests.
 
-This is the one module that reaches into private Twisted machinery: Twisted's
-HTTP channel turns a pull producer (a file body) into a push producer with the
+This is the one module that reaches into private Twisted machinery.
+
+In-memory client and server pairs for protocol tests come from
+C{twisted.test.iosim}: L{FakeTransport} and L{connectedServerAndClient} are
+re-exported here.
+
+Twisted's HTTP channel turns a pull producer (a file body) into a push producer with the
 global cooperator, which runs on the global reactor. L{InMemoryHTTP} swaps it
 for one driven by a L{task.Clock} for the duration of a test, so a real
 C{Site} answers synchronously and a test can count how often the body is
@@ -20,10 +25,20 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from twisted.test.iosim import FakeTransport, connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import Site
+
+__all__ = [
+    "CLIENT",
+    "LOCAL",
+    "FakeTransport",
+    "InMemoryHTTP",
+    "connectedServerAndClient",
+    "parseResponse",
+]
 
 LOCAL = IPv4Address("TCP", "127.0.0.1", 1111)
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -133,8 +148,3 @@ def parseResponse(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     return int(statusLine.split()[1]), headers, body
-
-
-# In-memory client and server pairs for protocol tests; iosim is private to
-# Twisted, so every test reaches it through this module.
-from twisted.test.iosim import FakeTransport, connectedServerAndClient  # noqa: E402,F401
