@@ -135,6 +135,7 @@ class SpecTests(SynchronousTestCase):
         )
         assert match is not None
         self.assertEqual(int(match.group(1)), codec.MAX_DIGEST_NAME)
+        self.assertEqual(int(match.group(2)), codec.MIN_DIGEST_SIZE)
         self.assertEqual(int(match.group(3)), codec.MAX_DIGEST_SIZE)
         self.assertIn(f"{match.group(2)} to {match.group(3)} bytes", self.text)
 

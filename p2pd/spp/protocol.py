@@ -72,8 +72,10 @@ class RemoteFile:
         self._closed = False
 
     def has(self, index: int) -> bool:
+        if not 0 <= index < self.meta.blocks:
+            return False
         if self.authoritative:
-            return 0 <= index < self.meta.blocks
+            return True
         have = self._have
         return have is not None and bool(have[index >> 3] & (1 << (index & 7)))
 
@@ -204,6 +206,8 @@ class SPPProtocol(Int32StringReceiver):
         Keepalives and the idle timeout, checked every few seconds.
         """
         self._timer = None
+        if self.state != _READY:
+            return
         now = self.clock.seconds()
         if now - self._lastReceived >= IDLE_TIMEOUT:
             self._fail(ErrorCode.TIMEOUT, "idle")
@@ -233,6 +237,10 @@ class SPPProtocol(Int32StringReceiver):
             remoteFile._lost(reason)
         if not self.ready.called:
             self.ready.errback(ConnectionGone(str(reason.value)))
+            if not self.initiator:
+                # Nobody waits for an accepted connection's handshake: do not
+                # log its failure as an unhandled error.
+                self.ready.addErrback(lambda _: None)
         if wasReady:
             self.node.connectionGone(self)
 
@@ -352,7 +360,7 @@ class SPPProtocol(Int32StringReceiver):
             entry = self._outgoing.get(requestId)
             if entry is not None:
                 ignored: defer.Deferred[Any] = defer.Deferred()
-                ignored.addErrback(lambda _: None)
+                ignored.addCallbacks(_release, lambda _: None)
                 self._outgoing[requestId] = (ignored, entry[1], entry[2])
 
         deferred: defer.Deferred[Any] = defer.Deferred(cancel)
@@ -375,6 +383,7 @@ class SPPProtocol(Int32StringReceiver):
             )
         deferred, message, context = entry
         if kind is not codec.Error and not _answers(kind, message):
+            deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "wrong answer"))
             raise SPPError(
                 ErrorCode.BAD_REQUEST,
                 f"{kind.__name__} does not answer {type(message).__name__}",
@@ -391,7 +400,8 @@ class SPPProtocol(Int32StringReceiver):
                 message.digestName,
                 message.version,
             )
-            meta.digestSize
+            if not codec.MIN_DIGEST_SIZE <= meta.digestSize <= codec.MAX_DIGEST_SIZE:
+                raise ValueError(f"digest size {meta.digestSize}")
         except ValueError:
             self.send(codec.Close(message.handle))
             deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "unknown digest"))
@@ -400,9 +410,10 @@ class SPPProtocol(Int32StringReceiver):
             self.send(codec.Close(message.handle))
             deferred.errback(SPPError(ErrorCode.CHANGED, "other version"))
             return
-        remoteFile = RemoteFile(self, message.handle, meta, message.authoritative)
         if message.handle in self._remoteFiles:
+            deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "handle reused"))
             raise SPPError(ErrorCode.BAD_REQUEST, "handle reused")
+        remoteFile = RemoteFile(self, message.handle, meta, message.authoritative)
         self._remoteFiles[message.handle] = remoteFile
         deferred.callback(remoteFile)
 
@@ -475,6 +486,7 @@ class SPPProtocol(Int32StringReceiver):
         Send what C{deferred} gives, or its SPPError, as the answer.
         """
         if len(self._pending) >= MAX_PENDING_REQUESTS:
+            deferred.addErrback(lambda _: None)
             deferred.cancel()
             self.send(codec.Error(requestId, ErrorCode.BUSY, "too many requests"))
             return
@@ -624,6 +636,14 @@ class SPPProtocol(Int32StringReceiver):
         self.transport.writeSequence(
             [_frameHeader(length, codec.Block.TYPE) + header, data]
         )
+
+
+def _release(answer: Any) -> None:
+    """
+    Close a file opened by a request that was cancelled meanwhile.
+    """
+    if isinstance(answer, RemoteFile):
+        answer.close()
 
 
 def _frameHeader(length: int, messageType: int) -> bytes:
