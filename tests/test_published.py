@@ -145,7 +145,6 @@ class LookupTests(SynchronousTestCase):
         os.symlink("pub", link)
         published = PublicDirectory(link).lookup([b"movie.mp4"])
         self.assertEqual(published.size, len(MOVIE))
-        self.assertRefused([b"link-out"])
         self.assertRaises(NotPublished, PublicDirectory(link).lookup, [b"link-out"])
 
     def test_empty(self) -> None:
@@ -376,7 +375,7 @@ _REFUSED_TARGETS = [
     "/sub%2F..%2F..%2Fpasswd",
     "//etc/passwd",
     "/%2Fetc%2Fpasswd",
-    "/%2F" + "%2F".join(["x"]),
+    "/%2Fx",
     "/movie.mp4%00",
     "/movie.mp4%00.txt",
     "/link-out",
