@@ -20,6 +20,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from p2pd import __version__
@@ -32,6 +33,7 @@ from p2pd.spp.protocol import SPPFactory
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
+from p2pd.web.proxy import NodeRequest, ProxyConfig
 from p2pd.web.root import NodeRoot
 
 DEFAULT_PORT = 1111
@@ -183,6 +185,16 @@ class Options(usage.Options):
         self["local-net"] = []
         self["mirror"] = []
         self["grant"] = []
+        self["allow-host"] = []
+
+    def opt_allow_host(self, value: str) -> None:
+        """
+        fetch or proxy only content whose origin is this host (repeatable;
+        default: any host)
+        """
+        self["allow-host"].append(value.strip().lower())
+
+    opt_A = opt_allow_host
 
     def opt_grant(self, value: str) -> None:
         """
@@ -243,12 +255,18 @@ class Options(usage.Options):
 
 class NodeSite(Site):
     """
-    The HTTP side of a node; its access log is written only with --debug.
+    The HTTP side of a node: its own resources, and the proxy for absolute
+    URIs. Its access log is written only with --debug.
     """
 
-    def __init__(self, resource: Any, verbose: bool, reactor: Any) -> None:
+    requestFactory = NodeRequest
+
+    def __init__(
+        self, resource: Any, verbose: bool, reactor: Any, proxy: ProxyConfig
+    ) -> None:
         super().__init__(resource, reactor=reactor)
         self.verbose = verbose
+        self.proxy = proxy
         self.displayTracebacks = False
 
     def log(self, request: Any) -> None:
@@ -258,15 +276,26 @@ class NodeSite(Site):
 
 class _NodeService(Service):
     """
-    Closes the node's downloads when twistd stops.
+    Runs the thread pool that hashes published files (its own, so hashing
+    never delays DNS lookups in the reactor's pool), and closes the node's
+    downloads and index files when twistd stops.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, hashing: ThreadPool, digestIndex: Any) -> None:
         self.node = node
+        self.hashing = hashing
+        self.digestIndex = digestIndex
+
+    def startService(self) -> None:
+        super().startService()
+        self.hashing.start()
 
     def stopService(self) -> None:
         super().stopService()
         self.node.stop()
+        self.hashing.stop()
+        if self.digestIndex is not None:
+            self.digestIndex.close()
 
 
 class ListenerService(StreamServerEndpointService):
@@ -318,12 +347,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     cacheDir = options["cache-dir"]
     cache = BlockCache(os.path.join(cacheDir, "blocks"))
     digestIndex = None
+    hashing = ThreadPool(minthreads=0, maxthreads=2, name="p2pd-digests")
     if public is not None:
         digestIndex = DigestIndex(
             os.path.join(cacheDir, "digests"),
             options["block-size"],
             options["digest"],
             reactor,
+            hashing,
         )
     tracker = Tracker(
         options["local-net"],
@@ -338,11 +369,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         node=node,
         grants=options["grant"],
     )
-    site = NodeSite(root, verbose=options["debug"], reactor=reactor)
+    proxy = ProxyConfig(node, reactor, options["grant"], options["allow-host"])
+    site = NodeSite(root, verbose=options["debug"], reactor=reactor, proxy=proxy)
     spp = SPPFactory(node, reactor, initiator=False)
     shared = SharedPortFactory(site, {codec.MAGIC[:1]: spp}, clock=reactor)
     service = MultiService()
-    _NodeService(node).setServiceParent(service)
+    _NodeService(node, hashing, digestIndex).setServiceParent(service)
     listener = ListenerService(
         serverFromString(reactor, options["listen"]), shared, options["listen"], node
     )

@@ -48,6 +48,9 @@ class MemoryStore:
         for n in range(len(digests) // size):
             self.digests[first + n] = digests[n * size : (n + 1) * size]
 
+    def close(self):
+        self.closed = True
+
     def held(self):
         ranges = []
         for index in sorted(self.blocks):

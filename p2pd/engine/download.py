@@ -30,7 +30,7 @@ URGENT_BLOCKS = 4
 EDGE_BYTES = 512 * 1024
 EDGE_MAX_BLOCKS = 4
 PIPELINE = 8
-DIGEST_CHUNK = 1024
+DIGEST_CHUNK = 64
 CHECK_INTERVAL = 0.5
 LAG_MIN = 1.0
 SOURCE_TIMEOUT = 10.0
@@ -54,6 +54,7 @@ class IBlockStore(Protocol):
     def digest(self, index: int) -> bytes | None: ...
     def setDigests(self, first: int, digests: bytes) -> None: ...
     def held(self) -> list[tuple[int, int]]: ...
+    def close(self) -> None: ...
 
 
 class _Source:
@@ -108,9 +109,10 @@ class Reader:
         def cancel(d: defer.Deferred[bytes]) -> None:
             self._waiting = None
 
-        self._waiting = defer.Deferred(cancel)
+        waiting: defer.Deferred[bytes] = defer.Deferred(cancel)
+        self._waiting = waiting
         self.download._schedule()
-        return self._waiting
+        return waiting
 
     def _take(self, data: bytes) -> bytes:
         start = self.download.meta.blockStart(self.block)
@@ -146,8 +148,10 @@ class Download:
     One version of one file, fetched from many sources for many readers.
 
     @ivar searching: whether more sources may still come (the node is
-        connecting); when False and no source holds a block a reader waits
-        for, the reader fails.
+        looking for peers or connecting). While it is, blocks only an origin
+        holds are fetched only when urgent, since a peer may hold them; when
+        it is not and no source holds a block a reader waits for, the
+        reader fails.
     """
 
     _log = Logger()
@@ -330,19 +334,19 @@ class Download:
             if not holders:
                 continue
             peers = [s for s in holders if not s.source.authoritative]
-            if urgency < URGENT_BLOCKS:
-                chosen = max(
-                    holders, key=lambda s: (s.rate, not s.source.authoritative)
-                )
-            elif peers:
+            if peers:
                 chosen = max(peers, key=lambda s: s.rate)
+            elif urgency < URGENT_BLOCKS:
+                chosen = max(holders, key=lambda s: s.rate)
             else:
-                originOnly.append(index)
+                if not self.searching:
+                    originOnly.append(index)
                 continue
             self._request(chosen, index)
             sources = [s for s in sources if s.free > 0]
-        # Blocks only an origin holds, in random order: nodes reading the same
-        # part of a file then fetch different blocks and trade them.
+        # Blocks only an origin holds, once no more peers are being looked
+        # for, in random order: nodes reading the same part of a file then
+        # fetch different blocks and trade them.
         self.rng.shuffle(originOnly)
         for index in originOnly:
             holders = [s for s in sources if s.free > 0 and s.source.has(index)]
@@ -570,3 +574,4 @@ class Download:
         self._sources.clear()
         for reader in list(self.readers):
             reader._failed(Failure(DownloadFailed("download closed")))
+        self.store.close()

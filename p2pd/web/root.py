@@ -20,10 +20,13 @@ from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from p2pd import playlist
+from p2pd import __version__, playlist
 from p2pd.store.published import NotPublished, PublicDirectory
 from p2pd.web import gateway, status
 from p2pd.web.files import PublishedFileResource
+
+# Proxies recognise p2pd nodes by this header (p2pd.web.proxy).
+SERVER = f"p2pd/{__version__}".encode("ascii")
 
 # host, IPv4 or [IPv6], then an optional port: anything else in a Host
 # header is not trusted into a playlist.
@@ -62,6 +65,7 @@ class NodeRoot(Resource):
         self.direct = direct
 
     def render(self, request: IRequest) -> bytes | int:
+        request.setHeader(b"Server", SERVER)
         if request.method not in (b"GET", b"HEAD"):
             request.setResponseCode(http.NOT_ALLOWED)
             request.setHeader(b"Allow", b"GET, HEAD")

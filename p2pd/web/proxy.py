@@ -1,0 +1,304 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""
+The viewer's proxy: players set C{http_proxy=http://localhost:1111} and play
+SPP content as if it were plain HTTP.
+
+An absolute-URI request for a p2pd node (its playlist URL, its C{/.direct/}
+fallback URL, or an C{spp://} URL) is served from the download engine: the
+bytes come over SPP from the origin, caches and other viewers, verified. Any
+other http URL is forwarded as an ordinary proxy does, so setting
+C{http_proxy} for a player breaks nothing else.
+
+A node is known to be a p2pd node from its C{/.direct/} URLs, or from the
+C{Server: p2pd/...} header of a forwarded answer; that is remembered for an
+hour, so ordinary sites pay nothing: their requests are simply forwarded.
+"""
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, server
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
+from twisted.web.proxy import ProxyRequest
+
+from p2pd.engine.download import Download
+from p2pd.playlist import DIRECT_PREFIX
+from p2pd.web import gateway, stream
+
+KNOWN_FOR = 3600.0
+MAX_KNOWN = 1024
+_HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authorization",
+    b"proxy-authenticate",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+}
+
+
+class KnownNodes:
+    """
+    The C{host:port}s recently seen to be p2pd nodes, bounded and expiring.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        self._until: OrderedDict[tuple[str, int], float] = OrderedDict()
+
+    def add(self, host: str, port: int) -> None:
+        self._until[(host, port)] = self.clock.seconds() + KNOWN_FOR
+        self._until.move_to_end((host, port))
+        while len(self._until) > MAX_KNOWN:
+            self._until.popitem(last=False)
+
+    def __contains__(self, address: tuple[str, int]) -> bool:
+        until = self._until.get(address)
+        if until is None:
+            return False
+        if until < self.clock.seconds():
+            del self._until[address]
+            return False
+        return True
+
+
+class ProxyConfig:
+    """
+    What the proxy needs: the node, who may use it, which origins it may
+    fetch from, and what it has learned.
+
+    @ivar allowHosts: if not empty, the only origin hosts fetched or
+        forwarded (-A).
+    """
+
+    def __init__(
+        self,
+        node: Any,
+        reactor: Any,
+        grants: Sequence[gateway.Network] = (),
+        allowHosts: Sequence[str] = (),
+    ) -> None:
+        self.node = node
+        self.reactor = reactor
+        self.grants = list(grants)
+        self.allowHosts = {h.lower() for h in allowHosts}
+        self.known = KnownNodes(reactor)
+        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+
+    def refusal(self, clientHost: str, originHost: str) -> str | None:
+        """
+        Why this request must be refused, or None.
+        """
+        if not gateway.granted(clientHost, self.grants):
+            return (
+                f"{clientHost} may not use this proxy: only this host and "
+                "granted subnets (-n) may"
+            )
+        if self.allowHosts and originHost.lower() not in self.allowHosts:
+            return f"{originHost} is not an allowed origin on this node (-A)"
+        return None
+
+
+class _Relay(protocol.Protocol):
+    """
+    Copies a forwarded answer's body to the player, pausing the origin when
+    the player reads slowly.
+    """
+
+    def __init__(self, request: "NodeRequest") -> None:
+        self.request = request
+        self.finished: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.request.registerProducer(self.transport, True)
+        self.request.notifyFinish().addErrback(lambda _: self.transport.stopProducing())
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.request.finished and not self.request._disconnected:
+            self.request.write(data)
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        if not self.request._disconnected and not self.request.finished:
+            self.request.unregisterProducer()
+            self.request.finish()
+        self.finished.callback(None)
+
+
+class NodeRequest(ProxyRequest, server.Request):
+    """
+    Every HTTP request to a node: absolute URIs are proxied (to SPP or
+    forwarded), paths go to the node's own resources.
+    """
+
+    _log = Logger()
+
+    def __init__(self, channel: Any, queued: Any = None) -> None:
+        if queued is None:
+            server.Request.__init__(self, channel)
+        else:
+            server.Request.__init__(self, channel, queued)
+        self.reactor = getattr(channel.site, "reactor", None)
+
+    @property
+    def proxy(self) -> ProxyConfig | None:
+        return getattr(self.channel.site, "proxy", None)
+
+    def process(self) -> None:
+        proxy = self.proxy
+        if proxy is None or not self.uri.lower().startswith((b"http://", b"spp://")):
+            server.Request.process(self)
+            return
+        self.site = self.channel.site
+        self.setHeader(b"Server", b"p2pd")
+        self.setHeader(b"Date", http.datetimeToString())
+        try:
+            target = urlsplit(self.uri.decode("ascii"))
+            host = (target.hostname or "").lower()
+            port = target.port or (80 if target.scheme == "http" else 1111)
+        except (UnicodeDecodeError, ValueError):
+            self._refuse(http.BAD_REQUEST, "malformed request URI")
+            return
+        if not host:
+            self._refuse(http.BAD_REQUEST, "no host in the request URI")
+            return
+        client = getattr(self.getClientAddress(), "host", "")
+        refusal = proxy.refusal(client, host)
+        if refusal is not None:
+            self._log.info("proxy refused {uri}: {why}", uri=self.uri, why=refusal)
+            self._refuse(http.FORBIDDEN, refusal)
+            return
+        if self.method not in (b"GET", b"HEAD") and target.scheme == "spp":
+            self._refuse(http.NOT_ALLOWED, "only GET and HEAD for spp:// URLs")
+            return
+        path = target.path or "/"
+        sppURL = _contentURL(target.scheme, host, port, path, proxy.known)
+        if sppURL is not None and self.method in (b"GET", b"HEAD"):
+            self._serveSPP(proxy, sppURL)
+        else:
+            self._forward(proxy, host, port, path)
+
+    def _refuse(self, code: int, message: str) -> None:
+        body = (message + "\n").encode("utf-8")
+        self.setResponseCode(code)
+        self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        self.setHeader(b"Content-Length", b"%d" % len(body))
+        if self.method != b"HEAD":
+            self.write(body)
+        self.finish()
+
+    def _serveSPP(self, proxy: ProxyConfig, url: str) -> None:
+        name = unquote(url.rsplit("/", 1)[-1])
+
+        def started(download: Download) -> None:
+            if self._disconnected or self.finished:
+                return
+            body = stream.respond(self, download, name)
+            if body is not server.NOT_DONE_YET:
+                self.write(body)  # type: ignore[arg-type]
+                self.finish()
+
+        def failed(reason: Failure) -> None:
+            code, message = stream.failureStatus(reason)
+            self._log.info("{url}: {code} {why}", url=url, code=code, why=message)
+            if not self._disconnected and not self.finished:
+                self._refuse(code, message)
+
+        proxy.node.download(url).addCallbacks(started, failed)
+
+    def _forward(self, proxy: ProxyConfig, host: str, port: int, path: str) -> None:
+        """
+        Pass the request on to the origin server, as any HTTP proxy would;
+        switch to SPP if the answer comes from a p2pd node.
+        """
+        headers = Headers()
+        for name, values in self.requestHeaders.getAllRawHeaders():
+            if name.lower() not in _HOP_BY_HOP:
+                headers.setRawHeaders(name, values)
+        self.content.seek(0, 0)
+        body = None
+        if self.method not in (b"GET", b"HEAD") or self.content.read(1):
+            self.content.seek(0, 0)
+            body = FileBodyProducer(self.content)
+        d = proxy.agent.request(self.method, self.uri, headers, body)
+
+        def answered(response: Any) -> Any:
+            server_ = (response.headers.getRawHeaders(b"server") or [b""])[0]
+            if server_.startswith(b"p2pd") and not path.startswith("/."):
+                proxy.known.add(host, port)
+                if self.method in (b"GET", b"HEAD") and response.code < 400:
+                    response.deliverBody(_Discard())
+                    self._serveSPP(proxy, _sppURL(host, port, path))
+                    return None
+            return self._relay(response)
+
+        def failed(reason: Failure) -> None:
+            url = _sppURL(host, port, path)
+            if proxy.node.cache is not None and proxy.node.cache.find(url) is not None:
+                self._serveSPP(proxy, url)
+                return
+            code, message = stream.failureStatus(reason)
+            self._log.info(
+                "forwarding {uri}: {why}", uri=self.uri, why=reason.getErrorMessage()
+            )
+            if not self._disconnected and not self.finished:
+                self._refuse(code, message)
+
+        d.addCallbacks(answered, failed)
+
+    def _relay(self, response: Any) -> "defer.Deferred[None] | None":
+        if self._disconnected or self.finished:
+            response.deliverBody(_Discard())
+            return None
+        self.setResponseCode(response.code, response.phrase)
+        for name, values in response.headers.getAllRawHeaders():
+            if name.lower() not in _HOP_BY_HOP:
+                self.responseHeaders.setRawHeaders(name, values)
+        if response.length is not UNKNOWN_LENGTH and self.method != b"HEAD":
+            self.setHeader(b"Content-Length", b"%d" % response.length)
+        relay = _Relay(self)
+        response.deliverBody(relay)
+        return relay.finished
+
+
+class _Discard(protocol.Protocol):
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        pass
+
+
+def _sppURL(host: str, port: int, path: str) -> str:
+    if ":" in host:
+        host = f"[{host}]"
+    return f"spp://{host}:{port}{quote(unquote(path), safe='/')}"
+
+
+def _contentURL(
+    scheme: str, host: str, port: int, path: str, known: KnownNodes
+) -> str | None:
+    """
+    The C{spp://} URL an absolute URI stands for, if its content comes over
+    SPP: C{spp://} URLs, C{/.direct/} fallback URLs, and any file of a
+    known p2pd node.
+    """
+    if scheme == "spp":
+        return _sppURL(host, port, path)
+    direct = f"/{DIRECT_PREFIX}/"
+    if path.startswith(direct):
+        known.add(host, port)
+        return _sppURL(host, port, "/" + path[len(direct) :])
+    if (host, port) in known and not path.startswith("/.") and path != "/":
+        return _sppURL(host, port, path)
+    return None
