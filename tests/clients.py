@@ -7,6 +7,10 @@ fires with a L{Result} once the process has exited (so the reactor is clean
 when the test ends). A program that outlives its timeout is sent SIGTERM,
 then SIGKILL, and its result says so; it never hangs a test.
 
+L{curl}, L{mplayer}, L{mpv}, L{vlc}, L{ffmpeg} and L{ffprobeDuration} run
+one client with the headless options that work for it (see REAL_CLIENTS.md
+in the project notes); they take L{run}'s keyword arguments.
+
 Every program gets an environment without proxy variables unless a test
 gives them: players honour C{http_proxy}, and some ignore C{no_proxy}
 (see REAL_CLIENTS.md in the project notes), so an inherited proxy setting
@@ -15,6 +19,7 @@ would silently route a test's requests elsewhere.
 
 import os
 import pwd
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -272,3 +277,111 @@ def vlcPrefix(reactor: Any = None) -> Any:
                 + result.describe()
             ) from None
     return ["runuser", "-u", VLC_USER, "--"]
+
+
+# Headless command lines: no configuration, no display, no sound card.
+MPLAYER = [
+    *("mplayer", "-noconfig", "all", "-nolirc", "-nojoystick", "-really-quiet"),
+    *("-identify", "-vo", "null", "-ao", "null"),
+]
+MPV = ["mpv", "--no-config", "--vo=null", "--ao=null"]
+CVLC = [
+    *("cvlc", "-I", "dummy", "--no-dbus", "--vout=dummy", "--aout=dummy"),
+    *("--play-and-exit", "-vv"),
+]
+FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner"]
+
+
+@dataclass(frozen=True)
+class Response:
+    """
+    One HTTP response as C{curl -i} printed it.
+
+    @ivar headers: the header fields, names lower-cased (the last of
+        repeated fields wins).
+    """
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def parseResponse(raw: bytes) -> Response:
+    """
+    The response in the output of C{curl -i} for one request.
+    """
+    head, _, body = raw.partition(b"\r\n\r\n")
+    statusLine, *headerLines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in headerLines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Response(int(statusLine.split()[1]), headers, body)
+
+
+@inlineCallbacks
+def curl(*args: str, **runArgs: Any) -> Any:
+    """
+    C{curl -s -i ARGS}, which must succeed.
+
+    @return: a Deferred firing with the L{Response}.
+    """
+    result = yield run(["curl", "-s", "-i", *args], **runArgs)
+    return parseResponse(check(result).out)
+
+
+def mplayer(*args: str, **runArgs: Any) -> "Deferred[Result]":
+    """
+    mplayer with C{-identify}; read its values with L{identify}. It exits 0
+    even when it played nothing.
+    """
+    return run([*MPLAYER, *args], **runArgs)
+
+
+def identify(output: str) -> dict[str, str]:
+    """
+    The C{ID_NAME=value} lines mplayer's C{-identify} printed, by C{NAME};
+    the last value wins.
+    """
+    return dict(re.findall(r"^ID_(\w+)=(.*?)\s*$", output, re.M))
+
+
+def mpv(*args: str, **runArgs: Any) -> "Deferred[Result]":
+    return run([*MPV, *args], **runArgs)
+
+
+@inlineCallbacks
+def vlc(*args: str, **runArgs: Any) -> Any:
+    """
+    cvlc with debug output (C{-vv}), as an ordinary user (see
+    L{vlcPrefix}), in C{/} unless given a C{path}. It exits 0 even when it
+    played nothing: look for C{Received first picture}.
+
+    @return: a Deferred firing with the L{Result}.
+    """
+    require("cvlc")
+    prefix = yield vlcPrefix(runArgs.get("reactor"))
+    runArgs.setdefault("path", "/")
+    result = yield run([*prefix, *CVLC, *args], **runArgs)
+    return result
+
+
+def ffmpeg(*args: str, **runArgs: Any) -> "Deferred[Result]":
+    return run([*FFMPEG, *args], **runArgs)
+
+
+@inlineCallbacks
+def ffprobeDuration(source: str, **runArgs: Any) -> Any:
+    """
+    The duration in seconds ffprobe finds for C{source} (a URL or a path).
+
+    @return: a Deferred firing with a float.
+    """
+    result = yield run(
+        [
+            *("ffprobe", "-v", "error", "-show_entries", "format=duration"),
+            *("-of", "csv=p=0", source),
+        ],
+        **runArgs,
+    )
+    return float(check(result).stdout.strip())

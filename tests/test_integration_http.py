@@ -22,38 +22,6 @@ from tests.nodes import Nodes, runTwistd
 # A player that gets nowhere is stopped after this many seconds.
 PLAYER_TIMEOUT = 60
 
-_MPLAYER = [
-    *("mplayer", "-noconfig", "all", "-nolirc", "-nojoystick", "-really-quiet"),
-    *("-identify", "-vo", "null", "-ao", "null"),
-]
-_MPV = ["mpv", "--no-config", "--vo=null", "--ao=null"]
-_CVLC = [
-    *("cvlc", "-I", "dummy", "--no-dbus", "--vout=dummy", "--aout=dummy"),
-    *("--play-and-exit", "-vv"),
-]
-
-
-def parseResponse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """
-    The status code, headers (names lower-cased) and body of the output of
-    C{curl -i} for one response.
-    """
-    head, _, body = raw.partition(b"\r\n\r\n")
-    statusLine, *headerLines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in headerLines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(statusLine.split()[1]), headers, body
-
-
-def identify(output: str) -> dict[str, str]:
-    """
-    The C{ID_NAME=value} lines mplayer's C{-identify} printed; the last
-    value wins.
-    """
-    return dict(re.findall(r"^ID_(\w+)=(.*?)\s*$", output, re.M))
-
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -67,8 +35,12 @@ def fileDigest(path: str) -> str:
 class _NodeTestCase(TestCase):
     """
     Starts one node publishing the test media (with C{redirect} set, as
-    C{--redirect}) before each test; C{self.home} is an empty C{HOME} for
-    the clients, so no user configuration (C{.curlrc}, C{.wgetrc}) applies.
+    C{--redirect}; with C{debug} set, as C{--debug}) before each test.
+
+    Clients run with C{self.runArgs}: an environment without proxy
+    variables whose C{HOME} is an empty directory, so no user configuration
+    (C{.curlrc}, C{.wgetrc}) applies, and that directory as working
+    directory.
     """
 
     redirect = False
@@ -79,7 +51,11 @@ class _NodeTestCase(TestCase):
         self.media = yield getMedia()
         self.home = os.path.abspath(self.mktemp())
         os.makedirs(self.home)
-        self.env = clients.environment(HOME=self.home)
+        self.runArgs = dict(
+            env=clients.environment(HOME=self.home),
+            path=self.home,
+            timeout=PLAYER_TIMEOUT,
+        )
         self.nodes = Nodes(self)
         args = ["-p", self.media.directory]
         if self.redirect:
@@ -96,38 +72,23 @@ class _NodeTestCase(TestCase):
         if abs(actual - expected) > delta:
             self.fail(f"{actual} is not within {delta} of {expected}")
 
-    def client(self, argv, **kwargs):
+    def client(self, argv):
         """
-        Run a client with the clean environment, in C{HOME}.
+        Run C{argv} with C{self.runArgs}.
         """
-        kwargs.setdefault("env", self.env)
-        kwargs.setdefault("path", self.home)
-        kwargs.setdefault("timeout", PLAYER_TIMEOUT)
-        return clients.run(argv, **kwargs)
+        return clients.run(argv, **self.runArgs)
 
-    @inlineCallbacks
     def curl(self, *args):
         """
-        C{curl -s -i ARGS}: the response as (status, headers, body).
+        C{curl -s -i ARGS}: a Deferred firing with the response.
         """
-        result = yield self.client(["curl", "-s", "-i", *args])
-        clients.check(result)
-        return parseResponse(result.out)
+        return clients.curl(*args, **self.runArgs)
 
-    @inlineCallbacks
     def localDuration(self, name):
         """
         The duration ffprobe reads from the local copy of C{name}.
         """
-        result = yield self.client(_ffprobeDuration(self.media.path(name)))
-        return float(clients.check(result).stdout.strip())
-
-
-def _ffprobeDuration(source):
-    return [
-        *("ffprobe", "-v", "error", "-show_entries", "format=duration"),
-        *("-of", "csv=p=0", source),
-    ]
+        return clients.ffprobeDuration(self.media.path(name), **self.runArgs)
 
 
 class RedirectTests(_NodeTestCase):
@@ -147,10 +108,10 @@ class RedirectTests(_NodeTestCase):
         """
         name = self.media.ts
         size = self.media.size(name)
-        status, headers, body = yield self.curl(self.node.urlFor(name))
-        self.assertEqual(status, 200)
-        self.assertEqual(headers["content-type"], "application/x-spp-playlist")
-        lines = body.decode("utf-8").splitlines()
+        response = yield self.curl(self.node.urlFor(name))
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.headers["content-type"], "application/x-spp-playlist")
+        lines = response.body.decode("utf-8").splitlines()
         self.assertEqual(lines[0], "[playlist]")
         self.assertIn("NumberOfEntries=2", lines)
         self.assertIn(f"File1=spp://{self.node.authority}/{name}", lines)
@@ -166,15 +127,16 @@ class RedirectTests(_NodeTestCase):
         by range, never the playlist again.
         """
         name = self.media.ts
-        _, _, body = yield self.curl(self.node.urlFor(name))
-        fallback = re.search(r"^File2=(.*)$", body.decode("utf-8"), re.M).group(1)
-        status, headers, whole = yield self.curl(fallback)
-        self.assertEqual(status, 200)
-        self.assertEqual(headers["content-type"], "video/mp2t")
-        self.assertEqual(digest(whole), digest(self.media.read(name)))
-        status, headers, part = yield self.curl("-r", "1000-1999", fallback)
-        self.assertEqual(status, 206)
-        self.assertEqual(part, self.media.read(name)[1000:2000])
+        playlist = yield self.curl(self.node.urlFor(name))
+        text = playlist.body.decode("utf-8")
+        fallback = re.search(r"^File2=(.*)$", text, re.M).group(1)
+        whole = yield self.curl(fallback)
+        self.assertEqual(whole.status, 200)
+        self.assertEqual(whole.headers["content-type"], "video/mp2t")
+        self.assertEqual(digest(whole.body), digest(self.media.read(name)))
+        part = yield self.curl("-r", "1000-1999", fallback)
+        self.assertEqual(part.status, 206)
+        self.assertEqual(part.body, self.media.read(name)[1000:2000])
 
     @inlineCallbacks
     def test_missing(self):
@@ -182,10 +144,10 @@ class RedirectTests(_NodeTestCase):
         A name that is not published gets 404, as a playlist request and as
         a fallback request.
         """
-        status, _, _ = yield self.curl(self.node.urlFor("missing.ts"))
-        self.assertEqual(status, 404)
-        status, _, _ = yield self.curl(f"{self.node.url}/.direct/missing.ts")
-        self.assertEqual(status, 404)
+        response = yield self.curl(self.node.urlFor("missing.ts"))
+        self.assertEqual(response.status, 404)
+        response = yield self.curl(f"{self.node.url}/.direct/missing.ts")
+        self.assertEqual(response.status, 404)
 
     @inlineCallbacks
     def playPlaylist(self, name, *options):
@@ -196,17 +158,17 @@ class RedirectTests(_NodeTestCase):
 
         @return: mplayer's C{-identify} values.
         """
-        status, _, body = yield self.curl(self.node.urlFor(name))
-        self.assertEqual(status, 200)
+        response = yield self.curl(self.node.urlFor(name))
+        self.assertEqual(response.status, 200)
         playlist = os.path.join(self.home, "playlist.pls")
         with open(playlist, "wb") as f:
-            f.write(body)
+            f.write(response.body)
         # -endpos is not applied to an entry after a failed one; -frames is.
-        result = yield self.client(
-            [*_MPLAYER, "-frames", "25", *options, "-playlist", playlist]
+        result = yield clients.mplayer(
+            "-frames", "25", *options, "-playlist", playlist, **self.runArgs
         )
         clients.check(result)
-        ids = identify(result.text)
+        ids = clients.identify(result.text)
         self.assertEqual(
             ids.get("FILENAME"),
             f"{self.node.url}/.direct/{name}",
@@ -278,15 +240,13 @@ class DirectTests(_NodeTestCase):
         """
         name = self.media.ts
         duration = yield self.localDuration(name)
-        result = yield self.client(
-            [
-                *_MPV,
-                "--start=50%",
-                "--length=2",
-                "--term-playing-msg=P2PD-START ${=time-pos} ${=duration}",
-                "--term-status-msg=",
-                self.node.urlFor(name),
-            ]
+        result = yield clients.mpv(
+            "--start=50%",
+            "--length=2",
+            "--term-playing-msg=P2PD-START ${=time-pos} ${=duration}",
+            "--term-status-msg=",
+            self.node.urlFor(name),
+            **self.runArgs,
         )
         clients.check(result)
         match = re.search(r"^P2PD-START (\S+) (\S+)$", result.text, re.M)
@@ -306,12 +266,10 @@ class DirectTests(_NodeTestCase):
         """
         name = self.media.ts
         size = self.media.size(name)
-        result = yield self.client(
-            [
-                *("ffmpeg", "-nostdin", "-hide_banner", "-v", "info"),
-                *("-ss", "10", "-i", self.node.urlFor(name), "-t", "2"),
-                *("-vf", "showinfo", "-f", "null", "-progress", "pipe:1", "-"),
-            ]
+        result = yield clients.ffmpeg(
+            *("-v", "info", "-ss", "10", "-i", self.node.urlFor(name), "-t", "2"),
+            *("-vf", "showinfo", "-f", "null", "-progress", "pipe:1", "-"),
+            **self.runArgs,
         )
         clients.check(result)
         progress = dict(re.findall(r"^(\w+)=(.*)$", result.stdout, re.M))
@@ -332,8 +290,7 @@ class DirectTests(_NodeTestCase):
         """
         name = self.media.ts
         local = yield self.localDuration(name)
-        result = yield self.client(_ffprobeDuration(self.node.urlFor(name)))
-        remote = float(clients.check(result).stdout.strip())
+        remote = yield clients.ffprobeDuration(self.node.urlFor(name), **self.runArgs)
         self.assertNear(remote, local, delta=0.01)
 
     @inlineCallbacks
@@ -376,13 +333,14 @@ class DirectTests(_NodeTestCase):
             (f"{size - 10}-{size + 1000}", size - 10, size),
         ]
         for spec, start, stop in cases:
-            status, headers, body = yield self.curl("-r", spec, self.node.urlFor(name))
-            self.assertEqual(status, 206, spec)
+            response = yield self.curl("-r", spec, self.node.urlFor(name))
+            headers = response.headers
+            self.assertEqual(response.status, 206, spec)
             self.assertEqual(
                 headers["content-range"], f"bytes {start}-{stop - 1}/{size}", spec
             )
             self.assertEqual(int(headers["content-length"]), stop - start, spec)
-            self.assertEqual(body, data[start:stop], spec)
+            self.assertEqual(response.body, data[start:stop], spec)
 
     @inlineCallbacks
     def test_wgetResume(self):
@@ -409,12 +367,8 @@ class DirectTests(_NodeTestCase):
         Play C{name} for 3 seconds with VLC, as an ordinary user, and check
         that a picture was decoded.
         """
-        clients.require("cvlc")
-        prefix = yield clients.vlcPrefix()
-        result = yield self.client(
-            [*prefix, *_CVLC, "--run-time=3", self.node.urlFor(name)],
-            path="/",
-        )
+        runArgs = dict(self.runArgs, path="/")
+        result = yield clients.vlc("--run-time=3", self.node.urlFor(name), **runArgs)
         clients.check(result)
         self.assertIn("Received first picture", result.text, result.describe())
         return result
@@ -441,12 +395,12 @@ class DirectTests(_NodeTestCase):
         """
         name = self.media.mp4
         size = self.media.size(name)
-        status, headers, body = yield self.curl(
+        response = yield self.curl(
             "-H", f"Range: bytes={size}-", self.node.urlFor(name)
         )
-        self.assertEqual(status, 416)
-        self.assertEqual(headers["content-range"], f"bytes */{size}")
-        self.assertEqual(body, b"")
+        self.assertEqual(response.status, 416)
+        self.assertEqual(response.headers["content-range"], f"bytes */{size}")
+        self.assertEqual(response.body, b"")
 
 
 class CommandLineTests(TestCase):
