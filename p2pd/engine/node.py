@@ -235,6 +235,8 @@ class Node:
                 parsed = parse(key)
                 swarm = _Swarm(key, (parsed.host, parsed.port), download)
                 self._swarms[key] = swarm
+                # Keep trying the origin, and close the download when idle.
+                swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
                 for w in waiting:
                     w.callback(download)
                 return

@@ -1,0 +1,1080 @@
+"""
+Tests for L{p2pd.engine.node}: what a node answers to other nodes (its
+published files, its downloads, its cache) and how it runs its own
+downloads.
+
+Everything runs in memory on a L{task.Clock}: a real L{PublicDirectory},
+L{DigestIndex} and L{BlockCache} in temporary directories, a fake connector
+and fake connections, or two real nodes talking real SPP through an in-memory
+pump (L{tests.helpers.connectedServerAndClient}).
+"""
+
+import hashlib
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from p2pd.engine.download import Download, DownloadFailed
+from p2pd.engine.interfaces import IServedFile, ISource, SPPError
+from p2pd.engine.meta import FileMeta
+from p2pd.engine.node import IDLE_DOWNLOAD, PEER_INTERVAL, Node
+from p2pd.engine.tracker import Tracker
+from p2pd.spp.codec import ErrorCode
+from p2pd.spp.protocol import SPPFactory, SPPProtocol
+from p2pd.store.cache import BlockCache
+from p2pd.store.digests import DigestIndex
+from p2pd.store.published import PublicDirectory
+from tests.helpers import FakeTransport, connectedServerAndClient
+
+BLOCK = 16 * 1024
+PORT = 1111
+ORIGIN = "10.0.0.1"
+URL = f"spp://{ORIGIN}:{PORT}/movie.ts"
+MTIME_NS = 1_700_000_000_123_456_789
+
+
+class QueuedThreads:
+    """
+    A thread pool and reactor double for L{DigestIndex}: thread jobs wait
+    until the test runs them (L{runAll}), on its own thread, as results from
+    real threads arrive later.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[..., None], Callable[..., Any], Any]] = []
+
+    def callInThreadWithCallback(
+        self, onResult: Callable[..., None], f: Callable[..., Any], *args: Any
+    ) -> None:
+        self.jobs.append((onResult, f, args))
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any) -> None:
+        f(*args)
+
+    def getThreadPool(self) -> "QueuedThreads":
+        return self
+
+    def runAll(self) -> None:
+        """
+        Run jobs, oldest first, until none is left (jobs may queue more).
+        """
+        while self.jobs:
+            onResult, f, args = self.jobs.pop(0)
+            try:
+                result = f(*args)
+            except BaseException:
+                onResult(False, Failure())
+            else:
+                onResult(True, result)
+
+
+def content(blocks: float, seed: int = 0) -> bytes:
+    """
+    C{blocks} blocks (a fraction: a short last block) of random bytes.
+    """
+    return random.Random(seed).randbytes(int(blocks * BLOCK))
+
+
+def writeFile(path: str, data: bytes, mtimeNs: int = MTIME_NS) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.utime(path, ns=(mtimeNs, mtimeNs))
+
+
+def versionOf(data: bytes, mtimeNs: int = MTIME_NS) -> str:
+    return f"{len(data):x}-{mtimeNs:x}"
+
+
+class FakeConnector:
+    """
+    A connector whose connection attempts the test completes by hand.
+    """
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, int, defer.Deferred[Any]]] = []
+
+    def connect(self, host: str, port: int) -> "defer.Deferred[Any]":
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.attempts.append((host, port, d))
+        return d
+
+    def succeed(self, connection: "FakeConnection") -> None:
+        """
+        Complete every pending attempt with C{connection}.
+        """
+        attempts, self.attempts = self.attempts, []
+        for _, _, d in attempts:
+            d.callback(connection)
+
+    def fail(self, reason: Exception) -> None:
+        attempts, self.attempts = self.attempts, []
+        for _, _, d in attempts:
+            d.errback(reason)
+
+
+@implementer(ISource)
+class FakeRemoteFile:
+    """
+    A file opened on a fake connection: an authoritative source whose
+    answers arrive when the test calls L{FakeConnection.flush}.
+    """
+
+    onHave = None
+    onLost = None
+
+    def __init__(self, connection: "FakeConnection", meta: FileMeta, data: bytes):
+        self.connection = connection
+        self.meta = meta
+        self.data = data
+        self.name = connection.remoteName
+        self.authoritative = True
+        self.closed = False
+
+    def has(self, index: int) -> bool:
+        return 0 <= index < self.meta.blocks
+
+    def _later(self, value: Any) -> "defer.Deferred[Any]":
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.connection.pending.append((d, value))
+        return d
+
+    def getBlock(self, index: int) -> "defer.Deferred[bytes]":
+        self.connection.blocksAsked.append(index)
+        start = self.meta.blockStart(index)
+        return self._later(self.data[start : start + self.meta.blockLength(index)])
+
+    def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        return self._later(
+            b"".join(
+                self.meta.digest(self.data[i * BLOCK : (i + 1) * BLOCK])
+                for i in range(first, first + count)
+            )
+        )
+
+    def getPeers(self) -> "defer.Deferred[Any]":
+        return self._later([])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeConnection:
+    """
+    A connection to a node publishing C{files} (URL: data); answers come
+    when the test calls L{flush}.
+    """
+
+    def __init__(
+        self, files: dict[str, bytes], host: str = ORIGIN, port: int = PORT
+    ) -> None:
+        self.files = files
+        self.remoteHost = host
+        self.remoteListenPort = port
+        self.remoteName = f"{host}:{port}"
+        self.opened: list[tuple[str, str]] = []
+        self.pending: list[tuple[defer.Deferred[Any], Any]] = []
+        self.remoteFiles: list[FakeRemoteFile] = []
+        self.blocksAsked: list[int] = []
+
+    def open(self, url: str, version: str = "") -> "defer.Deferred[Any]":
+        self.opened.append((url, version))
+        if url not in self.files:
+            return defer.fail(SPPError(ErrorCode.NOT_FOUND, "no such file"))
+        data = self.files[url]
+        meta = FileMeta(url, len(data), BLOCK, "sha256", versionOf(data))
+        remote = FakeRemoteFile(self, meta, data)
+        self.remoteFiles.append(remote)
+        return defer.succeed(remote)
+
+    def flush(self) -> None:
+        """
+        Answer every request, including those the answers cause.
+        """
+        while self.pending:
+            d, value = self.pending.pop(0)
+            if not d.called:
+                d.callback(value)
+
+
+def readAll(testCase: SynchronousTestCase, download: Download, *flushes: Any) -> bytes:
+    """
+    Read C{download} from start to end, flushing the fake connections
+    whenever a read waits.
+    """
+    reader = download.read(0)
+    parts = []
+    while True:
+        d = reader.read()
+        for connection in flushes:
+            connection.flush()
+        data = testCase.successResultOf(d)
+        if not data:
+            break
+        parts.append(data)
+    reader.close()
+    return b"".join(parts)
+
+
+class NodeFixture(SynchronousTestCase):
+    """
+    A node publishing a directory, with a cache and a digest index, in the
+    test's temporary directory: C{TMP/public} is published, C{TMP/secret}
+    lies next to it and must never be served.
+    """
+
+    def setUp(self) -> None:
+        self.base = os.path.abspath(self.mktemp())
+        self.publicDir = os.path.join(self.base, "public")
+        self.movie = content(5.5)
+        writeFile(os.path.join(self.publicDir, "movie.ts"), self.movie)
+        writeFile(os.path.join(self.publicDir, "sub", "inner.bin"), content(1, 1))
+        writeFile(os.path.join(self.publicDir, ".hidden"), b"hidden")
+        writeFile(os.path.join(self.base, "secret"), b"secret")
+        writeFile(os.path.join(self.base, "public.secret"), b"secret")
+        self.clock = task.Clock()
+        self.connector = FakeConnector()
+        self.cache = self.makeCache("cache")
+        self.threads = QueuedThreads()
+        self.digestIndex = DigestIndex(
+            os.path.join(self.base, "digests"), BLOCK, "sha256", self.threads
+        )
+        self.addCleanup(self.digestIndex.close)
+        self.tracker = Tracker()
+        self.node = self.makeNode(
+            self.cache, PublicDirectory(self.publicDir), self.digestIndex, self.tracker
+        )
+        self.node.listenPort = PORT
+
+    def assertSameBytes(self, got: bytes, expected: bytes) -> None:
+        """
+        C{got} is C{expected} (compared by length and digest, so a failure
+        does not print megabytes).
+        """
+        self.assertEqual(
+            (len(got), hashlib.sha256(got).hexdigest()),
+            (len(expected), hashlib.sha256(expected).hexdigest()),
+        )
+
+    def ran(self, d: "defer.Deferred[Any]") -> "defer.Deferred[Any]":
+        """
+        C{d}, after the digest index's thread jobs have run.
+        """
+        self.threads.runAll()
+        return d
+
+    def makeCache(self, name: str) -> BlockCache:
+        return BlockCache(os.path.join(self.base, name))
+
+    def makeNode(self, cache: Any, *args: Any, **kwargs: Any) -> Node:
+        node = Node(self.clock, self.connector, cache, *args, **kwargs)
+        self.addCleanup(node.stop)
+        return node
+
+    def openServed(self, url: str, version: str = "", node: Node | None = None) -> Any:
+        served = (node or self.node).open(url, version, FakeConnection({}))
+        self.addCleanup(served.close)
+        return served
+
+    def openCode(self, url: str, version: str = "") -> Any:
+        """
+        The error code C{open} raises, or C{"opened"}.
+        """
+        try:
+            served = self.node.open(url, version, FakeConnection({}))
+        except SPPError as e:
+            return ErrorCode(e.code)
+        served.close()
+        return "opened"
+
+
+class OpenPublishedTests(NodeFixture):
+    """
+    L{Node.open} of the node's own published files.
+    """
+
+    def test_published(self) -> None:
+        """
+        A published file opens as an authoritative served file with its size,
+        version, block size and digest algorithm; its blocks and digests are
+        the file's.
+        """
+        served = self.openServed(URL)
+        verifyObject(IServedFile, served)
+        self.assertTrue(served.authoritative)
+        self.assertEqual(served.size, len(self.movie))
+        self.assertEqual(served.version, versionOf(self.movie))
+        self.assertEqual((served.blockSize, served.digestName), (BLOCK, "sha256"))
+        self.assertEqual(served.held(), [(0, 6)])
+        self.assertSameBytes(
+            self.successResultOf(served.readBlock(5)), self.movie[5 * BLOCK :]
+        )
+        self.assertEqual(
+            self.successResultOf(self.ran(served.digests(4, 2))),
+            hashlib.sha256(self.movie[4 * BLOCK : 5 * BLOCK]).digest()
+            + hashlib.sha256(self.movie[5 * BLOCK :]).digest(),
+        )
+
+    def test_currentVersion(self) -> None:
+        """
+        Asking for the current version by name opens the file too.
+        """
+        served = self.openServed(URL, versionOf(self.movie))
+        self.assertTrue(served.authoritative)
+
+    def test_subdirectory(self) -> None:
+        """
+        Files in subdirectories are published under their relative path.
+        """
+        served = self.openServed(f"spp://{ORIGIN}:{PORT}/sub/inner.bin")
+        self.assertSameBytes(self.successResultOf(served.readBlock(0)), content(1, 1))
+
+    def test_percentEncodedName(self) -> None:
+        """
+        The URL's path is percent-decoded once: a name with a space and
+        non-ASCII letters is found from its encoded form.
+        """
+        writeFile(os.path.join(self.publicDir, "my fïlm.ts"), b"film")
+        served = self.openServed(f"spp://{ORIGIN}:{PORT}/my%20f%C3%AFlm.ts")
+        self.assertSameBytes(self.successResultOf(served.readBlock(0)), b"film")
+
+    def test_anyHostAndPort(self) -> None:
+        """
+        The URL's host does not matter to a publishing node: it looks the
+        path up in its own directory (so names and addresses of one origin
+        all work).
+        """
+        served = self.openServed("spp://origin.example:1111/movie.ts")
+        self.assertEqual(served.version, versionOf(self.movie))
+
+    def test_outsideThePublishedDirectory(self) -> None:
+        """
+        No spelling of a path leaving the published directory, or naming a
+        hidden file, opens anything: every one is NOT_FOUND (and no error
+        says why).
+        """
+        os.symlink(
+            os.path.join(self.base, "secret"), os.path.join(self.publicDir, "link")
+        )
+        paths = [
+            "/../secret",
+            "/sub/../../secret",
+            "/%2e%2e/secret",
+            "/%2E%2E/secret",
+            "/%2e%2e%2fsecret",
+            "/..%2Fsecret",
+            "/sub%2F..%2F..%2Fsecret",
+            "/%2F" + "%2F".join(self.base.strip("/").split("/")) + "%2Fsecret",
+            "/..%5Csecret",
+            "/..\\secret",
+            "/sub\\..\\..\\secret",
+            "/%5C..%5C..%5Csecret",
+            "/movie.ts%00",
+            "/movie.ts%00.txt",
+            "/movie.ts\x00",
+            "/.hidden",
+            "/%2Ehidden",
+            "/sub/../.hidden",
+            "/.",
+            "/%2e",
+            "/./movie.ts",
+            "//movie.ts",
+            "/sub//inner.bin",
+            "/sub/",
+            "/sub",
+            "/link",
+            "/%252e%252e/secret",
+            "/..%c0%afsecret",
+            "/%ff",
+            "/no-such-file",
+        ]
+        results = {
+            path: self.openCode(f"spp://{ORIGIN}:{PORT}{path}") for path in paths
+        }
+        self.assertEqual(
+            results,
+            {path: ErrorCode.NOT_FOUND for path in paths},
+        )
+
+    def test_outsideWithVersion(self) -> None:
+        """
+        Naming the version of a file outside the directory does not open it
+        either.
+        """
+        with open(os.path.join(self.base, "secret"), "rb"):
+            pass
+        st = os.stat(os.path.join(self.base, "secret"))
+        version = f"{st.st_size:x}-{st.st_mtime_ns:x}"
+        for path in ("/../secret", "/%2e%2e/secret", "/..%2Fsecret"):
+            self.assertEqual(
+                self.openCode(f"spp://{ORIGIN}:{PORT}{path}", version),
+                ErrorCode.NOT_FOUND,
+            )
+
+    def test_badURL(self) -> None:
+        """
+        A URL that is not an SPP URL is BAD_REQUEST.
+        """
+        urls = [
+            "http://10.0.0.1:1111/movie.ts",
+            "spp://10.0.0.1:1111/",
+            "spp://10.0.0.1:1111",
+            "spp:///movie.ts",
+            "spp://10.0.0.1:99999/movie.ts",
+            "spp://10.0.0.1:port/movie.ts",
+            "spp://user@10.0.0.1/movie.ts",
+            "spp://10.0.0.1/movie.ts?x=1",
+            "spp://10.0.0.1/movie.ts#t=10",
+            "spp://bad host/movie.ts",
+            "movie.ts",
+            "",
+            "spp://10.0.0.1/" + "a" * 2048,
+        ]
+        self.assertEqual(
+            {url: self.openCode(url) for url in urls},
+            {url: ErrorCode.BAD_REQUEST for url in urls},
+        )
+
+    def test_staleVersion(self) -> None:
+        """
+        The origin (the URL names this node's port) answers an older version
+        of its file with CHANGED.
+        """
+        self.assertEqual(self.openCode(URL, "1000-1"), ErrorCode.CHANGED)
+
+    def test_staleVersionNotOrigin(self) -> None:
+        """
+        A node publishing the same path for another origin (the URL names
+        another port), e.g. a mirror whose copy differs, does not hold the
+        version asked for: NOT_FOUND.
+        """
+        self.assertEqual(
+            self.openCode(f"spp://{ORIGIN}:2222/movie.ts", "1000-1"),
+            ErrorCode.NOT_FOUND,
+        )
+
+    def test_noPublicDirectory(self) -> None:
+        """
+        A node publishing nothing answers an open of the current version with
+        NOT_FOUND.
+        """
+        node = self.makeNode(self.makeCache("other"))
+        self.assertRaises(SPPError, node.open, URL, "", FakeConnection({}))
+        try:
+            node.open(URL, "", FakeConnection({}))
+        except SPPError as e:
+            self.assertEqual(e.code, ErrorCode.NOT_FOUND)
+
+
+class ServedPublishedTests(NodeFixture):
+    """
+    Digests, blocks and peers of a published file opened by another node.
+    """
+
+    def assertCode(self, code: ErrorCode, f: Callable[..., Any], *args: Any) -> None:
+        """
+        C{f(*args)} raises, or fails with, SPPError C{code}.
+        """
+        try:
+            d = f(*args)
+        except SPPError as e:
+            self.assertEqual(ErrorCode(e.code), code)
+            return
+        failure = self.failureResultOf(self.ran(d), SPPError)
+        self.assertEqual(ErrorCode(failure.value.code), code)
+
+    def test_digestsPastTheEnd(self) -> None:
+        """
+        Digests outside the file are BAD_REQUEST.
+        """
+        served = self.openServed(URL)
+        self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 6, 1)
+        self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 5, 2)
+        self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 0, 0)
+        self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 2**32 - 1, 1)
+
+    def test_blockPastTheEnd(self) -> None:
+        """
+        A block outside the file is BAD_REQUEST.
+        """
+        served = self.openServed(URL)
+        self.assertCode(ErrorCode.BAD_REQUEST, served.readBlock, 6)
+        self.assertCode(ErrorCode.BAD_REQUEST, served.readBlock, 2**32 - 1)
+
+    def test_digestsOfRemovedFile(self) -> None:
+        """
+        Digests of a file removed after it was opened fail with an SPP error
+        code (CHANGED), not an internal error.
+        """
+        served = self.openServed(URL)
+        os.unlink(os.path.join(self.publicDir, "movie.ts"))
+        self.assertCode(ErrorCode.CHANGED, served.digests, 0, 1)
+
+    def test_blockOfRemovedFile(self) -> None:
+        """
+        A block of a file removed after it was opened (and before any block
+        was read) fails with an SPP error code.
+        """
+        served = self.openServed(URL)
+        os.unlink(os.path.join(self.publicDir, "movie.ts"))
+        try:
+            served.readBlock(0)
+        except SPPError as e:
+            self.assertIn(e.code, (ErrorCode.CHANGED, ErrorCode.NOT_FOUND))
+        else:
+            self.fail("readBlock of a removed file did not raise")
+
+    def test_modifiedAfterOpen(self) -> None:
+        """
+        A published file modified in place after it was opened (and after
+        blocks were served) gives CHANGED for every later block and digest:
+        blocks of two versions never mix.
+        """
+        served = self.openServed(URL)
+        self.assertSameBytes(
+            self.successResultOf(served.readBlock(0)), self.movie[:BLOCK]
+        )
+        path = os.path.join(self.publicDir, "movie.ts")
+        with open(path, "r+b") as f:
+            f.seek(BLOCK)
+            f.write(b"new" * 100)
+        self.assertCode(ErrorCode.CHANGED, served.readBlock, 1)
+        self.assertCode(ErrorCode.CHANGED, served.readBlock, 0)
+        self.assertCode(ErrorCode.CHANGED, served.digests, 1, 1)
+
+    def test_replacedAfterOpen(self) -> None:
+        """
+        A published file replaced (a new file renamed over it) after it was
+        opened gives CHANGED, never the new file's bytes.
+        """
+        served = self.openServed(URL)
+        path = os.path.join(self.publicDir, "movie.ts")
+        writeFile(path + ".new", content(5.5, 9), MTIME_NS + 10**9)
+        os.rename(path + ".new", path)
+        self.assertCode(ErrorCode.CHANGED, served.readBlock, 1)
+        self.assertCode(ErrorCode.CHANGED, served.digests, 1, 1)
+
+    def test_newVersionAfterChange(self) -> None:
+        """
+        After a change, opening the current version gives the new file, and
+        the old version is CHANGED.
+        """
+        old = versionOf(self.movie)
+        new = content(3, 4)
+        writeFile(os.path.join(self.publicDir, "movie.ts"), new, MTIME_NS + 1)
+        served = self.openServed(URL)
+        self.assertEqual(served.version, versionOf(new, MTIME_NS + 1))
+        self.assertSameBytes(
+            self.successResultOf(served.readBlock(2)), new[2 * BLOCK :]
+        )
+        self.assertEqual(self.openCode(URL, old), ErrorCode.CHANGED)
+
+    def test_peersRecordsAsker(self) -> None:
+        """
+        Asking for peers records the asker (at its listen port) as fetching
+        the file, and later askers are offered it; closing the served file
+        forgets it.
+        """
+        first = self.openServed(URL)
+        self.assertEqual(list(first.peers("10.0.0.2", 2222)), [])
+        self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.2", 2222)])
+        second = self.openServed(URL)
+        self.assertEqual(
+            [(p.host, p.port) for p in second.peers("10.0.0.3", 3333)],
+            [("10.0.0.2", 2222)],
+        )
+        first.close()
+        self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.3", 3333)])
+        second.close()
+        self.assertEqual(self.tracker.nodes("movie.ts"), [])
+
+    def test_peersRecordsOnce(self) -> None:
+        """
+        Asking again on the same handle does not record the asker twice: one
+        close forgets it.
+        """
+        served = self.openServed(URL)
+        served.peers("10.0.0.2", 2222)
+        served.peers("10.0.0.2", 2222)
+        served.close()
+        self.assertEqual(self.tracker.nodes("movie.ts"), [])
+
+    def test_peersNotListening(self) -> None:
+        """
+        An asker that does not listen (port 0) is not recorded: nobody could
+        reach it.
+        """
+        served = self.openServed(URL)
+        served.peers("10.0.0.2", 0)
+        self.assertEqual(self.tracker.nodes("movie.ts"), [])
+
+    def test_closeTwice(self) -> None:
+        """
+        Closing a served file twice forgets its asker once.
+        """
+        a = self.openServed(URL)
+        b = self.openServed(URL)
+        a.peers("10.0.0.2", 2222)
+        b.peers("10.0.0.2", 2222)
+        a.close()
+        a.close()
+        self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.2", 2222)])
+
+
+class DownloadTests(NodeFixture):
+    """
+    L{Node.download}: one download per file, from the origin or, when the
+    origin cannot be reached, from the cache.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client = self.makeNode(self.makeCache("client-cache"))
+        self.origin = FakeConnection({URL: self.movie})
+
+    def test_shared(self) -> None:
+        """
+        Callers asking for the same file while it opens, and after, share
+        one download and one connection; spellings of one URL are one file.
+        """
+        first = self.client.download(URL)
+        second = self.client.download(f"spp://{ORIGIN}/movie.ts")
+        self.assertEqual(len(self.connector.attempts), 1)
+        self.assertEqual(self.connector.attempts[0][:2], (ORIGIN, PORT))
+        self.assertNoResult(first)
+        self.connector.succeed(self.origin)
+        download = self.successResultOf(first)
+        self.assertIs(self.successResultOf(second), download)
+        self.assertIs(self.successResultOf(self.client.download(URL)), download)
+        self.assertEqual(self.origin.opened, [(URL, "")])
+        self.assertEqual(self.connector.attempts, [])
+        self.assertEqual(self.client.downloads(), [download])
+
+    def test_downloads(self) -> None:
+        """
+        A download reads the origin's file byte for byte, verified, into the
+        cache.
+        """
+        d = self.client.download(URL)
+        self.connector.succeed(self.origin)
+        download = self.successResultOf(d)
+        self.assertSameBytes(readAll(self, download, self.origin), self.movie)
+        self.assertTrue(download.complete)
+
+    def test_badURL(self) -> None:
+        """
+        A URL that is not an SPP URL fails at once, without connecting.
+        """
+        self.failureResultOf(self.client.download("http://x/movie.ts"), ValueError)
+        self.assertEqual(self.connector.attempts, [])
+
+    def test_unreachableWithoutCache(self) -> None:
+        """
+        When the origin cannot be reached and nothing is cached, every caller
+        gets the connection error.
+        """
+        first = self.client.download(URL)
+        second = self.client.download(URL)
+        self.connector.fail(ConnectionRefusedError())
+        self.failureResultOf(first, ConnectionRefusedError)
+        self.failureResultOf(second, ConnectionRefusedError)
+        self.assertEqual(self.client.downloads(), [])
+
+    def test_retryAfterFailure(self) -> None:
+        """
+        After a failed attempt, the next call tries to connect again.
+        """
+        d = self.client.download(URL)
+        self.connector.fail(ConnectionRefusedError())
+        self.failureResultOf(d, ConnectionRefusedError)
+        d = self.client.download(URL)
+        self.assertEqual(len(self.connector.attempts), 1)
+        self.connector.succeed(self.origin)
+        self.assertIsInstance(self.successResultOf(d), Download)
+
+    def test_refusedByOrigin(self) -> None:
+        """
+        The origin's refusal (NOT_FOUND) reaches the caller.
+        """
+        d = self.client.download(f"spp://{ORIGIN}:{PORT}/nothing.ts")
+        self.connector.succeed(self.origin)
+        failure = self.failureResultOf(d, SPPError)
+        self.assertEqual(failure.value.code, ErrorCode.NOT_FOUND)
+
+    def fillCache(self, cacheName: str) -> None:
+        """
+        Download the whole file into cache C{cacheName} with a throwaway
+        node, which is then stopped.
+        """
+        node = self.makeNode(self.makeCache(cacheName))
+        origin = FakeConnection({URL: self.movie})
+        d = node.download(URL)
+        self.connector.succeed(origin)
+        self.assertSameBytes(readAll(self, self.successResultOf(d), origin), self.movie)
+        node.stop()
+
+    def cacheBlocks(self, cacheName: str, blocks: range) -> None:
+        """
+        Put C{blocks} of the file, with all its digests, in cache
+        C{cacheName}, as an interrupted download leaves them.
+        """
+        meta = FileMeta(URL, len(self.movie), BLOCK, "sha256", versionOf(self.movie))
+        cached = self.makeCache(cacheName).open(meta)
+        cached.setDigests(
+            0,
+            b"".join(
+                meta.digest(self.movie[meta.blockStart(i) :][:BLOCK])
+                for i in range(meta.blocks)
+            ),
+        )
+        for index in blocks:
+            cached.write(index, self.movie[meta.blockStart(index) :][:BLOCK])
+        cached.close()
+
+    def test_offlineFromCache(self) -> None:
+        """
+        When the origin cannot be reached (refused, unknown host) but the
+        file is cached, the download plays from the cache, byte for byte.
+        """
+        for n, reason in enumerate([ConnectionRefusedError(), DNSLookupError()]):
+            name = f"offline{n}"
+            self.fillCache(name)
+            node = self.makeNode(self.makeCache(name))
+            d = node.download(URL)
+            self.connector.fail(reason)
+            download = self.successResultOf(d)
+            self.assertEqual(download.meta.version, versionOf(self.movie))
+            self.assertSameBytes(readAll(self, download), self.movie)
+
+    def offline(self, cacheName: str) -> tuple[Node, Download]:
+        """
+        A node with cache C{cacheName} whose download of the file found the
+        origin unreachable.
+        """
+        node = self.makeNode(self.makeCache(cacheName))
+        d = node.download(URL)
+        self.connector.fail(ConnectionRefusedError())
+        return node, self.successResultOf(d)
+
+    def test_offlinePartialCache(self) -> None:
+        """
+        Offline, the cached part of a partly cached file plays, and a read
+        past it fails with L{DownloadFailed} at once, instead of waiting
+        forever.
+        """
+        self.cacheBlocks("partial", range(2))
+        node, download = self.offline("partial")
+        reader = download.read(0)
+        self.addCleanup(reader.close)
+        got = b""
+        while len(got) < 2 * BLOCK:
+            got += self.successResultOf(reader.read())
+        self.assertSameBytes(got, self.movie[: 2 * BLOCK])
+        self.failureResultOf(reader.read(), DownloadFailed)
+
+    def test_offlineOriginReturns(self) -> None:
+        """
+        A download playing from a partial cache keeps trying the origin: when
+        it is back, the rest of the file comes from it (same version).
+        """
+        self.cacheBlocks("back", range(2))
+        node, download = self.offline("back")
+        self.assertEqual(self.connector.attempts, [])
+        self.clock.advance(PEER_INTERVAL)
+        self.assertEqual(len(self.connector.attempts), 1)
+        self.connector.succeed(self.origin)
+        self.assertEqual(self.origin.opened, [(URL, versionOf(self.movie))])
+        self.assertSameBytes(readAll(self, download, self.origin), self.movie)
+        self.assertEqual(sorted(self.origin.blocksAsked), [2, 3, 4, 5])
+
+    def test_offlineDownloadCloses(self) -> None:
+        """
+        An offline download nobody reads is closed like any idle download,
+        so the next caller asks the origin again.
+        """
+        self.fillCache("idle")
+        node, download = self.offline("idle")
+        self.assertSameBytes(readAll(self, download), self.movie)
+        for _ in range(int(IDLE_DOWNLOAD / PEER_INTERVAL) + 2):
+            self.clock.advance(PEER_INTERVAL)
+            self.connector.fail(ConnectionRefusedError())
+        self.assertEqual(node.downloads(), [])
+        d = node.download(URL)
+        self.connector.succeed(self.origin)
+        self.assertIsNot(self.successResultOf(d), download)
+        self.assertEqual(self.origin.opened, [(URL, "")])
+
+    def test_refusedWithCache(self) -> None:
+        """
+        A cached copy does not hide the origin's refusal: the file may have
+        been withdrawn.
+        """
+        self.fillCache("withdrawn")
+        node = self.makeNode(self.makeCache("withdrawn"))
+        d = node.download(URL)
+        self.connector.succeed(FakeConnection({}))
+        failure = self.failureResultOf(d, SPPError)
+        self.assertEqual(failure.value.code, ErrorCode.NOT_FOUND)
+
+    def test_resumesFromCache(self) -> None:
+        """
+        With the origin reachable, a partly cached file is fetched from its
+        first missing block on: cached blocks are not asked for again.
+        """
+        self.cacheBlocks("resume", range(3))
+        node = self.makeNode(self.makeCache("resume"))
+        origin = FakeConnection({URL: self.movie})
+        d = node.download(URL)
+        self.connector.succeed(origin)
+        download = self.successResultOf(d)
+        self.assertEqual(download.store.held(), [(0, 3)])
+        self.assertSameBytes(readAll(self, download, origin), self.movie)
+        self.assertEqual(sorted(origin.blocksAsked), [3, 4, 5])
+
+
+def _flushed(d: "defer.Deferred[Any]", *connections: FakeConnection) -> Any:
+    for connection in connections:
+        connection.flush()
+    return d
+
+
+class ServingDownloadTests(NodeFixture):
+    """
+    L{Node.open} of a file this node is downloading or has cached: it
+    answers as a peer.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client = self.makeNode(self.makeCache("client-cache"))
+        self.origin = FakeConnection({URL: self.movie})
+        d = self.client.download(URL)
+        self.connector.succeed(self.origin)
+        self.download = self.successResultOf(d)
+        self.version = versionOf(self.movie)
+
+    def test_peerOpensDownload(self) -> None:
+        """
+        Another node opening the downloading file's version gets a
+        non-authoritative file with the blocks held so far, and the node
+        opens the same file on that connection, as a source.
+        """
+        reader = self.download.read(0, BLOCK)
+        self.successResultOf(_flushed(reader.read(), self.origin))
+        reader.close()
+        peer = FakeConnection({URL: self.movie}, "10.0.0.7", 7777)
+        served = self.client.open(URL, self.version, peer)
+        self.addCleanup(served.close)
+        self.assertFalse(served.authoritative)
+        self.assertIn(
+            0, [i for first, n in served.held() for i in range(first, first + n)]
+        )
+        self.assertSameBytes(
+            self.successResultOf(served.readBlock(0)), self.movie[:BLOCK]
+        )
+        error = self.assertRaises(SPPError, served.digests, 0, 1)
+        self.assertEqual(error.code, ErrorCode.NOT_FOUND)
+        self.assertEqual(peer.opened, [(URL, self.version)])
+        self.assertIn("10.0.0.7:7777", [s.name for s in self.download.sources])
+        again = self.client.open(URL, self.version, peer)
+        self.addCleanup(again.close)
+        self.assertEqual(peer.opened, [(URL, self.version)])
+
+    def test_peerOpensOtherVersion(self) -> None:
+        """
+        A version the node neither downloads nor caches is NOT_FOUND.
+        """
+        try:
+            self.client.open(URL, "1-1", FakeConnection({}))
+        except SPPError as e:
+            self.assertEqual(e.code, ErrorCode.NOT_FOUND)
+        else:
+            self.fail("opened a version the node does not hold")
+
+    def test_currentVersionOnlyFromAuthorities(self) -> None:
+        """
+        A node that only downloads a file does not answer an open of "the
+        current version": only the origin knows it.
+        """
+        try:
+            self.client.open(URL, "", FakeConnection({}))
+        except SPPError as e:
+            self.assertEqual(e.code, ErrorCode.NOT_FOUND)
+        else:
+            self.fail("a downloader answered for the current version")
+
+    def test_blockNotHeld(self) -> None:
+        """
+        A block the node does not hold yet is UNAVAILABLE.
+        """
+        served = self.client.open(URL, self.version, FakeConnection({}))
+        self.addCleanup(served.close)
+        try:
+            served.readBlock(5)
+        except SPPError as e:
+            self.assertEqual(e.code, ErrorCode.UNAVAILABLE)
+        else:
+            self.fail("served a block it does not hold")
+
+    def test_cachedAfterStop(self) -> None:
+        """
+        After its download closed, a node still serves the cached blocks of
+        that version.
+        """
+        self.assertSameBytes(readAll(self, self.download, self.origin), self.movie)
+        self.client.stop()
+        served = self.client.open(URL, self.version, FakeConnection({}))
+        self.addCleanup(served.close)
+        self.assertEqual(served.held(), [(0, 6)])
+        self.assertSameBytes(
+            self.successResultOf(served.readBlock(5)), self.movie[5 * BLOCK :]
+        )
+
+
+class Pair:
+    """
+    Real SPP connections between real nodes, through in-memory pumps: a
+    connector for one node that reaches the others by address.
+    """
+
+    def __init__(self, clock: task.Clock, threads: QueuedThreads) -> None:
+        self.clock = clock
+        self.threads = threads
+        self.nodes: dict[tuple[str, int], Node] = {}
+        self.pumps: list[Any] = []
+        self.connections: list[tuple[SPPProtocol, SPPProtocol]] = []
+
+    def connector(self, node: Node, host: str) -> "PairConnector":
+        return PairConnector(self, node, host)
+
+    def flush(self) -> None:
+        """
+        Move bytes (and run digest jobs) until everything is quiet.
+        """
+        while True:
+            self.threads.runAll()
+            if not any([pump.flush() for pump in self.pumps]):
+                return
+
+
+class PairConnector:
+    def __init__(self, pair: Pair, node: Node, host: str) -> None:
+        self.pair = pair
+        self.node = node
+        self.host = host
+
+    def connect(self, host: str, port: int) -> "defer.Deferred[Any]":
+        target = self.pair.nodes.get((host, port))
+        if target is None:
+            return defer.fail(ConnectionRefusedError())
+        here = IPv4Address("TCP", self.host, 40000 + len(self.pair.pumps))
+        there = IPv4Address("TCP", host, port)
+        client, server, pump = connectedServerAndClient(
+            lambda: SPPFactory(target, self.pair.clock, False).buildProtocol(here),
+            lambda: SPPFactory(self.node, self.pair.clock, True).buildProtocol(there),
+            clientTransportFactory=lambda p: FakeTransport(p, False, here, there),
+            serverTransportFactory=lambda p: FakeTransport(p, True, there, here),
+        )
+        self.pair.pumps.append(pump)
+        self.pair.connections.append((client, server))
+        return client.ready
+
+
+class InMemorySPPTests(NodeFixture):
+    """
+    An origin node and client nodes speaking real SPP in memory.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pair = Pair(self.clock, self.threads)
+        self.node.connector = self.pair.connector(self.node, ORIGIN)
+        self.pair.nodes[(ORIGIN, PORT)] = self.node
+
+    def addClient(self, host: str, port: int) -> Node:
+        client = Node(self.clock, None, self.makeCache(f"cache-{host}"))  # type: ignore[arg-type]
+        client.connector = self.pair.connector(client, host)
+        client.listenPort = port
+        self.pair.nodes[(host, port)] = client
+        self.addCleanup(client.stop)
+        return client
+
+    def readAll(self, download: Download) -> bytes:
+        reader = download.read(0)
+        parts = []
+        while True:
+            d = reader.read()
+            self.pair.flush()
+            data = self.successResultOf(d)
+            if not data:
+                break
+            parts.append(data)
+        reader.close()
+        return b"".join(parts)
+
+    def test_download(self) -> None:
+        """
+        A client node downloads a published file from the origin node over
+        SPP, byte for byte, and the origin records it for the next client.
+        """
+        client = self.addClient("10.0.0.2", 2222)
+        d = client.download(URL)
+        self.pair.flush()
+        download = self.successResultOf(d)
+        self.assertSameBytes(self.readAll(download), self.movie)
+        self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.2", 2222)])
+        self.assertEqual(self.node.counters.bytesByFile["movie.ts"], len(self.movie))
+
+    def test_forgottenWhenConnectionEnds(self) -> None:
+        """
+        When the client's connection ends, the origin forgets it: a later
+        client is not offered it.
+        """
+        client = self.addClient("10.0.0.2", 2222)
+        d = client.download(URL)
+        self.pair.flush()
+        self.successResultOf(d)
+        self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.2", 2222)])
+        clientSide, serverSide = self.pair.connections[0]
+        clientSide.transport.loseConnection()
+        self.pair.flush()
+        self.assertEqual(self.tracker.nodes("movie.ts"), [])
+
+    def test_forgottenWhenDownloadCloses(self) -> None:
+        """
+        When the client node closes its download (it stops), it closes the
+        file on the origin, which forgets it although the connection stays.
+        """
+        client = self.addClient("10.0.0.2", 2222)
+        d = client.download(URL)
+        self.pair.flush()
+        self.successResultOf(d)
+        client.stop()
+        self.pair.flush()
+        self.assertEqual(self.tracker.nodes("movie.ts"), [])
+        clientSide, serverSide = self.pair.connections[0]
+        self.assertFalse(clientSide.transport.disconnecting)
+
+    def test_secondClientUsesFirst(self) -> None:
+        """
+        A second client is told about the first and uses it as a source.
+        """
+        first = self.addClient("10.0.0.2", 2222)
+        d = first.download(URL)
+        self.pair.flush()
+        self.assertSameBytes(self.readAll(self.successResultOf(d)), self.movie)
+        second = self.addClient("10.0.0.3", 3333)
+        d = second.download(URL)
+        self.pair.flush()
+        download = self.successResultOf(d)
+        self.assertIn("10.0.0.2:2222", [s.name for s in download.sources])
+        self.assertSameBytes(self.readAll(download), self.movie)
