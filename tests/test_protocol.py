@@ -517,6 +517,12 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
         wire.feed(codec.Hello(1, 1111, OUR_ID, "me"))
         self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
         self.assertEqual(wire.node.ready, [])
+        responder = Wire()
+        responder.feedRaw(codec.MAGIC + frame(codec.Hello(1, 1111, OUR_ID, "me")))
+        [error] = responder.sent()
+        self.assertErrorFrame(error, 0, ErrorCode.BAD_REQUEST)
+        self.assertTrue(responder.closed)
+        self.assertEqual(responder.node.ready, [])
 
     def test_helloTwice(self) -> None:
         """
