@@ -196,6 +196,7 @@ class DownloadTests(SynchronousTestCase):
         both ends of a file.
         """
         download, content, meta, clock = makeDownload()
+        download.searching = False
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(10 * BLOCK)
@@ -204,13 +205,17 @@ class DownloadTests(SynchronousTestCase):
 
     def test_pipelineBounded(self):
         """
-        No source gets more than PIPELINE requests at once.
+        No source gets more than PIPELINE requests at once, plus at most
+        URGENT_BLOCKS for blocks a reader is about to need.
         """
         download, content, meta, clock = makeDownload()
+        download.searching = False
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
-        download.read(0)
         self.assertEqual(len(origin.requests), dl.PIPELINE)
+        download.read(20 * BLOCK)
+        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+        self.assertTrue(set(range(20, 20 + dl.URGENT_BLOCKS)) <= set(origin.requests))
 
     def test_peersPreferredForNonUrgent(self):
         """
@@ -367,3 +372,50 @@ class DownloadTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(a), content)
         self.assertEqual(self.successResultOf(b), content)
         self.assertEqual(len(origin.requested), len(set(origin.requested)))
+
+
+class SchedulingTests(SynchronousTestCase):
+    def test_searchingHoldsBackOriginOnlyBlocks(self):
+        """
+        While the node is still looking for peers, only urgent blocks are
+        asked of the origin; once it has stopped looking, the rest of the
+        read-ahead is asked of it too.
+        """
+        download, content, meta, clock = makeDownload(blocks=100)
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(50 * BLOCK)
+        self.assertTrue(all(i < 54 or i in download._edges for i in origin.requested))
+        download.searching = False
+        download._schedule()
+        self.assertTrue(any(54 <= i < 90 for i in origin.requested))
+
+    def test_peerPreferredForUrgentBlocks(self):
+        """
+        Even an urgent block goes to a peer that holds it rather than to the
+        origin: the origin is the source of last resort.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        peer = FakeSource("peer", content, meta, holds=range(meta.blocks))
+        download.addSource(origin)
+        download.addSource(peer)
+        download.read(10 * BLOCK)
+        self.assertIn(10, peer.requested)
+        self.assertNotIn(10, origin.requested)
+
+    def test_seekCancelsUnwantedRequests(self):
+        """
+        When the only reader closes and another starts far away, requests
+        for blocks near the old position are cancelled.
+        """
+        download, content, meta, clock = makeDownload(blocks=200)
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        reader = download.read(50 * BLOCK)
+        self.assertIn(50, origin.requests)
+        reader.close()
+        download.read(150 * BLOCK)
+        self.assertIn(50, origin.cancelled)
+        self.assertIn(150, origin.requests)

@@ -291,7 +291,7 @@ class Download:
                 if distance < urgency.get(index, distance + 1):
                     urgency[index] = distance
         for index in self._edges:
-            urgency.setdefault(index, URGENT_BLOCKS - 1)
+            urgency.setdefault(index, URGENT_BLOCKS)
         return sorted(
             ((u, i) for i, u in urgency.items() if not self.store.has(i)),
         )
@@ -318,19 +318,24 @@ class Download:
 
     def _assign(self) -> None:
         wanted = self._wanted()
+        self._cancelUnwanted({i for _, i in wanted})
         self._fetchDigests([i for _, i in wanted])
-        sources = [s for s in self._sources.values() if s.free > 0]
         originOnly: list[int] = []
         for urgency, index in wanted:
-            if not sources:
-                break
             if (
                 index in self._unverified
                 or self._requested(index)
                 or self.store.has(index)
             ):
                 continue
-            holders = [s for s in sources if s.source.has(index)]
+            # Urgent blocks may go past a source's pipeline, so the head and
+            # tail fetched early never delay the block a player waits for.
+            room = 1 - URGENT_BLOCKS if urgency < URGENT_BLOCKS else 1
+            holders = [
+                s
+                for s in self._sources.values()
+                if s.free >= room and s.source.has(index)
+            ]
             if not holders:
                 continue
             peers = [s for s in holders if not s.source.authoritative]
@@ -343,17 +348,29 @@ class Download:
                     originOnly.append(index)
                 continue
             self._request(chosen, index)
-            sources = [s for s in sources if s.free > 0]
         # Blocks only an origin holds, once no more peers are being looked
         # for, in random order: nodes reading the same part of a file then
         # fetch different blocks and trade them.
         self.rng.shuffle(originOnly)
         for index in originOnly:
-            holders = [s for s in sources if s.free > 0 and s.source.has(index)]
+            if self._requested(index) or self.store.has(index):
+                continue
+            holders = [
+                s for s in self._sources.values() if s.free > 0 and s.source.has(index)
+            ]
             if holders:
                 self._request(max(holders, key=lambda s: s.rate), index)
         self._checkExhausted(wanted)
         self._armTimer()
+
+    def _cancelUnwanted(self, wanted: set[int]) -> None:
+        """
+        Cancel requests for blocks no reader wants any more (a player
+        closed its connection, or seeked elsewhere).
+        """
+        for state in self._sources.values():
+            for index in [i for i in state.inflight if i not in wanted]:
+                state.inflight.pop(index)[0].cancel()
 
     def _requested(self, index: int) -> bool:
         return any(index in s.inflight for s in self._sources.values())
