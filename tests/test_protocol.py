@@ -1603,6 +1603,27 @@ class LostTests(SynchronousTestCase, ErrorAssertions):
         early = Wire()
         early.lose()
         self.assertEqual(early.node.gone, [])
+        failed = Wire()
+        failed.feedRaw(codec.MAGIC + frame(codec.Hello(0, 1, THEIR_ID, "")))
+        failed.lose()
+        self.assertEqual(failed.node.gone, [])
+
+    def test_nodeToldAfterOwnClose(self) -> None:
+        """
+        A ready connection this side closes, for a protocol error or the
+        idle timeout, is reported to the node too, so the node does not
+        keep reusing a dead connection.
+        """
+        wire = ready()
+        wire.feedRaw(struct.pack("!I", 1) + b"\x7f")
+        self.assertTrue(wire.closed)
+        wire.lose()
+        self.assertEqual(wire.node.gone, [wire.protocol])
+        idle = ready()
+        idle.wait(IDLE_TIMEOUT)
+        self.assertTrue(idle.closed)
+        idle.lose()
+        self.assertEqual(idle.node.gone, [idle.protocol])
 
     def test_readyFails(self) -> None:
         """

@@ -217,7 +217,9 @@ class SPPProtocol(Int32StringReceiver):
         self._timer = self.clock.callLater(KEEPALIVE_INTERVAL / 3, self._tick)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        wasReady = self.state == _READY
+        # Not the state: a connection this side closed is no longer READY.
+        # Until now, ready fires only when the handshake completes.
+        wasReady = self.ready.called
         self.state = _CLOSED
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
