@@ -1264,6 +1264,19 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual((failure.value.code, failure.value.message), (2, "not here"))
         self.assertFalse(wire.closed)
 
+    def test_unencodableRequest(self) -> None:
+        """
+        A request that cannot be encoded (a URL over the limit) fails at
+        once, sends nothing and leaves nothing outstanding.
+        """
+        wire = ready(initiator=True)
+        d = wire.protocol.open("spp://origin:1111/" + "x" * codec.MAX_URL)
+        self.failureResultOf(d, ValueError)
+        self.assertEqual(wire.transport.value(), b"")
+        wire.lose()
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_requestIds(self) -> None:
         """
         Request ids start at 1 and are not reused while outstanding.

@@ -365,9 +365,12 @@ class SPPProtocol(Int32StringReceiver):
                 ignored.addCallbacks(_release, lambda _: None)
                 self._outgoing[requestId] = (ignored, entry[1], entry[2])
 
+        try:
+            self.send(message)
+        except Exception:
+            return defer.fail()  # unencodable: nothing was sent
         deferred: defer.Deferred[Any] = defer.Deferred(cancel)
         self._outgoing[requestId] = (deferred, message, context)
-        self.send(message)
         return deferred
 
     def closeRemote(self, remoteFile: RemoteFile) -> None:
