@@ -111,6 +111,8 @@ class FetchOptions(usage.Options):
             self["port"] = int(self["port"])
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        if not 0 <= self["port"] <= 65535:
+            raise usage.UsageError(f"--port: {self['port']} is out of range (0-65535)")
         self["cache-dir"] = os.path.abspath(os.path.expanduser(self["cache-dir"]))
 
 
@@ -171,12 +173,25 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
     Run one download; returns the exit code.
     """
     url = options["url"]
-    cache = BlockCache(os.path.join(options["cache-dir"], "blocks"))
+    try:
+        cache = BlockCache(os.path.join(options["cache-dir"], "blocks"))
+    except OSError as e:
+        stderr.write(
+            f"p2pd fetch: cannot use the cache directory {options['cache-dir']}: "
+            f"{e.strerror or e}\n"
+        )
+        return EXIT_OUTPUT
     node = Node(reactor, None, cache)  # type: ignore[arg-type]
     node.connector = TCPConnector(reactor, node, options["interface"] or None)
     interface = options["interface"].replace(":", r"\:")
     endpoint = serverFromString(reactor, f"tcp:{options['port']}:interface={interface}")
-    port = yield endpoint.listen(SPPFactory(node, reactor, initiator=False))
+    try:
+        port = yield endpoint.listen(SPPFactory(node, reactor, initiator=False))
+    except error.CannotListenError as e:
+        reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+        where = f"{options['interface'] or '*'}:{options['port']}"
+        stderr.write(f"p2pd fetch: cannot listen on {where}: {reason}\n")
+        return EXIT_USAGE
     node.listenPort = port.getHost().port
     progress = None
     output: Any = None
