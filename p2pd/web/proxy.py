@@ -24,7 +24,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from twisted.web.client import (
+    Agent,
+    FileBodyProducer,
+    HTTPConnectionPool,
+    PotentialDataLoss,
+    ResponseDone,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.proxy import ProxyRequest
@@ -131,7 +137,11 @@ class _Relay(protocol.Protocol):
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
         if not self.request._disconnected and not self.request.finished:
             self.request.unregisterProducer()
-            self.request.finish()
+            if reason.check(ResponseDone, PotentialDataLoss):
+                self.request.finish()
+            else:
+                # Cut short: finishing would pass a short body off as whole.
+                self.request.channel.transport.abortConnection()
         self.finished.callback(None)
 
 
@@ -175,7 +185,11 @@ class NodeRequest(ProxyRequest, server.Request):
         client = getattr(self.getClientAddress(), "host", "")
         refusal = proxy.refusal(client, host)
         if refusal is not None:
-            self._log.info("proxy refused {uri}: {why}", uri=self.uri, why=refusal)
+            self._log.info(
+                "proxy refused {uri}: {why}",
+                uri=self.uri.decode("ascii", "backslashreplace"),
+                why=refusal,
+            )
             self._refuse(http.FORBIDDEN, refusal)
             return
         if self.method not in (b"GET", b"HEAD") and target.scheme == "spp":
@@ -249,7 +263,9 @@ class NodeRequest(ProxyRequest, server.Request):
                 return
             code, message = stream.failureStatus(reason)
             self._log.info(
-                "forwarding {uri}: {why}", uri=self.uri, why=reason.getErrorMessage()
+                "forwarding {uri}: {why}",
+                uri=self.uri.decode("ascii", "backslashreplace"),
+                why=reason.getErrorMessage(),
             )
             if not self._disconnected and not self.finished:
                 self._refuse(code, message)
@@ -261,6 +277,8 @@ class NodeRequest(ProxyRequest, server.Request):
             response.deliverBody(_Discard())
             return None
         self.setResponseCode(response.code, response.phrase)
+        if not response.headers.hasHeader(b"content-type"):
+            self.defaultContentType = None  # add none the origin did not send
         for name, values in response.headers.getAllRawHeaders():
             if name.lower() not in _HOP_BY_HOP:
                 self.responseHeaders.setRawHeaders(name, values)

@@ -122,6 +122,7 @@ def respond(request: IRequest, download: Download, name: str) -> bytes | int:
         except ranges.Unsatisfiable:
             request.setResponseCode(http.REQUESTED_RANGE_NOT_SATISFIABLE)
             request.setHeader(b"Content-Range", b"bytes */%d" % size)
+            request.setHeader(b"Content-Length", b"0")
             return b""
         if len(spans) == 1:
             span, partial = spans[0], True
