@@ -9,6 +9,7 @@ and fake connections, or two real nodes talking real SPP through an in-memory
 pump (L{tests.helpers.connectedServerAndClient}).
 """
 
+import errno
 import hashlib
 import os
 import random
@@ -710,6 +711,30 @@ class DownloadTests(NodeFixture):
         failure = self.failureResultOf(d, SPPError)
         self.assertEqual(failure.value.code, ErrorCode.NOT_FOUND)
 
+    def test_cacheFails(self) -> None:
+        """
+        When the cache cannot take the file (disk full), the callers get the
+        error, the file is closed on the origin, and a later call starts
+        afresh instead of waiting forever.
+        """
+
+        class FullCache(BlockCache):
+            def open(self, meta: FileMeta) -> Any:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        node = self.makeNode(FullCache(os.path.join(self.base, "full")))
+        first = node.download(URL)
+        second = node.download(URL)
+        self.connector.succeed(self.origin)
+        self.assertEqual(self.failureResultOf(first, OSError).value.errno, errno.ENOSPC)
+        self.failureResultOf(second, OSError)
+        self.assertTrue(self.origin.remoteFiles[0].closed)
+        self.assertEqual(node.downloads(), [])
+        third = node.download(URL)
+        self.assertEqual(len(self.connector.attempts), 0)  # the connection is kept
+        self.failureResultOf(third, OSError)
+        self.assertEqual(len(self.origin.opened), 2)
+
     def fillCache(self, cacheName: str) -> None:
         """
         Download the whole file into cache C{cacheName} with a throwaway
@@ -938,6 +963,32 @@ class ServingDownloadTests(NodeFixture):
         self.assertSameBytes(
             self.successResultOf(served.readBlock(5)), self.movie[5 * BLOCK :]
         )
+
+
+class CachedServingTests(NodeFixture):
+    """
+    L{Node.open} of a version only the cache holds (no download running).
+    """
+
+    def test_closeReleasesTheCache(self) -> None:
+        """
+        Closing a file served from the cache releases it: the cache's files
+        are closed again, however many times peers opened it.
+        """
+        node = self.makeNode(self.makeCache("client-cache"))
+        origin = FakeConnection({URL: self.movie})
+        d = node.download(URL)
+        self.connector.succeed(origin)
+        self.assertSameBytes(readAll(self, self.successResultOf(d), origin), self.movie)
+        node.stop()
+        before = sorted(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            served = node.open(URL, versionOf(self.movie), FakeConnection({}))
+            self.assertSameBytes(
+                self.successResultOf(served.readBlock(1)), self.movie[BLOCK:][:BLOCK]
+            )
+            served.close()
+        self.assertEqual(sorted(os.listdir("/proc/self/fd")), before)
 
 
 class Pair:

@@ -202,7 +202,13 @@ class Node:
         old = self._swarms.pop(key, None)
         if old is not None:
             self._closeSwarm(old)
-        store = self.cache.open(meta)
+        try:
+            store = self.cache.open(meta)
+        except OSError:
+            remoteFile.close()
+            for waiting in self._opening.pop(key, []):
+                waiting.errback()
+            return
         download = Download(meta, store, self.clock)
         download.onBadSource = self._badSource
         swarm = _Swarm(key, origin, download)

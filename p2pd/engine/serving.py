@@ -168,4 +168,7 @@ class CachedServedFile:
         if self.download is not None:
             for callback in self._watching:
                 self.download.unwatch(callback)
+        else:
+            # Our own handle from the cache (a download's store is its own).
+            self.cached.close()
         self._watching = []
