@@ -331,23 +331,20 @@ class Download:
             # Urgent blocks may go past a source's pipeline, so the head and
             # tail fetched early never delay the block a player waits for.
             room = 1 - URGENT_BLOCKS if urgency < URGENT_BLOCKS else 1
-            holders = [
-                s
-                for s in self._sources.values()
-                if s.free >= room and s.source.has(index)
-            ]
-            if not holders:
-                continue
+            holders = [s for s in self._sources.values() if s.source.has(index)]
             peers = [s for s in holders if not s.source.authoritative]
             if peers:
-                chosen = max(peers, key=lambda s: s.rate)
+                # A busy peer is still preferred to the origin: if it lags,
+                # the lag check asks someone else.
+                candidates = [s for s in peers if s.free >= room]
             elif urgency < URGENT_BLOCKS:
-                chosen = max(holders, key=lambda s: s.rate)
+                candidates = [s for s in holders if s.free >= room]
             else:
-                if not self.searching:
+                if holders and not self.searching:
                     originOnly.append(index)
                 continue
-            self._request(chosen, index)
+            if candidates:
+                self._request(max(candidates, key=lambda s: s.rate), index)
         # Blocks only an origin holds, once no more peers are being looked
         # for, in random order: nodes reading the same part of a file then
         # fetch different blocks and trade them.
