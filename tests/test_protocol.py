@@ -20,7 +20,13 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from p2pd import __version__
-from p2pd.engine.interfaces import IServedFile, ISource, ISPPNode, SPPError
+from p2pd.engine.interfaces import (
+    IServedFile,
+    ISource,
+    ISPPNode,
+    SelfConnection,
+    SPPError,
+)
 from p2pd.engine.meta import FileMeta
 from p2pd.spp import codec
 from p2pd.spp.codec import ErrorCode
@@ -511,7 +517,9 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
     def test_ownNodeId(self) -> None:
         """
         A Hello carrying this node's own id (a node connected to itself) is
-        a protocol error.
+        a protocol error; the responder answers with its Hello first, so the
+        initiator (the same node) learns why, and the initiator's handshake
+        fails with L{SelfConnection}.
         """
         wire = Wire(initiator=True)
         wire.feed(codec.Hello(1, 1111, OUR_ID, "me"))
@@ -519,10 +527,14 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(wire.node.ready, [])
         responder = Wire()
         responder.feedRaw(codec.MAGIC + frame(codec.Hello(1, 1111, OUR_ID, "me")))
-        [error] = responder.sent()
+        hello, error = responder.sent()
+        self.assertIsInstance(hello, codec.Hello)
         self.assertErrorFrame(error, 0, ErrorCode.BAD_REQUEST)
         self.assertTrue(responder.closed)
         self.assertEqual(responder.node.ready, [])
+        wire.lose()
+        [result] = wire.readyResults
+        self.assertTrue(result.check(SelfConnection))
 
     def test_helloTwice(self) -> None:
         """

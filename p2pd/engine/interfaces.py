@@ -38,6 +38,12 @@ class SPPError(Exception):
         return f"{name}: {self.message}"
 
 
+class SelfConnection(Exception):
+    """
+    A node connected to itself: a URL named this very node.
+    """
+
+
 class ISource(Interface):
     """
     A file opened on another node: where blocks (and, from the origin,

@@ -26,7 +26,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pd import __version__
-from p2pd.engine.interfaces import IServedFile, ISource, ISPPNode, SPPError
+from p2pd.engine.interfaces import (
+    IServedFile,
+    ISource,
+    ISPPNode,
+    SelfConnection,
+    SPPError,
+)
 from p2pd.engine.meta import FileMeta
 from p2pd.spp import codec
 from p2pd.spp.codec import ErrorCode
@@ -156,6 +162,7 @@ class SPPProtocol(Int32StringReceiver):
         self.remoteNodeId = b""
         self.ready: defer.Deferred[SPPProtocol] = defer.Deferred()
         self._magic = b""
+        self._toItself = False
         self._nextRequest = 1
         # request id -> (deferred, message, context) for requests we made
         self._outgoing: dict[int, tuple[defer.Deferred[Any], codec.Message, Any]] = {}
@@ -238,7 +245,10 @@ class SPPProtocol(Int32StringReceiver):
         for remoteFile in remote.values():
             remoteFile._lost(reason)
         if not self.ready.called:
-            self.ready.errback(ConnectionGone(str(reason.value)))
+            if self._toItself:
+                self.ready.errback(SelfConnection("connected to itself"))
+            else:
+                self.ready.errback(ConnectionGone(str(reason.value)))
             if not self.initiator:
                 # Nobody waits for an accepted connection's handshake: do not
                 # log its failure as an unhandled error.
@@ -322,6 +332,10 @@ class SPPProtocol(Int32StringReceiver):
             )
             return
         if message.nodeId == self.node.nodeId:
+            # Answer first, so the other end (this very node) learns it too.
+            self._toItself = True
+            if not self.initiator:
+                self._sendHello()
             self._fail(ErrorCode.BAD_REQUEST, "connected to itself")
             return
         self.remoteListenPort = message.listenPort

@@ -21,6 +21,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
 from p2pd.engine.download import Download
+from p2pd.engine.interfaces import SelfConnection
+from p2pd.playlist import DIRECT_PREFIX
 from p2pd.web import stream
 
 PREFIX = b".spp"
@@ -84,6 +86,12 @@ def serve(
             request.finish()
 
     def failed(reason: Failure) -> None:
+        if reason.check(SelfConnection) and not request.finished:
+            # The URL names this very node: its published file is right here.
+            path = url.split("/", 3)[3]
+            request.redirect(f"/{DIRECT_PREFIX}/{path}".encode("utf-8"))
+            request.finish()
+            return
         code, message = stream.failureStatus(reason)
         _log.info("{url}: {code} {message}", url=url, code=code, message=message)
         if request.finished or getattr(request, "_disconnected", False):

@@ -36,6 +36,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.proxy import ProxyRequest
 
 from p2pd.engine.download import Download
+from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
 from p2pd.web import gateway, stream
 
@@ -223,12 +224,24 @@ class NodeRequest(ProxyRequest, server.Request):
                 self.finish()
 
         def failed(reason: Failure) -> None:
+            if self._disconnected or self.finished:
+                return
+            if reason.check(SelfConnection):
+                self._serveLocally(url)
+                return
             code, message = stream.failureStatus(reason)
             self._log.info("{url}: {code} {why}", url=url, code=code, why=message)
-            if not self._disconnected and not self.finished:
-                self._refuse(code, message)
+            self._refuse(code, message)
 
         proxy.node.download(url).addCallbacks(started, failed)
+
+    def _serveLocally(self, url: str) -> None:
+        """
+        The URL names this very node: serve the published file itself.
+        """
+        path = urlsplit(url).path
+        self.uri = self.path = f"/{DIRECT_PREFIX}{path}".encode("utf-8")
+        server.Request.process(self)
 
     def _forward(self, proxy: ProxyConfig, host: str, port: int, path: str) -> None:
         """
