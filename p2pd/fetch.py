@@ -72,6 +72,11 @@ class FetchOptions(usage.Options):
         ["linger", None, "0", "keep serving peers for SECONDS after the download"],
     ]
 
+    def opt_version(self) -> None:
+        """print the p2pd version and exit"""
+        print(f"p2pd {__version__}")
+        sys.exit(0)
+
     def parseOptions(self, options: list[str] | None = None) -> None:
         """
         Accept options after the URL too (C{p2pd fetch URL -o FILE}).

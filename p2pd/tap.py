@@ -37,7 +37,7 @@ from p2pd.web.proxy import NodeRequest, ProxyConfig
 from p2pd.web.root import NodeRoot
 
 DEFAULT_PORT = 1111
-DEFAULT_BLOCK_SIZE = 256 * 1024
+DEFAULT_BLOCK_SIZE = "256K"
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -124,7 +124,7 @@ def _directory(value: str) -> str:
 
 
 class Options(usage.Options):
-    synopsis = "[twistd options] p2pd [options]"
+    synopsis = "[options]"
     longdesc = (
         "Run a p2pd node: publish a directory as spp:// and http:// URLs "
         "(-p), answer HTTP requests for it with SPP playlists (-T), or both. "
@@ -188,38 +188,25 @@ class Options(usage.Options):
         self["allow-host"] = []
 
     def opt_allow_host(self, value: str) -> None:
-        """
-        fetch or proxy only content whose origin is this host (repeatable;
-        default: any host)
-        """
+        """fetch or proxy only content whose origin is this host (repeatable; default: any host)"""
         self["allow-host"].append(value.strip().lower())
 
     opt_A = opt_allow_host
 
     def opt_grant(self, value: str) -> None:
-        """
-        a subnet whose hosts may use this node's proxy and gateway, making it
-        fetch for them (repeatable); the local host always may
-        """
+        """a subnet whose hosts may use this node's proxy and gateway, making it fetch for them (repeatable); the local host always may"""
         self["grant"].append(_subnet("--grant", value))
 
     opt_n = opt_grant
 
     def opt_local_net(self, value: str) -> None:
-        """
-        a subnet whose nodes count as near each other when peers are
-        introduced (repeatable), like 10.1.0.0/16
-        """
+        """a subnet whose nodes count as near each other when peers are introduced (repeatable), like 10.1.0.0/16"""
         self["local-net"].append(_subnet("--local-net", value))
 
     opt_N = opt_local_net
 
     def opt_mirror(self, value: str) -> None:
-        """
-        IP:PORT of another server publishing identical files (same names,
-        bytes and modification times), offered to clients as a source
-        (repeatable)
-        """
+        """IP:PORT of another server publishing identical files (same names, bytes and modification times), offered to clients as a source (repeatable)"""
         self["mirror"].append(_hostPort("--mirror", value))
 
     opt_l = opt_mirror
@@ -229,8 +216,10 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
+        if isinstance(self["block-size"], str):
+            self["block-size"] = _blockSize(self["block-size"])
         if self["listen"] is None:
-            interface = self["interface"].replace(":", r"\:")
+            interface = (self["interface"] or "").replace(":", r"\:")
             self["listen"] = f"tcp:{self['port']}:interface={interface}"
         if self["redirect"] and self["public"] is None:
             raise usage.UsageError("--redirect needs a published directory (-p DIR)")

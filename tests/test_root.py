@@ -443,3 +443,21 @@ class NoPublicDirectoryTests(SynchronousTestCase):
             [event] = [e for e in events if "reason" in e]
             self.assertEqual(event["reason"], "this node publishes no directory")
             self.assertEqual(event["path"], path)
+
+
+class PlaylistDispositionTests(SynchronousTestCase):
+    def test_savedAsSpp(self) -> None:
+        """
+        A playlist is offered for saving as NAME.spp, the name the desktop
+        integration registers, with non-ASCII names in filename* and never a
+        quote or a path separator in the plain filename.
+        """
+        from p2pd.web.root import _playlistDisposition
+
+        self.assertEqual(
+            _playlistDisposition("dir/movie.mpg"),
+            b"inline; filename=\"movie.mpg.spp\"; filename*=UTF-8''movie.mpg.spp",
+        )
+        value = _playlistDisposition('ä "b".ts')
+        self.assertIn(b'filename="_ _b_.ts.spp"', value)
+        self.assertIn(b"filename*=UTF-8''%C3%A4%20%22b%22.ts.spp", value)

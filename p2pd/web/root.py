@@ -14,6 +14,7 @@ shadow a published file.
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from twisted.logger import Logger
 from twisted.web import http
@@ -108,7 +109,7 @@ class NodeRoot(Resource):
         port = request.getHost().port
         body = playlist.forFile(f"{host}:{port}", httpAuthority, name, size)
         request.setHeader(b"Content-Type", playlist.CONTENT_TYPE)
-        request.setHeader(b"Content-Disposition", b'inline; filename="playlist.pls"')
+        request.setHeader(b"Content-Disposition", _playlistDisposition(name))
         request.setHeader(b"Cache-Control", b"no-cache")
         return self._body(request, body)
 
@@ -146,3 +147,16 @@ class NodeRoot(Resource):
             request.setHeader(b"Content-Length", b"%d" % len(body))
             return b""
         return body
+
+
+def _playlistDisposition(name: str) -> bytes:
+    """
+    C{Content-Disposition} for a playlist: saved as C{NAME.spp}, the name the
+    desktop integration registers for p2pd playlists (a C{.pls} name would
+    open an ordinary player instead of the helper).
+    """
+    base = name.rsplit("/", 1)[-1] + ".spp"
+    ascii = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in base)
+    return (
+        f"inline; filename=\"{ascii}\"; filename*=UTF-8''{quote(base, safe='')}"
+    ).encode("ascii")
