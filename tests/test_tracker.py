@@ -174,20 +174,41 @@ class PeersForTests(SynchronousTestCase):
     def test_ipv4MappedAddresses(self) -> None:
         """
         A node listening on C{::} sees IPv4 peers at IPv4-mapped IPv6
-        addresses (C{::ffff:10.1.0.9}); they still belong to IPv4 local
-        nets.
+        addresses (C{::ffff:10.1.0.9}): they are the IPv4 nodes they are,
+        on IPv4 local nets, handed out as IPv4 addresses, and the asker is
+        still excluded in either spelling.
         """
         tracker = Tracker([net("10.1.0.0/16"), net("10.2.0.0/16")])
         tracker.record(KEY, "::ffff:10.1.0.9", 1111)
         tracker.record(KEY, "::ffff:10.2.0.9", 1111)
         tracker.record(KEY, "::ffff:198.51.100.7", 1111)
+        tracker.record(KEY, "::ffff:10.1.0.1", 1111)
         self.assertEqual(
             [p.host for p in tracker.peersFor(KEY, "::ffff:10.1.0.1", 1111)],
-            ["::ffff:10.1.0.9", "::ffff:10.2.0.9", "::ffff:198.51.100.7"],
+            ["10.1.0.9", "10.2.0.9", "198.51.100.7"],
         )
         self.assertEqual(
             [p.host for p in tracker.peersFor(KEY, "10.2.0.1", 1111)],
-            ["::ffff:10.2.0.9", "::ffff:10.1.0.9", "::ffff:198.51.100.7"],
+            ["10.2.0.9", "10.1.0.1", "10.1.0.9", "198.51.100.7"],
+        )
+        self.assertEqual(
+            [p.host for p in tracker.peersFor(KEY, "10.1.0.1", 1111)],
+            ["10.1.0.9", "10.2.0.9", "198.51.100.7"],
+        )
+        tracker.forget(KEY, "10.1.0.9", 1111)
+        tracker.forget(KEY, "::ffff:10.2.0.9", 1111)
+        self.assertEqual(
+            sorted(tracker.nodes(KEY)), [("10.1.0.1", 1111), ("198.51.100.7", 1111)]
+        )
+
+    def test_ipv6NotMapped(self) -> None:
+        """
+        Ordinary IPv6 addresses are kept as they are.
+        """
+        tracker = Tracker()
+        tracker.record(KEY, "2001:db8::9", 1111)
+        self.assertEqual(
+            tracker.peersFor(KEY, "2001:db8::1", 1111), [Peer("2001:db8::9", 1111)]
         )
 
     def test_mirrorsLast(self) -> None:

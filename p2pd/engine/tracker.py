@@ -32,10 +32,12 @@ class Tracker:
         self._nodes: dict[str, dict[tuple[str, int], int]] = {}
 
     def record(self, key: str, host: str, port: int) -> None:
+        host = _canonical(host)
         nodes = self._nodes.setdefault(key, {})
         nodes[(host, port)] = nodes.get((host, port), 0) + 1
 
     def forget(self, key: str, host: str, port: int) -> None:
+        host = _canonical(host)
         nodes = self._nodes.get(key)
         if not nodes or (host, port) not in nodes:
             return
@@ -54,6 +56,7 @@ class Tracker:
         subnet first, then nodes on any local subnet, then the rest, newest
         first within each group; mirrors at the end.
         """
+        host = _canonical(host)
         requester = _network(host, self.localNets)
         others = [
             (h, p) for (h, p) in reversed(self.nodes(key)) if (h, p) != (host, port)
@@ -72,14 +75,25 @@ class Tracker:
         return (peers + mirrors)[:MAX_PEERS]
 
 
+def _canonical(host: str) -> str:
+    """
+    C{host}, with an IPv4-mapped IPv6 address (how a node listening on
+    C{::} sees IPv4 peers, C{::ffff:a.b.c.d}) as the IPv4 address it is.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return host
+
+
 def _network(host: str, networks: Sequence[Network]) -> Network | None:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        # A node listening on "::" sees IPv4 peers at ::ffff:a.b.c.d.
-        address = address.ipv4_mapped
     for network in networks:
         if address.version == network.version and address in network:
             return network
