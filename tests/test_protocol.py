@@ -1181,6 +1181,67 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(served.readIndexes, [0, 1, 2, 3])
 
 
+class RequestAccountingTests(SynchronousTestCase, ErrorAssertions):
+    """
+    Request ids and limits across the kinds of request.
+    """
+
+    def _opened(
+        self, served: FakeServedFile | None = None
+    ) -> tuple[Wire, FakeServedFile]:
+        wire, served = serving(served)
+        wire.feed(codec.Open(1, URL, ""))
+        wire.sent()
+        return wire, served
+
+    def test_reusedRequestId(self) -> None:
+        """
+        A request id reused while its answer is outstanding is a protocol
+        error.
+        """
+        wire, served = self._opened(FakeServedFile(content(BLOCK), manual=True))
+        wire.feed(codec.GetBlock(5, 1, 0), codec.GetBlock(5, 1, 0))
+        self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+
+    def test_limitCountsEveryKind(self) -> None:
+        """
+        Block and digest requests share one limit of MAX_PENDING_REQUESTS.
+        """
+        wire, served = self._opened(FakeServedFile(content(BLOCK), manual=True))
+        wire.feed(*[codec.GetBlock(r, 1, 0) for r in range(1, MAX_PENDING_REQUESTS)])
+        wire.feed(codec.GetDigests(1000, 1, 0, 1))
+        wire.feed(codec.GetDigests(1001, 1, 0, 1))
+        errors = [m for m in wire.sent() if isinstance(m, codec.Error)]
+        self.assertEqual([e.request for e in errors], [1001])
+        self.assertErrorFrame(errors[0], 1001, ErrorCode.BUSY)
+
+    def test_errorZeroStopsProcessing(self) -> None:
+        """
+        Frames after a connection-level Error in the same data are ignored.
+        """
+        wire, served = self._opened()
+        wire.feedRaw(
+            frame(codec.Error(0, ErrorCode.INTERNAL, "bye"))
+            + frame(codec.GetBlock(2, 1, 0))
+        )
+        self.assertEqual(wire.sent(), [])
+        self.assertTrue(wire.closed)
+
+    def test_haveUpdatesSplit(self) -> None:
+        """
+        An update of more ranges than one Have frame may carry is sent as
+        several frames.
+        """
+        served = FakeServedFile(content(4000 * BLOCK), authoritative=False)
+        wire, served = serving(served)
+        wire.feed(codec.Open(1, URL, "v1"))
+        wire.sent()
+        [callback] = served.watchers
+        callback([(i * 2, 1) for i in range(codec.MAX_HAVE_RANGES + 5)])
+        haves = wire.sent()
+        self.assertEqual([len(h.ranges) for h in haves], [codec.MAX_HAVE_RANGES, 5])
+
+
 class ClientTests(SynchronousTestCase, ErrorAssertions):
     """
     Asking the other node: L{SPPProtocol.open} and L{RemoteFile}.
@@ -1197,6 +1258,18 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(wire.sent(), [codec.Open(1, URL, "")])
         wire.feed(codec.Opened(1, handle, size, BLOCK, authoritative, "sha256", "v1"))
         return wire, self.successResultOf(d)
+
+    def test_requestsAfterClose(self) -> None:
+        """
+        A closed remote file sends no more requests: they fail at once.
+        """
+        wire, remote = self._remote()
+        remote.close()
+        wire.sent()
+        self.failureResultOf(remote.getBlock(0), ConnectionGone)
+        self.failureResultOf(remote.getDigests(0, 1), ConnectionGone)
+        self.failureResultOf(remote.getPeers(), ConnectionGone)
+        self.assertEqual(wire.sent(), [])
 
     def test_open(self) -> None:
         """

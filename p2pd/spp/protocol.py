@@ -97,16 +97,22 @@ class RemoteFile:
             self.onHave(ranges)
 
     def getBlock(self, index: int) -> "defer.Deferred[bytes]":
+        if self._closed:
+            return defer.fail(ConnectionGone("file closed"))
         return self.connection.request(
             codec.GetBlock(0, self.handle, index), (self, index)
         )
 
     def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        if self._closed:
+            return defer.fail(ConnectionGone("file closed"))
         return self.connection.request(
             codec.GetDigests(0, self.handle, first, count), (self, first, count)
         )
 
     def getPeers(self) -> "defer.Deferred[Sequence[codec.Peer]]":
+        if self._closed:
+            return defer.fail(ConnectionGone("file closed"))
         return self.connection.request(codec.GetPeers(0, self.handle), None)
 
     def close(self) -> None:
@@ -236,6 +242,9 @@ class SPPProtocol(Int32StringReceiver):
         for deferred, _, _ in outgoing.values():
             deferred.errback(ConnectionGone(str(reason.value)))
         for deferred in list(self._uploading.values()):
+            deferred.cancel()
+        pending, self._pending = self._pending, {}
+        for deferred in pending.values():
             deferred.cancel()
         self._uploads.clear()
         served, self._served = self._served, {}
@@ -473,6 +482,7 @@ class SPPProtocol(Int32StringReceiver):
                 code=message.code,
                 message=message.message,
             )
+            self.state = _CLOSED
             self.transport.loseConnection()
             return
         deferred, _, _ = self._answer(message.request, codec.Error)
@@ -504,7 +514,7 @@ class SPPProtocol(Int32StringReceiver):
         """
         Send what C{deferred} gives, or its SPPError, as the answer.
         """
-        if len(self._pending) >= MAX_PENDING_REQUESTS:
+        if self._answering() >= MAX_PENDING_REQUESTS:
             deferred.addErrback(lambda _: None)
             deferred.cancel()
             self.send(codec.Error(requestId, ErrorCode.BUSY, "too many requests"))
@@ -560,7 +570,10 @@ class SPPProtocol(Int32StringReceiver):
 
     def _announce(self, handle: int, ranges: Sequence[tuple[int, int]]) -> None:
         if self.state == _READY and handle in self._served:
-            self.send(codec.Have(handle, tuple(ranges)))
+            ranges = list(ranges)
+            for start in range(0, len(ranges), codec.MAX_HAVE_RANGES):
+                chunk = ranges[start : start + codec.MAX_HAVE_RANGES]
+                self.send(codec.Have(handle, tuple(chunk)))
 
     def _onClose(self, message: codec.Close) -> None:
         served = self._served.pop(message.handle, None)
@@ -569,6 +582,7 @@ class SPPProtocol(Int32StringReceiver):
 
     def _onGetDigests(self, message: codec.GetDigests) -> None:
         served = self._servedFile(message.handle)
+        self._checkFresh(message.request)
         try:
             deferred = served.digests(message.first, message.count)
         except SPPError as e:
@@ -585,9 +599,27 @@ class SPPProtocol(Int32StringReceiver):
         peers = served.peers(self.remoteHost, self.remoteListenPort)
         self.send(codec.Peers(message.request, tuple(peers[: codec.MAX_PEERS])))
 
+    def _answering(self) -> int:
+        """
+        How many of the other node's requests this side is still answering.
+        """
+        return len(self._uploads) + len(self._uploading) + len(self._pending)
+
+    def _checkFresh(self, requestId: int) -> None:
+        """
+        A request id must not be reused while its answer is outstanding.
+        """
+        if (
+            requestId in self._pending
+            or requestId in self._uploading
+            or any(queued.request == requestId for queued in self._uploads)
+        ):
+            raise SPPError(ErrorCode.BAD_REQUEST, f"request id {requestId} reused")
+
     def _onGetBlock(self, message: codec.GetBlock) -> None:
         self._servedFile(message.handle)
-        if len(self._uploads) + len(self._uploading) >= MAX_PENDING_REQUESTS:
+        self._checkFresh(message.request)
+        if self._answering() >= MAX_PENDING_REQUESTS:
             self.send(codec.Error(message.request, ErrorCode.BUSY, "too many requests"))
             return
         self._uploads.append(message)
