@@ -96,7 +96,7 @@ class FetchOptions(usage.Options):
             ordered += [option, value] if takesValue else [option]
         super().parseOptions(ordered + ["--"] + args)
 
-    def parseArgs(self, url: str) -> None:
+    def parseArgs(self, url: str) -> None:  # type: ignore[override]
         try:
             self["url"] = parse(url)
         except BadURL as e:

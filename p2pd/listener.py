@@ -10,6 +10,7 @@ dispatcher costs nothing.
 """
 
 from collections.abc import Mapping
+from typing import cast
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
@@ -17,6 +18,7 @@ from twisted.internet.interfaces import (
     IProtocol,
     IProtocolFactory,
     IReactorTime,
+    ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
@@ -36,13 +38,14 @@ class _FirstByteDispatcher(Protocol, TimeoutMixin):
         self._shared = factory
         self._address = address
         self._chosen: IProtocol | None = None
-        self.callLater = factory.clock.callLater
+        # TimeoutMixin's documented way to use another clock.
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign, assignment]
 
     def connectionMade(self) -> None:
         self.setTimeout(self._shared.timeout)
 
     def timeoutConnection(self) -> None:
-        self.transport.abortConnection()
+        cast(ITCPTransport, self.transport).abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         if self._chosen is None:

@@ -248,7 +248,7 @@ class NodeSite(Site):
     URIs. Its access log is written only with --debug.
     """
 
-    requestFactory = NodeRequest
+    requestFactory = NodeRequest  # type: ignore[assignment]
 
     def __init__(
         self, resource: Any, verbose: bool, reactor: Any, proxy: ProxyConfig

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from p2pd.engine.interfaces import ISource, SPPError
+from p2pd.engine.interfaces import ISource, errorCode
 from p2pd.engine.meta import FileMeta
 from p2pd.spp.codec import ErrorCode
 
@@ -414,15 +414,15 @@ class Download:
         state.inflight.pop(index, None)
         if reason.check(defer.CancelledError):
             return
-        if reason.check(SPPError) and reason.value.code == ErrorCode.UNAVAILABLE:
+        if errorCode(reason) == ErrorCode.UNAVAILABLE:
             state.misses += 1
             if state.misses > MAX_MISSES:
                 self.dropSource(state.source, "announces blocks it cannot serve")
                 return
-        elif reason.check(SPPError) and reason.value.code == ErrorCode.CHANGED:
+        elif errorCode(reason) == ErrorCode.CHANGED:
             self.fail(reason)
             return
-        elif reason.check(SPPError) and reason.value.code == ErrorCode.BUSY:
+        elif errorCode(reason) == ErrorCode.BUSY:
             pass
         else:
             self.dropSource(state.source, reason.getErrorMessage())
@@ -524,7 +524,7 @@ class Download:
         self._digestChunks.pop(chunk, None)
         if reason.check(defer.CancelledError):
             return
-        if reason.check(SPPError) and reason.value.code == ErrorCode.CHANGED:
+        if errorCode(reason) == ErrorCode.CHANGED:
             self.fail(reason)
             return
         self.dropSource(source, f"digests failed: {reason.getErrorMessage()}")

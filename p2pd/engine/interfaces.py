@@ -14,6 +14,7 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
 
     from p2pd.spp.codec import Peer
 
@@ -36,6 +37,14 @@ class SPPError(Exception):
         except ValueError:
             name = f"error {self.code}"
         return f"{name}: {self.message}"
+
+
+def errorCode(reason: "Failure") -> int | None:
+    """
+    The SPP error code a failure carries, or None if it is not an L{SPPError}.
+    """
+    value = reason.value
+    return value.code if isinstance(value, SPPError) else None
 
 
 class SelfConnection(Exception):

@@ -19,7 +19,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pd.engine.download import Download
-from p2pd.engine.interfaces import IServedFile, ISource, ISPPNode, SPPError
+from p2pd.engine.interfaces import (
+    IServedFile,
+    ISource,
+    ISPPNode,
+    SPPError,
+    errorCode,
+)
 from p2pd.engine.serving import CachedServedFile, Counters, PublishedServedFile
 from p2pd.engine.tracker import Tracker
 from p2pd.spp.codec import ErrorCode
@@ -59,6 +65,7 @@ class _Swarm:
         self.download = download
         self.peerConnections: set[Any] = set()
         self.connecting: set[tuple[str, int]] = set()
+        self.lookingUp = False
         self.timer: IDelayedCall | None = None
         self.idleSince: float | None = None
 
@@ -123,7 +130,8 @@ class Node:
         swarm = self._swarms.get(key)
         if swarm is not None and swarm.download.meta.version == version:
             self._offerSource(swarm, connection)
-            return CachedServedFile(swarm.download.store, swarm.download, self.counters)
+            store: Any = swarm.download.store
+            return CachedServedFile(store, swarm.download, self.counters)
         cached = self.cache.find(key, version) if self.cache is not None else None
         if cached is not None:
             return CachedServedFile(cached, None, self.counters)
@@ -194,7 +202,12 @@ class Node:
         origin = (parsed.host, parsed.port)
         d = self._connect(*origin)
         d.addCallback(lambda connection: connection.open(key, ""))
-        d.addCallbacks(self._opened, self._openFailed, (key, origin), None, (key,))
+        d.addCallbacks(
+            self._opened,
+            self._openFailed,
+            callbackArgs=(key, origin),
+            errbackArgs=(key,),
+        )
         return result
 
     def _opened(self, remoteFile: Any, key: str, origin: tuple[str, int]) -> None:
@@ -300,9 +313,11 @@ class Node:
         authorities = [s for s in download.sources if s.authoritative]
         if not authorities:
             self._reconnectOrigin(swarm)
-        else:
+        elif not swarm.lookingUp:
+            swarm.lookingUp = True
             d = authorities[0].getPeers()
             d.addCallbacks(lambda peers: self._connectPeers(swarm, peers), _ignore)
+            d.addBoth(self._lookedUp, swarm)
         self._updateSearching(swarm)
         swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
 
@@ -317,7 +332,7 @@ class Node:
             self._addSource(swarm, remoteFile)
 
         def failed(reason: Failure) -> None:
-            if reason.check(SPPError) and reason.value.code == ErrorCode.CHANGED:
+            if errorCode(reason) == ErrorCode.CHANGED:
                 swarm.download.fail(reason)
 
         d.addCallbacks(opened, failed)
@@ -349,7 +364,16 @@ class Node:
 
             d.addCallback(opened)
             d.addErrback(_ignore)
-            d.addBoth(lambda _, a=address: self._doneConnecting(swarm, a))
+            d.addBoth(self._connectedPeer, swarm, address)
+        self._updateSearching(swarm)
+
+    def _connectedPeer(
+        self, result: object, swarm: _Swarm, address: tuple[str, int]
+    ) -> None:
+        self._doneConnecting(swarm, address)
+
+    def _lookedUp(self, result: object, swarm: _Swarm) -> None:
+        swarm.lookingUp = False
         self._updateSearching(swarm)
 
     def _doneConnecting(self, swarm: _Swarm, address: tuple[str, int]) -> None:
@@ -357,7 +381,7 @@ class Node:
         self._updateSearching(swarm)
 
     def _updateSearching(self, swarm: _Swarm) -> None:
-        searching = bool(swarm.connecting)
+        searching = bool(swarm.connecting) or swarm.lookingUp
         if swarm.download.searching != searching:
             swarm.download.searching = searching
             swarm.download._schedule()

@@ -409,7 +409,7 @@ class Have:
         ranges = tuple(_RANGE.iter_unpack(raw))
         if any(count == 0 or first + count > MAX_BLOCKS for first, count in ranges):
             raise DecodeError("empty or overflowing range")
-        return cls(handle, ranges)  # type: ignore[arg-type]
+        return cls(handle, ranges)
 
 
 @dataclass(frozen=True)
@@ -477,7 +477,7 @@ class Peers:
     @classmethod
     def decode(cls, r: _Reader) -> "Peers":
         (request,) = r.unpack(cls._FIXED)
-        peers = []
+        peers: list[Peer] = []
         while r.offset < len(r.data):
             if len(peers) == MAX_PEERS:
                 raise DecodeError("too many peers")
@@ -531,7 +531,7 @@ Message = Union[
 ]
 
 _TYPES: dict[int, type[Message]] = {
-    cls.TYPE: cls  # type: ignore[misc]
+    cls.TYPE: cls
     for cls in (
         Hello,
         Error,

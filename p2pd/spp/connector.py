@@ -37,6 +37,9 @@ class TCPConnector:
         endpoint = HostnameEndpoint(
             self.reactor, host, port, timeout=CONNECT_TIMEOUT, bindAddress=bind
         )
-        d = endpoint.connect(self.factory)
-        d.addCallback(lambda protocol: protocol.ready)
-        return d
+        connected: defer.Deferred[Any] = endpoint.connect(self.factory)
+        return connected.addCallback(_whenReady)
+
+
+def _whenReady(protocol: SPPProtocol) -> "defer.Deferred[SPPProtocol]":
+    return protocol.ready

@@ -156,6 +156,7 @@ class SPPProtocol(Int32StringReceiver):
 
     MAX_LENGTH = codec.MAX_FRAME
     _log = Logger()
+    transport: Any
 
     def __init__(self, node: ISPPNode, clock: IReactorTime, initiator: bool) -> None:
         self.node = node
@@ -714,8 +715,8 @@ def _answers(kind: type, request: Any) -> bool:
 
 
 def _errorFor(requestId: int, reason: Failure) -> codec.Error:
-    if reason.check(SPPError):
-        error = reason.value
+    error = reason.value
+    if isinstance(error, SPPError):
         return codec.Error(requestId, error.code, error.message)
     if reason.check(defer.CancelledError):
         return codec.Error(requestId, ErrorCode.CANCELLED, "cancelled")
