@@ -419,3 +419,35 @@ class SchedulingTests(SynchronousTestCase):
         download.read(150 * BLOCK)
         self.assertIn(50, origin.cancelled)
         self.assertIn(150, origin.requests)
+
+
+class RecentBlocksTests(SynchronousTestCase):
+    def test_readerBehindDownloadSkipsTheStore(self):
+        """
+        Blocks just verified are handed to readers from memory: the store is
+        not read (and the block not hashed) a second time.
+        """
+        download, content, meta, clock = makeDownload()
+        reads = []
+        original = download.store.read
+        download.store.read = lambda index: reads.append(index) or original(index)
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
+        self.assertEqual(reads, [])
+
+    def test_memoryBounded(self):
+        """
+        At most memoryBytes of recent blocks are kept; older ones are read
+        from the store again.
+        """
+        content = random.Random(1).randbytes(40 * BLOCK)
+        meta = FileMeta("spp://o:1/f", len(content), BLOCK, "sha256", "v1")
+        download = Download(
+            meta, MemoryStore(meta), task.Clock(), memoryBytes=4 * BLOCK
+        )
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        self.successResultOf(readAll(download.read(0)))
+        self.assertEqual(len(download._recent), 4)
+        self.assertEqual(self.successResultOf(readAll(download.read(0))), content)

@@ -13,6 +13,7 @@ and not asked again.
 """
 
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -35,6 +36,7 @@ CHECK_INTERVAL = 0.5
 LAG_MIN = 1.0
 SOURCE_TIMEOUT = 10.0
 MAX_MISSES = 8
+MEMORY_BYTES = 8 * 1024 * 1024
 
 
 class DownloadFailed(Exception):
@@ -162,6 +164,7 @@ class Download:
         store: IBlockStore,
         clock: IReactorTime,
         rng: random.Random | None = None,
+        memoryBytes: int = MEMORY_BYTES,
     ) -> None:
         self.meta = meta
         self.store = store
@@ -181,6 +184,10 @@ class Download:
         self._closed = False
         self._scheduling = False
         self._rescheduled = False
+        # Blocks just verified or read, so readers close behind the download
+        # (the usual case) get them without reading and hashing them again.
+        self._recent: OrderedDict[int, bytes] = OrderedDict()
+        self._recentBlocks = max(2, memoryBytes // meta.blockSize)
         blocks = meta.blocks
         edge = min(EDGE_MAX_BLOCKS, max(1, EDGE_BYTES // meta.blockSize))
         self._edges = [i for i in range(min(edge, blocks))] + [
@@ -255,9 +262,26 @@ class Download:
         self._schedule()
 
     def _blockData(self, index: int) -> bytes | None:
+        """
+        A verified block: from the recent blocks in memory, else from the
+        store (which checks it again against its digest).
+        """
+        data = self._recent.get(index)
+        if data is not None:
+            self._recent.move_to_end(index)
+            return data
         if not self.store.has(index):
             return None
-        return self.store.read(index)
+        data = self.store.read(index)
+        if data is not None:
+            self._remember(index, data)
+        return data
+
+    def _remember(self, index: int, data: bytes) -> None:
+        self._recent[index] = data
+        self._recent.move_to_end(index)
+        while len(self._recent) > self._recentBlocks:
+            self._recent.popitem(last=False)
 
     @property
     def complete(self) -> bool:
@@ -464,6 +488,7 @@ class Download:
                 self.onBadSource(source)
             return
         self.store.write(index, data)
+        self._remember(index, data)
         for callback in list(self._watchers):
             callback([(index, 1)])
         for reader in list(self.readers):
