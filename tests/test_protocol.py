@@ -688,7 +688,33 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
             for _ in range(64):
                 wire.feedRaw(b"x" * 65536)
             self.assertTrue(wire.closed)
-            self.assertLessEqual(len(wire.protocol.recvd), 4)
+            self.assertLessEqual(wire.protocol.bufferedBytes, 4)
+
+    def test_framesInAnyChunking(self) -> None:
+        """
+        Frames arrive intact however the stream is cut: a big Block split
+        across many reads, and many small frames in one read.
+        """
+        wire, served = serving(FakeServedFile(content(4 * BLOCK)))
+        wire.feed(codec.Open(1, URL, ""))
+        wire.sent()
+        requests = b"".join(frame(codec.GetBlock(r, 1, r % 4)) for r in range(2, 40))
+        wire.feedRaw(requests)
+        self.assertEqual(len(wire.sent()), 38)
+        self.assertEqual(wire.protocol.bufferedBytes, 0)
+        client = ready(initiator=True)
+        d = client.protocol.open(URL)
+        client.feed(codec.Opened(1, 1, 4 * BLOCK, BLOCK, True, "sha256", "v1"))
+        remote = self.successResultOf(d)
+        client.sent()
+        whole = content(4 * BLOCK)
+        for index, chunk in ((1, 1), (2, 1000), (3, 65536)):
+            got = remote.getBlock(index)
+            [request] = client.sent()
+            block = whole[index * BLOCK : (index + 1) * BLOCK]
+            client.feedRaw(frame(codec.Block(request.request, index, block)), chunk)
+            self.assertEqual(self.successResultOf(got), block)
+            self.assertEqual(client.protocol.bufferedBytes, 0)
 
     def test_largestBlockAccepted(self) -> None:
         """
