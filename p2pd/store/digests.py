@@ -302,18 +302,25 @@ def _openIndex(path: str, header: bytes) -> _IndexFile:
 
 class _Pending:
     """
-    Work in progress that several requests wait for.
+    Work in progress that several requests wait for; a request that comes
+    after the work is done gets its result at once.
     """
 
     def __init__(self) -> None:
         self._waiters: list[Deferred[bytes]] = []
+        self._result: "bytes | Failure | None" = None
 
     def wait(self) -> "Deferred[bytes]":
+        if isinstance(self._result, Failure):
+            return fail(self._result)
+        if self._result is not None:
+            return succeed(self._result)
         d: Deferred[bytes] = Deferred(self._waiters.remove)
         self._waiters.append(d)
         return d
 
     def fire(self, result: "bytes | Failure") -> None:
+        self._result = result
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             if isinstance(result, Failure):
