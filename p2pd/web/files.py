@@ -137,7 +137,7 @@ class PublishedFileResource(Resource):
             return True
         ifRange = ifRange.strip()
         if ifRange.startswith((b'"', b"W/")):
-            return ifRange == self.etag
+            return bool(ifRange == self.etag)
         date = _parseHttpDate(ifRange)
         return date is not None and int(date) == self.lastModified
 

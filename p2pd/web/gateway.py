@@ -17,8 +17,7 @@ from urllib.parse import quote
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.iweb import IRequest
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import SelfConnection
@@ -63,7 +62,7 @@ def gatewayURL(segments: Sequence[bytes]) -> str | None:
 
 
 def serve(
-    request: IRequest, node: Any, url: str, grants: Sequence[Network]
+    request: Request, node: Any, url: str, grants: Sequence[Network]
 ) -> bytes | int:
     """
     Stream C{url}'s content to C{request}, if the client may ask for it.
@@ -82,7 +81,7 @@ def serve(
             return
         body = stream.respond(request, download, name)
         if body is not NOT_DONE_YET:
-            request.write(body)  # type: ignore[arg-type]
+            request.write(body)
             request.finish()
 
     def failed(reason: Failure) -> None:

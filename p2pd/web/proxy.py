@@ -28,9 +28,9 @@ from twisted.web.client import (
     Agent,
     FileBodyProducer,
     HTTPConnectionPool,
-    PotentialDataLoss,
     ResponseDone,
 )
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.proxy import ProxyRequest
@@ -129,7 +129,11 @@ class _Relay(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self.request.registerProducer(self.transport, True)
-        self.request.notifyFinish().addErrback(lambda _: self.transport.stopProducing())
+        self.request.notifyFinish().addErrback(self._stop)
+
+    def _stop(self, reason: Failure) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
         if not self.request.finished and not self.request._disconnected:
@@ -142,7 +146,7 @@ class _Relay(protocol.Protocol):
                 self.request.finish()
             else:
                 # Cut short: finishing would pass a short body off as whole.
-                self.request.channel.transport.abortConnection()
+                self.request.channel.transport.abortConnection()  # type: ignore[union-attr]
         self.finished.callback(None)
 
 
@@ -163,14 +167,14 @@ class NodeRequest(ProxyRequest, server.Request):
 
     @property
     def proxy(self) -> ProxyConfig | None:
-        return getattr(self.channel.site, "proxy", None)
+        return getattr(self.channel.site, "proxy", None)  # type: ignore[attr-defined]
 
     def process(self) -> None:
         proxy = self.proxy
         if proxy is None or not self.uri.lower().startswith((b"http://", b"spp://")):
             server.Request.process(self)
             return
-        self.site = self.channel.site
+        self.site = self.channel.site  # type: ignore[attr-defined]
         self.setHeader(b"Server", b"p2pd")
         self.setHeader(b"Date", http.datetimeToString())
         try:
@@ -220,7 +224,7 @@ class NodeRequest(ProxyRequest, server.Request):
                 return
             body = stream.respond(self, download, name)
             if body is not server.NOT_DONE_YET:
-                self.write(body)  # type: ignore[arg-type]
+                self.write(body)
                 self.finish()
 
         def failed(reason: Failure) -> None:
@@ -252,11 +256,13 @@ class NodeRequest(ProxyRequest, server.Request):
         for name, values in self.requestHeaders.getAllRawHeaders():
             if name.lower() not in _HOP_BY_HOP:
                 headers.setRawHeaders(name, values)
-        self.content.seek(0, 0)
+        content = self.content
+        assert content is not None
+        content.seek(0, 0)
         body = None
-        if self.method not in (b"GET", b"HEAD") or self.content.read(1):
-            self.content.seek(0, 0)
-            body = FileBodyProducer(self.content)
+        if self.method not in (b"GET", b"HEAD") or content.read(1):
+            content.seek(0, 0)
+            body = FileBodyProducer(content)
         d = proxy.agent.request(self.method, self.uri, headers, body)
 
         def answered(response: Any) -> Any:
@@ -304,7 +310,7 @@ class NodeRequest(ProxyRequest, server.Request):
 
 class _Discard(protocol.Protocol):
     def connectionMade(self) -> None:
-        self.transport.stopProducing()
+        self.transport.stopProducing()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
         pass

@@ -80,7 +80,7 @@ class NodeRoot(Resource):
             url = gateway.gatewayURL(segments[1:])
             if url is None:
                 return self._notFound(request, "gateway path names no file")
-            return gateway.serve(request, self.node, url, self.grants)
+            return gateway.serve(request, self.node, url, self.grants)  # type: ignore[arg-type]
         wantsBytes = bool(segments) and segments[0] == playlist.DIRECT_PREFIX.encode()
         if wantsBytes:
             segments = segments[1:]
@@ -99,7 +99,8 @@ class NodeRoot(Resource):
                 "direct HTTP serving is off on this node: play the spp:// URL "
                 "or use a p2pd proxy",
             )
-        return PublishedFileResource(published).render(request)
+        body: bytes | int = PublishedFileResource(published).render(request)
+        return body
 
     def _playlist(self, request: IRequest, name: str, size: int) -> bytes:
         httpAuthority = self._authority(request)
@@ -121,7 +122,7 @@ class NodeRoot(Resource):
         """
         host = request.getHeader(b"Host")
         if host is not None and _AUTHORITY.match(host):
-            return host.decode("ascii")
+            return str(host.decode("ascii"))
         local = request.getHost()
         address = local.host.split("%", 1)[0]  # a zone has no place in a URL
         if ":" in address:

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from p2pd.engine.download import Download, Reader
@@ -36,7 +36,7 @@ class ReaderProducer:
     player sees a short body and retries with a Range.
     """
 
-    def __init__(self, request: IRequest, reader: Reader) -> None:
+    def __init__(self, request: Request, reader: Reader) -> None:
         self.request = request
         self.reader = reader
         self.paused = False
@@ -79,7 +79,7 @@ class ReaderProducer:
         self.request.unregisterProducer()
         transport = self.request.channel.transport if self.request.channel else None
         if transport is not None:
-            transport.abortConnection()
+            transport.abortConnection()  # type: ignore[attr-defined]
 
     def _finish(self) -> None:
         self.done = True
@@ -102,7 +102,7 @@ class ReaderProducer:
             self.reader.close()
 
 
-def respond(request: IRequest, download: Download, name: str) -> bytes | int:
+def respond(request: Request, download: Download, name: str) -> bytes | int:
     """
     Answer C{request} (GET or HEAD) with C{download}'s content: 200, 206 or
     416 as for a file, the body streamed from a reader.
