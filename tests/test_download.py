@@ -451,3 +451,42 @@ class RecentBlocksTests(SynchronousTestCase):
         self.successResultOf(readAll(download.read(0)))
         self.assertEqual(len(download._recent), 4)
         self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
+
+
+class DigestTests(SynchronousTestCase):
+    def test_allDigestsEarly(self):
+        """
+        Besides the few digests a reader needs first, the digests of the
+        whole file are asked for at once, so blocks from peers can still be
+        verified after the origin has gone.
+        """
+        download, content, meta, clock = makeDownload(blocks=300)
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        asked = []
+        getDigests = origin.getDigests
+        origin.getDigests = lambda first, count: (
+            asked.append((first, count)) or getDigests(first, count)
+        )
+        download.addSource(origin)
+        download.read(100 * BLOCK)
+        self.assertLessEqual(len(asked), 4)
+        self.assertIn(dl.DIGEST_CHUNK, [count for first, count in asked])
+        self.assertTrue(all(download.store.digest(i) for i in range(300)))
+
+    def test_noDigestSourceFailsReader(self):
+        """
+        A reader waiting for a block whose digest nobody can give (the origin
+        left before sending it, no authority is coming) fails instead of
+        hanging, even though a peer holds the block.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        origin.getDigests = lambda first, count: defer.Deferred()
+        peer = FakeSource("peer", content, meta, holds=range(meta.blocks), auto=True)
+        download.addSource(origin)
+        d = download.read(0).read()
+        origin.lose()
+        download.addSource(peer)
+        download.searching = False
+        download._schedule()
+        self.failureResultOf(d, DownloadFailed)

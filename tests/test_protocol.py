@@ -1675,6 +1675,26 @@ class LostTests(SynchronousTestCase, ErrorAssertions):
         self.failureResultOf(remote.getBlock(1), ConnectionGone)
         self.failureResultOf(wire.protocol.open(URL), ConnectionGone)
 
+    def test_failureCancellingOthers(self) -> None:
+        """
+        When the failure of one outstanding request makes its caller cancel
+        the others (as a download dropping the source does), the rest of the
+        clean-up still runs: remote files hear of the loss and the node of
+        the closed connection.
+        """
+        wire = ready(initiator=True)
+        opening = wire.protocol.open(URL)
+        wire.feed(codec.Opened(1, 1, 3 * BLOCK, BLOCK, True, "sha256", "v1"))
+        remote = self.successResultOf(opening)
+        first, second = remote.getBlock(0), remote.getBlock(1)
+        first.addErrback(lambda _: second.cancel())
+        second.addErrback(lambda _: None)
+        reasons: list[Failure] = []
+        remote.onLost = reasons.append
+        wire.lose(ConnectionLost("reset"))
+        self.assertEqual(len(reasons), 1)
+        self.assertEqual(wire.node.gone, [wire.protocol])
+
     def test_onLost(self) -> None:
         """
         Each remote file's C{onLost} is called once, with the reason.

@@ -32,6 +32,7 @@ EDGE_BYTES = 512 * 1024
 EDGE_MAX_BLOCKS = 4
 PIPELINE = 8
 DIGEST_CHUNK = 64
+DIGESTS_AT_ONCE = 4096
 CHECK_INTERVAL = 0.5
 LAG_MIN = 1.0
 SOURCE_TIMEOUT = 10.0
@@ -178,7 +179,9 @@ class Download:
         self._sources: dict[ISource, _Source] = {}
         self._banned: set[str] = set()
         self._unverified: dict[int, tuple[ISource, bytes]] = {}
-        self._digestChunks: dict[int, defer.Deferred[bytes]] = {}
+        self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
+        self._background: tuple[int, int] | None = None
+        self._digestCursor = 0
         self._watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
         self._timer: IDelayedCall | None = None
         self._closed = False
@@ -398,18 +401,24 @@ class Download:
 
     def _checkExhausted(self, wanted: list[tuple[int, int]]) -> None:
         """
-        Fail readers waiting for a block that no source holds, once the node
-        has stopped looking for sources.
+        Fail readers waiting for a block that no source holds, or whose
+        digest nobody can give any more, once the node has stopped looking
+        for sources.
         """
         if self.searching:
             return
+        authority = any(s.source.authoritative for s in self._sources.values())
         for reader in list(self.readers):
             if reader._waiting is None:
                 continue
             index = reader.block
-            if index in self._unverified or self._requested(index):
+            if self.store.digest(index) is None and not authority:
+                reader._failed(
+                    Failure(DownloadFailed(f"no source of the digest of block {index}"))
+                )
+            elif index in self._unverified or self._requested(index):
                 continue
-            if not any(s.source.has(index) for s in self._sources.values()):
+            elif not any(s.source.has(index) for s in self._sources.values()):
                 reader._failed(
                     Failure(DownloadFailed(f"no source holds block {index}"))
                 )
@@ -498,55 +507,68 @@ class Download:
 
     def _fetchDigests(self, indices: list[int]) -> None:
         """
-        Ask an authoritative source for digest chunks that wanted blocks
-        need, then (one at a time) for the rest of the file.
+        Ask an authoritative source for the digests that wanted blocks need
+        (a small range, so the first bytes come fast), and meanwhile for the
+        rest of the file in large ranges, one at a time: once they are all
+        here, playback can finish from peers if the origin goes away.
         """
         origins = [s.source for s in self._sources.values() if s.source.authoritative]
         if not origins:
             return
-        chunks = []
         for index in indices:
-            chunk = index // DIGEST_CHUNK
-            if chunk not in chunks and self.store.digest(index) is None:
-                chunks.append(chunk)
-        if not self._digestChunks:
-            for chunk in range(-(-self.meta.blocks // DIGEST_CHUNK)):
-                if self.store.digest(chunk * DIGEST_CHUNK) is None or (
-                    self.store.digest(
-                        min(self.meta.blocks, (chunk + 1) * DIGEST_CHUNK) - 1
-                    )
-                    is None
-                ):
-                    chunks.append(chunk)
-                    break
-        for chunk in chunks:
-            if chunk in self._digestChunks:
-                continue
-            first = chunk * DIGEST_CHUNK
-            count = min(DIGEST_CHUNK, self.meta.blocks - first)
-            source = origins[0]
-            deferred = source.getDigests(first, count)
-            self._digestChunks[chunk] = deferred
-            deferred.addCallbacks(
-                self._digestsArrived,
-                self._digestsFailed,
-                callbackArgs=(chunk, first),
-                errbackArgs=(chunk, source),
-            )
+            if self.store.digest(index) is None and not self._digestsAsked(index):
+                first = index - index % DIGEST_CHUNK
+                self._askDigests(origins[0], first, DIGEST_CHUNK, background=False)
+        if self._background is None:
+            while (
+                self._digestCursor < self.meta.blocks
+                and self.store.digest(self._digestCursor) is not None
+            ):
+                self._digestCursor += 1
+            if self._digestCursor < self.meta.blocks:
+                self._askDigests(
+                    origins[0], self._digestCursor, DIGESTS_AT_ONCE, background=True
+                )
 
-    def _digestsArrived(self, digests: bytes, chunk: int, first: int) -> None:
-        del self._digestChunks[chunk]
+    def _digestsAsked(self, index: int) -> bool:
+        return any(
+            first <= index < first + count for first, count in self._digestRequests
+        )
+
+    def _askDigests(
+        self, source: ISource, first: int, count: int, background: bool
+    ) -> None:
+        count = min(count, self.meta.blocks - first)
+        deferred = source.getDigests(first, count)
+        self._digestRequests[(first, count)] = deferred
+        if background:
+            self._background = (first, count)
+        deferred.addCallbacks(
+            self._digestsArrived,
+            self._digestsFailed,
+            callbackArgs=(first, count),
+            errbackArgs=(first, count, source),
+        )
+
+    def _digestsDone(self, first: int, count: int) -> None:
+        self._digestRequests.pop((first, count), None)
+        if self._background == (first, count):
+            self._background = None
+
+    def _digestsArrived(self, digests: bytes, first: int, count: int) -> None:
+        self._digestsDone(first, count)
         self.store.setDigests(first, digests)
-        size = self.meta.digestSize
         for index, (source, data) in list(self._unverified.items()):
-            if first <= index < first + len(digests) // size:
+            if first <= index < first + count:
                 del self._unverified[index]
-                if source in self._sources or not self.store.has(index):
+                if not self.store.has(index):
                     self._verify(source, index, data)
         self._schedule()
 
-    def _digestsFailed(self, reason: Failure, chunk: int, source: ISource) -> None:
-        self._digestChunks.pop(chunk, None)
+    def _digestsFailed(
+        self, reason: Failure, first: int, count: int, source: ISource
+    ) -> None:
+        self._digestsDone(first, count)
         if reason.check(defer.CancelledError):
             return
         if errorCode(reason) == ErrorCode.CHANGED:
@@ -602,8 +624,8 @@ class Download:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        for chunk in list(self._digestChunks.values()):
-            chunk.cancel()
+        for request in list(self._digestRequests.values()):
+            request.cancel()
         for state in list(self._sources.values()):
             for deferred, _ in list(state.inflight.values()):
                 deferred.cancel()

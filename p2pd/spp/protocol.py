@@ -244,7 +244,9 @@ class SPPProtocol(Protocol):
         self.transport.unregisterProducer()
         outgoing, self._outgoing = self._outgoing, {}
         for deferred, _, _ in outgoing.values():
-            deferred.errback(ConnectionGone(str(reason.value)))
+            # An earlier errback may have cancelled (and so fired) the rest.
+            if not deferred.called:
+                deferred.errback(ConnectionGone(str(reason.value)))
         for deferred in list(self._uploading.values()):
             deferred.cancel()
         pending, self._pending = self._pending, {}
