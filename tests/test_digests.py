@@ -26,46 +26,10 @@ from p2pd.spp.codec import ErrorCode
 from p2pd.store import digests as digestsModule
 from p2pd.store.digests import DigestIndex, DigestRecords
 from p2pd.store.published import PublishedFile
+from tests.fakes import QueuedThreads
 
 BLOCK = 1024
 CHUNK = 4 * BLOCK  # four blocks per thread job
-
-
-class QueuedThreads:
-    """
-    A thread pool double: jobs wait in L{jobs} until the test runs them, on
-    the test's own thread.
-    """
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[Callable[..., None], Callable[..., Any], tuple[Any, ...]]]
-        self.jobs = []
-        self.started = 0
-
-    def callInThreadWithCallback(
-        self, onResult: Callable[..., None], f: Callable[..., Any], *args: Any
-    ) -> None:
-        self.started += 1
-        self.jobs.append((onResult, f, args))
-
-    def runOne(self, position: int = 0) -> None:
-        """
-        Run the job at C{position} in the queue.
-        """
-        onResult, f, args = self.jobs.pop(position)
-        try:
-            result = f(*args)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-    def runAll(self) -> None:
-        """
-        Run jobs, oldest first, until none is left (jobs may queue more).
-        """
-        while self.jobs:
-            self.runOne()
 
 
 class ImmediateReactor:

@@ -16,49 +16,9 @@ from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import ISource, SPPError
 from p2pd.engine.meta import FileMeta
 from p2pd.spp.codec import ErrorCode
+from tests.fakes import MemoryStore
 
 BLOCK = 16 * 1024
-
-
-class MemoryStore:
-    """
-    A block store in memory.
-    """
-
-    def __init__(self, meta: FileMeta) -> None:
-        self.meta = meta
-        self.blocks: dict[int, bytes] = {}
-        self.digests: dict[int, bytes] = {}
-
-    def has(self, index):
-        return index in self.blocks
-
-    def read(self, index):
-        return self.blocks.get(index)
-
-    def write(self, index, data):
-        assert self.meta.digest(data) == self.digests[index], "unverified write"
-        self.blocks[index] = data
-
-    def digest(self, index):
-        return self.digests.get(index)
-
-    def setDigests(self, first, digests):
-        size = self.meta.digestSize
-        for n in range(len(digests) // size):
-            self.digests[first + n] = digests[n * size : (n + 1) * size]
-
-    def close(self):
-        self.closed = True
-
-    def held(self):
-        ranges = []
-        for index in sorted(self.blocks):
-            if ranges and ranges[-1][0] + ranges[-1][1] == index:
-                ranges[-1] = (ranges[-1][0], ranges[-1][1] + 1)
-            else:
-                ranges.append((index, 1))
-        return ranges
 
 
 @implementer(ISource)

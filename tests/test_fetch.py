@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests import clients
+from tests.fakes import makeFile
 from tests.nodes import CHECKOUT, Nodes, nodeEnvironment
 
 SIZE = 1536 * 1024 + 123  # seven 256 KiB blocks, the last one short
@@ -23,14 +24,6 @@ NAME = "clip.bin"
 
 # A name under the reserved .invalid TLD (RFC 2606): never resolves.
 UNKNOWN_HOST = "no-such-origin.invalid"
-
-
-def makeFile(directory: str, name: str, size: int) -> bytes:
-    data = os.urandom(size)
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, name), "wb") as f:
-        f.write(data)
-    return data
 
 
 def readFile(path: str) -> bytes:

@@ -19,7 +19,6 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -34,6 +33,7 @@ from p2pd.spp.protocol import SPPFactory, SPPProtocol
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
+from tests.fakes import QueuedThreads
 from tests.helpers import FakeTransport, connectedServerAndClient
 
 BLOCK = 16 * 1024
@@ -41,41 +41,6 @@ PORT = 1111
 ORIGIN = "10.0.0.1"
 URL = f"spp://{ORIGIN}:{PORT}/movie.ts"
 MTIME_NS = 1_700_000_000_123_456_789
-
-
-class QueuedThreads:
-    """
-    A thread pool and reactor double for L{DigestIndex}: thread jobs wait
-    until the test runs them (L{runAll}), on its own thread, as results from
-    real threads arrive later.
-    """
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[Callable[..., None], Callable[..., Any], Any]] = []
-
-    def callInThreadWithCallback(
-        self, onResult: Callable[..., None], f: Callable[..., Any], *args: Any
-    ) -> None:
-        self.jobs.append((onResult, f, args))
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any) -> None:
-        f(*args)
-
-    def getThreadPool(self) -> "QueuedThreads":
-        return self
-
-    def runAll(self) -> None:
-        """
-        Run jobs, oldest first, until none is left (jobs may queue more).
-        """
-        while self.jobs:
-            onResult, f, args = self.jobs.pop(0)
-            try:
-                result = f(*args)
-            except BaseException:
-                onResult(False, Failure())
-            else:
-                onResult(True, result)
 
 
 def content(blocks: float, seed: int = 0) -> bytes:

@@ -33,6 +33,7 @@ from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import parse
 from p2pd.tap import NodeSite
 from p2pd.web.proxy import NodeRequest, ProxyConfig
+from tests.fakes import MemoryStore
 
 BLOCK = 16 * 1024
 CONTENT = random.Random(7).randbytes(20 * BLOCK - 100)
@@ -44,42 +45,6 @@ SPP_URL = f"spp://{ORIGIN}/movie.ts"
 VIEWER = IPv4Address("TCP", "127.0.0.2", 1111)
 LOCAL_CLIENT = IPv4Address("TCP", "127.0.0.2", 40000)
 STRANGER = IPv4Address("TCP", "10.1.2.3", 40000)
-
-
-class MemoryStore:
-    """
-    A block store in memory, refusing unverified writes.
-    """
-
-    def __init__(self, meta: FileMeta) -> None:
-        self.meta = meta
-        self.blocks: dict[int, bytes] = {}
-        self.digests: dict[int, bytes] = {}
-        self.closed = False
-
-    def has(self, index):
-        return index in self.blocks
-
-    def read(self, index):
-        return self.blocks.get(index)
-
-    def write(self, index, data):
-        assert self.meta.digest(data) == self.digests[index], "unverified write"
-        self.blocks[index] = data
-
-    def digest(self, index):
-        return self.digests.get(index)
-
-    def setDigests(self, first, digests):
-        size = self.meta.digestSize
-        for n in range(len(digests) // size):
-            self.digests[first + n] = digests[n * size : (n + 1) * size]
-
-    def held(self):
-        return [(index, 1) for index in sorted(self.blocks)]
-
-    def close(self):
-        self.closed = True
 
 
 @implementer(ISource)

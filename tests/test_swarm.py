@@ -11,17 +11,10 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from tests import clients
+from tests.fakes import makeFile
 from tests.nodes import Nodes
 
 SIZE = 20 * 1000 * 1000
-
-
-def makeFile(directory: str, name: str, size: int) -> bytes:
-    content = os.urandom(size)
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, name), "wb") as f:
-        f.write(content)
-    return content
 
 
 class SwarmTests(TestCase):

@@ -11,7 +11,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Union
+from typing import ClassVar, Union, get_args
 
 MAGIC = b"\x89SPP"
 VERSION = 1
@@ -530,25 +530,7 @@ Message = Union[
     KeepAlive,
 ]
 
-_TYPES: dict[int, type[Message]] = {
-    cls.TYPE: cls
-    for cls in (
-        Hello,
-        Error,
-        Open,
-        Opened,
-        Close,
-        GetDigests,
-        Digests,
-        GetBlock,
-        Block,
-        Cancel,
-        Have,
-        GetPeers,
-        Peers,
-        KeepAlive,
-    )
-}
+_TYPES: dict[int, type[Message]] = {cls.TYPE: cls for cls in get_args(Message)}
 
 
 def _checkedLength(value: bytes, limit: int) -> bytes:
