@@ -251,10 +251,11 @@ class Nginx(Server):
     name = "nginx"
     slug = "nginx"
 
-    def __init__(self, binary):
+    def __init__(self, binary, root=DATA, prefix=None):
         super().__init__()
         self.binary = binary
-        self.prefix = os.path.join(WORK, "nginx")
+        self.root = root
+        self.prefix = prefix or os.path.join(WORK, "nginx")
 
     def version(self):
         out = subprocess.run(
@@ -288,7 +289,7 @@ http {{
         {temp}
     server {{
         listen 127.0.0.1:{port};
-        root {DATA};
+        root {self.root};
     }}
 }}
 """
@@ -311,6 +312,18 @@ http {{
 
     def findPort(self):
         return self._chosen
+
+
+def findNginx():
+    """
+    The nginx binary, or None when it is not installed.
+    """
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx"):
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return nginx
 
 
 def curl(url, byteRange=None, output=os.devnull):
@@ -467,11 +480,7 @@ def main():
         "p2pd": p2pdVersion(),
         "static.File": f"(Twisted {twistedVersion})",
     }
-    nginx = None if args.no_nginx else shutil.which("nginx")
-    if nginx is None:
-        for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx"):
-            if not args.no_nginx and os.access(candidate, os.X_OK):
-                nginx = candidate
+    nginx = None if args.no_nginx else findNginx()
     if nginx is not None:
         server = Nginx(nginx)
         versions["nginx"] = server.version()
