@@ -238,8 +238,9 @@ def markdown(results, args, size, blockSize, version):
         f"from one origin (p2pd {version}, `-b {blockSize}`). Origin / file = "
         "bytes the origin sent over SPP (its `/.status`) divided by the file "
         f"size; plain HTTP would be {args.clients}. Client time = start to "
-        f"complete file; a player reading at {args.rate}B/s needs "
-        f"{size / parseSize(args.rate):.1f} s. CPU = user+system seconds per "
+        f"complete file; a player reading at {parseSize(args.rate) / 2**20:g} "
+        f"MiB/s needs {size / parseSize(args.rate):.1f} s. CPU = user+system "
+        "seconds per "
         "GB (origin: per GB it sent; clients: per GB each downloaded, Python "
         "start-up and uploads to peers included).",
         "",
