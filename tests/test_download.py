@@ -450,3 +450,59 @@ class DigestTests(SynchronousTestCase):
         download.searching = False
         download._schedule()
         self.failureResultOf(d, DownloadFailed)
+
+
+class SwarmPolicyTests(SynchronousTestCase):
+    def test_announcementsCoalesced(self):
+        """
+        A burst of announcements from peers costs one scheduling pass, run
+        once the reactor turn is over.
+        """
+        download, content, meta, clock = makeDownload()
+        peers = [FakeSource(f"peer{n}", content, meta) for n in range(5)]
+        for peer in peers:
+            download.addSource(peer)
+        passes = []
+        assign = download._assign
+        download._assign = lambda: passes.append(1) or assign()
+        for peer in peers:
+            peer.onHave([(0, 1)])
+        self.assertEqual(passes, [])
+        clock.advance(0)
+        self.assertEqual(passes, [1])
+
+    def test_originWaitsWhenPeersMayHelp(self):
+        """
+        With peers about, a block nobody needs yet and only the origin holds
+        is asked of the origin only after a random wait of at most
+        ORIGIN_DELAY; a peer announcing it meanwhile serves it instead.
+        Urgent blocks never wait.
+        """
+        download, content, meta, clock = makeDownload(blocks=100)
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        peer = FakeSource("peer", content, meta)
+        download.addSource(origin)
+        download.addSource(peer)
+        download.read(50 * BLOCK)
+        urgent = set(range(50, 50 + dl.URGENT_BLOCKS))
+        self.assertTrue(urgent <= set(origin.requested))
+        self.assertFalse(set(origin.requested) - urgent - set(download._edges))
+        peer.holds.add(70)
+        peer.onHave([(70, 1)])
+        origin.answerAll()
+        clock.advance(dl.ORIGIN_DELAY)
+        self.assertIn(70, peer.requested)
+        self.assertNotIn(70, origin.requested)
+        self.assertTrue(any(60 <= i < 90 and i != 70 for i in origin.requested))
+
+    def test_noWaitWithoutPeers(self):
+        """
+        A node with no peers asks the origin for its whole read-ahead at once.
+        """
+        download, content, meta, clock = makeDownload(blocks=100)
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(50 * BLOCK)
+        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)

@@ -37,7 +37,8 @@ CHECK_INTERVAL = 0.5
 LAG_MIN = 1.0
 SOURCE_TIMEOUT = 10.0
 MAX_MISSES = 8
-MEMORY_BYTES = 8 * 1024 * 1024
+MEMORY_BYTES = 2 * READAHEAD_BYTES
+ORIGIN_DELAY = 2.0
 
 
 class DownloadFailed(Exception):
@@ -182,6 +183,10 @@ class Download:
         self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
         self._background: tuple[int, int] | None = None
         self._digestCursor = 0
+        self._knownDigests = bytearray(meta.blocks)
+        self._soon: IDelayedCall | None = None
+        self._wake: IDelayedCall | None = None
+        self._originAfter: dict[int, float] = {}
         self._watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
         self._timer: IDelayedCall | None = None
         self._closed = False
@@ -210,7 +215,7 @@ class Download:
         if source.name in self._banned or source in self._sources or self._closed:
             return False
         self._sources[source] = _Source(source, self.clock.seconds())
-        source.onHave = lambda ranges: self._schedule()
+        source.onHave = lambda ranges: self._scheduleSoon()
         source.onLost = lambda reason: self._sourceLost(source, reason)
         self._schedule()
         return True
@@ -323,6 +328,18 @@ class Download:
             ((u, i) for i, u in urgency.items() if not self.store.has(i)),
         )
 
+    def _scheduleSoon(self) -> None:
+        """
+        Schedule once this reactor turn is over: announcements arrive in
+        bursts from many peers, and one pass serves them all.
+        """
+        if self._soon is None and not self._closed:
+            self._soon = self.clock.callLater(0, self._scheduleNow)
+
+    def _scheduleNow(self) -> None:
+        self._soon = None
+        self._schedule()
+
     def _schedule(self) -> None:
         """
         Give every source with room the most urgent blocks it can serve.
@@ -367,7 +384,7 @@ class Download:
             elif urgency < URGENT_BLOCKS:
                 candidates = [s for s in holders if s.free >= room]
             else:
-                if holders and not self.searching:
+                if holders and not self.searching and self._originMayServe(index):
                     originOnly.append(index)
                 continue
             if candidates:
@@ -387,6 +404,28 @@ class Download:
         self._checkExhausted(wanted)
         self._armTimer()
 
+    def _originMayServe(self, index: int) -> bool:
+        """
+        Whether a block only the origin holds, and nobody needs yet, may be
+        asked of the origin now. With peers about, each node waits a random
+        while first: nodes reading in step would otherwise all ask the origin
+        for the same block, when one copy can go round the swarm.
+        """
+        if not any(not s.source.authoritative for s in self._sources.values()):
+            return True
+        now = self.clock.seconds()
+        after = self._originAfter.get(index)
+        if after is None:
+            after = now + self.rng.uniform(0, ORIGIN_DELAY)
+            self._originAfter[index] = after
+        if after <= now:
+            return True
+        if self._wake is None or not self._wake.active():
+            self._wake = self.clock.callLater(after - now, self._scheduleNow)
+        elif self._wake.getTime() > after:
+            self._wake.reset(after - now)
+        return False
+
     def _cancelUnwanted(self, wanted: set[int]) -> None:
         """
         Cancel requests for blocks no reader wants any more (a player
@@ -395,6 +434,8 @@ class Download:
         for state in self._sources.values():
             for index in [i for i in state.inflight if i not in wanted]:
                 state.inflight.pop(index)[0].cancel()
+        for index in [i for i in self._originAfter if i not in wanted]:
+            del self._originAfter[index]
 
     def _requested(self, index: int) -> bool:
         return any(index in s.inflight for s in self._sources.values())
@@ -412,7 +453,7 @@ class Download:
             if reader._waiting is None:
                 continue
             index = reader.block
-            if self.store.digest(index) is None and not authority:
+            if not self._digestKnown(index) and not authority:
                 reader._failed(
                     Failure(DownloadFailed(f"no source of the digest of block {index}"))
                 )
@@ -516,19 +557,30 @@ class Download:
         if not origins:
             return
         for index in indices:
-            if self.store.digest(index) is None and not self._digestsAsked(index):
+            if not self._digestKnown(index) and not self._digestsAsked(index):
                 first = index - index % DIGEST_CHUNK
                 self._askDigests(origins[0], first, DIGEST_CHUNK, background=False)
         if self._background is None:
-            while (
-                self._digestCursor < self.meta.blocks
-                and self.store.digest(self._digestCursor) is not None
+            while self._digestCursor < self.meta.blocks and self._digestKnown(
+                self._digestCursor
             ):
                 self._digestCursor += 1
             if self._digestCursor < self.meta.blocks:
                 self._askDigests(
                     origins[0], self._digestCursor, DIGESTS_AT_ONCE, background=True
                 )
+
+    def _digestKnown(self, index: int) -> bool:
+        """
+        Whether the store has block C{index}'s digest, remembered here so
+        scheduling does not look it up again and again.
+        """
+        if self._knownDigests[index]:
+            return True
+        if self.store.digest(index) is None:
+            return False
+        self._knownDigests[index] = 1
+        return True
 
     def _digestsAsked(self, index: int) -> bool:
         return any(
@@ -558,6 +610,7 @@ class Download:
     def _digestsArrived(self, digests: bytes, first: int, count: int) -> None:
         self._digestsDone(first, count)
         self.store.setDigests(first, digests)
+        self._knownDigests[first : first + count] = b"\x01" * count
         for index, (source, data) in list(self._unverified.items()):
             if first <= index < first + count:
                 del self._unverified[index]
@@ -621,9 +674,10 @@ class Download:
         Stop everything: cancel requests and release sources.
         """
         self._closed = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for call in (self._timer, self._soon, self._wake):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._soon = self._wake = None
         for request in list(self._digestRequests.values()):
             request.cancel()
         for state in list(self._sources.values()):
