@@ -27,6 +27,7 @@ from twisted.logger import (
     textFileLogObserver,
 )
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 
 from p2pd import __version__
 from p2pd.engine.download import DownloadFailed
@@ -198,6 +199,8 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
         stderr.write(f"p2pd fetch: cannot listen on {where}: {reason}\n")
         return EXIT_USAGE
     node.listenPort = port.getHost().port
+    node.hashing = ThreadPool(minthreads=0, maxthreads=2, name="p2pd-hashing")
+    node.hashing.start()
     progress = None
     output: Any = None
     try:
@@ -261,6 +264,7 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
         if output is not None:
             output.close()
         node.stop()
+        node.hashing.stop()
         yield port.stopListening()
 
 

@@ -349,7 +349,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         options["local-net"],
         [codec.Peer(host, port, True) for host, port in options["mirror"]],
     )
-    node = Node(reactor, None, cache, public, digestIndex, tracker)  # type: ignore[arg-type]
+    node = Node(
+        reactor,
+        None,  # type: ignore[arg-type]
+        cache,
+        public,
+        digestIndex,
+        tracker,
+        hashing=hashing,
+    )
     node.connector = TCPConnector(reactor, node, _bindHost(options["listen"]))
     root = NodeRoot(
         public,

@@ -16,7 +16,7 @@ from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import ISource, SPPError
 from p2pd.engine.meta import FileMeta
 from p2pd.spp.codec import ErrorCode
-from tests.fakes import MemoryStore
+from tests.fakes import MemoryStore, QueuedThreads
 
 BLOCK = 16 * 1024
 
@@ -506,3 +506,58 @@ class SwarmPolicyTests(SynchronousTestCase):
         download.addSource(origin)
         download.read(50 * BLOCK)
         self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+
+
+class ThreadClock(task.Clock):
+    """
+    A clock that is also the reactor threads report back to.
+    """
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+class HashingThreadsTests(SynchronousTestCase):
+    def _download(self, blocks=20):
+        content = random.Random(3).randbytes(blocks * BLOCK)
+        meta = FileMeta("spp://o:1/f", len(content), BLOCK, "sha256", "v1")
+        threads = QueuedThreads()
+        download = Download(meta, MemoryStore(meta), ThreadClock(), hashing=threads)
+        return download, content, meta, threads
+
+    def test_verifiedInThreads(self):
+        """
+        With hashing threads, a block is checked in a thread: the reader
+        gets it once the check is done, and the block is not asked for again
+        meanwhile.
+        """
+        download, content, meta, threads = self._download()
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        d = download.read(0, BLOCK).read()
+        self.assertNoResult(d)
+        self.assertTrue(threads.jobs)
+        threads.runAll()
+        self.assertEqual(self.successResultOf(d), content[:BLOCK])
+        self.assertEqual(origin.requested.count(0), 1)
+
+    def test_corruptBlockInThreads(self):
+        """
+        A block that fails its check in a thread gets its source dropped and
+        is fetched again from another.
+        """
+        download, content, meta, threads = self._download()
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        bad = FakeSource("bad", content, meta, holds=range(meta.blocks), auto=True)
+        bad.corrupt = True
+        download.addSource(origin)
+        download.addSource(bad)
+        d = readAll(download.read(0, 12 * BLOCK))
+        self.assertTrue(bad.requested)
+        threads.runAll()
+        self.assertTrue(bad.closed)
+        while not d.called:
+            origin.answerAll()
+            threads.runAll()
+        self.assertEqual(self.successResultOf(d), content[: 12 * BLOCK])

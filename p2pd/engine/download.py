@@ -15,12 +15,14 @@ and not asked again.
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from p2pd.engine.interfaces import ISource, errorCode
 from p2pd.engine.meta import FileMeta
@@ -167,11 +169,14 @@ class Download:
         clock: IReactorTime,
         rng: random.Random | None = None,
         memoryBytes: int = MEMORY_BYTES,
+        hashing: ThreadPool | None = None,
     ) -> None:
         self.meta = meta
         self.store = store
         self.clock = clock
         self.rng = rng or random.Random()
+        self.hashing = hashing
+        self._verifying: set[int] = set()
         self.readers: set[Reader] = set()
         self.searching = True
         self.failure: Failure | None = None
@@ -368,6 +373,7 @@ class Download:
         for urgency, index in wanted:
             if (
                 index in self._unverified
+                or index in self._verifying
                 or self._requested(index)
                 or self.store.has(index)
             ):
@@ -457,7 +463,11 @@ class Download:
                 reader._failed(
                     Failure(DownloadFailed(f"no source of the digest of block {index}"))
                 )
-            elif index in self._unverified or self._requested(index):
+            elif (
+                index in self._unverified
+                or index in self._verifying
+                or self._requested(index)
+            ):
                 continue
             elif not any(s.source.has(index) for s in self._sources.values()):
                 reader._failed(
@@ -521,11 +531,29 @@ class Download:
         self._schedule()
 
     def _verify(self, source: ISource, index: int, data: bytes) -> None:
+        """
+        Check a block against its digest (in the hashing threads, if there
+        are any: hashing is the biggest cost of a download), then keep it.
+        """
         digest = self.store.digest(index)
         if digest is None:
             self._unverified[index] = (source, data)
             return
-        if self.meta.digest(data) != digest:
+        if self.hashing is None:
+            self._checked(self.meta.digest(data) == digest, source, index, data)
+            return
+        self._verifying.add(index)
+        reactor: Any = self.clock  # the reactor, when there are threads
+        hashed = deferToThreadPool(reactor, self.hashing, self.meta.digest, data)
+        hashed.addCallback(
+            lambda actual: self._checked(actual == digest, source, index, data)
+        )
+
+    def _checked(self, good: bool, source: ISource, index: int, data: bytes) -> None:
+        self._verifying.discard(index)
+        if self._closed or self.store.has(index):
+            return
+        if not good:
             self._log.warn(
                 "{url}: block {index} from {source} fails its digest",
                 url=self.meta.url,
@@ -543,6 +571,8 @@ class Download:
             callback([(index, 1)])
         for reader in list(self.readers):
             reader._available(index)
+        if self.hashing is not None:
+            self._schedule()
 
     # -- digests
 

@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from p2pd.engine.download import Download
@@ -90,6 +91,7 @@ class Node:
         digestIndex: Any = None,
         tracker: Tracker | None = None,
         nodeId: bytes | None = None,
+        hashing: ThreadPool | None = None,
     ) -> None:
         self.clock = clock
         self.connector = connector
@@ -98,6 +100,7 @@ class Node:
         self.digestIndex = digestIndex
         self.tracker = tracker or Tracker()
         self.nodeId = nodeId or os.urandom(16)
+        self.hashing = hashing
         self.listenPort = 0
         self.counters = Counters()
         self._connections: dict[tuple[str, int], Any] = {}
@@ -222,7 +225,7 @@ class Node:
             for waiting in self._opening.pop(key, []):
                 waiting.errback()
             return
-        download = Download(meta, store, self.clock)
+        download = Download(meta, store, self.clock, hashing=self.hashing)
         download.onBadSource = self._badSource
         swarm = _Swarm(key, origin, download)
         self._swarms[key] = swarm
@@ -249,7 +252,9 @@ class Node:
                     url=key,
                     why=reason.getErrorMessage(),
                 )
-                download = Download(cached.meta, cached, self.clock)
+                download = Download(
+                    cached.meta, cached, self.clock, hashing=self.hashing
+                )
                 download.searching = False
                 parsed = parse(key)
                 swarm = _Swarm(key, (parsed.host, parsed.port), download)
