@@ -88,16 +88,18 @@ def _readAll(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _replaceFile(path: str, content: bytes) -> None:
+def _replaceFile(path: str, content: bytes, sync: bool = True) -> None:
     """
-    Make C{path} hold C{content}, all or nothing.
+    Make C{path} hold C{content}, all or nothing; with C{sync}, on disk
+    before this returns.
     """
     directory, name = os.path.split(path)
     fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=_TEMP_SUFFIX, dir=directory)
     try:
         try:
             _writeAll(fd, content, 0)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, path)
@@ -107,7 +109,8 @@ def _replaceFile(path: str, content: bytes) -> None:
         except OSError:
             pass
         raise
-    _syncDirectory(directory)
+    if sync:
+        _syncDirectory(directory)
 
 
 def _syncDirectory(path: str) -> None:
@@ -525,9 +528,12 @@ class BlockCache:
             with open(os.path.join(directory, name), "wb"):
                 pass
         content: dict[str, Any] = json.loads(_identity(meta))
+        # Not synced: a player waits for this. After a power loss a lost or
+        # torn meta.json makes the directory debris, removed on next use.
         _replaceFile(
             os.path.join(directory, "meta.json"),
             json.dumps(content, sort_keys=True, indent=1).encode("ascii"),
+            sync=False,
         )
 
     def _remove(self, directory: str) -> None:
