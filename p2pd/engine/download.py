@@ -189,6 +189,7 @@ class Download:
         self._background: tuple[int, int] | None = None
         self._digestCursor = 0
         self._knownDigests = bytearray(meta.blocks)
+        self._blocksIn = any(count for _, count in store.held())
         self._soon: IDelayedCall | None = None
         self._wake: IDelayedCall | None = None
         self._originAfter: dict[int, float] = {}
@@ -567,6 +568,7 @@ class Download:
             return
         self.store.write(index, data)
         self._remember(index, data)
+        self._blocksIn = True
         for callback in list(self._watchers):
             callback([(index, 1)])
         for reader in list(self.readers):
@@ -590,7 +592,9 @@ class Download:
             if not self._digestKnown(index) and not self._digestsAsked(index):
                 first = index - index % DIGEST_CHUNK
                 self._askDigests(origins[0], first, DIGEST_CHUNK, background=False)
-        if self._background is None:
+        # The rest of the digests only once a first block is in: the answer
+        # would otherwise queue in front of that block on the connection.
+        if self._background is None and self._blocksIn:
             while self._digestCursor < self.meta.blocks and self._digestKnown(
                 self._digestCursor
             ):
