@@ -201,6 +201,9 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
     node.listenPort = port.getHost().port
     node.hashing = ThreadPool(minthreads=0, maxthreads=2, name="p2pd-hashing")
     node.hashing.start()
+    # Stopped at shutdown, so a SIGTERM while lingering never leaves its
+    # threads behind (the reactor may stop before the finally below runs).
+    reactor.addSystemEventTrigger("during", "shutdown", node.hashing.stop)
     progress = None
     output: Any = None
     try:
@@ -264,8 +267,9 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
         if output is not None:
             output.close()
         node.stop()
-        node.hashing.stop()
-        yield port.stopListening()
+        # Not waited for: after a SIGTERM this generator is closed at exit,
+        # where it must not yield.
+        port.stopListening()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -540,7 +540,12 @@ class Download:
         if digest is None:
             self._unverified[index] = (source, data)
             return
-        if self.hashing is None:
+        waitedFor = any(
+            r._waiting is not None and r.block == index for r in self.readers
+        )
+        if self.hashing is None or waitedFor:
+            # A block a player waits for is hashed at once (0.15 ms for
+            # 256 KiB) rather than queued behind others in the threads.
             self._checked(self.meta.digest(data) == digest, source, index, data)
             return
         self._verifying.add(index)
