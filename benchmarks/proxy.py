@@ -48,7 +48,6 @@ curl; nginx and the libtorrent module for those baselines.
 import argparse
 import datetime
 import hashlib
-import json
 import math
 import os
 import platform
@@ -60,6 +59,7 @@ import sys
 import threading
 import time
 
+from common import writeResult
 from http_throughput import Nginx, findNginx
 from spp_download import (
     MB,
@@ -71,7 +71,6 @@ from spp_download import (
     log,
     makeFile,
     p2pdVersion,
-    relative,
     sha256File,
     stopProcess,
     warm,
@@ -1094,11 +1093,7 @@ def main():
         "results": summary,
         "markdown": table,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    log(f"wrote {relative(os.path.abspath(args.json))} ({elapsed:.0f} s)")
+    writeResult(args.json, result, elapsed)
 
 
 if __name__ == "__main__":

@@ -49,27 +49,24 @@ import sys
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import (
+    ROOT,
+    cpuSeconds,
+    log,
+    p2pdVersion,
+    relative,
+    twistdCommand,
+    writeResult,
+)
+
 WORK = os.path.join(ROOT, "benchmarks", "work", "spp")
 NAME = "bench.bin"
 MB = 10**6
 MiB = 2**20
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 30.0
 ORIGIN = "127.0.0.1"
 CLIENT = "127.0.0.2"
 DEFAULT_BLOCK = "256K"
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-def relative(path):
-    """
-    A path as it may be shown or stored: relative to the checkout.
-    """
-    return os.path.relpath(path, ROOT)
 
 
 def parseSize(value):
@@ -121,46 +118,9 @@ def sha256File(path):
     return h.hexdigest()
 
 
-def p2pdVersion():
-    """
-    The version of the checkout under test, with its commit when known.
-    """
-    sys.path.insert(0, ROOT)
-    try:
-        from p2pd import __version__
-    finally:
-        sys.path.remove(ROOT)
-    commit = subprocess.run(
-        ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return f"{__version__} ({commit})" if commit else __version__
-
-
-def cpuSeconds(pid):
-    """
-    User plus system CPU seconds a process (all its threads) has used.
-    """
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # Fields 14 and 15 of proc(5), counted from the state (field 3) here.
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def selfCpuSeconds():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def twistdCommand():
-    """
-    twistd of the Python running this benchmark.
-    """
-    sibling = os.path.join(os.path.dirname(sys.executable), "twistd")
-    if os.access(sibling, os.X_OK):
-        return [sibling]
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
 def childEnvironment():
@@ -1066,11 +1026,7 @@ def main():
         "results": summary,
         "markdown": table,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    log(f"wrote {relative(os.path.abspath(args.json))} ({elapsed:.0f} s)")
+    writeResult(args.json, result, elapsed)
 
 
 if __name__ == "__main__":

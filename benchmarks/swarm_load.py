@@ -29,7 +29,6 @@ Prints a table and writes the results as JSON (for scripts/bench).
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shutil
@@ -38,6 +37,7 @@ import subprocess
 import sys
 import time
 
+from common import writeResult
 from spp_download import (
     MB,
     NAME,
@@ -49,7 +49,6 @@ from spp_download import (
     makeFile,
     p2pdVersion,
     parseSize,
-    relative,
     stopProcess,
 )
 
@@ -379,11 +378,7 @@ def main():
         "scenarios": results,
         "markdown": table,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    log(f"wrote {relative(os.path.abspath(args.json))} ({elapsed:.0f} s)")
+    writeResult(args.json, result, elapsed)
 
 
 if __name__ == "__main__":
