@@ -243,7 +243,6 @@ class BlockCacheTests(_CacheTestCase):
         root = tempfile.mkdtemp(dir=self.root)
         meta = FileMeta(URL, blocks * 64, 64, "sha256", "v")
         cached = BlockCache(root).open(meta)
-        self.addCleanup(cached.close)
         cached.setDigests(0, allDigests(meta))
         reference: set[int] = set()
         for write, index in operations:
@@ -253,9 +252,13 @@ class BlockCacheTests(_CacheTestCase):
                 cached.write(index, blockData(meta, index))
                 reference.add(index)
             elif index in reference:
+                # Corruption is found by the first read after a restart.
+                cached.close()
                 self.corrupt(root, meta, index)
+                cached = BlockCache(root).open(meta)
                 self.assertIsNone(cached.read(index))
                 reference.discard(index)
+        self.addCleanup(cached.close)
         again = BlockCache(root).find(URL, "v")
         assert again is not None
         self.addCleanup(again.close)
@@ -464,9 +467,9 @@ class VerificationTests(_CacheTestCase):
         L{None}, logs it, and the block is not held any more, even after a
         restart.
         """
-        cached = self.open()
-        self.fill(cached, [2, 3, 4])
+        self.fill(self.open(), [2, 3, 4])
         self.corruptByte(3 * BLOCK + 100)
+        cached = self.reopen()
         with capturedLogs() as events:
             self.assertIsNone(cached.read(3))
         self.assertFalse(cached.has(3))
@@ -480,13 +483,38 @@ class VerificationTests(_CacheTestCase):
         A forgotten block can be written again, and is held again, across a
         restart.
         """
-        cached = self.open()
-        self.fill(cached, [3])
+        self.fill(self.open(), [3])
         self.corruptByte(3 * BLOCK)
+        cached = self.reopen()
         self.assertIsNone(cached.read(3))
         cached.write(3, blockData(META, 3))
         self.assertEqual(cached.read(3), blockData(META, 3))
         self.assertEqual(self.reopen().held(), [(3, 1)])
+
+    def test_verifiedOncePerProcess(self) -> None:
+        """
+        A block this process wrote is read back without hashing it again;
+        after a restart, the first read of a block verifies it and later
+        reads trust it.
+        """
+        hashed: list[int] = []
+        digest = FileMeta.digest
+
+        def counting(meta: FileMeta, data: bytes) -> bytes:
+            hashed.append(len(data))
+            return digest(meta, data)
+
+        self.patch(FileMeta, "digest", counting)
+        cached = self.open()
+        self.fill(cached, [1, 2])
+        del hashed[:]  # the test's own digests of every block
+        self.assertEqual(cached.read(1), blockData(META, 1))
+        self.assertEqual(hashed, [])
+        again = self.reopen()
+        for _ in range(3):
+            self.assertEqual(again.read(1), blockData(META, 1))
+            self.assertEqual(again.read(2), blockData(META, 2))
+        self.assertEqual(hashed, [BLOCK, BLOCK])
 
     def test_unwrittenDataRejected(self) -> None:
         """

@@ -20,8 +20,11 @@ the URL itself, which may hold anything), holding:
 A block is written to C{data} first and journaled afterwards, so a crash
 mid-write leaves it unjournaled. There is no fsync per block: after a power
 loss the journal may name a block whose bytes never reached the disk, which
-is why every read re-verifies the block against its digest and forgets it
-on a mismatch.
+is why the first read of a block after the cache is opened verifies it
+against its digest and forgets it on a mismatch. Blocks this process wrote
+(verified before they were written) or has verified since are trusted
+until the file's state is dropped: the page cache does not change behind a
+running process, and hashing every read would halve warm streaming speed.
 """
 
 import hashlib
@@ -169,6 +172,8 @@ class _CachedState:
         self.blocks = meta.blocks
         self.held = bytearray(self.blocks)
         self.heldCount = 0
+        # Blocks verified by this process: read back without hashing.
+        self.verified = bytearray(self.blocks)
         self._fds: list[int] = []
         try:
             self.dataFd = self._open("data", os.O_RDWR)
@@ -283,6 +288,7 @@ class _CachedState:
         _writeAll(self.dataFd, data, self.meta.blockStart(index))
         _appendAll(self.journalFd, self.journalRecord(index, True))
         self.held[index] = 1
+        self.verified[index] = 1
         self.heldCount += 1
 
     def read(self, index: int) -> bytes | None:
@@ -292,17 +298,20 @@ class _CachedState:
         why = None
         try:
             data = _readAll(self.dataFd, length, self.meta.blockStart(index))
-            digest = self.digest(index)
+            digest = None if self.verified[index] else self.digest(index)
         except OSError as e:
             why = str(e)
         else:
-            if digest is None:
-                why = "its digest is lost"
-            elif len(data) != length:
+            if len(data) != length:
                 why = "it is cut short"
+            elif self.verified[index]:
+                return data
+            elif digest is None:
+                why = "its digest is lost"
             elif self.meta.digest(data) != digest:
                 why = "it does not match its digest"
             else:
+                self.verified[index] = 1
                 return data
         self._log.warn(
             "cached block {index} of {url} forgotten: {why}",
@@ -317,6 +326,7 @@ class _CachedState:
         if not self.held[index]:
             return
         self.held[index] = 0
+        self.verified[index] = 0
         self.heldCount -= 1
         try:
             _appendAll(self.journalFd, self.journalRecord(index, False))
@@ -411,9 +421,11 @@ class CachedFile:
 
     def read(self, index: int) -> bytes | None:
         """
-        Block C{index}, verified against its digest; L{None} if it is not
-        held. A block that fails verification (a torn write, a corrupt disk)
-        is forgotten (not held any more) and L{None} is returned.
+        Block C{index}, verified against its digest the first time this
+        process reads it (a block it wrote is verified already); L{None} if
+        it is not held. A block that fails verification (a torn write, a
+        corrupt disk) is forgotten (not held any more) and L{None} is
+        returned.
         """
         return self._live().read(index)
 
