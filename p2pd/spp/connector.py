@@ -12,6 +12,7 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
 )
+from twisted.internet.interfaces import IStreamClientEndpoint
 
 from p2pd.engine.interfaces import ISPPNode
 from p2pd.spp.protocol import SPPFactory, SPPProtocol
@@ -39,23 +40,34 @@ class TCPConnector:
 
     def connect(self, host: str, port: int) -> "defer.Deferred[SPPProtocol]":
         bind = (self.bindHost, 0) if self.bindHost else None
-        endpoint: Any
-        if isIPAddress(host):
-            # No name to resolve: a plain endpoint connects sooner (a
-            # HostnameEndpoint goes through the resolver's thread first).
-            endpoint = TCP4ClientEndpoint(
-                self.reactor, host, port, timeout=CONNECT_TIMEOUT, bindAddress=bind
-            )
-        elif isIPv6Address(host):
-            endpoint = TCP6ClientEndpoint(
-                self.reactor, host, port, timeout=CONNECT_TIMEOUT, bindAddress=bind
-            )
-        else:
-            endpoint = HostnameEndpoint(
-                self.reactor, host, port, timeout=CONNECT_TIMEOUT, bindAddress=bind
-            )
+        endpoint = endpointFor(self.reactor, host, port, CONNECT_TIMEOUT, bind)
         connected: defer.Deferred[Any] = endpoint.connect(self.factory)
         return connected.addCallback(_whenReady)
+
+
+def endpointFor(
+    reactor: Any,
+    host: str,
+    port: int,
+    timeout: float,
+    bindAddress: tuple[str, int] | None = None,
+) -> IStreamClientEndpoint:
+    """
+    A TCP endpoint for C{host:port}. An IP address needs no resolving: a
+    plain endpoint connects at once, where a HostnameEndpoint goes through
+    the resolver's thread first (a millisecond on a player's first byte).
+    """
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(
+            reactor, host, port, timeout=timeout, bindAddress=bindAddress
+        )
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(
+            reactor, host, port, timeout=timeout, bindAddress=bindAddress
+        )
+    return HostnameEndpoint(
+        reactor, host, port, timeout=timeout, bindAddress=bindAddress
+    )
 
 
 def _whenReady(protocol: SPPProtocol) -> "defer.Deferred[SPPProtocol]":

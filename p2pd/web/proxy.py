@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.client import (
+    URI,
     Agent,
     FileBodyProducer,
     HTTPConnectionPool,
@@ -32,14 +33,17 @@ from twisted.web.client import (
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
 from twisted.web.proxy import ProxyRequest
+from zope.interface import implementer
 
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
+from p2pd.spp.connector import endpointFor
 from p2pd.web import gateway, stream
 
+FORWARD_TIMEOUT = 30
 KNOWN_FOR = 3600.0
 MAX_KNOWN = 1024
 _HOP_BY_HOP = {
@@ -101,7 +105,11 @@ class ProxyConfig:
         self.grants = list(grants)
         self.allowHosts = {h.lower() for h in allowHosts}
         self.known = KnownNodes(reactor)
-        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        self.agent = Agent.usingEndpointFactory(
+            reactor,
+            _Endpoints(reactor),
+            pool=HTTPConnectionPool(reactor, persistent=False),
+        )
 
     def refusal(self, clientHost: str, originHost: str) -> str | None:
         """
@@ -115,6 +123,21 @@ class ProxyConfig:
         if self.allowHosts and originHost.lower() not in self.allowHosts:
             return f"{originHost} is not an allowed origin on this node (-A)"
         return None
+
+
+@implementer(IAgentEndpointFactory)
+class _Endpoints:
+    """
+    Where forwarded requests connect: plain TCP (only http URLs are
+    forwarded), with no resolver round trip for IP addresses.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        host = uri.host.decode("ascii").strip("[]")
+        return endpointFor(self.reactor, host, uri.port, FORWARD_TIMEOUT)
 
 
 class _Relay(protocol.Protocol):
