@@ -636,6 +636,16 @@ class VersionTests(_CacheTestCase):
     One cached version per URL, found by version or as the newest.
     """
 
+    def test_hasAnyVersion(self) -> None:
+        """
+        Whether some version of a URL is cached: after it is opened, and
+        not for another URL.
+        """
+        self.assertFalse(self.cache.hasAnyVersion(URL))
+        self.open()
+        self.assertTrue(self.cache.hasAnyVersion(URL))
+        self.assertFalse(self.cache.hasAnyVersion(URL + "x"))
+
     def test_findVersion(self) -> None:
         """
         C{find} with a version returns that version, with its blocks and

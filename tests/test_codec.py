@@ -41,7 +41,6 @@ def _openedMessages(draw: st.DrawFn) -> codec.Opened:
     blockSize = draw(_blockSizes)
     return codec.Opened(
         request=draw(_u32),
-        handle=draw(_u32),
         size=draw(st.integers(0, blockSize * codec.MAX_BLOCKS)),
         blockSize=blockSize,
         authoritative=draw(st.booleans()),
@@ -214,7 +213,6 @@ class RoundTripTests(SynchronousTestCase):
             codec.Block(1, 0, b"b" * codec.MAX_BLOCK_SIZE),
             codec.Opened(
                 1,
-                1,
                 codec.MAX_BLOCK_SIZE * codec.MAX_BLOCKS,
                 codec.MAX_BLOCK_SIZE,
                 True,
@@ -253,8 +251,8 @@ class RoundTripTests(SynchronousTestCase):
         """
         Flag bits other than bit 0 are ignored.
         """
-        body = bytearray(codec.encode(codec.Opened(1, 2, 3, 2**14, False, "n", "v")))
-        body[1 + 20] = 0xFE  # the flags byte, after request/handle/size/block
+        body = bytearray(codec.encode(codec.Opened(1, 3, 2**14, False, "n", "v")))
+        body[1 + 16] = 0xFE  # the flags byte, after request/size/block size
         self.assertFalse(codec.decode(bytes(body)).authoritative)  # type: ignore[union-attr]
 
 
@@ -400,7 +398,7 @@ def _opened(
 ) -> bytes:
     return (
         b"\x04"
-        + struct.pack("!IIQIB", 1, 2, size, blockSize, 1)
+        + struct.pack("!IQIB", 1, size, blockSize, 1)
         + bytes([len(digest)])
         + digest
         + bytes([len(version)])

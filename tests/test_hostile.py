@@ -200,7 +200,7 @@ class HostileTestCase(TestCase):
         recorder = yield self.handshake(frame(codec.Open(1, self.url, "")))
         frames = yield recorder.waitForFrames(2)
         self.assertIsInstance(frames[1], codec.Opened, repr(frames[1]))
-        recorder.handle = frames[1].handle
+        recorder.handle = frames[1].request  # a handle is its Open's id
         if data:
             recorder.transport.write(data)
         return recorder
@@ -536,45 +536,60 @@ class RequestTests(HostileTestCase):
     @defer.inlineCallbacks
     def test_getDigestsPastTheEnd(self) -> Any:
         """
-        GetDigests outside the file gets Error BAD_REQUEST for that request.
+        GetDigests from a block past the end gets Error BAD_REQUEST for that
+        request; a count reaching past the end is cut at the end.
         """
         recorder = yield self.opened()
         handle = recorder.handle
         recorder.transport.write(
             frame(codec.GetDigests(30, handle, 4, 1))
-            + frame(codec.GetDigests(31, handle, 0, 5))
-            + frame(codec.GetDigests(32, handle, 0xFFFFFFFF, 4096))
+            + frame(codec.GetDigests(31, handle, 0xFFFFFFFF, 4096))
+            + frame(codec.GetDigests(32, handle, 0, 5))
         )
         frames = yield recorder.waitForFrames(5)
-        for answer in frames[2:]:
+        for answer in frames[2:4]:
             self.assertIsInstance(answer, codec.Error, repr(answer))
             self.assertEqual(
                 ErrorCode(answer.code), ErrorCode.BAD_REQUEST, repr(answer)
             )
+        self.assertIsInstance(frames[4], codec.Digests, repr(frames[4]))
+        self.assertEqual((frames[4].request, len(frames[4].digests)), (32, 4 * 32))
         yield self.assertHealthy()
 
     @defer.inlineCallbacks
     def test_unknownHandle(self) -> Any:
         """
-        A request naming a handle that was never opened is a protocol error.
+        A request naming a handle that is not open (never opened, or its
+        Open failed) gets Error NOT_FOUND; the connection stays up.
         """
-        recorder = yield self.handshake(frame(codec.GetBlock(3, 77, 0)))
-        yield recorder.waitForClose()
-        self.assertConnectionError(recorder, ErrorCode.BAD_REQUEST)
+        recorder = yield self.handshake(
+            frame(codec.GetBlock(3, 77, 0))
+            + frame(codec.Open(4, "spp://nowhere.example:1/x", ""))
+            + frame(codec.GetDigests(5, 4, 0, 1))
+        )
+        frames = yield recorder.waitForFrames(4)
+        self.assertEqual(
+            [(type(f), f.request, ErrorCode(f.code)) for f in frames[1:]],
+            [(codec.Error, r, ErrorCode.NOT_FOUND) for r in (3, 4, 5)],
+        )
+        self.assertFalse(recorder.closed)
         yield self.assertHealthy()
 
     @defer.inlineCallbacks
     def test_closedHandle(self) -> Any:
         """
-        A request on a handle after closing it is a protocol error.
+        A request on a handle after closing it gets Error NOT_FOUND.
         """
         recorder = yield self.opened()
         handle = recorder.handle
         recorder.transport.write(
             frame(codec.Close(handle)) + frame(codec.GetDigests(3, handle, 0, 1))
         )
-        yield recorder.waitForClose()
-        self.assertConnectionError(recorder, ErrorCode.BAD_REQUEST)
+        frames = yield recorder.waitForFrames(3)
+        self.assertEqual(
+            (type(frames[2]), frames[2].request, ErrorCode(frames[2].code)),
+            (codec.Error, 3, ErrorCode.NOT_FOUND),
+        )
         yield self.assertHealthy()
 
     @defer.inlineCallbacks
@@ -588,7 +603,7 @@ class RequestTests(HostileTestCase):
             codec.Digests(5, 0, b"x" * 32),
             codec.Error(5, ErrorCode.NOT_FOUND, "nope"),
             codec.Peers(5, ()),
-            codec.Opened(5, 1, 100, 16384, True, "sha256", "1-1"),
+            codec.Opened(5, 100, 16384, True, "sha256", "1-1"),
         ]:
             recorder = yield self.handshake(frame(message))
             yield recorder.waitForClose()
@@ -642,7 +657,7 @@ class RequestTests(HostileTestCase):
             codec.MAGIC + hello(listenPort=40001) + frame(codec.Open(1, self.url, ""))
         )
         frames = yield first.waitForFrames(2)
-        handle = frames[1].handle
+        handle = frames[1].request
         first.transport.write(frame(codec.GetPeers(2, handle)))
         frames = yield first.waitForFrames(3)
         self.assertEqual(frames[2], codec.Peers(2, ()))
@@ -650,7 +665,7 @@ class RequestTests(HostileTestCase):
             codec.MAGIC + hello(listenPort=40002) + frame(codec.Open(1, self.url, ""))
         )
         frames = yield second.waitForFrames(2)
-        second.transport.write(frame(codec.GetPeers(2, frames[1].handle)))
+        second.transport.write(frame(codec.GetPeers(2, frames[1].request)))
         frames = yield second.waitForFrames(3)
         self.assertEqual(frames[2], codec.Peers(2, (codec.Peer("127.0.0.1", 40001),)))
         # Close the handle, and wait for an answer on the same connection so
@@ -659,7 +674,7 @@ class RequestTests(HostileTestCase):
             frame(codec.Close(handle)) + frame(codec.Open(3, self.url, ""))
         )
         yield first.waitForFrames(4)
-        second.transport.write(frame(codec.GetPeers(4, frames[1].handle)))
+        second.transport.write(frame(codec.GetPeers(4, frames[1].request)))
         frames = yield second.waitForFrames(4)
         self.assertEqual(frames[3], codec.Peers(4, ()))
         yield self.assertHealthy()

@@ -13,7 +13,7 @@ import errno
 import hashlib
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import defer, task
@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from p2pd.engine.download import Download, DownloadFailed
+from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile, ISource, SPPError
 from p2pd.engine.meta import FileMeta
 from p2pd.engine.node import IDLE_DOWNLOAD, PEER_INTERVAL, Node
@@ -148,12 +148,16 @@ class FakeConnection:
         self.remoteListenPort = port
         self.remoteName = f"{host}:{port}"
         self.opened: list[tuple[str, str]] = []
+        self.early: list[tuple[int, tuple[int, ...]]] = []
         self.pending: list[tuple[defer.Deferred[Any], Any]] = []
         self.remoteFiles: list[FakeRemoteFile] = []
         self.blocksAsked: list[int] = []
 
-    def open(self, url: str, version: str = "") -> "defer.Deferred[Any]":
+    def open(
+        self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
+    ) -> "defer.Deferred[Any]":
         self.opened.append((url, version))
+        self.early.append((digests, tuple(blocks)))
         if url not in self.files:
             return defer.fail(SPPError(ErrorCode.NOT_FOUND, "no such file"))
         data = self.files[url]
@@ -635,6 +639,26 @@ class DownloadTests(NodeFixture):
         download = self.successResultOf(d)
         self.assertSameBytes(readAll(self, download, self.origin), self.movie)
         self.assertTrue(download.complete)
+
+    def test_firstBlockWithOpen(self) -> None:
+        """
+        The origin is asked for the first digests and the first block with
+        the Open, so a player's first bytes need no more round trips.
+        """
+        self.client.download(URL)
+        self.connector.succeed(self.origin)
+        self.assertEqual(self.origin.early, [(DIGEST_CHUNK, (0,))])
+
+    def test_noEarlyBlockWhenCached(self) -> None:
+        """
+        When a version of the file is cached, its first block may be too:
+        the Open asks early for digests only.
+        """
+        meta = FileMeta(URL, len(self.movie), BLOCK, "sha256", "old")
+        self.client.cache.open(meta).close()
+        self.client.download(URL)
+        self.connector.succeed(self.origin)
+        self.assertEqual(self.origin.early, [(DIGEST_CHUNK, ())])
 
     def test_badURL(self) -> None:
         """

@@ -323,9 +323,8 @@ class FakesTests(SynchronousTestCase):
         self.assertTrue(verifyObject(ISPPNode, FakeNode()))
         self.assertTrue(verifyObject(IServedFile, FakeServedFile()))
         wire = ready(initiator=True)
-        remote = RemoteFile(
-            wire.protocol, 1, FileMeta(URL, 1, BLOCK, "sha256", "v"), True
-        )
+        remote = RemoteFile(wire.protocol, 1)
+        remote._opened(FileMeta(URL, 1, BLOCK, "sha256", "v"), True)
         self.assertTrue(verifyObject(ISource, remote))
 
     def test_factory(self) -> None:
@@ -413,7 +412,7 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
             wire.sent(),
             [
                 codec.Hello(1, 1111, OUR_ID, f"p2pd/{__version__}"),
-                codec.Opened(1, 1, served.size, BLOCK, True, "sha256", "v1"),
+                codec.Opened(1, served.size, BLOCK, True, "sha256", "v1"),
                 codec.Block(2, 0, served.block(0)),
                 codec.Block(3, 2, served.block(2)),
             ],
@@ -577,13 +576,31 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(wire.sent(), [])
         self.assertFalse(wire.closed)
 
-    def test_requestBeforeReady(self) -> None:
+    def test_requestsBehindHello(self) -> None:
         """
-        Requests before the handshake fail at once with L{ConnectionGone}.
+        The initiator sends requests right behind its Hello, before the
+        answer: they are answered once the handshake is done.
         """
         wire = Wire(initiator=True)
+        opened = wire.protocol.open(URL)
+        self.assertEqual(wire.sent(), [codec.Open(1, URL, "")])
+        self.assertNoResult(opened)
+        wire.feed(THEIR_HELLO, codec.Opened(1, 10, BLOCK, True, "sha256", "v1"))
+        self.assertEqual(self.successResultOf(opened).meta.size, 10)
+
+    def test_requestsBeforeHandshakeFail(self) -> None:
+        """
+        Requests fail at once with L{ConnectionGone} on a responder before
+        its handshake, and on a connection whose handshake failed.
+        """
+        wire = Wire()
         self.failureResultOf(wire.protocol.open(URL), ConnectionGone)
         self.assertEqual(wire.sent(), [])
+        wire = Wire(initiator=True)
+        opened = wire.protocol.open(URL)
+        wire.feed(codec.Error(0, ErrorCode.UNSUPPORTED_VERSION, "no"))
+        wire.lose()
+        self.failureResultOf(opened, ConnectionGone)
 
 
 class TimerTests(SynchronousTestCase, ErrorAssertions):
@@ -704,7 +721,7 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(wire.protocol.bufferedBytes, 0)
         client = ready(initiator=True)
         d = client.protocol.open(URL)
-        client.feed(codec.Opened(1, 1, 4 * BLOCK, BLOCK, True, "sha256", "v1"))
+        client.feed(codec.Opened(1, 4 * BLOCK, BLOCK, True, "sha256", "v1"))
         remote = self.successResultOf(d)
         client.sent()
         whole = content(4 * BLOCK)
@@ -723,7 +740,7 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
         wire = ready(initiator=True)
         d = wire.protocol.open(URL)
         size = codec.MAX_BLOCK_SIZE
-        wire.feed(codec.Opened(1, 1, size, size, True, "sha256", "v1"))
+        wire.feed(codec.Opened(1, size, size, True, "sha256", "v1"))
         remote = self.successResultOf(d)
         got = remote.getBlock(0)
         data = b"b" * size
@@ -774,26 +791,35 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
 
     def test_open(self) -> None:
         """
-        Open is answered with Opened: a new handle and the served file's
-        metadata. The node is asked with the URL, version and connection.
+        Open is answered with Opened: the served file's metadata. The node
+        is asked with the URL, version and connection.
         """
         wire, served = serving()
         wire.feed(codec.Open(5, URL, "v1"))
         self.assertEqual(
-            wire.sent(), [codec.Opened(5, 1, served.size, BLOCK, True, "sha256", "v1")]
+            wire.sent(), [codec.Opened(5, served.size, BLOCK, True, "sha256", "v1")]
         )
         self.assertEqual(wire.node.opens, [(URL, "v1", wire.protocol)])
 
-    def test_handlesDistinct(self) -> None:
+    def test_handleIsOpenRequest(self) -> None:
         """
-        Each Open gets a handle of its own.
+        A file's handle is the id of the Open that opened it: requests can
+        name it right behind the Open. An Open whose id is an open handle
+        gets Error BAD_REQUEST and leaves that handle alone.
         """
         wire, served = serving()
-        wire.feed(codec.Open(5, URL, ""), codec.Open(6, URL, ""))
-        self.assertEqual(
-            [(m.request, m.handle) for m in wire.sent()],  # type: ignore[union-attr]
-            [(5, 1), (6, 2)],
+        wire.feed(
+            codec.Open(5, URL, ""),
+            codec.GetDigests(6, 5, 0, 1),
+            codec.Open(5, URL, ""),
         )
+        opened, digests, error = wire.sent()
+        self.assertIsInstance(opened, codec.Opened)
+        self.assertEqual(digests, codec.Digests(6, 0, served.digestsOf(0, 1)))
+        self.assertErrorFrame(error, 5, ErrorCode.BAD_REQUEST)
+        self.assertFalse(wire.closed)
+        wire.feed(codec.GetDigests(7, 5, 1, 1))
+        self.assertEqual(wire.sent(), [codec.Digests(7, 1, served.digestsOf(1, 1))])
 
     def test_openNotFound(self) -> None:
         """
@@ -846,8 +872,8 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(
             wire.sent(),
             [
-                codec.Opened(5, 1, served.size, BLOCK, False, "sha256", "v1"),
-                codec.Have(1, ((0, 2), (5, 1))),
+                codec.Opened(5, served.size, BLOCK, False, "sha256", "v1"),
+                codec.Have(5, ((0, 2), (5, 1))),
             ],
         )
 
@@ -860,8 +886,8 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         wire, _ = serving(served)
         wire.feed(codec.Open(5, URL, "v1"))
         opened, first, second = wire.sent()
-        self.assertEqual(first, codec.Have(1, tuple(held[: codec.MAX_HAVE_RANGES])))
-        self.assertEqual(second, codec.Have(1, tuple(held[codec.MAX_HAVE_RANGES :])))
+        self.assertEqual(first, codec.Have(5, tuple(held[: codec.MAX_HAVE_RANGES])))
+        self.assertEqual(second, codec.Have(5, tuple(held[codec.MAX_HAVE_RANGES :])))
 
     def test_haveUpdates(self) -> None:
         """
@@ -874,8 +900,8 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(len(wire.sent()), 1)
         [watcher] = served.watchers
         watcher([(3, 2)])
-        self.assertEqual(wire.sent(), [codec.Have(1, ((3, 2),))])
-        wire.feed(codec.Close(1))
+        self.assertEqual(wire.sent(), [codec.Have(5, ((3, 2),))])
+        wire.feed(codec.Close(5))
         watcher([(7, 1)])
         self.assertEqual(wire.sent(), [])
 
@@ -896,11 +922,12 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         wire, served = serving()
         wire.feed(codec.Open(5, URL, ""))
         wire.sent()
-        wire.feed(codec.Close(1))
+        wire.feed(codec.Close(5))
         self.assertEqual(served.closed, 1)
         self.assertEqual(wire.sent(), [])
-        wire.feed(codec.GetBlock(6, 1, 0))
-        self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+        wire.feed(codec.GetBlock(6, 5, 0))
+        [error] = wire.sent()
+        self.assertErrorFrame(error, 6, ErrorCode.NOT_FOUND)
 
     def test_closeUnknownHandle(self) -> None:
         """
@@ -955,13 +982,15 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
 
     def test_getDigestsPastEnd(self) -> None:
         """
-        Digests past the end of the file get BAD_REQUEST for that request
-        only.
+        Digests asked for past the end of the file are cut at the end (an
+        opener may ask before it knows the size); digests from a block
+        past the end get BAD_REQUEST for that request only.
         """
         wire, served = self._opened()
-        wire.feed(codec.GetDigests(7, 1, 2, 5))
-        [error] = wire.sent()
-        self.assertErrorFrame(error, 7, ErrorCode.BAD_REQUEST)
+        wire.feed(codec.GetDigests(7, 1, 2, 5), codec.GetDigests(8, 1, 3, 1))
+        digests, error = wire.sent()
+        self.assertEqual(digests, codec.Digests(7, 2, served.digestsOf(2, 1)))
+        self.assertErrorFrame(error, 8, ErrorCode.BAD_REQUEST)
         self.assertFalse(wire.closed)
 
     def test_getDigestsBusy(self) -> None:
@@ -1043,8 +1072,9 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
 
     def test_unknownHandle(self) -> None:
         """
-        GetBlock, GetDigests or GetPeers naming a handle that is not open is
-        a protocol error: Error BAD_REQUEST with request 0 and a close.
+        GetBlock, GetDigests or GetPeers naming a handle that is not open
+        (it may follow an Open that failed) gets Error NOT_FOUND; the
+        connection stays up.
         """
         for message in (
             codec.GetBlock(9, 7, 0),
@@ -1053,7 +1083,9 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         ):
             wire, served = self._opened()
             wire.feed(message)
-            self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+            [error] = wire.sent()
+            self.assertErrorFrame(error, 9, ErrorCode.NOT_FOUND)
+            self.assertFalse(wire.closed)
 
     def test_pipelining(self) -> None:
         """
@@ -1277,12 +1309,11 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         self,
         size: int = 3 * BLOCK - 100,
         authoritative: bool = True,
-        handle: int = 1,
     ) -> tuple[Wire, RemoteFile]:
         wire = ready(initiator=True)
         d = wire.protocol.open(URL)
         self.assertEqual(wire.sent(), [codec.Open(1, URL, "")])
-        wire.feed(codec.Opened(1, handle, size, BLOCK, authoritative, "sha256", "v1"))
+        wire.feed(codec.Opened(1, size, BLOCK, authoritative, "sha256", "v1"))
         return wire, self.successResultOf(d)
 
     def test_requestsAfterClose(self) -> None:
@@ -1301,14 +1332,104 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         """
         Open's answer gives a L{RemoteFile} with the file's metadata.
         """
-        wire, remote = self._remote(authoritative=False, handle=7)
-        self.assertEqual(remote.handle, 7)
+        wire, remote = self._remote(authoritative=False)
+        self.assertEqual(remote.handle, 1)  # the Open's request id
         self.assertEqual(
             remote.meta, FileMeta(URL, 3 * BLOCK - 100, BLOCK, "sha256", "v1")
         )
         self.assertFalse(remote.authoritative)
         self.assertEqual(remote.name, "10.0.0.2:40000")
         self.assertIs(remote.connection, wire.protocol)
+
+    def test_openAsksEarly(self) -> None:
+        """
+        Open can ask at once, behind the Open, for the first digests and
+        some blocks; the remote file hands their answers to the first
+        matching requests without asking again. A digest count past the end
+        matches the count cut at the end.
+        """
+        wire = ready(initiator=True)
+        d = wire.protocol.open(URL, digests=64, blocks=(0,))
+        self.assertEqual(
+            wire.sent(),
+            [
+                codec.Open(1, URL, ""),
+                codec.GetDigests(2, 1, 0, 64),
+                codec.GetBlock(3, 1, 0),
+            ],
+        )
+        data = content(3 * BLOCK - 100)
+        digests = b"".join(
+            hashlib.sha256(data[i : i + BLOCK]).digest()
+            for i in range(0, len(data), BLOCK)
+        )
+        wire.feed(
+            codec.Opened(1, len(data), BLOCK, True, "sha256", "v1"),
+            codec.Digests(2, 0, digests),
+            codec.Block(3, 0, data[:BLOCK]),
+        )
+        remote = self.successResultOf(d)
+        self.assertEqual(self.successResultOf(remote.getDigests(0, 3)), digests)
+        self.assertEqual(self.successResultOf(remote.getBlock(0)), data[:BLOCK])
+        self.assertEqual(wire.sent(), [])
+        remote.getBlock(0)
+        self.assertEqual(wire.sent(), [codec.GetBlock(4, 1, 0)])
+
+    def test_earlyUnclaimed(self) -> None:
+        """
+        Early requests nobody claims are cancelled when the file is closed,
+        and their answers, good or bad, are dropped quietly.
+        """
+        wire = ready(initiator=True)
+        d = wire.protocol.open(URL, digests=4, blocks=(0, 1))
+        wire.sent()
+        wire.feed(
+            codec.Opened(1, 3 * BLOCK, BLOCK, True, "sha256", "v1"),
+            codec.Error(2, ErrorCode.INTERNAL, "no"),
+        )
+        remote = self.successResultOf(d)
+        remote.close()
+        self.assertEqual(
+            wire.sent(), [codec.Cancel(3), codec.Cancel(4), codec.Close(1)]
+        )
+        wire.feed(
+            codec.Block(3, 0, content(BLOCK)),
+            codec.Error(4, ErrorCode.CANCELLED, "cancelled"),
+        )
+        self.assertFalse(wire.closed)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_earlyAfterFailedOpen(self) -> None:
+        """
+        When the Open fails, its early requests fail too, quietly; the open
+        fails with the Open's error.
+        """
+        wire = ready(initiator=True)
+        d = wire.protocol.open(URL, digests=4, blocks=(0,))
+        wire.sent()
+        wire.feed(
+            codec.Error(1, ErrorCode.NOT_FOUND, "no such file"),
+            codec.Error(2, ErrorCode.NOT_FOUND, "no open handle 1"),
+            codec.Error(3, ErrorCode.NOT_FOUND, "no open handle 1"),
+        )
+        self.assertEqual(
+            self.failureResultOf(d, SPPError).value.code, ErrorCode.NOT_FOUND
+        )
+        self.assertFalse(wire.closed)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_earlyAnswerBeforeOpened(self) -> None:
+        """
+        An answer to an early request before its file's Opened is a protocol
+        error.
+        """
+        wire = ready(initiator=True)
+        d = wire.protocol.open(URL, blocks=(0,))
+        wire.sent()
+        wire.feed(codec.Block(2, 0, content(BLOCK)))
+        self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+        wire.lose()
+        self.failureResultOf(d, ConnectionGone)
 
     def test_openVersion(self) -> None:
         """
@@ -1317,7 +1438,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         wire = ready(initiator=True)
         d = wire.protocol.open(URL, "v1")
         self.assertEqual(wire.sent(), [codec.Open(1, URL, "v1")])
-        wire.feed(codec.Opened(1, 1, 10, BLOCK, False, "sha256", "v1"))
+        wire.feed(codec.Opened(1, 10, BLOCK, False, "sha256", "v1"))
         self.assertEqual(self.successResultOf(d).meta.version, "v1")
 
     def test_openOtherVersion(self) -> None:
@@ -1328,11 +1449,11 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         wire = ready(initiator=True)
         d = wire.protocol.open(URL, "v1")
         wire.sent()
-        wire.feed(codec.Opened(1, 4, 10, BLOCK, False, "sha256", "v2"))
+        wire.feed(codec.Opened(1, 10, BLOCK, False, "sha256", "v2"))
         self.assertEqual(
             self.failureResultOf(d, SPPError).value.code, ErrorCode.CHANGED
         )
-        self.assertEqual(wire.sent(), [codec.Close(4)])
+        self.assertEqual(wire.sent(), [codec.Close(1)])
         self.assertFalse(wire.closed)
 
     def test_openUnknownDigest(self) -> None:
@@ -1343,11 +1464,11 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         wire = ready(initiator=True)
         d = wire.protocol.open(URL)
         wire.sent()
-        wire.feed(codec.Opened(1, 4, 10, BLOCK, True, "nosuchhash", "v1"))
+        wire.feed(codec.Opened(1, 10, BLOCK, True, "nosuchhash", "v1"))
         self.assertEqual(
             self.failureResultOf(d, SPPError).value.code, ErrorCode.BAD_REQUEST
         )
-        self.assertEqual(wire.sent(), [codec.Close(4)])
+        self.assertEqual(wire.sent(), [codec.Close(1)])
 
     def test_openBadDigestSize(self) -> None:
         """
@@ -1357,11 +1478,11 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         wire = ready(initiator=True)
         d = wire.protocol.open(URL)
         wire.sent()
-        wire.feed(codec.Opened(1, 4, 10, BLOCK, True, "shake_128", "v1"))
+        wire.feed(codec.Opened(1, 10, BLOCK, True, "shake_128", "v1"))
         self.assertEqual(
             self.failureResultOf(d, SPPError).value.code, ErrorCode.BAD_REQUEST
         )
-        self.assertEqual(wire.sent(), [codec.Close(4)])
+        self.assertEqual(wire.sent(), [codec.Close(1)])
 
     def test_openError(self) -> None:
         """
@@ -1510,8 +1631,8 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         d.cancel()
         self.failureResultOf(d, defer.CancelledError)
         self.assertEqual(wire.sent(), [codec.Open(1, URL, ""), codec.Cancel(1)])
-        wire.feed(codec.Opened(1, 7, 10, BLOCK, True, "sha256", "v1"))
-        self.assertEqual(wire.sent(), [codec.Close(7)])
+        wire.feed(codec.Opened(1, 10, BLOCK, True, "sha256", "v1"))
+        self.assertEqual(wire.sent(), [codec.Close(1)])
         self.assertFalse(wire.closed)
 
     def test_blockForNoRequest(self) -> None:
@@ -1560,19 +1681,6 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         d = remote.getDigests(0, 1)
         wire.sent()
         wire.feed(codec.Block(2, 0, content(BLOCK)))
-        self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
-        wire.lose()
-        self.failureResultOf(d, SPPError, ConnectionGone)
-
-    def test_handleReused(self) -> None:
-        """
-        An Opened reusing a handle that is still open closes the connection,
-        and the Open fails.
-        """
-        wire, remote = self._remote()
-        d = wire.protocol.open(URL)
-        wire.sent()
-        wire.feed(codec.Opened(2, 1, 10, BLOCK, True, "sha256", "v1"))
         self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
         wire.lose()
         self.failureResultOf(d, SPPError, ConnectionGone)
@@ -1665,7 +1773,7 @@ class LostTests(SynchronousTestCase, ErrorAssertions):
         """
         wire = ready(initiator=True)
         opening = wire.protocol.open(URL)
-        wire.feed(codec.Opened(1, 1, 3 * BLOCK, BLOCK, True, "sha256", "v1"))
+        wire.feed(codec.Opened(1, 3 * BLOCK, BLOCK, True, "sha256", "v1"))
         remote = self.successResultOf(opening)
         ds = [remote.getBlock(0), remote.getDigests(0, 3), remote.getPeers()]
         ds.append(wire.protocol.open(OTHER_URL))
@@ -1684,7 +1792,7 @@ class LostTests(SynchronousTestCase, ErrorAssertions):
         """
         wire = ready(initiator=True)
         opening = wire.protocol.open(URL)
-        wire.feed(codec.Opened(1, 1, 3 * BLOCK, BLOCK, True, "sha256", "v1"))
+        wire.feed(codec.Opened(1, 3 * BLOCK, BLOCK, True, "sha256", "v1"))
         remote = self.successResultOf(opening)
         first, second = remote.getBlock(0), remote.getBlock(1)
         first.addErrback(lambda _: second.cancel())
@@ -1701,7 +1809,7 @@ class LostTests(SynchronousTestCase, ErrorAssertions):
         """
         wire = ready(initiator=True)
         opening = wire.protocol.open(URL)
-        wire.feed(codec.Opened(1, 1, 3 * BLOCK, BLOCK, True, "sha256", "v1"))
+        wire.feed(codec.Opened(1, 3 * BLOCK, BLOCK, True, "sha256", "v1"))
         remote = self.successResultOf(opening)
         reasons: list[Failure] = []
         remote.onLost = reasons.append

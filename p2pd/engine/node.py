@@ -9,7 +9,7 @@ that open the same file on us.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from p2pd.engine.download import Download
+from p2pd.engine.download import DIGEST_CHUNK, Download
 from p2pd.engine.interfaces import (
     IServedFile,
     ISource,
@@ -47,7 +47,9 @@ class IConnection(Protocol):
     remoteListenPort: int
     remoteName: str
 
-    def open(self, url: str, version: str = "") -> "defer.Deferred[Any]": ...
+    def open(
+        self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
+    ) -> "defer.Deferred[Any]": ...
 
 
 class IConnector(Protocol):
@@ -204,7 +206,16 @@ class Node:
         self._opening[key] = [result]
         origin = (parsed.host, parsed.port)
         d = self._connect(*origin)
-        d.addCallback(lambda connection: connection.open(key, ""))
+        # The first digests and block travel with the Open (and the Open
+        # behind the Hello): a player's first bytes come one round trip
+        # after the connection is made. A cached file may hold that block.
+        cached = self.cache is not None and self.cache.hasAnyVersion(key)
+        first = () if cached else (0,)
+        d.addCallback(
+            lambda connection: connection.open(
+                key, "", digests=DIGEST_CHUNK, blocks=first
+            )
+        )
         d.addCallbacks(
             self._opened,
             self._openFailed,

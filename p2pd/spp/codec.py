@@ -209,14 +209,14 @@ class Open:
 @dataclass(frozen=True)
 class Opened:
     """
-    The answer to L{Open}: a handle for later requests, and the file's
-    metadata. C{authoritative} is set by the origin and its mirrors.
+    The answer to L{Open}: the file's metadata. Its handle for later requests
+    is the Open's request id. C{authoritative} is set by the origin and its
+    mirrors.
     """
 
     TYPE: ClassVar[int] = 0x04
-    _FIXED: ClassVar[struct.Struct] = struct.Struct("!IIQIB")
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("!IQIB")
     request: int
-    handle: int
     size: int
     blockSize: int
     authoritative: bool
@@ -227,7 +227,6 @@ class Opened:
         return (
             self._FIXED.pack(
                 self.request,
-                self.handle,
                 self.size,
                 self.blockSize,
                 1 if self.authoritative else 0,
@@ -238,7 +237,7 @@ class Opened:
 
     @classmethod
     def decode(cls, r: _Reader) -> "Opened":
-        request, handle, size, blockSize, flags = r.unpack(cls._FIXED)
+        request, size, blockSize, flags = r.unpack(cls._FIXED)
         digestName = _ascii(r.short(MAX_DIGEST_NAME), "digest name")
         version = _ascii(r.short(MAX_VERSION_STAMP), "version")
         powerOfTwo = blockSize & (blockSize - 1) == 0
@@ -248,9 +247,7 @@ class Opened:
             raise DecodeError("file has too many blocks")
         if not version:
             raise DecodeError("empty version")
-        return cls(
-            request, handle, size, blockSize, bool(flags & 1), digestName, version
-        )
+        return cls(request, size, blockSize, bool(flags & 1), digestName, version)
 
 
 @dataclass(frozen=True)

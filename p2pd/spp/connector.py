@@ -22,7 +22,8 @@ CONNECT_TIMEOUT = 10
 
 class TCPConnector:
     """
-    Connects to C{host:port} and completes the SPP handshake.
+    Connects to C{host:port} and starts the SPP handshake; requests may be
+    sent at once, behind the Hello.
 
     @ivar bindHost: the local address outgoing connections come from, so a
         node listening on one address of a multi-homed host (or of the
@@ -42,7 +43,7 @@ class TCPConnector:
         bind = (self.bindHost, 0) if self.bindHost else None
         endpoint = endpointFor(self.reactor, host, port, CONNECT_TIMEOUT, bind)
         connected: defer.Deferred[Any] = endpoint.connect(self.factory)
-        return connected.addCallback(_whenReady)
+        return connected
 
 
 def endpointFor(
@@ -68,7 +69,3 @@ def endpointFor(
     return HostnameEndpoint(
         reactor, host, port, timeout=timeout, bindAddress=bindAddress
     )
-
-
-def _whenReady(protocol: SPPProtocol) -> "defer.Deferred[SPPProtocol]":
-    return protocol.ready

@@ -57,25 +57,29 @@ class ConnectionGone(Exception):
 class RemoteFile:
     """
     A file opened on the other end of a connection: an L{ISource}.
+
+    Its handle is the id of the Open request, so requests for it can be sent
+    before the Open is answered (L{SPPProtocol.open}); their answers wait in
+    C{_early} until the download asks for them.
     """
 
     onHave: Callable[[Sequence[tuple[int, int]]], None] | None = None
     onLost: Callable[[Failure], None] | None = None
+    meta: FileMeta
+    authoritative = False
 
-    def __init__(
-        self,
-        connection: "SPPProtocol",
-        handle: int,
-        meta: FileMeta,
-        authoritative: bool,
-    ) -> None:
+    def __init__(self, connection: "SPPProtocol", handle: int) -> None:
         self.connection = connection
         self.handle = handle
-        self.meta = meta
-        self.authoritative = authoritative
         self.name = connection.remoteName
         self._have: bytearray | None = None
         self._closed = False
+        self._earlyBlocks: dict[int, defer.Deferred[bytes]] = {}
+        self._earlyDigests: dict[int, tuple[int, defer.Deferred[bytes]]] = {}
+
+    def _opened(self, meta: FileMeta, authoritative: bool) -> None:
+        self.meta = meta
+        self.authoritative = authoritative
 
     def has(self, index: int) -> bool:
         if not 0 <= index < self.meta.blocks:
@@ -97,6 +101,9 @@ class RemoteFile:
             self.onHave(ranges)
 
     def getBlock(self, index: int) -> "defer.Deferred[bytes]":
+        early = self._earlyBlocks.pop(index, None)
+        if early is not None:
+            return early
         if self._closed:
             return defer.fail(ConnectionGone("file closed"))
         return self.connection.request(
@@ -104,11 +111,45 @@ class RemoteFile:
         )
 
     def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        asked, early = self._earlyDigests.get(first, (0, None))
+        if early is not None and count == min(asked, self.meta.blocks - first):
+            del self._earlyDigests[first]
+            return early
         if self._closed:
             return defer.fail(ConnectionGone("file closed"))
         return self.connection.request(
             codec.GetDigests(0, self.handle, first, count), (self, first, count)
         )
+
+    def _askEarly(self, digests: int, blocks: Sequence[int]) -> None:
+        """
+        Ask, with the Open, for the digests of the first C{digests} blocks
+        and for C{blocks}: a player's first bytes then come one round trip
+        after the connection is made.
+        """
+        if digests:
+            self._earlyDigests[0] = (
+                digests,
+                self.connection.request(
+                    codec.GetDigests(0, self.handle, 0, digests), (self, 0, digests)
+                ),
+            )
+        for index in blocks:
+            self._earlyBlocks[index] = self.connection.request(
+                codec.GetBlock(0, self.handle, index), (self, index)
+            )
+
+    def _dropEarly(self) -> None:
+        """
+        Cancel and consume early answers nobody asked for.
+        """
+        early = list(self._earlyBlocks.values()) + [
+            d for _, d in self._earlyDigests.values()
+        ]
+        self._earlyBlocks, self._earlyDigests = {}, {}
+        for deferred in early:
+            deferred.addErrback(lambda _: None)
+            deferred.cancel()
 
     def getPeers(self) -> "defer.Deferred[Sequence[codec.Peer]]":
         if self._closed:
@@ -118,10 +159,12 @@ class RemoteFile:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._dropEarly()
             self.connection.closeRemote(self)
 
     def _lost(self, reason: Failure) -> None:
         self._closed = True
+        self._dropEarly()
         if self.onLost is not None:
             onLost, self.onLost = self.onLost, None
             onLost(reason)
@@ -178,7 +221,6 @@ class SPPProtocol(Protocol):
         self._outgoing: dict[int, tuple[defer.Deferred[Any], codec.Message, Any]] = {}
         # handle -> file we serve; request ids -> queued block requests
         self._served: dict[int, IServedFile] = {}
-        self._nextHandle = 1
         self._remoteFiles: dict[int, RemoteFile] = {}
         self._uploads: deque[codec.GetBlock] = deque()
         self._uploading: dict[int, defer.Deferred[bytes]] = {}
@@ -243,10 +285,15 @@ class SPPProtocol(Protocol):
         self._timer = None
         self.transport.unregisterProducer()
         outgoing, self._outgoing = self._outgoing, {}
+        gone: Exception = (
+            SelfConnection("connected to itself")
+            if self._toItself
+            else ConnectionGone(str(reason.value))
+        )
         for deferred, _, _ in outgoing.values():
             # An earlier errback may have cancelled (and so fired) the rest.
             if not deferred.called:
-                deferred.errback(ConnectionGone(str(reason.value)))
+                deferred.errback(gone)
         for deferred in list(self._uploading.values()):
             deferred.cancel()
         pending, self._pending = self._pending, {}
@@ -268,7 +315,8 @@ class SPPProtocol(Protocol):
                 # Nobody waits for an accepted connection's handshake: do not
                 # log its failure as an unhandled error.
                 self.ready.addErrback(lambda _: None)
-        if wasReady:
+        if wasReady or self.initiator:
+            # An initiator's connection is used before its handshake ends.
             self.node.connectionGone(self)
 
     def _fail(self, code: ErrorCode, message: str) -> None:
@@ -403,25 +451,56 @@ class SPPProtocol(Protocol):
 
     # -- asking the other node
 
-    def open(self, url: str, version: str = "") -> "defer.Deferred[RemoteFile]":
+    def open(
+        self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
+    ) -> "defer.Deferred[RemoteFile]":
         """
-        Open C{url} (an origin URL) on the other node.
+        Open C{url} (an origin URL) on the other node. With C{digests} and
+        C{blocks}, also ask at once for the digests of the first C{digests}
+        blocks and for C{blocks}: the file's L{RemoteFile} hands them out
+        when its download asks for them.
         """
-        return self.request(codec.Open(0, url, version), url)
+        requestId = self._newRequestId()
+        remoteFile = RemoteFile(self, requestId)
+        opened = self._ask(requestId, codec.Open(requestId, url, version), remoteFile)
+        if self._canSend():
+            remoteFile._askEarly(digests, blocks)
+
+        def failed(reason: Failure) -> Failure:
+            remoteFile._dropEarly()
+            return reason
+
+        return opened.addErrback(failed)
 
     def request(self, message: Any, context: Any) -> "defer.Deferred[Any]":
         """
         Send a request and return a Deferred for its answer; cancelling it
         sends Cancel.
         """
-        if self.state != _READY:
-            return defer.fail(ConnectionGone("connection not ready"))
+        requestId = self._newRequestId()
+        return self._ask(
+            requestId, dataclasses.replace(message, request=requestId), context
+        )
+
+    def _newRequestId(self) -> int:
         requestId = self._nextRequest
         self._nextRequest = self._nextRequest % 0xFFFFFFFF + 1
-        message = dataclasses.replace(message, request=requestId)
+        return requestId
+
+    def _canSend(self) -> bool:
+        """
+        Whether requests may be sent: once the handshake is done, and by the
+        initiator right after its Hello (the other side answers the Hello
+        before it reads them).
+        """
+        return self.state == _READY or (self.initiator and self.state == _AWAIT_HELLO)
+
+    def _ask(self, requestId: int, message: Any, context: Any) -> "defer.Deferred[Any]":
+        if not self._canSend():
+            return defer.fail(ConnectionGone("connection not ready"))
 
         def cancel(d: "defer.Deferred[Any]") -> None:
-            if requestId in self._outgoing and self.state == _READY:
+            if requestId in self._outgoing and self._canSend():
                 self.send(codec.Cancel(requestId))
             # The answer (or Error CANCELLED) still arrives; keep the entry
             # so it is recognised, but the caller already has its answer.
@@ -441,7 +520,7 @@ class SPPProtocol(Protocol):
 
     def closeRemote(self, remoteFile: RemoteFile) -> None:
         if self._remoteFiles.pop(remoteFile.handle, None) is not None:
-            if self.state == _READY:
+            if self._canSend():
                 self.send(codec.Close(remoteFile.handle))
 
     def _answer(
@@ -462,10 +541,11 @@ class SPPProtocol(Protocol):
         return deferred, message, context
 
     def _onOpened(self, message: codec.Opened) -> None:
-        deferred, request, url = self._answer(message.request, codec.Opened)
+        deferred, request, remoteFile = self._answer(message.request, codec.Opened)
+        handle = message.request
         try:
             meta = FileMeta(
-                url,
+                request.url,
                 message.size,
                 message.blockSize,
                 message.digestName,
@@ -474,27 +554,35 @@ class SPPProtocol(Protocol):
             if not codec.MIN_DIGEST_SIZE <= meta.digestSize <= codec.MAX_DIGEST_SIZE:
                 raise ValueError(f"digest size {meta.digestSize}")
         except ValueError:
-            self.send(codec.Close(message.handle))
+            self.send(codec.Close(handle))
             deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "unknown digest"))
             return
         if request.version and request.version != message.version:
-            self.send(codec.Close(message.handle))
+            self.send(codec.Close(handle))
             deferred.errback(SPPError(ErrorCode.CHANGED, "other version"))
             return
-        if message.handle in self._remoteFiles:
-            deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "handle reused"))
-            raise SPPError(ErrorCode.BAD_REQUEST, "handle reused")
-        remoteFile = RemoteFile(self, message.handle, meta, message.authoritative)
-        self._remoteFiles[message.handle] = remoteFile
+        if isinstance(remoteFile, RemoteFile):
+            remoteFile._opened(meta, message.authoritative)
+            self._remoteFiles[handle] = remoteFile
         deferred.callback(remoteFile)
+
+    def _openedFile(self, deferred: "defer.Deferred[Any]", remoteFile: Any) -> FileMeta:
+        """
+        The metadata of the file an answer is about, which must have been
+        opened by then.
+        """
+        meta: FileMeta | None = getattr(remoteFile, "meta", None)
+        if meta is None:
+            deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "answer before Opened"))
+            raise SPPError(ErrorCode.BAD_REQUEST, "answer before its file's Opened")
+        return meta
 
     def _onBlock(self, message: codec.Block) -> None:
         deferred, request, (remoteFile, index) = self._answer(
             message.request, codec.Block
         )
-        if message.index != index or len(message.data) != remoteFile.meta.blockLength(
-            index
-        ):
+        meta = self._openedFile(deferred, remoteFile)
+        if message.index != index or len(message.data) != meta.blockLength(index):
             deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "wrong block"))
             raise SPPError(
                 ErrorCode.BAD_REQUEST, f"block {message.index} is not what was asked"
@@ -505,10 +593,9 @@ class SPPProtocol(Protocol):
         deferred, request, (remoteFile, first, count) = self._answer(
             message.request, codec.Digests
         )
-        if (
-            message.first != first
-            or len(message.digests) != count * remoteFile.meta.digestSize
-        ):
+        meta = self._openedFile(deferred, remoteFile)
+        expected = min(count, meta.blocks - first) * meta.digestSize
+        if message.first != first or len(message.digests) != expected:
             deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "wrong digests"))
             raise SPPError(ErrorCode.BAD_REQUEST, "digests are not what was asked")
         deferred.callback(message.digests)
@@ -542,10 +629,20 @@ class SPPProtocol(Protocol):
 
     # -- answering the other node
 
-    def _servedFile(self, handle: int) -> IServedFile:
-        served = self._served.get(handle)
+    def _servedFile(self, message: Any) -> IServedFile | None:
+        """
+        The file a request names, or None once an Error has answered it: a
+        request may follow an Open that failed.
+        """
+        served = self._served.get(message.handle)
         if served is None:
-            raise SPPError(ErrorCode.BAD_REQUEST, f"no open handle {handle}")
+            self.send(
+                codec.Error(
+                    message.request,
+                    ErrorCode.NOT_FOUND,
+                    f"no open handle {message.handle}",
+                )
+            )
         return served
 
     def _reply(
@@ -577,6 +674,15 @@ class SPPProtocol(Protocol):
         deferred.addCallbacks(done, failed)
 
     def _onOpen(self, message: codec.Open) -> None:
+        if message.request in self._served:
+            self.send(
+                codec.Error(
+                    message.request,
+                    ErrorCode.BAD_REQUEST,
+                    f"handle {message.request} is open",
+                )
+            )
+            return
         if len(self._served) >= MAX_OPEN_FILES:
             self.send(
                 codec.Error(message.request, ErrorCode.BUSY, "too many open files")
@@ -587,13 +693,11 @@ class SPPProtocol(Protocol):
         except SPPError as e:
             self.send(codec.Error(message.request, e.code, e.message))
             return
-        handle = self._nextHandle
-        self._nextHandle += 1
+        handle = message.request
         self._served[handle] = served
         self.send(
             codec.Opened(
                 message.request,
-                handle,
                 served.size,
                 served.blockSize,
                 served.authoritative,
@@ -624,10 +728,15 @@ class SPPProtocol(Protocol):
             served.close()
 
     def _onGetDigests(self, message: codec.GetDigests) -> None:
-        served = self._servedFile(message.handle)
         self._checkFresh(message.request)
+        served = self._servedFile(message)
+        if served is None:
+            return
+        # An opener asking before it knows the size may ask past the end.
+        blocks = -(-served.size // served.blockSize)
+        count = min(message.count, max(1, blocks - message.first))
         try:
-            deferred = served.digests(message.first, message.count)
+            deferred = served.digests(message.first, count)
         except SPPError as e:
             self.send(codec.Error(message.request, e.code, e.message))
             return
@@ -638,7 +747,9 @@ class SPPProtocol(Protocol):
         )
 
     def _onGetPeers(self, message: codec.GetPeers) -> None:
-        served = self._servedFile(message.handle)
+        served = self._servedFile(message)
+        if served is None:
+            return
         peers = served.peers(self.remoteHost, self.remoteListenPort)
         self.send(codec.Peers(message.request, tuple(peers[: codec.MAX_PEERS])))
 
@@ -660,8 +771,9 @@ class SPPProtocol(Protocol):
             raise SPPError(ErrorCode.BAD_REQUEST, f"request id {requestId} reused")
 
     def _onGetBlock(self, message: codec.GetBlock) -> None:
-        self._servedFile(message.handle)
         self._checkFresh(message.request)
+        if self._servedFile(message) is None:
+            return
         if self._answering() >= MAX_PENDING_REQUESTS:
             self.send(codec.Error(message.request, ErrorCode.BUSY, "too many requests"))
             return

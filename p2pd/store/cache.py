@@ -477,6 +477,12 @@ class BlockCache:
         self._removeOthers(meta.url, directory)
         return CachedFile(self, state)
 
+    def hasAnyVersion(self, url: str) -> bool:
+        """
+        Whether some version of C{url} may be cached (one C{stat}).
+        """
+        return os.path.isdir(self._urlDirectory(url))
+
     def find(self, url: str, version: str = "") -> CachedFile | None:
         """
         The cached file for C{url} at C{version} or, with C{""}, its newest
