@@ -564,3 +564,172 @@ class HashingThreadsTests(SynchronousTestCase):
             origin.answerAll()
             threads.runAll()
         self.assertEqual(self.successResultOf(d), content[: 12 * BLOCK])
+
+
+class SchedulingCostTests(SynchronousTestCase):
+    """
+    The bookkeeping that keeps a scheduling pass cheap agrees with what it
+    stands for.
+    """
+
+    def _inflightAgrees(self, download):
+        counts: dict[int, int] = {}
+        for state in download._sources.values():
+            for index in state.inflight:
+                counts[index] = counts.get(index, 0) + 1
+        self.assertEqual(download._inflight, counts)
+
+    def test_inflightIndex(self):
+        """
+        The index of blocks in flight follows requests made, answered,
+        cancelled, failed, moved off a lagging source, and lost with their
+        source.
+        """
+        download, content, meta, clock = makeDownload(blocks=200)
+        download.searching = False
+        slow = FakeSource("slow", content, meta, holds=range(200))
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(slow)
+        download.addSource(origin)
+        reader = download.read(0)
+        d = reader.read()
+        self._inflightAgrees(download)
+        self.assertTrue(download._inflight)
+        # The slow peer lags: its urgent blocks are asked of the origin too.
+        clock.advance(dl.LAG_MIN + dl.CHECK_INTERVAL)
+        self.assertEqual(download._inflight[0], 2)
+        self._inflightAgrees(download)
+        origin.answer(0)
+        self.assertEqual(self.successResultOf(d), content[:BLOCK])
+        self.assertIn(0, slow.cancelled)
+        self.assertNotIn(0, download._inflight)
+        self._inflightAgrees(download)
+        index = min(origin.requests)
+        origin.requests.pop(index).errback(SPPError(ErrorCode.BUSY, "busy"))
+        self._inflightAgrees(download)
+        reader.close()
+        download.read(150 * BLOCK)
+        self._inflightAgrees(download)
+        slow.lose()
+        self._inflightAgrees(download)
+        download.close()
+        self.assertEqual(download._inflight, {})
+
+    def test_requestsInBatches(self):
+        """
+        A source is given blocks read ahead only once REQUEST_BATCH of its
+        pipeline is free, all in one pass; a block a reader needs soon is
+        asked for at once, past the pipeline.
+        """
+        download, content, meta, clock = makeDownload(blocks=200)
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        reader = download.read(50 * BLOCK)
+        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+        for index in range(50, 50 + dl.URGENT_BLOCKS):
+            origin.answer(index)
+        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        sent = len(origin.requested)
+        ahead = sorted(origin.requests)
+        for index in ahead[: dl.REQUEST_BATCH - 1]:
+            origin.answer(index)
+        self.assertEqual(len(origin.requested), sent)
+        origin.answer(ahead[dl.REQUEST_BATCH - 1])
+        self.assertEqual(len(origin.requested), sent + dl.REQUEST_BATCH)
+        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        # The reader moves on: the blocks that turn urgent are asked for at
+        # once, though the pipeline is full.
+        for _ in range(dl.URGENT_BLOCKS):
+            self.successResultOf(reader.read())
+        self.assertNoResult(reader.read())
+        urgent = set(range(reader.block, reader.block + dl.URGENT_BLOCKS))
+        self.assertTrue(urgent <= set(origin.requests))
+        self.assertGreater(len(origin.requests), dl.PIPELINE)
+        self.assertLessEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+
+    def test_orderFollowsReaders(self):
+        """
+        The order of wanted blocks is worked out again only when a reader
+        moves to another block, and is the same as from scratch for one
+        reader and for several.
+        """
+        download, content, meta, clock = makeDownload(blocks=200)
+
+        def fromScratch():
+            urgency: dict[int, int] = {}
+            window = dl.READAHEAD_BYTES // BLOCK
+            for r in download.readers:
+                if r.position >= r.stop:
+                    continue
+                last = min(meta.blockAt(r.stop - 1), r.block + window - 1)
+                for index in range(r.block, last + 1):
+                    urgency[index] = min(urgency.get(index, 999), index - r.block)
+            for index in download._edges:
+                urgency.setdefault(index, dl.URGENT_BLOCKS)
+            return sorted((u, i) for i, u in urgency.items())
+
+        self.assertEqual(download._order(), fromScratch())
+        a = download.read(100 * BLOCK + 5, 110 * BLOCK)
+        order = download._order()
+        self.assertEqual(order, fromScratch())
+        self.assertIs(download._order(), order)
+        a.position += 10
+        self.assertIs(download._order(), order)
+        a.position = 101 * BLOCK
+        self.assertEqual(download._order(), fromScratch())
+        download.read(197 * BLOCK)
+        self.assertEqual(download._order(), fromScratch())
+        download.read(98 * BLOCK)
+        self.assertEqual(download._order(), fromScratch())
+
+    def _threaded(self):
+        content = random.Random(3).randbytes(40 * BLOCK)
+        meta = FileMeta("spp://o:1/f", len(content), BLOCK, "sha256", "v1")
+        threads = QueuedThreads()
+        download = Download(meta, MemoryStore(meta), ThreadClock(), hashing=threads)
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        passes = []
+        assign = download._assign
+        download._assign = lambda: passes.append(1) or assign()
+        return download, content, origin, threads, passes
+
+    def test_onePassPerVerifiedBlock(self):
+        """
+        A block verified in the hashing threads that a reader takes before
+        waiting again costs one scheduling pass, the one the reader's wait
+        asks for; a block nobody waits for costs none.
+        """
+        download, content, origin, threads, passes = self._threaded()
+        reader = download.read(0)
+        for index in range(3):
+            origin.answer(index)
+        received = []
+
+        def read():
+            reader.read().addCallback(lambda data: (received.append(data), read()))
+
+        read()
+        threads.runOne(2)  # the first block in: the rest of the digests
+        passes.clear()
+        threads.runOne(1)  # nobody waits for it
+        self.assertEqual((received, passes), ([], []))
+        threads.runOne()  # block 0, taken with blocks 1 and 2, then a wait
+        self.assertEqual(b"".join(received) == content[: 3 * BLOCK], True)
+        self.assertEqual(passes, [1])
+
+    def test_passWhenReaderStops(self):
+        """
+        A reader that takes a block verified in the threads and does not
+        read on still gets the pass its move calls for.
+        """
+        download, content, origin, threads, passes = self._threaded()
+        reader = download.read(0)
+        origin.answer(0)
+        d = reader.read()
+        passes.clear()
+        threads.runAll()
+        self.assertEqual(self.successResultOf(d) == content[:BLOCK], True)
+        self.assertEqual(passes, [1])

@@ -33,6 +33,7 @@ URGENT_BLOCKS = 4
 EDGE_BYTES = 512 * 1024
 EDGE_MAX_BLOCKS = 4
 PIPELINE = 8
+REQUEST_BATCH = 4
 DIGEST_CHUNK = 64
 DIGESTS_AT_ONCE = 4096
 CHECK_INTERVAL = 0.5
@@ -72,12 +73,19 @@ class _Source:
         self.source = source
         self.inflight: dict[int, tuple[defer.Deferred[bytes], float]] = {}
         self.rate = 0.0
+        # Requests this scheduling pass may still make of it beyond urgent
+        # ones.
+        self.room = 0
         self.lastProgress = now
         self.misses = 0
 
     @property
     def free(self) -> int:
         return PIPELINE - len(self.inflight)
+
+
+def _rate(state: _Source) -> float:
+    return state.rate
 
 
 class Reader:
@@ -124,6 +132,7 @@ class Reader:
         start = self.download.meta.blockStart(self.block)
         piece = data[self.position - start : self.stop - start]
         self.position += len(piece)
+        self.download._moved = True
         return piece
 
     def _available(self, index: int) -> None:
@@ -183,6 +192,9 @@ class Download:
         self.onBadSource: Callable[[ISource], None] | None = None
         self.bytesBySource: dict[str, int] = {}
         self._sources: dict[ISource, _Source] = {}
+        # How many sources each block is asked of (usually one), so
+        # scheduling need not look through every source's requests.
+        self._inflight: dict[int, int] = {}
         self._banned: set[str] = set()
         self._unverified: dict[int, tuple[ISource, bytes]] = {}
         self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
@@ -198,6 +210,11 @@ class Download:
         self._closed = False
         self._scheduling = False
         self._rescheduled = False
+        # What readers want: their blocks, and the (urgency, block) pairs
+        # and the blocks that follow from them.
+        self._plan: tuple[object, list[tuple[int, int]], set[int]] = (None, [], set())
+        # Whether a reader has moved since the last scheduling pass.
+        self._moved = False
         # Blocks just verified or read, so readers close behind the download
         # (the usual case) get them without reading and hashing them again.
         self._recent: OrderedDict[int, bytes] = OrderedDict()
@@ -316,23 +333,47 @@ class Download:
     def _wanted(self) -> list[tuple[int, int]]:
         """
         (urgency, block) pairs, most urgent first: blocks ahead of each
-        reader, then the file's head and tail.
+        reader, then the file's head and tail, less those held.
         """
-        urgency: dict[int, int] = {}
-        window = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // self.meta.blockSize)
-        for reader in self.readers:
-            if reader.position >= reader.stop:
-                continue
-            first = reader.block
-            last = min(self.meta.blockAt(reader.stop - 1), first + window - 1)
-            for distance, index in enumerate(range(first, last + 1)):
-                if distance < urgency.get(index, distance + 1):
-                    urgency[index] = distance
-        for index in self._edges:
-            urgency.setdefault(index, URGENT_BLOCKS)
-        return sorted(
-            ((u, i) for i, u in urgency.items() if not self.store.has(i)),
+        has = self.store.has
+        return [pair for pair in self._order() if not has(pair[1])]
+
+    def _order(self) -> list[tuple[int, int]]:
+        """
+        (urgency, block) pairs, most urgent first, held or not: worked out
+        again only when a reader has moved to another block (or come, or
+        gone), not for every pass.
+        """
+        meta = self.meta
+        key = tuple(
+            (meta.blockAt(reader.position), reader.stop)
+            for reader in self.readers
+            if reader.position < reader.stop
         )
+        if key == self._plan[0]:
+            return self._plan[1]
+        window = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
+        edges = self._edges
+        if len(key) == 1:
+            # One reader, the usual case: its blocks are in order already.
+            first, stop = key[0]
+            last = min(meta.blockAt(stop - 1), first + window - 1)
+            order = [(index - first, index) for index in range(first, last + 1)]
+            extra = [(URGENT_BLOCKS, i) for i in edges if not first <= i <= last]
+            if extra:
+                order = sorted(order + extra)
+        else:
+            urgency: dict[int, int] = {}
+            for first, stop in key:
+                last = min(meta.blockAt(stop - 1), first + window - 1)
+                for distance, index in enumerate(range(first, last + 1)):
+                    if distance < urgency.get(index, distance + 1):
+                        urgency[index] = distance
+            for index in edges:
+                urgency.setdefault(index, URGENT_BLOCKS)
+            order = sorted((u, i) for i, u in urgency.items())
+        self._plan = (key, order, {i for _, i in order})
+        return order
 
     def _scheduleSoon(self) -> None:
         """
@@ -367,49 +408,96 @@ class Download:
             self._scheduling = False
 
     def _assign(self) -> None:
-        wanted = self._wanted()
-        self._cancelUnwanted({i for _, i in wanted})
-        self._fetchDigests([i for _, i in wanted])
+        self._moved = False
+        order = self._order()
+        self._cancelUnwanted()
+        self._fetchDigests(order)
+        if self._rescheduled:
+            # Digests came at once and verified blocks: the next pass sees
+            # them.
+            return
+        states = list(self._sources.values())
+        peers = [s for s in states if not s.source.authoritative]
+        # Sources are given non-urgent blocks in batches, once a few of
+        # their requests are answered: fewer, larger writes.
+        batch = min(REQUEST_BATCH, PIPELINE)
+        for state in states:
+            state.room = state.free if state.free >= batch else 0
+        room = any(s.room > 0 for s in states)
+        has = self.store.has
+        inflight, unverified, verifying = (
+            self._inflight,
+            self._unverified,
+            self._verifying,
+        )
         originOnly: list[int] = []
-        for urgency, index in wanted:
+        for urgency, index in order:
+            urgent = urgency < URGENT_BLOCKS
+            if not (urgent or room or peers):
+                # Only origins, none with room: nothing more to ask now.
+                break
             if (
-                index in self._unverified
-                or index in self._verifying
-                or self._requested(index)
-                or self.store.has(index)
+                index in inflight
+                or index in unverified
+                or index in verifying
+                or has(index)
             ):
                 continue
-            # Urgent blocks may go past a source's pipeline, so the head and
-            # tail fetched early never delay the block a player waits for.
-            room = 1 - URGENT_BLOCKS if urgency < URGENT_BLOCKS else 1
-            holders = [s for s in self._sources.values() if s.source.has(index)]
-            peers = [s for s in holders if not s.source.authoritative]
-            if peers:
+            holders = [s for s in peers if s.source.has(index)]
+            if urgent:
+                # Urgent blocks are asked for at once, and may go past a
+                # source's pipeline, so the head and tail fetched early
+                # never delay the block a player waits for.
+                need = 1 - URGENT_BLOCKS
+                candidates = [
+                    s
+                    for s in (holders or states)
+                    if s.free >= need and s.source.has(index)
+                ]
+            elif holders:
                 # A busy peer is still preferred to the origin: if it lags,
                 # the lag check asks someone else.
-                candidates = [s for s in peers if s.free >= room]
-            elif urgency < URGENT_BLOCKS:
-                candidates = [s for s in holders if s.free >= room]
+                candidates = [s for s in holders if s.room > 0]
             else:
-                if holders and not self.searching and self._originMayServe(index):
+                if (
+                    not self.searching
+                    and any(s.source.has(index) for s in states)
+                    and self._originMayServe(index)
+                ):
                     originOnly.append(index)
                 continue
             if candidates:
-                self._request(max(candidates, key=lambda s: s.rate), index)
+                self._take(max(candidates, key=_rate), index)
+                if self._rescheduled:
+                    return  # answered at once: the next pass goes on
+                room = any(s.room > 0 for s in states)
         # Blocks only an origin holds, once no more peers are being looked
         # for, in random order: nodes reading the same part of a file then
-        # fetch different blocks and trade them.
-        self.rng.shuffle(originOnly)
+        # fetch different blocks and trade them. Only as many are drawn as
+        # the origins have room for.
+        free = sum(s.room for s in states if s.source.authoritative)
+        if free < len(originOnly):
+            originOnly = self.rng.sample(originOnly, free)
+        else:
+            self.rng.shuffle(originOnly)
         for index in originOnly:
-            if self._requested(index) or self.store.has(index):
+            if index in inflight:
                 continue
-            holders = [
-                s for s in self._sources.values() if s.free > 0 and s.source.has(index)
-            ]
+            holders = [s for s in states if s.room > 0 and s.source.has(index)]
             if holders:
-                self._request(max(holders, key=lambda s: s.rate), index)
-        self._checkExhausted(wanted)
+                self._take(max(holders, key=_rate), index)
+                if self._rescheduled:
+                    return
+        self._checkExhausted()
         self._armTimer()
+
+    def _take(self, state: _Source, index: int) -> None:
+        """
+        Ask C{state} for block C{index} in this pass.
+        """
+        if state.room > 0:
+            state.room -= 1
+        self._request(state, index)
 
     def _originMayServe(self, index: int) -> bool:
         """
@@ -433,21 +521,41 @@ class Download:
             self._wake.reset(after - now)
         return False
 
-    def _cancelUnwanted(self, wanted: set[int]) -> None:
+    def _cancelUnwanted(self) -> None:
         """
         Cancel requests for blocks no reader wants any more (a player
         closed its connection, or seeked elsewhere).
         """
-        for state in self._sources.values():
-            for index in [i for i in state.inflight if i not in wanted]:
-                state.inflight.pop(index)[0].cancel()
-        for index in [i for i in self._originAfter if i not in wanted]:
-            del self._originAfter[index]
+        wanted, has = self._plan[2], self.store.has
+        unwanted = [i for i in self._inflight if i not in wanted or has(i)]
+        for state in list(self._sources.values()) if unwanted else ():
+            for index in unwanted:
+                deferred = self._untrack(state, index)
+                if deferred is not None:
+                    deferred.cancel()
+        if self._originAfter:
+            for index in [i for i in self._originAfter if i not in wanted or has(i)]:
+                del self._originAfter[index]
 
     def _requested(self, index: int) -> bool:
-        return any(index in s.inflight for s in self._sources.values())
+        return index in self._inflight
 
-    def _checkExhausted(self, wanted: list[tuple[int, int]]) -> None:
+    def _untrack(self, state: _Source, index: int) -> defer.Deferred[bytes] | None:
+        """
+        Forget C{state}'s request for block C{index}; its Deferred, if it
+        was still outstanding.
+        """
+        entry = state.inflight.pop(index, None)
+        if entry is None:
+            return None
+        count = self._inflight[index] - 1
+        if count:
+            self._inflight[index] = count
+        else:
+            del self._inflight[index]
+        return entry[0]
+
+    def _checkExhausted(self) -> None:
         """
         Fail readers waiting for a block that no source holds, or whose
         digest nobody can give any more, once the node has stopped looking
@@ -488,6 +596,7 @@ class Download:
     def _request(self, state: _Source, index: int) -> None:
         deferred = state.source.getBlock(index)
         state.inflight[index] = (deferred, self.clock.seconds())
+        self._inflight[index] = self._inflight.get(index, 0) + 1
         deferred.addCallbacks(
             self._arrived,
             self._requestFailed,
@@ -496,7 +605,7 @@ class Download:
         )
 
     def _requestFailed(self, reason: Failure, state: _Source, index: int) -> None:
-        state.inflight.pop(index, None)
+        self._untrack(state, index)
         if reason.check(defer.CancelledError):
             return
         if errorCode(reason) == ErrorCode.UNAVAILABLE:
@@ -516,7 +625,8 @@ class Download:
 
     def _arrived(self, data: bytes, state: _Source, index: int) -> None:
         now = self.clock.seconds()
-        _, issued = state.inflight.pop(index, (None, now))
+        issued = state.inflight[index][1] if index in state.inflight else now
+        self._untrack(state, index)
         elapsed = now - max(issued, state.lastProgress)
         if elapsed > 0:
             sample = len(data) / elapsed
@@ -524,9 +634,11 @@ class Download:
         state.lastProgress = now
         name = state.source.name
         self.bytesBySource[name] = self.bytesBySource.get(name, 0) + len(data)
-        for other in self._sources.values():
-            if other is not state and index in other.inflight:
-                other.inflight.pop(index)[0].cancel()
+        if index in self._inflight:
+            for other in list(self._sources.values()):
+                deferred = self._untrack(other, index)
+                if deferred is not None:
+                    deferred.cancel()
         if not self.store.has(index):
             self._verify(state.source, index, data)
         self._schedule()
@@ -573,17 +685,20 @@ class Download:
             return
         self.store.write(index, data)
         self._remember(index, data)
+        first = not self._blocksIn
         self._blocksIn = True
         for callback in list(self._watchers):
             callback([(index, 1)])
         for reader in list(self.readers):
             reader._available(index)
-        if self.hashing is not None:
+        # A reader that took the block and waits for the next has had the
+        # pass it needs already.
+        if self.hashing is not None and (self._moved or first):
             self._schedule()
 
     # -- digests
 
-    def _fetchDigests(self, indices: list[int]) -> None:
+    def _fetchDigests(self, order: list[tuple[int, int]]) -> None:
         """
         Ask an authoritative source for the digests that wanted blocks need
         (a small range, so the first bytes come fast), and meanwhile for the
@@ -593,7 +708,10 @@ class Download:
         origins = [s.source for s in self._sources.values() if s.source.authoritative]
         if not origins:
             return
-        for index in indices:
+        known, has = self._knownDigests, self.store.has
+        for _, index in order:
+            if known[index] or has(index):
+                continue
             if not self._digestKnown(index) and not self._digestsAsked(index):
                 first = index - index % DIGEST_CHUNK
                 self._askDigests(origins[0], first, DIGEST_CHUNK, background=False)
