@@ -345,6 +345,18 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
     The magic, the Hello exchange and the version and identity checks.
     """
 
+    def test_noDelay(self) -> None:
+        """
+        Both ends turn Nagle's algorithm off: a request, or the tail of a
+        block, must not wait for the other side's delayed ACK.
+        """
+        for initiator in (True, False):
+            transport = StringTransport(hostAddress=HOST, peerAddress=PEER)
+            settings: list[bool] = []
+            transport.setTcpNoDelay = settings.append  # type: ignore[attr-defined]
+            SPPProtocol(FakeNode(), task.Clock(), initiator).makeConnection(transport)
+            self.assertEqual(settings, [True])
+
     def test_initiatorGreets(self) -> None:
         """
         The initiator sends the magic and its Hello as soon as it connects:

@@ -238,6 +238,11 @@ class SPPProtocol(Protocol):
         peer = self.transport.getPeer()
         self.remoteHost = getattr(peer, "host", "")
         self.remoteName = f"{self.remoteHost}:{getattr(peer, 'port', '?')}"
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            # Requests and the tail of a block must not wait for the other
+            # side's delayed ACK (Nagle's algorithm): up to 40 ms each.
+            setNoDelay(True)
         self.transport.registerProducer(self._pumpProducer, True)
         now = self.clock.seconds()
         self._lastReceived = self._lastSent = now
