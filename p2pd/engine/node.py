@@ -241,17 +241,21 @@ class Node:
         swarm = _Swarm(key, origin, download)
         self._swarms[key] = swarm
         self._addSource(swarm, remoteFile)
-        self._log.info(
+        self._maintain(swarm)
+        for waiting in self._opening.pop(key, []):
+            waiting.callback(download)
+        # Logged on the next turn: the first block is usually already
+        # waiting to be read, and a player waits for it.
+        self.clock.callLater(
+            0,
+            self._log.info,
             "{url}: version {version}, {size} bytes, {held} of {blocks} blocks cached",
             url=key,
             version=meta.version,
             size=meta.size,
-            held=sum(count for _, count in store.held()),
+            held=store.heldCount,
             blocks=meta.blocks,
         )
-        self._maintain(swarm)
-        for waiting in self._opening.pop(key, []):
-            waiting.callback(download)
 
     def _openFailed(self, reason: Failure, key: str) -> None:
         waiting = self._opening.pop(key, [])

@@ -5,9 +5,10 @@ The node's cache of fetched, verified blocks.
 Each file version lives in C{ROOT/sha256(url)/sha256(version)/} (hex; never
 the URL itself, which may hold anything), holding:
 
-  - C{meta.json}: url, version, size, blockSize, digestName; written last
-    when the directory is made (temporary file, fsync, rename), so a
-    directory without a valid one is debris and is removed;
+  - C{meta.json}: url, version, size, blockSize, digestName; written when
+    the directory is made, before any other file (in place, not synced: a
+    player waits for it), so a directory without a valid one is debris and
+    is removed;
   - C{data}: a sparse file of C{size} bytes, block C{i} at C{i * blockSize};
   - C{digests}: the origin's digests as fixed-size records at
     C{i * recordSize} (a L{DigestRecords}: digest + keyed 8-byte check);
@@ -33,7 +34,6 @@ import os
 import shutil
 import struct
 import tempfile
-from typing import Any
 
 from twisted.logger import Logger
 
@@ -91,18 +91,17 @@ def _readAll(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _replaceFile(path: str, content: bytes, sync: bool = True) -> None:
+def _replaceFile(path: str, content: bytes) -> None:
     """
-    Make C{path} hold C{content}, all or nothing; with C{sync}, on disk
-    before this returns.
+    Make C{path} hold C{content}, all or nothing, on disk before this
+    returns.
     """
     directory, name = os.path.split(path)
     fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=_TEMP_SUFFIX, dir=directory)
     try:
         try:
             _writeAll(fd, content, 0)
-            if sync:
-                os.fsync(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, path)
@@ -112,8 +111,7 @@ def _replaceFile(path: str, content: bytes, sync: bool = True) -> None:
         except OSError:
             pass
         raise
-    if sync:
-        _syncDirectory(directory)
+    _syncDirectory(directory)
 
 
 def _syncDirectory(path: str) -> None:
@@ -540,19 +538,19 @@ class BlockCache:
         """
         self._remove(directory)
         os.makedirs(directory, mode=0o700)
-        with open(os.path.join(directory, "data"), "wb") as f:
-            f.truncate(meta.size)
-        for name in ("digests", "journal"):
-            with open(os.path.join(directory, name), "wb"):
-                pass
-        content: dict[str, Any] = json.loads(_identity(meta))
-        # Not synced: a player waits for this. After a power loss a lost or
-        # torn meta.json makes the directory debris, removed on next use.
-        _replaceFile(
+        # The other files are made when the state opens them. Written in
+        # place and not synced, since a player waits for this: after a crash
+        # or a power loss, a lost or torn meta.json makes the directory
+        # debris, removed on next use.
+        fd = os.open(
             os.path.join(directory, "meta.json"),
-            json.dumps(content, sort_keys=True, indent=1).encode("ascii"),
-            sync=False,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+            0o600,
         )
+        try:
+            _appendAll(fd, _identity(meta))
+        finally:
+            os.close(fd)
 
     def _remove(self, directory: str) -> None:
         # meta.json first: a directory half removed is then debris, never
