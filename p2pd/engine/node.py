@@ -240,10 +240,6 @@ class Node:
         download.onBadSource = self._badSource
         swarm = _Swarm(key, origin, download)
         self._swarms[key] = swarm
-        self._addSource(swarm, remoteFile)
-        self._maintain(swarm)
-        for waiting in self._opening.pop(key, []):
-            waiting.callback(download)
         # Logged on the next turn: the first block is usually already
         # waiting to be read, and a player waits for it.
         self.clock.callLater(
@@ -256,6 +252,10 @@ class Node:
             held=store.heldCount,
             blocks=meta.blocks,
         )
+        self._addSource(swarm, remoteFile)
+        self._maintain(swarm)
+        for waiting in self._opening.pop(key, []):
+            waiting.callback(download)
 
     def _openFailed(self, reason: Failure, key: str) -> None:
         waiting = self._opening.pop(key, [])
