@@ -904,11 +904,14 @@ P2PD_ANSWER = (
 class ForwardTests(SynchronousTestCase):
     """
     Other http URLs are forwarded as by an ordinary proxy, unless the answer
-    shows a p2pd node: then its content comes over SPP.
+    shows a p2pd node: then its content comes over SPP. The first request
+    for a file of an unknown C{host:port} also opens it over SPP at once
+    (the test fires those opens from C{node.waiting}).
     """
 
     def setUp(self):
         self.proxy = ProxyHarness(self)
+        self.proxy.node.pending = True
 
     def test_forwarded(self):
         """
@@ -934,12 +937,73 @@ class ForwardTests(SynchronousTestCase):
         self.assertIn(b"\r\nUser-Agent: player/1.0\r\n", sent)
         self.assertIn(b"\r\nHost: 127.0.0.5:8080\r\n", sent)
         self.assertNotIn(b"Proxy-Connection", sent)
+        self.assertIn(b"\r\nVia: 1.1 p2pd\r\n", sent)
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.status, 404)
         self.assertEqual(response.headers[b"x-origin"], b"yes")
         self.assertNotIn(b"content-type", response.headers)
         self.assertEqual(response.body, b"nope")
-        self.assertEqual(self.proxy.node.urls, [])
+        self.assertEqual(self.proxy.node.urls, ["spp://127.0.0.5:8080/page.html"])
+
+    def test_ordinarySiteTriedOnce(self):
+        """
+        An ordinary site's answer is relayed even while the SPP attempt is
+        still on its way (it then fails unseen); that site is not tried
+        over SPP again for a while.
+        """
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/a.html"))
+        self.proxy.answerForward(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+        self.assertEqual(parseResponses(transport.value())[0].body, b"a")
+        self.proxy.node.waiting[0].errback(error.ConnectionDone())
+        self.assertEqual(parseResponses(transport.value())[0].body, b"a")
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/b.html"))
+        self.proxy.answerForward(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb")
+        self.assertEqual(parseResponses(transport.value())[0].body, b"b")
+        self.assertEqual(self.proxy.node.urls, ["spp://127.0.0.5:8080/a.html"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_sppOpenedFirst(self):
+        """
+        When the SPP open succeeds before the forwarded request is answered,
+        the content comes over SPP and the forwarded connection is dropped;
+        later requests to that node are not forwarded.
+        """
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get(f"http://{ORIGIN}/movie.ts", "Range: bytes=0-9"))
+        _, forwarded = self.proxy.answerForward(b"")
+        self.proxy.node.waiting[0].callback(self.proxy.node.make(SPP_URL))
+        (response,) = parseResponses(transport.value())
+        self.assertEqual((response.status, response.body), (206, CONTENT[:10]))
+        self.assertTrue(forwarded.disconnecting)
+        self.proxy.node.pending = False
+        self.assertEqual(self.proxy.one(get(f"http://{ORIGIN}/movie.ts")).body, CONTENT)
+        self.assertEqual(len(self.proxy.reactor.tcpClients), 1)
+
+    def test_sppFailsOrdinaryAnswer(self):
+        """
+        When the SPP open fails first, the forwarded answer decides.
+        """
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/a.html"))
+        self.proxy.node.waiting[0].errback(error.ConnectionDone())
+        self.assertEqual(transport.value(), b"")
+        self.proxy.answerForward(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+        self.assertEqual(parseResponses(transport.value())[0].body, b"a")
+
+    def test_sppFailsAfterP2pdAnswer(self):
+        """
+        When a p2pd node answers but its file cannot be opened over SPP, the
+        client gets the SPP error's status.
+        """
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get(f"http://{ORIGIN}/movie.ts"))
+        self.proxy.answerForward(P2PD_ANSWER)
+        self.assertEqual(transport.value(), b"")
+        self.proxy.node.waiting[0].errback(SPPError(ErrorCode.NOT_FOUND, "gone"))
+        (response,) = parseResponses(transport.value())
+        self.assertEqual(response.status, 404)
 
     def test_forwardedPost(self):
         """
@@ -973,10 +1037,13 @@ class ForwardTests(SynchronousTestCase):
         channel, transport = self.proxy.connect()
         channel.dataReceived(get(f"http://{ORIGIN}/movie.ts", "Range: bytes=100-199"))
         self.proxy.answerForward(P2PD_ANSWER)
+        self.assertEqual(transport.value(), b"")
+        self.proxy.node.waiting[0].callback(self.proxy.node.make(SPP_URL))
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.status, 206)
         self.assertEqual(response.body, CONTENT[100:200])
         self.assertEqual(self.proxy.node.urls, [SPP_URL])
+        self.proxy.node.pending = False
         response = self.proxy.one(get(f"http://{ORIGIN}/movie.ts"))
         self.assertEqual(response.body, CONTENT)
         self.assertEqual(len(self.proxy.reactor.tcpClients), 1)
@@ -993,13 +1060,13 @@ class ForwardTests(SynchronousTestCase):
         )
         (response,) = parseResponses(transport.value())
         self.assertEqual((response.status, response.body), (404, b"no such file"))
-        self.assertEqual(self.proxy.node.urls, [])
 
     def test_p2pdOwnPathsForwarded(self):
         """
         A p2pd node's own paths (C{/.status}) are forwarded even once the
         node is known.
         """
+        self.proxy.node.pending = False
         self.proxy.one(get(f"http://{ORIGIN}/.direct/movie.ts"))
         channel, transport = self.proxy.connect()
         channel.dataReceived(get(f"http://{ORIGIN}/.status"))
@@ -1018,6 +1085,8 @@ class ForwardTests(SynchronousTestCase):
         _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
         factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
         self.proxy.reactor.advance(1)
+        self.assertEqual(transport.value(), b"")  # the SPP attempt may yet work
+        self.proxy.node.waiting[0].errback(error.ConnectionRefusedError())
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.status, 502)
         self.assertEqual(response.body, b"the origin refused the connection\n")

@@ -329,6 +329,25 @@ class DirectTests(_RootTestCase):
         response, body = self.get("http://h.example/.direct/movie.mpg")
         self.assertEqual((response.code, body), (http.OK, MOVIE))
 
+    def test_throughP2pdProxy(self) -> None:
+        """
+        A request through a p2pd proxy (C{Via: 1.1 p2pd}, alone or after
+        other hops) gets the playlist, since that proxy plays the content
+        over SPP and drops the answer's body; C{/.direct/NAME} still gets
+        the file, and so does a request through another proxy.
+        """
+        playlist_ = expectedPlaylist("h.example:80", "h.example", "movie.mpg", 1234)
+        for via in ("1.1 p2pd", "1.0 squid, 1.1 P2PD (p2pd/0.1.0)"):
+            response, body = self.get("http://h.example/movie.mpg", {"Via": via})
+            self.assertEqual((response.code, body), (http.OK, playlist_), via)
+        response, body = self.get(
+            "http://h.example/.direct/movie.mpg", {"Via": "1.1 p2pd"}
+        )
+        self.assertEqual((response.code, body), (http.OK, MOVIE))
+        for via in ("1.1 squid", "p2pd", "1.1 p2pd-cache"):
+            response, body = self.get("http://h.example/movie.mpg", {"Via": via})
+            self.assertEqual((response.code, body), (http.OK, MOVIE), via)
+
     def test_missing(self) -> None:
         """
         A missing file gets 404, with a short plain-text message.

@@ -9,9 +9,13 @@ bytes come over SPP from the origin, caches and other viewers, verified. Any
 other http URL is forwarded as an ordinary proxy does, so setting
 C{http_proxy} for a player breaks nothing else.
 
-A node is known to be a p2pd node from its C{/.direct/} URLs, or from the
-C{Server: p2pd/...} header of a forwarded answer; that is remembered for an
-hour, so ordinary sites pay nothing: their requests are simply forwarded.
+A node is known to be a p2pd node from its C{/.direct/} URLs, from
+opening the file over SPP, or from the C{Server: p2pd/...} header of a
+forwarded answer. The first request for a file of a C{host:port} not known
+either way is forwarded and, at the same time, opened over SPP: whichever
+answers first decides, so ordinary sites wait for nothing and a p2pd node's
+content starts as fast as if the node were known. What is learned is
+remembered for an hour, so an ordinary site sees one SPP attempt an hour.
 """
 
 from collections import OrderedDict
@@ -61,7 +65,8 @@ _HOP_BY_HOP = {
 
 class KnownNodes:
     """
-    The C{host:port}s recently seen to be p2pd nodes, bounded and expiring.
+    C{host:port}s recently seen to be p2pd nodes (or not to be), bounded
+    and expiring.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
@@ -105,6 +110,7 @@ class ProxyConfig:
         self.grants = list(grants)
         self.allowHosts = {h.lower() for h in allowHosts}
         self.known = KnownNodes(reactor)
+        self.notNodes = KnownNodes(reactor)
         self.agent = Agent.usingEndpointFactory(
             reactor,
             _Endpoints(reactor),
@@ -240,27 +246,27 @@ class NodeRequest(ProxyRequest, server.Request):
         self.finish()
 
     def _serveSPP(self, proxy: ProxyConfig, url: str) -> None:
-        name = unquote(url.rsplit("/", 1)[-1])
+        proxy.node.download(url).addCallbacks(
+            self._stream, self._sppFailed, callbackArgs=(url,), errbackArgs=(url,)
+        )
 
-        def started(download: Download) -> None:
-            if self._disconnected or self.finished:
-                return
-            body = stream.respond(self, download, name)
-            if body is not server.NOT_DONE_YET:
-                self.write(body)
-                self.finish()
+    def _stream(self, download: Download, url: str) -> None:
+        if self._disconnected or self.finished:
+            return
+        body = stream.respond(self, download, unquote(url.rsplit("/", 1)[-1]))
+        if body is not server.NOT_DONE_YET:
+            self.write(body)
+            self.finish()
 
-        def failed(reason: Failure) -> None:
-            if self._disconnected or self.finished:
-                return
-            if reason.check(SelfConnection):
-                self._serveLocally(url)
-                return
-            code, message = stream.failureStatus(reason)
-            self._log.info("{url}: {code} {why}", url=url, code=code, why=message)
-            self._refuse(code, message)
-
-        proxy.node.download(url).addCallbacks(started, failed)
+    def _sppFailed(self, reason: Failure, url: str) -> None:
+        if self._disconnected or self.finished:
+            return
+        if reason.check(SelfConnection):
+            self._serveLocally(url)
+            return
+        code, message = stream.failureStatus(reason)
+        self._log.info("{url}: {code} {why}", url=url, code=code, why=message)
+        self._refuse(code, message)
 
     def _serveLocally(self, url: str) -> None:
         """
@@ -279,6 +285,10 @@ class NodeRequest(ProxyRequest, server.Request):
         for name, values in self.requestHeaders.getAllRawHeaders():
             if name.lower() not in _HOP_BY_HOP:
                 headers.setRawHeaders(name, values)
+        # As every proxy must (RFC 9110, 7.6.3); a p2pd origin then answers
+        # with a playlist instead of the file, since this proxy switches to
+        # SPP on its answer anyway.
+        headers.addRawHeader(b"Via", b"1.1 p2pd")
         content = self.content
         assert content is not None
         content.seek(0, 0)
@@ -287,10 +297,17 @@ class NodeRequest(ProxyRequest, server.Request):
             content.seek(0, 0)
             body = FileBodyProducer(content)
         d = proxy.agent.request(self.method, self.uri, headers, body)
+        if (
+            self.method in (b"GET", b"HEAD")
+            and _isContent(path)
+            and (host, port) not in proxy.notNodes
+        ):
+            _FirstContact(self, proxy, host, port, path, d)
+            return
 
         def answered(response: Any) -> Any:
             server_ = (response.headers.getRawHeaders(b"server") or [b""])[0]
-            if server_.startswith(b"p2pd") and not path.startswith("/."):
+            if server_.startswith(b"p2pd") and _isContent(path):
                 proxy.known.add(host, port)
                 if self.method in (b"GET", b"HEAD") and response.code < 400:
                     response.deliverBody(_Discard())
@@ -303,16 +320,19 @@ class NodeRequest(ProxyRequest, server.Request):
             if proxy.node.cache is not None and proxy.node.cache.find(url) is not None:
                 self._serveSPP(proxy, url)
                 return
-            code, message = stream.failureStatus(reason)
-            self._log.info(
-                "forwarding {uri}: {why}",
-                uri=self.uri.decode("ascii", "backslashreplace"),
-                why=reason.getErrorMessage(),
-            )
-            if not self._disconnected and not self.finished:
-                self._refuse(code, message)
+            self._forwardFailed(reason)
 
         d.addCallbacks(answered, failed)
+
+    def _forwardFailed(self, reason: Failure) -> None:
+        code, message = stream.failureStatus(reason)
+        self._log.info(
+            "forwarding {uri}: {why}",
+            uri=self.uri.decode("ascii", "backslashreplace"),
+            why=reason.getErrorMessage(),
+        )
+        if not self._disconnected and not self.finished:
+            self._refuse(code, message)
 
     def _relay(self, response: Any) -> "defer.Deferred[None] | None":
         if self._disconnected or self.finished:
@@ -329,6 +349,90 @@ class NodeRequest(ProxyRequest, server.Request):
         relay = _Relay(self)
         response.deliverBody(relay)
         return relay.finished
+
+
+class _FirstContact:
+    """
+    A request for a file of a C{host:port} not known to be a p2pd node or
+    not: forwarded and, at the same time, opened over SPP. Whichever tells
+    first decides: an SPP open that succeeds serves the content (the
+    forwarded request is dropped); an answer from an ordinary server is
+    relayed; an answer from a p2pd node waits for the SPP open.
+    """
+
+    def __init__(
+        self,
+        request: NodeRequest,
+        proxy: ProxyConfig,
+        host: str,
+        port: int,
+        path: str,
+        forwarded: "defer.Deferred[Any]",
+    ) -> None:
+        self.request = request
+        self.proxy = proxy
+        self.address = (host, port)
+        self.url = _sppURL(host, port, path)
+        self.forwarded = forwarded
+        self.decided = False
+        self.p2pdAnswered = False
+        self.sppFailure: Failure | None = None
+        self.forwardFailure: Failure | None = None
+        forwarded.addCallbacks(self._answered, self._forwardFailed)
+        proxy.node.download(self.url).addCallbacks(self._opened, self._sppFailed)
+
+    def _decide(self) -> bool:
+        """
+        Take the decision, unless it was taken already.
+        """
+        decided, self.decided = self.decided, True
+        return not decided
+
+    def _opened(self, download: Download) -> None:
+        if not self._decide():
+            return
+        self.proxy.known.add(*self.address)
+        self.forwarded.cancel()
+        self.request._stream(download, self.url)
+
+    def _sppFailed(self, reason: Failure) -> None:
+        self.sppFailure = reason
+        if self.decided:
+            return
+        if reason.check(SelfConnection) or self.p2pdAnswered:
+            self._decide()
+            self.forwarded.cancel()
+            self.request._sppFailed(reason, self.url)
+        elif self.forwardFailure is not None:
+            self._decide()
+            self.request._forwardFailed(self.forwardFailure)
+
+    def _answered(self, response: Any) -> Any:
+        if self.decided:
+            response.deliverBody(_Discard())
+            return None
+        server_ = (response.headers.getRawHeaders(b"server") or [b""])[0]
+        if not server_.startswith(b"p2pd"):
+            self._decide()
+            self.proxy.notNodes.add(*self.address)
+            return self.request._relay(response)
+        self.proxy.known.add(*self.address)
+        if response.code >= 400:
+            self._decide()
+            return self.request._relay(response)
+        response.deliverBody(_Discard())
+        self.p2pdAnswered = True
+        if self.sppFailure is not None:
+            self._sppFailed(self.sppFailure)
+        return None
+
+    def _forwardFailed(self, reason: Failure) -> None:
+        if self.decided:
+            return
+        self.forwardFailure = reason
+        if self.sppFailure is not None:
+            self._decide()
+            self.request._forwardFailed(reason)
 
 
 class _Discard(protocol.Protocol):
@@ -359,6 +463,14 @@ def _contentURL(
     if path.startswith(direct):
         known.add(host, port)
         return _sppURL(host, port, "/" + path[len(direct) :])
-    if (host, port) in known and not path.startswith("/.") and path != "/":
+    if (host, port) in known and _isContent(path):
         return _sppURL(host, port, path)
     return None
+
+
+def _isContent(path: str) -> bool:
+    """
+    Whether C{path}, on a p2pd node, names a published file (not the node's
+    own pages such as C{/.status}).
+    """
+    return not path.startswith("/.") and path != "/"

@@ -90,7 +90,9 @@ class NodeRoot(Resource):
             published = self.public.lookup(segments)
         except NotPublished as e:
             return self._notFound(request, e.reason)
-        if self.redirect and not wantsBytes:
+        if (self.redirect or _fromP2pdProxy(request)) and not wantsBytes:
+            # A p2pd proxy switches to SPP on this answer and drops its
+            # body: the small playlist spares sending it the file.
             return self._playlist(request, published.name, published.size)
         if not self.direct:
             request.setResponseCode(http.FORBIDDEN)
@@ -148,6 +150,19 @@ class NodeRoot(Resource):
             request.setHeader(b"Content-Length", b"%d" % len(body))
             return b""
         return body
+
+
+def _fromP2pdProxy(request: IRequest) -> bool:
+    """
+    Whether the request came through a p2pd proxy, which names itself in
+    C{Via} (C{1.1 p2pd}).
+    """
+    for value in request.requestHeaders.getRawHeaders(b"via") or []:
+        for hop in value.split(b","):
+            fields = hop.split()
+            if len(fields) >= 2 and fields[1].lower() == b"p2pd":
+                return True
+    return False
 
 
 def _playlistDisposition(name: str) -> bytes:
