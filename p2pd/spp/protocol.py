@@ -383,6 +383,7 @@ class SPPProtocol(Protocol):
         if self._buffered < self._frameEnd:
             return
         buffer = b"".join(self._parts) if len(self._parts) > 1 else self._parts[0]
+        view = memoryview(buffer)
         offset = 0
         self._frameEnd = _HEADER
         while len(buffer) - offset >= _HEADER and self.state != _CLOSED:
@@ -397,14 +398,14 @@ class SPPProtocol(Protocol):
             if end > len(buffer):
                 self._frameEnd = _HEADER + length
                 break
-            body = buffer[offset + _HEADER : end]
+            body = view[offset + _HEADER : end]
             offset = end
             self.stringReceived(body)
         rest = buffer[offset:] if offset else buffer
         self._parts = [rest] if rest and self.state != _CLOSED else []
         self._buffered = len(rest) if self._parts else 0
 
-    def stringReceived(self, body: bytes) -> None:
+    def stringReceived(self, body: bytes | memoryview) -> None:
         if self.state == _CLOSED:
             return
         try:
