@@ -7,6 +7,8 @@ The body is written by a pull producer, so however slowly a client reads,
 the server holds at most one read buffer of the file in memory.
 """
 
+from typing import Any
+
 from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from twisted.web import http
@@ -19,6 +21,17 @@ from zope.interface import implementer
 from p2pd.mediatypes import contentType
 from p2pd.store.published import NotPublished, PublishedFile
 from p2pd.web import ranges
+
+
+def sendWholeWrites(request: Any, size: int) -> None:
+    """
+    Let the request's TCP transport send C{size} bytes per C{send()}: it
+    sends at most 128 KiB by default, so a larger write costs several
+    reactor turns (measured on published files: 1.27-1.36x static.File).
+    """
+    transport = getattr(getattr(request, "channel", None), "transport", None)
+    if getattr(transport, "SEND_LIMIT", size) < size:
+        transport.SEND_LIMIT = size  # type: ignore[union-attr]
 
 
 @implementer(IPullProducer)
@@ -35,11 +48,7 @@ class FileProducer(SingleRangeStaticProducer):
     _log = Logger()
 
     def start(self) -> None:
-        # Twisted's TCP transport sends at most 128 KiB per send(); let it
-        # send a whole buffer at once (measured: 1.27-1.36x static.File).
-        transport = getattr(getattr(self.request, "channel", None), "transport", None)
-        if getattr(transport, "SEND_LIMIT", self.bufferSize) < self.bufferSize:
-            transport.SEND_LIMIT = self.bufferSize  # type: ignore[union-attr]
+        sendWholeWrites(self.request, self.bufferSize)
         super().start()
 
     def resumeProducing(self) -> None:

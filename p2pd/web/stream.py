@@ -23,6 +23,7 @@ from p2pd.mediatypes import contentType
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import BadURL
 from p2pd.web import ranges
+from p2pd.web.files import sendWholeWrites
 
 _log = Logger()
 
@@ -44,6 +45,7 @@ class ReaderProducer:
         self._reading: defer.Deferred[bytes] | None = None
 
     def start(self) -> None:
+        sendWholeWrites(self.request, self.reader.download.meta.blockSize)
         self.request.registerProducer(self, True)
         self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
         self._next()
