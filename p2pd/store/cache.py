@@ -468,11 +468,12 @@ class BlockCache:
         if state is not None and state.meta != meta:
             self._retire(state)
             state = None
+        othersOnDisk = True
         if state is None:
             if _readMeta(directory) != meta:
-                self._make(directory, meta)
+                othersOnDisk = self._make(directory, meta)
             state = self._load(directory, meta)
-        self._removeOthers(meta.url, directory)
+        self._removeOthers(meta.url, directory, othersOnDisk)
         return CachedFile(self, state)
 
     def hasAnyVersion(self, url: str) -> bool:
@@ -532,12 +533,18 @@ class BlockCache:
         self._states[(meta.url, meta.version)] = state
         return state
 
-    def _make(self, directory: str, meta: FileMeta) -> None:
+    def _make(self, directory: str, meta: FileMeta) -> bool:
         """
-        Make C{directory} an empty cached file for C{meta}.
+        Make C{directory} an empty cached file for C{meta}; whether other
+        versions of its URL may be on disk.
         """
-        self._remove(directory)
-        os.makedirs(directory, mode=0o700)
+        try:
+            os.mkdir(os.path.dirname(directory), 0o700)
+            others = False
+        except FileExistsError:
+            others = True
+            self._remove(directory)
+        os.mkdir(directory, 0o700)
         # The other files are made when the state opens them. Written in
         # place and not synced, since a player waits for this: after a crash
         # or a power loss, a lost or torn meta.json makes the directory
@@ -551,6 +558,7 @@ class BlockCache:
             _appendAll(fd, _identity(meta))
         finally:
             os.close(fd)
+        return others
 
     def _remove(self, directory: str) -> None:
         # meta.json first: a directory half removed is then debris, never
@@ -567,15 +575,21 @@ class BlockCache:
             pass
         shutil.rmtree(directory, ignore_errors=True)
 
-    def _removeOthers(self, url: str, keep: str) -> None:
+    def _removeOthers(self, url: str, keep: str, onDisk: bool) -> None:
+        """
+        Forget every version of C{url} but the one in C{keep}, and with
+        C{onDisk}, remove their directories.
+        """
+        for (stateUrl, _), state in list(self._states.items()):
+            if stateUrl == url and state.directory != keep:
+                self._retire(state)
+        if not onDisk:
+            return
         parent = self._urlDirectory(url)
         try:
             names = os.listdir(parent)
         except OSError:
             return
-        for (stateUrl, _), state in list(self._states.items()):
-            if stateUrl == url and state.directory != keep:
-                self._retire(state)
         for name in names:
             directory = os.path.join(parent, name)
             if directory != keep:
