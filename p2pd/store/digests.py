@@ -465,18 +465,23 @@ class DigestIndex:
         entry = self._entry(published)
         size = self.chunkBlocks
         firstChunk = first // size
+        start = (first - firstChunk * size) * self.digestSize
+        end = start + count * self.digestSize
+        chunks = range(firstChunk, (first + count - 1) // size + 1)
+        known = [self._memory.get((entry.key, entry.version, c)) for c in chunks]
+        found = [digests for digests in known if digests is not None]
+        if len(found) == len(known):
+            # All in memory, the usual case: no Deferred per chunk.
+            return succeed(b"".join(found)[start:end])
         parts: list[Deferred[bytes]] = []
-        for chunk in range(firstChunk, (first + count - 1) // size + 1):
-            known = self._memory.get((entry.key, entry.version, chunk))
-            if known is not None:
-                parts.append(succeed(known))
+        for chunk, digests in zip(chunks, known):
+            if digests is not None:
+                parts.append(succeed(digests))
                 continue
             pending = entry.inflight.get(chunk)
             if pending is None:
                 pending = self._start(entry, chunk, blocks)
             parts.append(pending.wait())
-        start = (first - firstChunk * size) * self.digestSize
-        end = start + count * self.digestSize
 
         def assemble(chunks: list[bytes]) -> bytes:
             return b"".join(chunks)[start:end]
