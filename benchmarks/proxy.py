@@ -11,9 +11,10 @@ SPP download engine. Measured in one run:
 
   first byte   curl's time_starttransfer of a whole-file GET through the
   throughput   proxy, cold (a new viewer process with an empty cache for
-               every sample: the forwarded request that finds the origin is
-               a p2pd node, the SPP connection, the file's metadata and
-               first digests are included) and warm (a second GET of the
+               every sample: the first contact with the origin, where the
+               request is forwarded and the file opened over SPP at once,
+               the SPP connection, the file's metadata, first digests and
+               first block are included) and warm (a second GET of the
                same viewer, which has just fetched the whole file); also
                cold with the origin's /.direct/bench.bin URL (SPP at once);
                against the same file fetched with curl from the origin's
@@ -709,9 +710,10 @@ def markdown(summary, args, size):
         f"`http://127.0.0.1:PORT/{NAME}`. {args.rounds} samples each, in "
         "rotating order; medians. First byte = curl's `time_starttransfer` of "
         "a whole-file GET (cold: a new viewer process with an empty cache per "
-        "sample, so the forwarded request that finds the origin is a p2pd "
-        "node, the SPP connection, the metadata and the first digests are "
-        "included; warm: a second GET of the same viewer after that full "
+        "sample, so the first contact with the origin (the request forwarded "
+        "and the file opened over SPP at once), the SPP connection, the "
+        "metadata, the first digests and the first block are included; warm: "
+        "a second GET of the same viewer after that full "
         "fetch). libtorrent: from `connect_peer` to its first piece passing "
         "its hash check (new sessions, as in `spp_download.py`). MB/s = 10^6 "
         "bytes/s over the whole download.",
