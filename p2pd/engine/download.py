@@ -40,7 +40,7 @@ CHECK_INTERVAL = 0.5
 LAG_MIN = 1.0
 SOURCE_TIMEOUT = 10.0
 MAX_MISSES = 8
-MEMORY_BYTES = 2 * READAHEAD_BYTES
+MEMORY_BYTES = 4 * 1024 * 1024
 ORIGIN_DELAY = 2.0
 
 
@@ -216,7 +216,9 @@ class Download:
         # Whether a reader has moved since the last scheduling pass.
         self._moved = False
         # Blocks just verified or read, so readers close behind the download
-        # (the usual case) get them without reading and hashing them again.
+        # (the usual case) get them without reading them back. A few MiB do:
+        # blocks this process verified are read back without hashing, and
+        # every stream's memory counts against a viewer's.
         self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._recentBlocks = max(2, memoryBytes // meta.blockSize)
         blocks = meta.blocks
@@ -295,7 +297,7 @@ class Download:
     def _blockData(self, index: int) -> bytes | None:
         """
         A verified block: from the recent blocks in memory, else from the
-        store (which checks it again against its digest).
+        store (which checks it against its digest if this process has not).
         """
         data = self._recent.get(index)
         if data is not None:
