@@ -34,7 +34,6 @@ from p2pd.spp.url import BadURL, parse
 from p2pd.store.published import NotPublished, PublicDirectory
 
 PEER_INTERVAL = 5.0
-LOG_DELAY = 0.1
 MAX_PEERS_PER_DOWNLOAD = 16
 IDLE_DOWNLOAD = 60.0
 
@@ -241,10 +240,10 @@ class Node:
         download.onBadSource = self._badSource
         swarm = _Swarm(key, origin, download)
         self._swarms[key] = swarm
-        # Logged a moment later: writing a log line takes a fifth of a
-        # millisecond, and a player is waiting for its first bytes.
+        # Logged on the next reactor turn: writing a log line takes a fifth
+        # of a millisecond, and the callers below include a waiting player.
         self.clock.callLater(
-            LOG_DELAY,
+            0,
             self._log.info,
             "{url}: version {version}, {size} bytes, {held} of {blocks} blocks cached",
             url=key,
