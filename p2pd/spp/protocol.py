@@ -59,8 +59,8 @@ class RemoteFile:
     A file opened on the other end of a connection: an L{ISource}.
 
     Its handle is the id of the Open request, so requests for it can be sent
-    before the Open is answered (L{SPPProtocol.open}); their answers wait in
-    C{_early} until the download asks for them.
+    before the Open is answered (L{SPPProtocol.open}); their Deferreds wait
+    here until the download asks for the same digests or blocks.
     """
 
     onHave: Callable[[Sequence[tuple[int, int]]], None] | None = None
@@ -567,9 +567,8 @@ class SPPProtocol(Protocol):
             self.send(codec.Close(handle))
             deferred.errback(SPPError(ErrorCode.CHANGED, "other version"))
             return
-        if isinstance(remoteFile, RemoteFile):
-            remoteFile._opened(meta, message.authoritative)
-            self._remoteFiles[handle] = remoteFile
+        remoteFile._opened(meta, message.authoritative)
+        self._remoteFiles[handle] = remoteFile
         deferred.callback(remoteFile)
 
     def _openedFile(self, deferred: "defer.Deferred[Any]", remoteFile: Any) -> FileMeta:
