@@ -299,6 +299,7 @@ class ProxyHarness:
         @return: the origin-side protocol and transport; what the proxy
             sent is in the transport.
         """
+        self.reactor.advance(0)  # a first contact forwards a turn later
         host, port, factory, _, _ = self.reactor.tcpClients[index]
         protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
         transport = OriginTransport(peerAddress=IPv4Address("TCP", host, port))
@@ -928,6 +929,7 @@ class ForwardTests(SynchronousTestCase):
                 "User-Agent: player/1.0",
             )
         )
+        self.proxy.reactor.advance(0)
         self.assertEqual(self.proxy.reactor.tcpClients[0][1], 8080)
         _, origin = self.proxy.answerForward(
             b"HTTP/1.1 404 Not Found\r\nX-Origin: yes\r\nContent-Length: 4\r\n\r\nnope"
@@ -980,6 +982,18 @@ class ForwardTests(SynchronousTestCase):
         self.proxy.node.pending = False
         self.assertEqual(self.proxy.one(get(f"http://{ORIGIN}/movie.ts")).body, CONTENT)
         self.assertEqual(len(self.proxy.reactor.tcpClients), 1)
+
+    def test_openedBeforeForwarding(self):
+        """
+        An SPP open that succeeds before the request is forwarded (a reactor
+        turn after it came) means it is never forwarded.
+        """
+        self.proxy.node.pending = False
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get(f"http://{ORIGIN}/movie.ts"))
+        self.proxy.reactor.advance(0)
+        self.assertEqual(parseResponses(transport.value())[0].body, CONTENT)
+        self.assertEqual(self.proxy.reactor.tcpClients, [])
 
     def test_sppFailsOrdinaryAnswer(self):
         """
@@ -1082,6 +1096,7 @@ class ForwardTests(SynchronousTestCase):
         """
         channel, transport = self.proxy.connect()
         channel.dataReceived(get("http://127.0.0.5:8080/page.html"))
+        self.proxy.reactor.advance(0)
         _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
         factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
         self.proxy.reactor.advance(1)

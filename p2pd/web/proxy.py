@@ -12,14 +12,14 @@ C{http_proxy} for a player breaks nothing else.
 A node is known to be a p2pd node from its C{/.direct/} URLs, from
 opening the file over SPP, or from the C{Server: p2pd/...} header of a
 forwarded answer. The first request for a file of a C{host:port} not known
-either way is forwarded and, at the same time, opened over SPP: whichever
-answers first decides, so ordinary sites wait for nothing and a p2pd node's
+either way is opened over SPP and forwarded right after: whichever answers
+first decides, so ordinary sites wait for nothing and a p2pd node's
 content starts as fast as if the node were known. What is learned is
 remembered for an hour, so an ordinary site sees one SPP attempt an hour.
 """
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -296,14 +296,21 @@ class NodeRequest(ProxyRequest, server.Request):
         if self.method not in (b"GET", b"HEAD") or content.read(1):
             content.seek(0, 0)
             body = FileBodyProducer(content)
-        d = proxy.agent.request(self.method, self.uri, headers, body)
         if (
             self.method in (b"GET", b"HEAD")
             and _isContent(path)
             and (host, port) not in proxy.notNodes
         ):
-            _FirstContact(self, proxy, host, port, path, d)
+            _FirstContact(
+                self,
+                proxy,
+                host,
+                port,
+                path,
+                lambda: proxy.agent.request(self.method, self.uri, headers, body),
+            )
             return
+        d = proxy.agent.request(self.method, self.uri, headers, body)
 
         def answered(response: Any) -> Any:
             server_ = (response.headers.getRawHeaders(b"server") or [b""])[0]
@@ -354,10 +361,10 @@ class NodeRequest(ProxyRequest, server.Request):
 class _FirstContact:
     """
     A request for a file of a C{host:port} not known to be a p2pd node or
-    not: forwarded and, at the same time, opened over SPP. Whichever tells
-    first decides: an SPP open that succeeds serves the content (the
-    forwarded request is dropped); an answer from an ordinary server is
-    relayed; an answer from a p2pd node waits for the SPP open.
+    not: opened over SPP and, a reactor turn later, forwarded. Whichever
+    tells first decides: an SPP open that succeeds serves the content (the
+    forwarded request is dropped, or not sent); an answer from an ordinary
+    server is relayed; an answer from a p2pd node waits for the SPP open.
     """
 
     def __init__(
@@ -367,19 +374,32 @@ class _FirstContact:
         host: str,
         port: int,
         path: str,
-        forwarded: "defer.Deferred[Any]",
+        forward: Callable[[], "defer.Deferred[Any]"],
     ) -> None:
         self.request = request
         self.proxy = proxy
         self.address = (host, port)
         self.url = _sppURL(host, port, path)
-        self.forwarded = forwarded
+        self.forwarded: defer.Deferred[Any] | None = None
         self.decided = False
         self.p2pdAnswered = False
         self.sppFailure: Failure | None = None
         self.forwardFailure: Failure | None = None
-        forwarded.addCallbacks(self._answered, self._forwardFailed)
         proxy.node.download(self.url).addCallbacks(self._opened, self._sppFailed)
+        # The request is forwarded a reactor turn later, so it reaches the
+        # origin behind the SPP connection: a p2pd origin answers in the
+        # order it reads, and the first block goes out before the playlist.
+        proxy.reactor.callLater(0, self._forward, forward)
+
+    def _forward(self, forward: Callable[[], "defer.Deferred[Any]"]) -> None:
+        if self.decided:
+            return
+        self.forwarded = forward()
+        self.forwarded.addCallbacks(self._answered, self._forwardFailed)
+
+    def _dropForwarded(self) -> None:
+        if self.forwarded is not None:
+            self.forwarded.cancel()
 
     def _decide(self) -> bool:
         """
@@ -392,7 +412,7 @@ class _FirstContact:
         if not self._decide():
             return
         self.proxy.known.add(*self.address)
-        self.forwarded.cancel()
+        self._dropForwarded()
         self.request._stream(download, self.url)
 
     def _sppFailed(self, reason: Failure) -> None:
@@ -401,7 +421,7 @@ class _FirstContact:
             return
         if reason.check(SelfConnection) or self.p2pdAnswered:
             self._decide()
-            self.forwarded.cancel()
+            self._dropForwarded()
             self.request._sppFailed(reason, self.url)
         elif self.forwardFailure is not None:
             self._decide()
