@@ -4,6 +4,7 @@ Tests for L{p2pd.spp.protocol}: the SPP connection, both as the node that
 answers requests and as the node that makes them.
 """
 
+import dataclasses
 import gc
 import hashlib
 import struct
@@ -28,7 +29,7 @@ from p2pd.engine.interfaces import (
     SPPError,
 )
 from p2pd.engine.meta import FileMeta
-from p2pd.spp import codec
+from p2pd.spp import codec, protocol
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.protocol import (
     HANDSHAKE_TIMEOUT,
@@ -925,6 +926,31 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         wire.feed(codec.Open(5, URL, ""))
         [opened] = wire.sent()
         self.assertEqual(served.watchers, [])
+
+    def test_peerReadingNothingDropped(self) -> None:
+        """
+        A peer that keeps asking while it reads nothing (its transport stays
+        full) is dropped, without waiting to send what is buffered, once
+        C{MAX_UNREAD} bytes were written since it last read; a peer that
+        reads in between is not.
+        """
+        self.patch(protocol, "MAX_UNREAD", 1000)
+        wire, served = serving()
+        missing = codec.Open(0, "spp://origin:1111/nothing", "")
+        producer = wire.transport.producer
+        for round_ in range(3):
+            producer.pauseProducing()  # as a full transport does
+            wire.feed(*[dataclasses.replace(missing, request=r) for r in range(1, 41)])
+            self.assertFalse(wire.closed, round_)
+            producer.resumeProducing()
+        self.assertGreater(len(wire.transport.value()), 2000)
+        wire.transport.clear()
+        aborted: list[bool] = []
+        wire.transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        producer.pauseProducing()
+        wire.feed(*[dataclasses.replace(missing, request=r) for r in range(1, 81)])
+        self.assertEqual(aborted, [True])
+        self.assertLessEqual(len(wire.transport.value()), 1000)
 
     def test_close(self) -> None:
         """

@@ -42,6 +42,10 @@ KEEPALIVE_INTERVAL = 30.0
 MAX_OPEN_FILES = 64
 MAX_PENDING_REQUESTS = 64
 UPLOADS_AT_ONCE = 2
+# What may be written while the other side reads nothing (the transport's
+# buffer stays full) before the connection is dropped: answers to a flood of
+# requests must not pile up in memory.
+MAX_UNREAD = 8 * 1024 * 1024
 
 _AWAIT_MAGIC, _AWAIT_HELLO, _READY, _CLOSED = "magic", "hello", "ready", "closed"
 _HEADER = 4  # the frame length prefix
@@ -186,6 +190,7 @@ class _UploadPump:
 
     def resumeProducing(self) -> None:
         self.paused = False
+        self.connection._writtenWhileFull = 0
         self.connection._pump()
 
     def stopProducing(self) -> None:
@@ -231,6 +236,7 @@ class SPPProtocol(Protocol):
         self._timer: Any = None
         self.bytesSent = 0
         self.bytesReceived = 0
+        self._writtenWhileFull = 0
 
     # -- connection lifetime
 
@@ -343,9 +349,31 @@ class SPPProtocol(Protocol):
 
     def send(self, message: codec.Message) -> None:
         body = codec.encode(message)
-        self.bytesSent += len(body) + 4
+        if self._unread(_HEADER + len(body)):
+            self.transport.write(len(body).to_bytes(_HEADER, "big") + body)
+
+    def _unread(self, length: int) -> bool:
+        """
+        Count C{length} bytes about to be written; False, and the connection
+        dropped, if the other side has read nothing of the last
+        L{MAX_UNREAD} bytes.
+        """
+        self.bytesSent += length
         self._lastSent = self.clock.seconds()
-        self.transport.write(len(body).to_bytes(_HEADER, "big") + body)
+        if not self._pumpProducer.paused:
+            return True
+        self._writtenWhileFull += length
+        if self._writtenWhileFull <= MAX_UNREAD:
+            return True
+        if self.state != _CLOSED:
+            self._log.info(
+                "SPP {peer}: dropping: it reads nothing of what it is sent",
+                peer=self.remoteName,
+            )
+            self.state = _CLOSED
+            # Not loseConnection: that would wait to send what is buffered.
+            self.transport.abortConnection()
+        return False
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesReceived += len(data)
@@ -842,11 +870,10 @@ class SPPProtocol(Protocol):
         """
         header = codec.Block.HEADER.pack(requestId, index)
         length = 1 + len(header) + len(data)
-        self.bytesSent += 4 + length
-        self._lastSent = self.clock.seconds()
-        self.transport.writeSequence(
-            [_frameHeader(length, codec.Block.TYPE) + header, data]
-        )
+        if self._unread(_HEADER + length):
+            self.transport.writeSequence(
+                [_frameHeader(length, codec.Block.TYPE) + header, data]
+            )
 
 
 def _release(answer: Any) -> None:
