@@ -44,8 +44,9 @@ MAX_PENDING_REQUESTS = 64
 UPLOADS_AT_ONCE = 2
 # What may be written while the other side reads nothing (the transport's
 # buffer stays full) before the connection is dropped: answers to a flood of
-# requests must not pile up in memory.
-MAX_UNREAD = 8 * 1024 * 1024
+# requests must not pile up in memory. Room for blocks of the largest size
+# finishing while the buffer is full.
+MAX_UNREAD = 16 * 1024 * 1024
 
 _AWAIT_MAGIC, _AWAIT_HELLO, _READY, _CLOSED = "magic", "hello", "ready", "closed"
 _HEADER = 4  # the frame length prefix
