@@ -1,10 +1,13 @@
 """
 Helpers every benchmark uses: logging, the checkout's version, CPU time of
-a process, how to run twistd, and writing a result file.
+a process, how to run twistd, timed curl downloads, and writing a result
+file.
 """
 
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -60,11 +63,42 @@ def twistdCommand():
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+def curl(url, byteRange=None, output=os.devnull, timeout=300):
+    """
+    One download: (time to first byte, total time, bytes, HTTP status).
+    """
+    command = [
+        "curl",
+        "-s",
+        "--noproxy",
+        "*",
+        "-o",
+        output,
+        "-w",
+        "%{time_starttransfer} %{time_total} %{size_download} %{http_code}",
+    ]
+    if byteRange is not None:
+        command += ["-r", f"{byteRange[0]}-{byteRange[1] - 1}"]
+    out = subprocess.run(
+        command + [url], capture_output=True, text=True, timeout=timeout
+    ).stdout
+    ttfb, total, size, code = out.split()
+    return float(ttfb), float(total), int(size), int(code)
+
+
 def writeResult(path, result, elapsed):
     """
     Write a benchmark's C{result} as JSON to C{path}, which scripts/bench
-    turns into docs/performance.md.
+    turns into docs/performance.md, with what every result records: when,
+    how long, on which Python, and how busy the machine was.
     """
+    result = {
+        **result,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": round(elapsed, 1),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)

@@ -22,9 +22,7 @@ curl; run from anywhere, it uses the checkout it belongs to.
 """
 
 import argparse
-import datetime
 import os
-import platform
 import re
 import shutil
 import signal
@@ -37,6 +35,7 @@ import time
 from common import (
     ROOT,
     cpuSeconds,
+    curl,
     log,
     p2pdVersion,
     relative,
@@ -285,32 +284,9 @@ def findNginx():
     return nginx
 
 
-def curl(url, byteRange=None, output=os.devnull):
-    """
-    One download: (time to first byte, total time, bytes, HTTP status).
-    """
-    command = [
-        "curl",
-        "-s",
-        "--noproxy",
-        "*",
-        "-o",
-        output,
-        "-w",
-        "%{time_starttransfer} %{time_total} %{size_download} %{http_code}",
-    ]
-    if byteRange is not None:
-        command += ["-r", f"{byteRange[0]}-{byteRange[1] - 1}"]
-    out = subprocess.run(
-        command + [url], capture_output=True, text=True, timeout=120
-    ).stdout
-    ttfb, total, size, code = out.split()
-    return float(ttfb), float(total), int(size), int(code)
-
-
 def fullDownload(server, size):
     before = cpuSeconds(server.process.pid)
-    ttfb, total, got, code = curl(server.url())
+    ttfb, total, got, code = curl(server.url(), timeout=120)
     server.cpu += cpuSeconds(server.process.pid) - before
     server.bytes += got
     if code != 200 or got != size:
@@ -319,7 +295,7 @@ def fullDownload(server, size):
 
 
 def rangeDownload(server, span):
-    ttfb, _total, got, code = curl(server.url(), span)
+    ttfb, _total, got, code = curl(server.url(), span, timeout=120)
     if code != 206 or got != span[1] - span[0]:
         raise RuntimeError(f"{server.name}: Range gave HTTP {code}, {got} bytes")
     return ttfb
@@ -331,7 +307,7 @@ def checkRange(server, path, span):
     """
     sample = os.path.join(WORK, "range.sample")
     try:
-        curl(server.url(), span, output=sample)
+        curl(server.url(), span, output=sample, timeout=120)
         with open(sample, "rb") as f:
             got = f.read()
     finally:
@@ -463,12 +439,9 @@ def main():
     result = {
         "benchmark": "http_throughput",
         "title": "HTTP throughput",
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "file_MB": size // MB,
         "rounds": args.rounds,
         "range_bytes": MiB,
-        "seconds": round(elapsed, 1),
-        "python": platform.python_version(),
         "twisted": twistedVersion,
         "p2pd": versions["p2pd"],
         "nginx": versions.get("nginx"),

@@ -47,11 +47,9 @@ curl; nginx and the libtorrent module for those baselines.
 """
 
 import argparse
-import datetime
 import hashlib
 import math
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -1085,13 +1083,9 @@ def main():
     result = {
         "benchmark": "proxy",
         "title": "The viewer's proxy: first byte, seeks, throughput, memory",
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": commandLine(args),
         "file_MB": size // MB,
         "rounds": args.rounds,
-        "seconds": round(elapsed, 1),
-        "python": platform.python_version(),
-        "load_average": os.getloadavg(),
         "results": summary,
         "markdown": table,
     }

@@ -32,12 +32,10 @@ curl, and the libtorrent module (pip install libtorrent) for the baseline.
 """
 
 import argparse
-import datetime
 import gc
 import hashlib
 import json
 import os
-import platform
 import re
 import resource
 import select
@@ -52,6 +50,7 @@ import urllib.request
 from common import (
     ROOT,
     cpuSeconds,
+    curl,
     log,
     p2pdVersion,
     relative,
@@ -246,29 +245,6 @@ class Node:
 
     def gatewayURL(self, origin, name=NAME):
         return f"http://{self.interface}:{self.port}/.spp/{origin.interface}:{origin.port}/{name}"
-
-
-def curl(url, byteRange=None, output=os.devnull, timeout=300):
-    """
-    One download: (time to first byte, total time, bytes, HTTP status).
-    """
-    command = [
-        "curl",
-        "-s",
-        "--noproxy",
-        "*",
-        "-o",
-        output,
-        "-w",
-        "%{time_starttransfer} %{time_total} %{size_download} %{http_code}",
-    ]
-    if byteRange is not None:
-        command += ["-r", f"{byteRange[0]}-{byteRange[1] - 1}"]
-    out = subprocess.run(
-        command + [url], capture_output=True, text=True, timeout=timeout
-    ).stdout
-    ttfb, total, size, code = out.split()
-    return float(ttfb), float(total), int(size), int(code)
 
 
 # -- p2pd
@@ -1016,13 +992,9 @@ def main():
     result = {
         "benchmark": "spp_download",
         "title": "SPP download, origin to one client, against libtorrent",
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": commandLine(args),
         "file_MB": size // MB,
         "rounds": args.rounds,
-        "seconds": round(elapsed, 1),
-        "python": platform.python_version(),
-        "load_average": os.getloadavg(),
         "results": summary,
         "markdown": table,
     }

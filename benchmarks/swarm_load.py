@@ -28,9 +28,7 @@ Prints a table and writes the results as JSON (for scripts/bench).
 """
 
 import argparse
-import datetime
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -365,16 +363,12 @@ def main():
     result = {
         "benchmark": "swarm_load",
         "title": "Origin load of a swarm of rate-limited clients",
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": commandLine(args),
         "file_MB": size // MB,
         "clients": args.clients,
         "rate": args.rate,
         "block_size": blockSize,
-        "seconds": round(elapsed, 1),
-        "python": platform.python_version(),
         "p2pd": version,
-        "load_average": os.getloadavg(),
         "scenarios": results,
         "markdown": table,
     }
