@@ -31,6 +31,7 @@ class MemoryStore:
         return self.blocks.get(index)
 
     def write(self, index: int, data: bytes) -> None:
+        assert not self.closed, "write after close"
         assert self.meta.digest(data) == self.digests[index], "unverified write"
         self.blocks[index] = data
 

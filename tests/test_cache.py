@@ -516,6 +516,37 @@ class VerificationTests(_CacheTestCase):
             self.assertEqual(again.read(2), blockData(META, 2))
         self.assertEqual(hashed, [BLOCK, BLOCK])
 
+    def test_digestsReadOncePerProcess(self) -> None:
+        """
+        A new file's digests are never looked for on disk, and a cached
+        file's are read from disk once each: scheduling asks for them again
+        and again. What is read is what was stored.
+        """
+        reads: list[int] = []
+        pread = os.pread
+
+        def counting(fd: int, length: int, offset: int) -> bytes:
+            reads.append(length)
+            return pread(fd, length, offset)
+
+        self.patch(os, "pread", counting)
+        cached = self.open()
+        for _ in range(3):
+            self.assertEqual(
+                [cached.digest(i) for i in range(META.blocks)], [None] * 11
+            )
+        self.assertEqual(reads, [])
+        cached.setDigests(0, allDigests(META)[: 5 * 32])
+        self.assertEqual(cached.digest(4), allDigests(META)[128:160])
+        self.assertEqual(reads, [])
+        again = self.reopen()
+        for _ in range(3):
+            self.assertEqual(
+                [again.digest(i) for i in range(META.blocks)],
+                [allDigests(META)[i * 32 : i * 32 + 32] for i in range(5)] + [None] * 6,
+            )
+        self.assertEqual(len(reads), META.blocks)
+
     def test_unwrittenDataRejected(self) -> None:
         """
         A block the journal names but whose bytes never reached the disk

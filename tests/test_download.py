@@ -320,6 +320,28 @@ class DownloadTests(SynchronousTestCase):
         origin.answerAll()
         self.assertEqual(set(origin.requested), asked)
 
+    def test_readerFirstThenStore(self):
+        """
+        A verified block goes to the reader waiting for it before it is
+        stored; a reader that closes the download as it takes the last
+        block leaves that block stored, and the store closed.
+        """
+        download, content, meta, clock = makeDownload(blocks=2)
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        reader = download.read(BLOCK)
+        storedWhenRead = []
+
+        def got(data):
+            storedWhenRead.append(download.store.has(1))
+            download.close()
+
+        reader.read().addCallback(got)
+        origin.answer(1)
+        self.assertEqual(storedWhenRead, [False])
+        self.assertTrue(download.store.has(1))
+        self.assertTrue(download.store.closed)
+
     def test_sharedDownload(self):
         """
         Two readers of one download share blocks: each block is fetched once.

@@ -32,7 +32,7 @@ from p2pd.engine.meta import FileMeta
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import parse
 from p2pd.tap import NodeSite
-from p2pd.web.proxy import NodeRequest, ProxyConfig
+from p2pd.web.proxy import FIRST_CONTACT_GRACE, NodeRequest, ProxyConfig
 from tests.fakes import MemoryStore
 
 BLOCK = 16 * 1024
@@ -238,6 +238,19 @@ class OriginTransport(StringTransport):
             super().resumeProducing()
 
 
+class SendingTransport(StringTransport):
+    """
+    A transport that records what it held each time it was told to send.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sends: list[bytes] = []
+
+    def doWrite(self):
+        self.sends.append(self.value())
+
+
 class ProxyHarness:
     """
     A node's real HTTP side (L{NodeSite} with a L{ProxyConfig}) around a
@@ -299,7 +312,7 @@ class ProxyHarness:
         @return: the origin-side protocol and transport; what the proxy
             sent is in the transport.
         """
-        self.reactor.advance(0)  # a first contact forwards a turn later
+        self.reactor.advance(FIRST_CONTACT_GRACE)  # a first contact waits
         host, port, factory, _, _ = self.reactor.tcpClients[index]
         protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
         transport = OriginTransport(peerAddress=IPv4Address("TCP", host, port))
@@ -841,6 +854,24 @@ class StreamingTests(SynchronousTestCase):
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.body, CONTENT)
 
+    def test_firstBytesSentAtOnce(self):
+        """
+        A response's first block is handed to the socket as soon as it is
+        written, not when the reactor next goes round its sockets; later
+        blocks are left to the reactor.
+        """
+        proxy = ProxyHarness(self, FakeNode(auto=False))
+        transport = SendingTransport(hostAddress=VIEWER, peerAddress=LOCAL_CLIENT)
+        channel, _ = proxy.connect(transport=transport)
+        channel.dataReceived(get(SPP_URL, "Range: bytes=%d-" % (4 * BLOCK)))
+        origin = proxy.node.origins[SPP_URL]
+        self.assertEqual(transport.sends, [])
+        origin.answer(4)
+        self.assertEqual(len(transport.sends), 1)
+        self.assertTrue(transport.sends[0].endswith(CONTENT[4 * BLOCK : 5 * BLOCK]))
+        origin.answer(5)
+        self.assertEqual(len(transport.sends), 1)
+
     def test_slowClientBounded(self):
         """
         With every block at hand, a client that reads slowly never has more
@@ -929,7 +960,7 @@ class ForwardTests(SynchronousTestCase):
                 "User-Agent: player/1.0",
             )
         )
-        self.proxy.reactor.advance(0)
+        self.proxy.reactor.advance(FIRST_CONTACT_GRACE)
         self.assertEqual(self.proxy.reactor.tcpClients[0][1], 8080)
         _, origin = self.proxy.answerForward(
             b"HTTP/1.1 404 Not Found\r\nX-Origin: yes\r\nContent-Length: 4\r\n\r\nnope"
@@ -985,15 +1016,31 @@ class ForwardTests(SynchronousTestCase):
 
     def test_openedBeforeForwarding(self):
         """
-        An SPP open that succeeds before the request is forwarded (a reactor
-        turn after it came) means it is never forwarded.
+        An SPP open that succeeds within the grace a first contact gives it
+        means the request is never forwarded.
         """
-        self.proxy.node.pending = False
         channel, transport = self.proxy.connect()
         channel.dataReceived(get(f"http://{ORIGIN}/movie.ts"))
-        self.proxy.reactor.advance(0)
-        self.assertEqual(parseResponses(transport.value())[0].body, CONTENT)
+        self.proxy.reactor.advance(FIRST_CONTACT_GRACE * 0.9)
         self.assertEqual(self.proxy.reactor.tcpClients, [])
+        self.proxy.node.waiting[0].callback(self.proxy.node.make(SPP_URL))
+        self.assertEqual(parseResponses(transport.value())[0].body, CONTENT)
+        self.proxy.reactor.advance(FIRST_CONTACT_GRACE)
+        self.assertEqual(self.proxy.reactor.tcpClients, [])
+
+    def test_sppFailureForwardsAtOnce(self):
+        """
+        An SPP attempt that fails within the grace (an ordinary server
+        closes on it) has the request forwarded at once.
+        """
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/a.html"))
+        self.assertEqual(self.proxy.reactor.tcpClients, [])
+        self.proxy.node.waiting[0].errback(error.ConnectionDone())
+        self.assertEqual(len(self.proxy.reactor.tcpClients), 1)
+        self.proxy.answerForward(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+        self.assertEqual(parseResponses(transport.value())[0].body, b"a")
+        self.assertEqual(len(self.proxy.reactor.tcpClients), 1)
 
     def test_sppFailsOrdinaryAnswer(self):
         """
@@ -1096,7 +1143,7 @@ class ForwardTests(SynchronousTestCase):
         """
         channel, transport = self.proxy.connect()
         channel.dataReceived(get("http://127.0.0.5:8080/page.html"))
-        self.proxy.reactor.advance(0)
+        self.proxy.reactor.advance(FIRST_CONTACT_GRACE)
         _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
         factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
         self.proxy.reactor.advance(1)

@@ -208,6 +208,7 @@ class Download:
         self._watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
         self._timer: IDelayedCall | None = None
         self._closed = False
+        self._delivering = False
         self._scheduling = False
         self._rescheduled = False
         # What readers want: their blocks, and the (urgency, block) pairs
@@ -685,14 +686,24 @@ class Download:
             if self.onBadSource is not None:
                 self.onBadSource(source)
             return
-        self.store.write(index, data)
+        # Readers first, then the disk, then peers (which read it back). A
+        # reader may close the download as it takes the last block: the
+        # store is closed once the block is in it.
         self._remember(index, data)
         first = not self._blocksIn
         self._blocksIn = True
+        self._delivering = True
+        try:
+            for reader in list(self.readers):
+                reader._available(index)
+        finally:
+            self._delivering = False
+        self.store.write(index, data)
+        if self._closed:
+            self.store.close()
+            return
         for callback in list(self._watchers):
             callback([(index, 1)])
-        for reader in list(self.readers):
-            reader._available(index)
         # A reader that took the block and waits for the next has had the
         # pass it needs already.
         if self.hashing is not None and (self._moved or first):
@@ -848,4 +859,5 @@ class Download:
         self._sources.clear()
         for reader in list(self.readers):
             reader._failed(Failure(DownloadFailed("download closed")))
-        self.store.close()
+        if not self._delivering:
+            self.store.close()

@@ -36,6 +36,7 @@ from p2pd.store.published import NotPublished, PublicDirectory
 PEER_INTERVAL = 5.0
 MAX_PEERS_PER_DOWNLOAD = 16
 IDLE_DOWNLOAD = 60.0
+LOG_DELAY = 0.05
 
 
 class IConnection(Protocol):
@@ -240,10 +241,10 @@ class Node:
         download.onBadSource = self._badSource
         swarm = _Swarm(key, origin, download)
         self._swarms[key] = swarm
-        # Logged on the next reactor turn: writing a log line takes a fifth
-        # of a millisecond, and the callers below include a waiting player.
+        # Logged a moment later: writing a log line takes a fifth of a
+        # millisecond, and the first block is on its way to a player.
         self.clock.callLater(
-            0,
+            LOG_DELAY,
             self._log.info,
             "{url}: version {version}, {size} bytes, {held} of {blocks} blocks cached",
             url=key,

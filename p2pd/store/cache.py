@@ -45,6 +45,8 @@ _CHECK = 8
 _JOURNAL_RECORD = _JOURNAL.size + _CHECK
 _FORMAT = 1
 _TEMP_SUFFIX = ".tmp"
+# What a cached file's state knows of each block's digest.
+_DIGEST_UNREAD, _DIGEST_KNOWN, _DIGEST_ABSENT = 0, 1, 2
 
 
 def _hex(text: str) -> str:
@@ -159,7 +161,7 @@ class _CachedState:
 
     _log = Logger()
 
-    def __init__(self, directory: str, meta: FileMeta) -> None:
+    def __init__(self, directory: str, meta: FileMeta, new: bool = False) -> None:
         self.directory = directory
         self.meta = meta
         self.handles = 0
@@ -172,6 +174,13 @@ class _CachedState:
         self.heldCount = 0
         # Blocks verified by this process: read back without hashing.
         self.verified = bytearray(self.blocks)
+        # The digests read or written so far, in memory (32 bytes per block):
+        # each is looked up for every block verified and stored, and for
+        # every scheduling pass until it is known. A new directory holds none.
+        self._digests = bytearray(self.blocks * meta.digestSize)
+        self._digestState = bytearray(
+            bytes([_DIGEST_ABSENT if new else _DIGEST_UNREAD]) * self.blocks
+        )
         self._fds: list[int] = []
         try:
             self.dataFd = self._open("data", os.O_RDWR)
@@ -263,16 +272,31 @@ class _CachedState:
     def digest(self, index: int) -> bytes | None:
         if not 0 <= index < self.blocks:
             return None
+        state = self._digestState[index]
+        if state == _DIGEST_ABSENT:
+            return None
+        length = self.meta.digestSize
+        if state == _DIGEST_KNOWN:
+            return bytes(self._digests[index * length : (index + 1) * length])
         size = self.records.recordSize
         raw = _readAll(self.digestsFd, size, index * size)
-        return self.records.unpack(index, raw, 1)[0]
+        digest = self.records.unpack(index, raw, 1)[0]
+        if digest is None:
+            self._digestState[index] = _DIGEST_ABSENT
+        else:
+            self._digests[index * length : (index + 1) * length] = digest
+            self._digestState[index] = _DIGEST_KNOWN
+        return digest
 
     def setDigests(self, first: int, digests: bytes) -> None:
-        count, extra = divmod(len(digests), self.meta.digestSize)
+        length = self.meta.digestSize
+        count, extra = divmod(len(digests), length)
         if extra or first < 0 or first + count > self.blocks:
             raise ValueError(f"{len(digests)} bytes of digests from block {first}")
         size = self.records.recordSize
         _writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
+        self._digests[first * length : (first + count) * length] = digests
+        self._digestState[first : first + count] = bytes([_DIGEST_KNOWN]) * count
 
     def write(self, index: int, data: bytes) -> None:
         if not 0 <= index < self.blocks:
@@ -470,9 +494,10 @@ class BlockCache:
             state = None
         othersOnDisk = True
         if state is None:
-            if _readMeta(directory) != meta:
+            new = _readMeta(directory) != meta
+            if new:
                 othersOnDisk = self._make(directory, meta)
-            state = self._load(directory, meta)
+            state = self._load(directory, meta, new)
         self._removeOthers(meta.url, directory, othersOnDisk)
         return CachedFile(self, state)
 
@@ -528,8 +553,8 @@ class BlockCache:
         _, _, directory, meta = max(found, key=lambda item: item[:2])
         return directory, meta
 
-    def _load(self, directory: str, meta: FileMeta) -> _CachedState:
-        state = _CachedState(directory, meta)
+    def _load(self, directory: str, meta: FileMeta, new: bool = False) -> _CachedState:
+        state = _CachedState(directory, meta, new)
         self._states[(meta.url, meta.version)] = state
         return state
 

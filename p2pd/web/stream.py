@@ -42,6 +42,7 @@ class ReaderProducer:
         self.reader = reader
         self.paused = False
         self.done = False
+        self.started = False
         self._reading: defer.Deferred[bytes] | None = None
 
     def start(self) -> None:
@@ -63,8 +64,12 @@ class ReaderProducer:
         if not data:
             self._finish()
             return
+        first = not self.started
+        self.started = True
         self.request.write(data)
         self._next()
+        if first:
+            _sendNow(self.request)
 
     def _failed(self, reason: Failure) -> None:
         self._reading = None
@@ -102,6 +107,20 @@ class ReaderProducer:
             if self._reading is not None:
                 self._reading.cancel()
             self.reader.close()
+
+
+def _sendNow(request: Request) -> None:
+    """
+    Send what C{request} has written at once, instead of when the reactor
+    next goes round its sockets: a player's first bytes then do not wait
+    behind the download's own traffic, which arrives at the same moment
+    (0.4 ms on a cold start). The reactor sends whatever the socket does not
+    take, and handles any error, as usual.
+    """
+    transport: Any = getattr(getattr(request, "channel", None), "transport", None)
+    doWrite = getattr(transport, "doWrite", None)
+    if doWrite is not None and transport.connected and not transport.disconnecting:
+        doWrite()
 
 
 def respond(request: Request, download: Download, name: str) -> bytes | int:
