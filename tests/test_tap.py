@@ -3,6 +3,7 @@ Tests for L{p2pd.tap}: the command line, the services it composes, and the
 twistd plugin that exposes them.
 """
 
+import gc
 import io
 import os
 import sys
@@ -325,6 +326,18 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         self.assertEqual(
             (event["version"], event["host"], event["port"]), (__version__, "::1", 2222)
         )
+
+    def test_heapSettledOnceRunning(self) -> None:
+        """
+        Once the reactor runs, what start-up made is frozen out of the
+        garbage collector's sweeps.
+        """
+        self.start("-P", "2222")
+        hooks = [hook for hook, _, _ in self.reactor.whenRunningHooks]
+        self.assertIn(tap.settleHeap, hooks)
+        self.addCleanup(gc.unfreeze)
+        tap.settleHeap()
+        self.assertGreater(gc.get_freeze_count(), 0)
 
     def test_stops(self) -> None:
         """
