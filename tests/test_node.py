@@ -655,7 +655,11 @@ class DownloadTests(NodeFixture):
         the Open asks early for digests only.
         """
         meta = FileMeta(URL, len(self.movie), BLOCK, "sha256", "old")
-        self.client.cache.open(meta).close()
+        cached = self.client.cache.open(meta)
+        block = self.movie[3 * BLOCK : 4 * BLOCK]
+        cached.setDigests(3, meta.digest(block))
+        cached.write(3, block)
+        cached.close()
         self.client.download(URL)
         self.connector.succeed(self.origin)
         self.assertEqual(self.origin.early, [(DIGEST_CHUNK, ())])

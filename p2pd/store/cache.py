@@ -3,7 +3,8 @@
 The node's cache of fetched, verified blocks.
 
 Each file version lives in C{ROOT/sha256(url)/sha256(version)/} (hex; never
-the URL itself, which may hold anything), holding:
+the URL itself, which may hold anything), made when its first block is
+stored (until then its digests are kept in memory), holding:
 
   - C{meta.json}: url, version, size, blockSize, digestName; written when
     the directory is made, before any other file (in place, not synced: a
@@ -153,6 +154,46 @@ def _readMeta(directory: str) -> FileMeta | None:
     return FileMeta(url, size, blockSize, digestName, version)
 
 
+def _makeDirectory(directory: str, meta: FileMeta) -> None:
+    """
+    Make C{directory} an empty cached file for C{meta}, replacing any debris
+    there.
+    """
+    try:
+        os.mkdir(os.path.dirname(directory), 0o700)
+    except FileExistsError:
+        _removeDirectory(directory)
+    os.mkdir(directory, 0o700)
+    # The other files are made when the state opens them. Written in place
+    # and not synced: after a crash or a power loss, a lost or torn
+    # meta.json makes the directory debris, removed on next use.
+    fd = os.open(
+        os.path.join(directory, "meta.json"),
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+        0o600,
+    )
+    try:
+        _appendAll(fd, _identity(meta))
+    finally:
+        os.close(fd)
+
+
+def _removeDirectory(directory: str) -> None:
+    # meta.json first: a directory half removed is then debris, never a
+    # cached file with some of its parts missing.
+    try:
+        os.unlink(os.path.join(directory, "meta.json"))
+    except NotADirectoryError:
+        try:
+            os.unlink(directory)
+        except OSError:
+            pass
+        return
+    except OSError:
+        pass
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 class _CachedState:
     """
     One cached file version's descriptors and held blocks, shared by every
@@ -182,16 +223,42 @@ class _CachedState:
             bytes([_DIGEST_ABSENT if new else _DIGEST_UNREAD]) * self.blocks
         )
         self._fds: list[int] = []
+        self.dataFd = self.digestsFd = self.journalFd = -1
+        # A new version's directory is made when its first block is stored,
+        # not before: a player waits for that block.
+        self.onDisk = not new
+        if self.onDisk:
+            self._openFiles()
+        elif not self.blocks:
+            self._makeOnDisk()  # nothing to wait for: cached as it is
+
+    def _openFiles(self) -> None:
         try:
             self.dataFd = self._open("data", os.O_RDWR)
-            if os.fstat(self.dataFd).st_size != meta.size:
-                os.ftruncate(self.dataFd, meta.size)
+            if os.fstat(self.dataFd).st_size != self.meta.size:
+                os.ftruncate(self.dataFd, self.meta.size)
             self.digestsFd = self._open("digests", os.O_RDWR)
             self.journalFd = self._open("journal", os.O_RDWR | os.O_APPEND)
             self._loadJournal()
         except BaseException:
             self.close()
             raise
+
+    def _makeOnDisk(self) -> None:
+        """
+        Make the directory of a new version and write the digests known so
+        far.
+        """
+        _makeDirectory(self.directory, self.meta)
+        self._openFiles()
+        self.onDisk = True
+        known, length = self._digestState, self.meta.digestSize
+        position = 0
+        while (first := known.find(_DIGEST_KNOWN, position)) >= 0:
+            end = known.find(_DIGEST_ABSENT, first)
+            end = len(known) if end < 0 else end
+            self._writeDigests(first, self._digests[first * length : end * length])
+            position = end
 
     def _open(self, name: str, flags: int) -> int:
         fd = os.open(
@@ -293,10 +360,14 @@ class _CachedState:
         count, extra = divmod(len(digests), length)
         if extra or first < 0 or first + count > self.blocks:
             raise ValueError(f"{len(digests)} bytes of digests from block {first}")
-        size = self.records.recordSize
-        _writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
+        if self.onDisk:
+            self._writeDigests(first, digests)
         self._digests[first * length : (first + count) * length] = digests
         self._digestState[first : first + count] = bytes([_DIGEST_KNOWN]) * count
+
+    def _writeDigests(self, first: int, digests: bytes | bytearray) -> None:
+        size = self.records.recordSize
+        _writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
 
     def write(self, index: int, data: bytes) -> None:
         if not 0 <= index < self.blocks:
@@ -307,6 +378,8 @@ class _CachedState:
             return
         if self.digest(index) is None:
             raise ValueError(f"block {index} has no digest to verify it against")
+        if not self.onDisk:
+            self._makeOnDisk()
         _writeAll(self.dataFd, data, self.meta.blockStart(index))
         _appendAll(self.journalFd, self.journalRecord(index, True))
         self.held[index] = 1
@@ -496,7 +569,7 @@ class BlockCache:
         if state is None:
             new = _readMeta(directory) != meta
             if new:
-                othersOnDisk = self._make(directory, meta)
+                othersOnDisk = os.path.isdir(self._urlDirectory(meta.url))
             state = self._load(directory, meta, new)
         self._removeOthers(meta.url, directory, othersOnDisk)
         return CachedFile(self, state)
@@ -558,48 +631,6 @@ class BlockCache:
         self._states[(meta.url, meta.version)] = state
         return state
 
-    def _make(self, directory: str, meta: FileMeta) -> bool:
-        """
-        Make C{directory} an empty cached file for C{meta}; whether other
-        versions of its URL may be on disk.
-        """
-        try:
-            os.mkdir(os.path.dirname(directory), 0o700)
-            others = False
-        except FileExistsError:
-            others = True
-            self._remove(directory)
-        os.mkdir(directory, 0o700)
-        # The other files are made when the state opens them. Written in
-        # place and not synced, since a player waits for this: after a crash
-        # or a power loss, a lost or torn meta.json makes the directory
-        # debris, removed on next use.
-        fd = os.open(
-            os.path.join(directory, "meta.json"),
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-            0o600,
-        )
-        try:
-            _appendAll(fd, _identity(meta))
-        finally:
-            os.close(fd)
-        return others
-
-    def _remove(self, directory: str) -> None:
-        # meta.json first: a directory half removed is then debris, never
-        # a cached file with some of its parts missing.
-        try:
-            os.unlink(os.path.join(directory, "meta.json"))
-        except NotADirectoryError:
-            try:
-                os.unlink(directory)
-            except OSError:
-                pass
-            return
-        except OSError:
-            pass
-        shutil.rmtree(directory, ignore_errors=True)
-
     def _removeOthers(self, url: str, keep: str, onDisk: bool) -> None:
         """
         Forget every version of C{url} but the one in C{keep}, and with
@@ -618,7 +649,7 @@ class BlockCache:
         for name in names:
             directory = os.path.join(parent, name)
             if directory != keep:
-                self._remove(directory)
+                _removeDirectory(directory)
 
     def _retire(self, state: _CachedState) -> None:
         """
