@@ -257,7 +257,9 @@ class _CachedState:
         while (first := known.find(_DIGEST_KNOWN, position)) >= 0:
             end = known.find(_DIGEST_ABSENT, first)
             end = len(known) if end < 0 else end
-            self._writeDigests(first, self._digests[first * length : end * length])
+            self._writeDigests(
+                first, bytes(self._digests[first * length : end * length])
+            )
             position = end
 
     def _open(self, name: str, flags: int) -> int:
@@ -365,7 +367,7 @@ class _CachedState:
         self._digests[first * length : (first + count) * length] = digests
         self._digestState[first : first + count] = bytes([_DIGEST_KNOWN]) * count
 
-    def _writeDigests(self, first: int, digests: bytes | bytearray) -> None:
+    def _writeDigests(self, first: int, digests: bytes) -> None:
         size = self.records.recordSize
         _writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
 
