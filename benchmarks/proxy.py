@@ -480,6 +480,9 @@ def firstByteAndThroughput(contestants, path, rounds):
         shift = n % len(contestants)
         for contestant in contestants[shift:] + contestants[:shift]:
             warm(path)
+            # The last sample's cache writes are flushed now, not during
+            # this one.
+            os.sync()
             outcome = contestant.measure()
             log(f"round {n + 1}/{rounds}: {contestant.label}: {outcome}")
 
@@ -1006,6 +1009,8 @@ def main():
         sys.exit("proxy: curl is not installed")
     if args.memory_seconds < 12:
         sys.exit("proxy: --memory-seconds must be at least 12 (RSS at 10 s vs end)")
+    if args.rounds < 1 or args.seeks < 1 or args.size_mb < 1:
+        sys.exit("proxy: --rounds, --seeks and --size-mb must be at least 1")
     size = args.size_mb * MB
     os.makedirs(WORK, exist_ok=True)
     path = makeFile(size)

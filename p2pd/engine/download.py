@@ -436,8 +436,9 @@ class Download:
         originOnly: list[int] = []
         for urgency, index in order:
             urgent = urgency < URGENT_BLOCKS
-            if not (urgent or room or peers):
-                # Only origins, none with room: nothing more to ask now.
+            if not (urgent or (room and not self.searching) or peers):
+                # Only origins, and none with room or peers may yet be found:
+                # nothing more to ask now.
                 break
             if (
                 index in inflight
@@ -446,7 +447,7 @@ class Download:
                 or has(index)
             ):
                 continue
-            holders = [s for s in peers if s.source.has(index)]
+            holders = [s for s in peers if s.source.has(index)] if peers else peers
             if urgent:
                 # Urgent blocks are asked for at once, and may go past a
                 # source's pipeline, so the head and tail fetched early
@@ -722,12 +723,20 @@ class Download:
         if not origins:
             return
         known, has = self._knownDigests, self.store.has
+        # The wanted blocks come mostly in runs: one request found to cover
+        # a block usually covers the next ones too.
+        start = end = 0
         for _, index in order:
-            if known[index] or has(index):
+            if known[index] or start <= index < end or has(index):
                 continue
-            if not self._digestKnown(index) and not self._digestsAsked(index):
+            if self._digestKnown(index):
+                continue
+            covering = self._digestsAsked(index)
+            if covering is None:
                 first = index - index % DIGEST_CHUNK
-                self._askDigests(origins[0], first, DIGEST_CHUNK, background=False)
+                count = self._askDigests(origins[0], first, DIGEST_CHUNK, False)
+                covering = (first, count)
+            start, end = covering[0], covering[0] + covering[1]
         # The rest of the digests only once a first block is in: the answer
         # would otherwise queue in front of that block on the connection.
         if self._background is None and self._blocksIn:
@@ -752,14 +761,23 @@ class Download:
         self._knownDigests[index] = 1
         return True
 
-    def _digestsAsked(self, index: int) -> bool:
-        return any(
-            first <= index < first + count for first, count in self._digestRequests
-        )
+    def _digestsAsked(self, index: int) -> tuple[int, int] | None:
+        """
+        The digest request, C{(first, count)}, covering block C{index}, if
+        one is on its way.
+        """
+        for first, count in self._digestRequests:
+            if first <= index < first + count:
+                return first, count
+        return None
 
     def _askDigests(
         self, source: ISource, first: int, count: int, background: bool
-    ) -> None:
+    ) -> int:
+        """
+        Ask C{source} for C{count} digests from block C{first} (fewer at the
+        end of the file); how many were asked for.
+        """
         count = min(count, self.meta.blocks - first)
         deferred = source.getDigests(first, count)
         self._digestRequests[(first, count)] = deferred
@@ -771,6 +789,7 @@ class Download:
             callbackArgs=(first, count),
             errbackArgs=(first, count, source),
         )
+        return count
 
     def _digestsDone(self, first: int, count: int) -> None:
         self._digestRequests.pop((first, count), None)

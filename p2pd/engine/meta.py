@@ -5,6 +5,7 @@ What the origin says about a file version, and the block arithmetic on it.
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,12 @@ class FileMeta:
     digestName: str
     version: str
 
-    @property
+    # Worked out once: scheduling asks for them for every block.
+    @cached_property
     def blocks(self) -> int:
         return -(-self.size // self.blockSize)
 
-    @property
+    @cached_property
     def digestSize(self) -> int:
         return hashlib.new(self.digestName).digest_size
 
