@@ -104,6 +104,6 @@ class SwarmTests(TestCase):
         yield again.start()
         whole = yield self.fetch(again, origin)
         self.assertEqual(whole, self.content)
-        self.assertRegex(again.log, r"[1-9][0-9]* of [0-9]+ blocks cached")
+        yield again.waitForLine(r"[1-9][0-9]* of [0-9]+ blocks cached")
         after = (yield self.status(origin))["served"]["bytes"]
         self.assertLessEqual(after - before, SIZE - 4000000)
