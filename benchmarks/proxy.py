@@ -85,6 +85,7 @@ EDGE = 512 * 1024
 SEEK_LENGTH = 65536
 SEED = 20261125
 RSS_INTERVAL = 0.5
+SETTLE = 0.5
 FORMAT = "%{time_starttransfer} %{time_total} %{size_download} %{http_code}"
 
 TARGETS = {
@@ -292,6 +293,11 @@ class Nodes:
         node = self._node("viewer", VIEWER, cacheDir)
         self.started.append(node)
         node.start()
+        # Up, as a player finds a viewer's node: its log says it listens
+        # before its reactor has run its own start-up work, which a request
+        # sent at once would wait behind.
+        node.status()
+        time.sleep(SETTLE)
         return node
 
     def stop(self, node):
@@ -711,7 +717,8 @@ def markdown(summary, args, size):
         f"`http://127.0.0.1:PORT/{NAME}`. {args.rounds} samples each, in "
         "rotating order; medians. First byte = curl's `time_starttransfer` of "
         "a whole-file GET (cold: a new viewer process with an empty cache per "
-        "sample, so the first contact with the origin (the request forwarded "
+        f"sample, asked once it answers `/.status` and has had {SETTLE} s to "
+        "finish starting, so the first contact with the origin (the request forwarded "
         "and the file opened over SPP at once), the SPP connection, the "
         "metadata, the first digests and the first block are included; warm: "
         "a second GET of the same viewer after that full "

@@ -412,6 +412,11 @@ class Download:
 
     def _assign(self) -> None:
         self._moved = False
+        if not self._sources:
+            # Nothing can be asked of anyone: readers only learn whether
+            # waiting is any use.
+            self._checkExhausted()
+            return
         order = self._order()
         self._cancelUnwanted()
         self._fetchDigests(order)
