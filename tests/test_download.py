@@ -320,6 +320,44 @@ class DownloadTests(SynchronousTestCase):
         origin.answerAll()
         self.assertEqual(set(origin.requested), asked)
 
+    def test_firstBlockAlone(self):
+        """
+        While the first block is on its way alone, only the blocks readers
+        wait for (and their digests) are asked for; once it is in, the
+        rest is. A reader that waits elsewhere gets its block asked for.
+        """
+        download, content, meta, clock = makeDownload(blocks=40)
+        download.firstBlockAlone(1.0)
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        reader = download.read(0)
+        d = reader.read()
+        self.assertEqual(sorted(origin.requests), [0])
+        other = download.read(20 * BLOCK)
+        other.read()
+        self.assertEqual(sorted(origin.requests), [0, 20])
+        origin.answer(0)
+        self.assertEqual(self.successResultOf(d), content[:BLOCK])
+        self.assertEqual(sorted(origin.requests), [1, 2, 3, 4, 20, 21, 22, 23])
+        self.assertNotIn(
+            download._notAlone, [call.func for call in clock.getDelayedCalls()]
+        )
+
+    def test_firstBlockAloneForAWhile(self):
+        """
+        On a slow link the rest is asked for once the first block has been
+        alone for the time given, though it is not in yet.
+        """
+        download, content, meta, clock = makeDownload(blocks=40)
+        download.firstBlockAlone(1.0)
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(0).read()
+        clock.advance(0.9)
+        self.assertEqual(sorted(origin.requests), [0])
+        clock.advance(0.1)
+        self.assertEqual(sorted(origin.requests), [0, 1, 2, 3])
+
     def test_readerFirstThenStore(self):
         """
         A verified block goes to the reader waiting for it before it is

@@ -148,16 +148,21 @@ class FakeConnection:
         self.remoteListenPort = port
         self.remoteName = f"{host}:{port}"
         self.opened: list[tuple[str, str]] = []
-        self.early: list[tuple[int, tuple[int, ...]]] = []
+        self.early: list[tuple[int, tuple[int, ...], bool]] = []
         self.pending: list[tuple[defer.Deferred[Any], Any]] = []
         self.remoteFiles: list[FakeRemoteFile] = []
         self.blocksAsked: list[int] = []
 
     def open(
-        self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
+        self,
+        url: str,
+        version: str = "",
+        digests: int = 0,
+        blocks: Sequence[int] = (),
+        peers: bool = False,
     ) -> "defer.Deferred[Any]":
         self.opened.append((url, version))
-        self.early.append((digests, tuple(blocks)))
+        self.early.append((digests, tuple(blocks), peers))
         if url not in self.files:
             return defer.fail(SPPError(ErrorCode.NOT_FOUND, "no such file"))
         data = self.files[url]
@@ -647,7 +652,7 @@ class DownloadTests(NodeFixture):
         """
         self.client.download(URL)
         self.connector.succeed(self.origin)
-        self.assertEqual(self.origin.early, [(DIGEST_CHUNK, (0,))])
+        self.assertEqual(self.origin.early, [(DIGEST_CHUNK, (0,), True)])
 
     def test_noEarlyBlockWhenCached(self) -> None:
         """
@@ -662,7 +667,7 @@ class DownloadTests(NodeFixture):
         cached.close()
         self.client.download(URL)
         self.connector.succeed(self.origin)
-        self.assertEqual(self.origin.early, [(DIGEST_CHUNK, ())])
+        self.assertEqual(self.origin.early, [(DIGEST_CHUNK, (), True)])
 
     def test_badURL(self) -> None:
         """

@@ -1381,19 +1381,20 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
 
     def test_openAsksEarly(self) -> None:
         """
-        Open can ask at once, behind the Open, for the first digests and
-        some blocks; the remote file hands their answers to the first
+        Open can ask at once, behind the Open, for the first digests, some
+        blocks and peers; the remote file hands their answers to the first
         matching requests without asking again. A digest count past the end
         matches the count cut at the end.
         """
         wire = ready(initiator=True)
-        d = wire.protocol.open(URL, digests=64, blocks=(0,))
+        d = wire.protocol.open(URL, digests=64, blocks=(0,), peers=True)
         self.assertEqual(
             wire.sent(),
             [
                 codec.Open(1, URL, ""),
                 codec.GetDigests(2, 1, 0, 64),
                 codec.GetBlock(3, 1, 0),
+                codec.GetPeers(4, 1),
             ],
         )
         data = content(3 * BLOCK - 100)
@@ -1401,17 +1402,21 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
             hashlib.sha256(data[i : i + BLOCK]).digest()
             for i in range(0, len(data), BLOCK)
         )
+        peers = (codec.Peer("10.0.0.7", 1111),)
         wire.feed(
             codec.Opened(1, len(data), BLOCK, True, "sha256", "v1"),
             codec.Digests(2, 0, digests),
             codec.Block(3, 0, data[:BLOCK]),
+            codec.Peers(4, peers),
         )
         remote = self.successResultOf(d)
         self.assertEqual(self.successResultOf(remote.getDigests(0, 3)), digests)
         self.assertEqual(self.successResultOf(remote.getBlock(0)), data[:BLOCK])
+        self.assertEqual(tuple(self.successResultOf(remote.getPeers())), peers)
         self.assertEqual(wire.sent(), [])
         remote.getBlock(0)
-        self.assertEqual(wire.sent(), [codec.GetBlock(4, 1, 0)])
+        remote.getPeers()
+        self.assertEqual(wire.sent(), [codec.GetBlock(5, 1, 0), codec.GetPeers(6, 1)])
 
     def test_earlyUnclaimed(self) -> None:
         """
@@ -1419,7 +1424,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         and their answers, good or bad, are dropped quietly.
         """
         wire = ready(initiator=True)
-        d = wire.protocol.open(URL, digests=4, blocks=(0, 1))
+        d = wire.protocol.open(URL, digests=4, blocks=(0, 1), peers=True)
         wire.sent()
         wire.feed(
             codec.Opened(1, 3 * BLOCK, BLOCK, True, "sha256", "v1"),
@@ -1428,7 +1433,8 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         remote = self.successResultOf(d)
         remote.close()
         self.assertEqual(
-            wire.sent(), [codec.Cancel(3), codec.Cancel(4), codec.Close(1)]
+            wire.sent(),
+            [codec.Cancel(3), codec.Cancel(4), codec.Cancel(5), codec.Close(1)],
         )
         wire.feed(
             codec.Block(3, 0, content(BLOCK)),

@@ -856,9 +856,9 @@ class StreamingTests(SynchronousTestCase):
 
     def test_firstBytesSentAtOnce(self):
         """
-        A response's first block is handed to the socket as soon as it is
-        written, not when the reactor next goes round its sockets; later
-        blocks are left to the reactor.
+        A response's head and first block are handed to the socket as soon
+        as the block is verified, not when the reactor next goes round its
+        sockets; later blocks are left to the reactor.
         """
         proxy = ProxyHarness(self, FakeNode(auto=False))
         transport = SendingTransport(hostAddress=VIEWER, peerAddress=LOCAL_CLIENT)
@@ -867,10 +867,12 @@ class StreamingTests(SynchronousTestCase):
         origin = proxy.node.origins[SPP_URL]
         self.assertEqual(transport.sends, [])
         origin.answer(4)
-        self.assertEqual(len(transport.sends), 1)
-        self.assertTrue(transport.sends[0].endswith(CONTENT[4 * BLOCK : 5 * BLOCK]))
+        head, block = transport.sends
+        self.assertTrue(head.startswith(b"HTTP/1.1 206 "), head)
+        self.assertTrue(head.endswith(b"\r\n\r\n"), head)
+        self.assertEqual(block, head + CONTENT[4 * BLOCK : 5 * BLOCK])
         origin.answer(5)
-        self.assertEqual(len(transport.sends), 1)
+        self.assertEqual(len(transport.sends), 2)
 
     def test_slowClientBounded(self):
         """

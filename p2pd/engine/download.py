@@ -42,6 +42,7 @@ SOURCE_TIMEOUT = 10.0
 MAX_MISSES = 8
 MEMORY_BYTES = 4 * 1024 * 1024
 ORIGIN_DELAY = 2.0
+FIRST_BLOCK_ALONE = 0.005
 
 
 class DownloadFailed(Exception):
@@ -207,6 +208,7 @@ class Download:
         self._originAfter: dict[int, float] = {}
         self._watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
         self._timer: IDelayedCall | None = None
+        self._alone: IDelayedCall | None = None
         self._closed = False
         self._delivering = False
         self._scheduling = False
@@ -227,6 +229,22 @@ class Download:
         self._edges = [i for i in range(min(edge, blocks))] + [
             i for i in range(max(edge, blocks - edge), blocks)
         ]
+
+    def firstBlockAlone(self, seconds: float = FIRST_BLOCK_ALONE) -> None:
+        """
+        Until a first block is in, or for C{seconds}, ask for nothing but the
+        blocks readers wait for and their digests. For a new download the
+        first block's request went out with the Open: on a fast link that
+        block is in before anything more could be of use, and more requests
+        would only compete with it for the origin's time; on a slow link the
+        rest is asked long before it is in.
+        """
+        if not self._blocksIn and self._alone is None and not self._closed:
+            self._alone = self.clock.callLater(seconds, self._notAlone)
+
+    def _notAlone(self) -> None:
+        self._alone = None
+        self._schedule()
 
     # -- sources
 
@@ -419,6 +437,9 @@ class Download:
             return
         order = self._order()
         self._cancelUnwanted()
+        if self._alone is not None:
+            waited = {r.block for r in self.readers if r._waiting is not None}
+            order = [pair for pair in order if pair[1] in waited]
         self._fetchDigests(order)
         if self._rescheduled:
             # Digests came at once and verified blocks: the next pass sees
@@ -698,6 +719,9 @@ class Download:
         self._remember(index, data)
         first = not self._blocksIn
         self._blocksIn = True
+        if self._alone is not None:
+            self._alone.cancel()
+            self._alone = None
         self._delivering = True
         try:
             for reader in list(self.readers):
@@ -868,10 +892,10 @@ class Download:
         Stop everything: cancel requests and release sources.
         """
         self._closed = True
-        for call in (self._timer, self._soon, self._wake):
+        for call in (self._timer, self._soon, self._wake, self._alone):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = self._soon = self._wake = None
+        self._timer = self._soon = self._wake = self._alone = None
         for request in list(self._digestRequests.values()):
             request.cancel()
         for state in list(self._sources.values()):

@@ -207,14 +207,15 @@ class Node:
         self._opening[key] = [result]
         origin = (parsed.host, parsed.port)
         d = self._connect(*origin)
-        # The first digests and block travel with the Open (and the Open
-        # behind the Hello): a player's first bytes come one round trip
-        # after the connection is made. A cached file may hold that block.
+        # The first digests and block and the first peers travel with the
+        # Open (and the Open behind the Hello): a player's first bytes come
+        # one round trip after the connection is made, with nothing else
+        # asked meanwhile. A cached file may hold that block.
         cached = self.cache is not None and self.cache.hasAnyVersion(key)
         first = () if cached else (0,)
         d.addCallback(
             lambda connection: connection.open(
-                key, "", digests=DIGEST_CHUNK, blocks=first
+                key, "", digests=DIGEST_CHUNK, blocks=first, peers=True
             )
         )
         d.addCallbacks(
@@ -239,6 +240,7 @@ class Node:
             return
         download = Download(meta, store, self.clock, hashing=self.hashing)
         download.onBadSource = self._badSource
+        download.firstBlockAlone()
         swarm = _Swarm(key, origin, download)
         self._swarms[key] = swarm
         # Logged a moment later: writing a log line takes a fifth of a

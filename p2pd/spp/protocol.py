@@ -81,6 +81,7 @@ class RemoteFile:
         self._closed = False
         self._earlyBlocks: dict[int, defer.Deferred[bytes]] = {}
         self._earlyDigests: dict[int, tuple[int, defer.Deferred[bytes]]] = {}
+        self._earlyPeers: defer.Deferred[Sequence[codec.Peer]] | None = None
 
     def _opened(self, meta: FileMeta, authoritative: bool) -> None:
         self.meta = meta
@@ -126,11 +127,12 @@ class RemoteFile:
             codec.GetDigests(0, self.handle, first, count), (self, first, count)
         )
 
-    def _askEarly(self, digests: int, blocks: Sequence[int]) -> None:
+    def _askEarly(self, digests: int, blocks: Sequence[int], peers: bool) -> None:
         """
-        Ask, with the Open, for the digests of the first C{digests} blocks
-        and for C{blocks}: a player's first bytes then come one round trip
-        after the connection is made.
+        Ask, with the Open, for the digests of the first C{digests} blocks,
+        for C{blocks} and (with C{peers}) for peers: a player's first bytes
+        then come one round trip after the connection is made, and nothing
+        more need be asked before they are in.
         """
         if digests:
             self._earlyDigests[0] = (
@@ -143,20 +145,29 @@ class RemoteFile:
             self._earlyBlocks[index] = self.connection.request(
                 codec.GetBlock(0, self.handle, index), (self, index)
             )
+        if peers:
+            self._earlyPeers = self.connection.request(
+                codec.GetPeers(0, self.handle), None
+            )
 
     def _dropEarly(self) -> None:
         """
         Cancel and consume early answers nobody asked for.
         """
-        early = list(self._earlyBlocks.values()) + [
-            d for _, d in self._earlyDigests.values()
-        ]
+        early: list[defer.Deferred[Any]] = list(self._earlyBlocks.values())
+        early += [d for _, d in self._earlyDigests.values()]
+        if self._earlyPeers is not None:
+            early.append(self._earlyPeers)
         self._earlyBlocks, self._earlyDigests = {}, {}
+        self._earlyPeers = None
         for deferred in early:
             deferred.addErrback(lambda _: None)
             deferred.cancel()
 
     def getPeers(self) -> "defer.Deferred[Sequence[codec.Peer]]":
+        early, self._earlyPeers = self._earlyPeers, None
+        if early is not None:
+            return early
         if self._closed:
             return defer.fail(ConnectionGone("file closed"))
         return self.connection.request(codec.GetPeers(0, self.handle), None)
@@ -487,19 +498,24 @@ class SPPProtocol(Protocol):
     # -- asking the other node
 
     def open(
-        self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
+        self,
+        url: str,
+        version: str = "",
+        digests: int = 0,
+        blocks: Sequence[int] = (),
+        peers: bool = False,
     ) -> "defer.Deferred[RemoteFile]":
         """
-        Open C{url} (an origin URL) on the other node. With C{digests} and
-        C{blocks}, also ask at once for the digests of the first C{digests}
-        blocks and for C{blocks}: the file's L{RemoteFile} hands them out
-        when its download asks for them.
+        Open C{url} (an origin URL) on the other node. With C{digests},
+        C{blocks} and C{peers}, also ask at once for the digests of the first
+        C{digests} blocks, for C{blocks} and for peers: the file's
+        L{RemoteFile} hands them out when its download asks for them.
         """
         requestId = self._newRequestId()
         remoteFile = RemoteFile(self, requestId)
         opened = self._ask(requestId, codec.Open(requestId, url, version), remoteFile)
         if self._canSend():
-            remoteFile._askEarly(digests, blocks)
+            remoteFile._askEarly(digests, blocks, peers)
 
         def failed(reason: Failure) -> Failure:
             remoteFile._dropEarly()

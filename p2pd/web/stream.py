@@ -66,6 +66,11 @@ class ReaderProducer:
             return
         first = not self.started
         self.started = True
+        if first:
+            # The head in a send of its own, then the block: neither waits,
+            # and the block is not copied into one buffer behind the head.
+            self.request.write(b"")
+            _sendNow(self.request)
         self.request.write(data)
         self._next()
         if first:
