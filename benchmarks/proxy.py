@@ -21,7 +21,11 @@ SPP download engine. Measured in one run:
                HTTP side (/.direct/bench.bin, no proxy), from a private
                nginx (sendfile on), and libtorrent's time to its first
                piece (a seeder and a sequential downloader over TCP on
-               127.0.0.1, as in spp_download.py)
+               127.0.0.1, as in spp_download.py); every sample starts
+               SETTLE seconds after the last, with the disk synced, as a
+               request comes to an idle server, and a new viewer is asked
+               once it answers /.status and has had SETTLE seconds to
+               finish starting
   seeks        20 Range requests of 64 KiB at random offsets (fixed seed)
                through the proxy, on a viewer that has opened the file (one
                64 KiB request at offset 0 first, not counted) but holds none
@@ -486,9 +490,11 @@ def firstByteAndThroughput(contestants, path, rounds):
         shift = n % len(contestants)
         for contestant in contestants[shift:] + contestants[:shift]:
             warm(path)
-            # The last sample's cache writes are flushed now, not during
-            # this one.
+            # The last sample's cache writes are flushed now, and its
+            # processes have stopped and closed their connections, not
+            # during this one.
             os.sync()
+            time.sleep(SETTLE)
             outcome = contestant.measure()
             log(f"round {n + 1}/{rounds}: {contestant.label}: {outcome}")
 
@@ -715,7 +721,7 @@ def markdown(summary, args, size):
         "computed before the first sample); the viewer is a p2pd node on "
         "127.0.0.2 used as curl's proxy (`curl -x`) for the origin's URL "
         f"`http://127.0.0.1:PORT/{NAME}`. {args.rounds} samples each, in "
-        "rotating order; medians. First byte = curl's `time_starttransfer` of "
+        f"rotating order, each {SETTLE} s after the last; medians. First byte = curl's `time_starttransfer` of "
         "a whole-file GET (cold: a new viewer process with an empty cache per "
         f"sample, asked once it answers `/.status` and has had {SETTLE} s to "
         "finish starting, so the first contact with the origin (the request forwarded "
