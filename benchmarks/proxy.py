@@ -12,8 +12,8 @@ SPP download engine. Measured in one run:
   first byte   curl's time_starttransfer of a whole-file GET through the
   throughput   proxy, cold (a new viewer process with an empty cache for
                every sample: the first contact with the origin, where the
-               request is forwarded and the file opened over SPP at once,
-               the SPP connection, the file's metadata, first digests and
+               file is opened over SPP and the request forwarded only if
+               that has not succeeded within 20 ms, the SPP connection, the file's metadata, first digests and
                first block are included) and warm (a second GET of the
                same viewer, which has just fetched the whole file); also
                cold with the origin's /.direct/bench.bin URL (SPP at once);
@@ -724,8 +724,9 @@ def markdown(summary, args, size):
         f"rotating order, each {SETTLE} s after the last; medians. First byte = curl's `time_starttransfer` of "
         "a whole-file GET (cold: a new viewer process with an empty cache per "
         f"sample, asked once it answers `/.status` and has had {SETTLE} s to "
-        "finish starting, so the first contact with the origin (the request forwarded "
-        "and the file opened over SPP at once), the SPP connection, the "
+        "finish starting, so the first contact with the origin (the file "
+        "opened over SPP, the request forwarded only if that has not "
+        "succeeded within 20 ms), the SPP connection, the "
         "metadata, the first digests and the first block are included; warm: "
         "a second GET of the same viewer after that full "
         "fetch). libtorrent: from `connect_peer` to its first piece passing "
