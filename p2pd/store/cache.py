@@ -154,6 +154,21 @@ def _readMeta(directory: str) -> FileMeta | None:
     return FileMeta(url, size, blockSize, digestName, version)
 
 
+def _runs(flags: bytearray, value: int, other: int) -> list[tuple[int, int]]:
+    """
+    The C{(first, count)} runs of C{value} in C{flags}, which holds only
+    C{value} and C{other}.
+    """
+    result: list[tuple[int, int]] = []
+    position = 0
+    while (start := flags.find(value, position)) >= 0:
+        end = flags.find(other, start)
+        end = len(flags) if end < 0 else end
+        result.append((start, end - start))
+        position = end
+    return result
+
+
 def _makeDirectory(directory: str, meta: FileMeta) -> None:
     """
     Make C{directory} an empty cached file for C{meta}, replacing any debris
@@ -252,15 +267,12 @@ class _CachedState:
         _makeDirectory(self.directory, self.meta)
         self._openFiles()
         self.onDisk = True
-        known, length = self._digestState, self.meta.digestSize
-        position = 0
-        while (first := known.find(_DIGEST_KNOWN, position)) >= 0:
-            end = known.find(_DIGEST_ABSENT, first)
-            end = len(known) if end < 0 else end
+        length = self.meta.digestSize
+        # A new version's digests are either known or absent.
+        for first, count in _runs(self._digestState, _DIGEST_KNOWN, _DIGEST_ABSENT):
             self._writeDigests(
-                first, bytes(self._digests[first * length : end * length])
+                first, bytes(self._digests[first * length : (first + count) * length])
             )
-            position = end
 
     def _open(self, name: str, flags: int) -> int:
         fd = os.open(
@@ -325,18 +337,7 @@ class _CachedState:
     # -- blocks
 
     def ranges(self) -> list[tuple[int, int]]:
-        held = self.held
-        result: list[tuple[int, int]] = []
-        position = 0
-        while True:
-            start = held.find(1, position)
-            if start < 0:
-                return result
-            end = held.find(0, start)
-            if end < 0:
-                end = len(held)
-            result.append((start, end - start))
-            position = end
+        return _runs(self.held, 1, 0)
 
     def digest(self, index: int) -> bytes | None:
         if not 0 <= index < self.blocks:
