@@ -34,6 +34,7 @@ from p2pd.spp.protocol import SPPFactory
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
+from p2pd.web.access import Access, resolverFor
 from p2pd.web.proxy import NodeRequest, ProxyConfig
 from p2pd.web.root import NodeRoot
 
@@ -376,14 +377,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         hashing=hashing,
     )
     node.connector = TCPConnector(reactor, node, _bindHost(options["listen"]))
+    access = Access(resolverFor(reactor), options["grant"], options["allow-host"])
     root = NodeRoot(
         public,
         redirect=options["redirect"],
         direct=not options["no-direct"],
         node=node,
-        grants=options["grant"],
+        access=access,
     )
-    proxy = ProxyConfig(node, reactor, options["grant"], options["allow-host"])
+    proxy = ProxyConfig(node, reactor, access)
     site = NodeSite(root, verbose=options["debug"], reactor=reactor, proxy=proxy)
     spp = SPPFactory(node, reactor, initiator=False)
     shared = SharedPortFactory(site, {codec.MAGIC[:1]: spp}, clock=reactor)

@@ -12,7 +12,8 @@ import ipaddress
 import os
 
 from twisted.internet import defer, error
-from twisted.internet.address import IPv6Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -20,7 +21,8 @@ from p2pd.engine.download import DownloadFailed
 from p2pd.engine.interfaces import SPPError
 from p2pd.spp.codec import ErrorCode
 from p2pd.tap import NodeSite
-from p2pd.web.gateway import gatewayURL, granted
+from p2pd.web.access import granted, isLocalHost, resolverFor
+from p2pd.web.gateway import gatewayURL
 from p2pd.web.root import NodeRoot
 from tests import clients
 from tests.media import getMedia
@@ -179,9 +181,9 @@ class GatewayHarness(ProxyHarness):
     directory) with the gateway on, over a L{FakeNode}.
     """
 
-    def __init__(self, testCase, node=None, grants=()):
-        super().__init__(testCase, node, grants)
-        root = NodeRoot(None, node=self.node, grants=grants)
+    def __init__(self, testCase, node=None, grants=(), allowHosts=()):
+        super().__init__(testCase, node, grants, allowHosts)
+        root = NodeRoot(None, node=self.node, access=self.access)
         self.site = NodeSite(root, False, self.reactor, self.config)
 
 
@@ -287,9 +289,73 @@ class GatewayTests(SynchronousTestCase):
         served.
         """
         gateway = GatewayHarness(self, grants=[net("10.1.0.0/16")])
-        self.assertEqual(gateway.one(get(GATEWAY_PATH), STRANGER).body, CONTENT)
+        path = "/.spp/192.0.2.10:1111/movie.ts"
+        self.assertEqual(gateway.one(get(path), STRANGER).body, CONTENT)
         mapped = IPv6Address("TCP", "::ffff:10.1.2.3", 40000)
-        self.assertEqual(gateway.one(get(GATEWAY_PATH), mapped).status, 200)
+        self.assertEqual(gateway.one(get(path), mapped).status, 200)
+
+    def test_allowHost(self):
+        """
+        -A applies to the gateway as to the proxy: an allowed origin is
+        served, any other gets 403 naming it, and nothing is fetched.
+        """
+        gateway = GatewayHarness(self, allowHosts=["127.0.0.1"])
+        self.assertEqual(gateway.one(get(GATEWAY_PATH)).status, 200)
+        gateway.node.urls.clear()
+        response = gateway.one(get("/.spp/127.0.0.9:1111/movie.ts"))
+        self.assertEqual(response.status, 403)
+        self.assertIn(b"127.0.0.9 is not an allowed origin", response.body)
+        self.assertEqual(gateway.node.urls, [])
+
+    def test_ownHostRefused(self):
+        """
+        A granted host that is not the local host cannot reach the node's
+        loopback or link-local addresses or the unspecified address through
+        the gateway: 403 and nothing is fetched. A name is judged by every
+        address it resolves to.
+        """
+        gateway = GatewayHarness(self, grants=[net("10.1.0.0/16")])
+        gateway.resolved["sneaky.example"] = ["192.0.2.7", "127.0.0.1"]
+        for authority in (
+            "127.0.0.1:8080",
+            "127.3.2.1:1111",
+            "[::1]:1111",
+            "169.254.169.254:80",
+            "[fe80::1]:1111",
+            "0.0.0.0:1111",
+            "[::ffff:127.0.0.1]:1111",
+            "sneaky.example:1111",
+        ):
+            response = gateway.one(get(f"/.spp/{authority}/movie.ts"), STRANGER)
+            self.assertEqual(response.status, 403, authority)
+            self.assertIn(b"this node's own host", response.body)
+        self.assertEqual(gateway.node.urls, [])
+
+    def test_ownAddressRefused(self):
+        """
+        The address a granted host reached the node on counts as the node's
+        own, even off loopback.
+        """
+        gateway = GatewayHarness(self, grants=[net("10.1.0.0/16")])
+        channel, transport = gateway.connect(
+            STRANGER,
+            StringTransport(
+                hostAddress=IPv4Address("TCP", "10.1.0.1", 1111),
+                peerAddress=STRANGER,
+            ),
+        )
+        channel.dataReceived(get("/.spp/10.1.0.1:8080/movie.ts"))
+        (response,) = parseResponses(transport.value())
+        self.assertEqual(response.status, 403)
+        self.assertEqual(gateway.node.urls, [])
+
+    def test_localHostReachesLoopback(self):
+        """
+        The local host may still fetch from loopback addresses.
+        """
+        response = self.gateway.one(get("/.spp/127.0.0.9:8080/movie.ts"))
+        self.assertEqual(response.status, 200)
+        self.assertEqual(self.node.urls, ["spp://127.0.0.9:8080/movie.ts"])
 
     def test_noFile(self):
         """
@@ -444,3 +510,21 @@ class RealGatewayTests(TestCase):
         self.assertEqual(body(), data[5000000:6000000])
         self.assertEqual((yield curl(url, "-r", f"{len(data)}-")), "416")
         self.assertEqual((yield curl(f"{base}/missing.bin")), "404")
+
+
+class ResolverTests(TestCase):
+    """
+    L{resolverFor}: names resolve through the reactor's resolver, as the
+    connections made to them do.
+    """
+
+    @defer.inlineCallbacks
+    def test_localhost(self):
+        """
+        C{localhost} resolves to a loopback address.
+        """
+        from twisted.internet import reactor
+
+        found = yield resolverFor(reactor)("localhost", 80)
+        self.assertTrue(found)
+        self.assertTrue(all(isLocalHost(a) for a in found), found)

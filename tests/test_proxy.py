@@ -32,6 +32,7 @@ from p2pd.engine.meta import FileMeta
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import parse
 from p2pd.tap import NodeSite
+from p2pd.web.access import Access
 from p2pd.web.proxy import FIRST_CONTACT_GRACE, NodeRequest, ProxyConfig
 from tests.fakes import MemoryStore
 
@@ -41,6 +42,9 @@ SIZE = len(CONTENT)
 
 ORIGIN = "127.0.0.1:1111"
 SPP_URL = f"spp://{ORIGIN}/movie.ts"
+# An origin elsewhere on the network, for granted hosts that are not the
+# local host (they may not reach the node's loopback addresses).
+REMOTE_SPP_URL = "spp://192.0.2.10:1111/movie.ts"
 
 VIEWER = IPv4Address("TCP", "127.0.0.2", 1111)
 LOCAL_CLIENT = IPv4Address("TCP", "127.0.0.2", 40000)
@@ -261,8 +265,18 @@ class ProxyHarness:
         self.testCase = testCase
         self.node = node or FakeNode()
         self.reactor = MemoryReactorClock()
-        self.config = ProxyConfig(self.node, self.reactor, grants, allowHosts)
+        self.resolved = {}
+        self.access = Access(self.resolve, grants, allowHosts)
+        self.config = ProxyConfig(self.node, self.reactor, self.access)
         self.site = NodeSite(OwnPage(), False, self.reactor, self.config)
+
+    def resolve(self, host, port):
+        """
+        Names resolve as the test set them in C{resolved}; others do not.
+        """
+        if host in self.resolved:
+            return defer.succeed(self.resolved[host])
+        return defer.fail(error.DNSLookupError(host))
 
     def connect(self, peer=LOCAL_CLIENT, transport=None):
         """
@@ -653,7 +667,7 @@ class AccessTests(SynchronousTestCase):
         A client in a granted subnet is served.
         """
         proxy = ProxyHarness(self, grants=[ipaddress.ip_network("10.1.0.0/16")])
-        response = proxy.one(get(SPP_URL), STRANGER)
+        response = proxy.one(get(REMOTE_SPP_URL), STRANGER)
         self.assertEqual(response.status, 200)
         self.assertEqual(response.body, CONTENT)
 
@@ -684,8 +698,8 @@ class AccessTests(SynchronousTestCase):
         proxy = ProxyHarness(self, grants=[ipaddress.ip_network("10.1.0.0/16")])
         inside = IPv6Address("TCP", "::ffff:10.1.2.3", 40000)
         outside = IPv6Address("TCP", "::ffff:10.9.2.3", 40000)
-        self.assertEqual(proxy.one(get(SPP_URL), inside).status, 200)
-        self.assertEqual(proxy.one(get(SPP_URL), outside).status, 403)
+        self.assertEqual(proxy.one(get(REMOTE_SPP_URL), inside).status, 200)
+        self.assertEqual(proxy.one(get(REMOTE_SPP_URL), outside).status, 403)
 
     def test_allowHost(self):
         """
@@ -705,6 +719,64 @@ class AccessTests(SynchronousTestCase):
             proxy, "http://other.example/.direct/movie.ts", LOCAL_CLIENT, why
         )
         self.assertRefused(proxy, "http://other.example/page", LOCAL_CLIENT, why)
+
+
+    def test_ownHostRefused(self):
+        """
+        A granted host that is not the local host cannot make the proxy
+        fetch or forward from the node's loopback or link-local addresses,
+        directly or by a name resolving to one: 403, no SPP download and no
+        connection.
+        """
+        proxy = ProxyHarness(self, grants=[ipaddress.ip_network("10.1.0.0/16")])
+        proxy.resolved["localhost"] = ["::1", "127.0.0.1"]
+        for url in (
+            "http://127.0.0.1:8080/",
+            "http://localhost:8080/admin",
+            "http://[::1]:631/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1%25eth0]:80/",
+            "spp://127.0.0.1:1111/movie.ts",
+            "http://127.0.0.1:1111/.direct/movie.ts",
+        ):
+            self.assertRefused(proxy, url, STRANGER, "this node's own host")
+
+    def test_ownHostHead(self):
+        """
+        A HEAD so refused gets 403 without a body.
+        """
+        proxy = ProxyHarness(self, grants=[ipaddress.ip_network("10.1.0.0/16")])
+        responses, transport = proxy.exchange(
+            get("http://127.0.0.1:8080/", method="HEAD"), STRANGER, head=True
+        )
+        self.assertEqual(responses[0].status, 403)
+        self.assertTrue(transport.value().endswith(b"\r\n\r\n"))
+
+    def test_unresolvedNamePasses(self):
+        """
+        A name that resolves to no address is not refused: the connection
+        then fails as it would anyway.
+        """
+        proxy = ProxyHarness(self, grants=[ipaddress.ip_network("10.1.0.0/16")])
+        response = proxy.one(get("spp://nowhere.example:1111/movie.ts"), STRANGER)
+        self.assertEqual(response.status, 200)
+        self.assertEqual(proxy.node.urls, ["spp://nowhere.example:1111/movie.ts"])
+
+    def test_resolvedElsewhere(self):
+        """
+        A name resolving only to other hosts' addresses is fetched.
+        """
+        proxy = ProxyHarness(self, grants=[ipaddress.ip_network("10.1.0.0/16")])
+        proxy.resolved["origin.example"] = ["192.0.2.10"]
+        response = proxy.one(get("spp://origin.example:1111/movie.ts"), STRANGER)
+        self.assertEqual(response.status, 200)
+
+    def test_localHostReachesLoopback(self):
+        """
+        The local host may still use the proxy for loopback origins.
+        """
+        proxy = ProxyHarness(self)
+        self.assertEqual(proxy.one(get(SPP_URL)).status, 200)
 
 
 class FailureTests(SynchronousTestCase):

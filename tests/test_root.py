@@ -3,9 +3,14 @@ Tests for L{p2pd.web.root}: which answer each request path gets, through a
 real C{Site} in memory.
 """
 
+import ipaddress
+import json
 import os
+from types import SimpleNamespace
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import DNSLookupError
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
@@ -13,6 +18,7 @@ from twisted.web.iweb import IResponse
 
 from p2pd import playlist
 from p2pd.store.published import PublicDirectory
+from p2pd.web.access import Access
 from p2pd.web.root import NodeRoot
 
 from .helpers import InMemoryHTTP, parseResponse
@@ -462,6 +468,62 @@ class NoPublicDirectoryTests(SynchronousTestCase):
             [event] = [e for e in events if "reason" in e]
             self.assertEqual(event["reason"], "this node publishes no directory")
             self.assertEqual(event["path"], path)
+
+
+class _IdleNode:
+    """
+    What C{/.status} reads of a node that has served and fetched nothing.
+    """
+
+    nodeId = b"\x01" * 8
+    listenPort = 1111
+    counters = SimpleNamespace(blocksServed=0, bytesServed=0, bytesByFile={})
+
+    def downloads(self) -> list[object]:
+        return []
+
+
+def _noNames(host: str, port: int) -> "Deferred[list[str]]":
+    return fail(DNSLookupError(host))
+
+
+class StatusAccessTests(SynchronousTestCase):
+    """
+    C{/.status} tells what a node fetches: only the local host and granted
+    subnets see it.
+    """
+
+    def status(self, peer: str) -> tuple[int, bytes]:
+        access = Access(_noNames, [ipaddress.ip_network("10.1.0.0/16")])
+        http_ = InMemoryHTTP(self, NodeRoot(None, node=_IdleNode(), access=access))
+        raw = http_.raw(
+            b"GET /.status HTTP/1.1\r\nHost: n\r\n\r\n",
+            peer=IPv4Address("TCP", peer, 40000),
+        )
+        code, _, body = parseResponse(raw)
+        return code, body
+
+    def test_localHost(self) -> None:
+        """
+        The local host gets the JSON.
+        """
+        code, body = self.status("127.0.0.1")
+        self.assertEqual(code, http.OK)
+        self.assertEqual(json.loads(body)["downloads"], [])
+
+    def test_granted(self) -> None:
+        """
+        A host of a granted subnet gets the JSON.
+        """
+        self.assertEqual(self.status("10.1.2.3")[0], http.OK)
+
+    def test_stranger(self) -> None:
+        """
+        Any other host gets 403 and nothing of the node's downloads.
+        """
+        code, body = self.status("192.0.2.1")
+        self.assertEqual(code, http.FORBIDDEN)
+        self.assertEqual(body, b"only this host and granted subnets (-n) may see it\n")
 
 
 class PlaylistDispositionTests(SynchronousTestCase):

@@ -6,10 +6,11 @@ cannot use a proxy (a browser's <video>, a media centre).
     http://NODE/.spp/HOST:PORT/PATH   streams spp://HOST:PORT/PATH
 
 Only the local host and granted subnets (-n) may use it: anyone else would
-make this node fetch on their behalf.
+make this node fetch on their behalf. The rules are the proxy's
+(L{p2pd.web.access}): -A applies, and a granted host cannot reach the
+node's own loopback and link-local addresses through it.
 """
 
-import ipaddress
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -22,29 +23,12 @@ from twisted.web.server import NOT_DONE_YET, Request
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
+from p2pd.spp.url import BadURL, parse
 from p2pd.web import stream
+from p2pd.web.access import Access
 
 PREFIX = b".spp"
 _log = Logger()
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def granted(host: str, grants: Sequence[Network]) -> bool:
-    """
-    Whether the client at C{host} may make this node fetch for it: the local
-    host always, others when inside a granted subnet.
-    """
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return True
-    return any(address.version == n.version and address in n for n in grants)
-
 
 def gatewayURL(segments: Sequence[bytes]) -> str | None:
     """
@@ -61,19 +45,32 @@ def gatewayURL(segments: Sequence[bytes]) -> str | None:
     return f"spp://{authority}/{path}"
 
 
-def serve(
-    request: Request, node: Any, url: str, grants: Sequence[Network]
-) -> bytes | int:
+def serve(request: Request, node: Any, url: str, access: Access) -> bytes | int:
     """
     Stream C{url}'s content to C{request}, if the client may ask for it.
     """
-    client = request.getClientAddress()
-    host = getattr(client, "host", "")
-    if not granted(host, grants):
-        _log.info("refused {client}: not granted to fetch {url}", client=host, url=url)
-        request.setResponseCode(http.FORBIDDEN)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return b"this node fetches only for its own host and granted subnets (-n)\n"
+    try:
+        target = parse(url)
+    except BadURL:
+        _respond(request, http.BAD_REQUEST, "malformed gateway URL")
+        return NOT_DONE_YET
+    client = getattr(request.getClientAddress(), "host", "")
+    own = getattr(request.getHost(), "host", "")
+
+    def judged(refusal: str | None) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if refusal is not None:
+            _log.info("gateway refused {url}: {why}", url=url, why=refusal)
+            _respond(request, http.FORBIDDEN, refusal)
+            return
+        _fetch(request, node, url)
+
+    access.refusal(client, own, target.host, target.port).addCallback(judged)
+    return NOT_DONE_YET
+
+
+def _fetch(request: Request, node: Any, url: str) -> None:
     name = url.rsplit("/", 1)[-1]
 
     def started(download: Download) -> None:
@@ -95,13 +92,19 @@ def serve(
         _log.info("{url}: {code} {message}", url=url, code=code, message=message)
         if request.finished or getattr(request, "_disconnected", False):
             return
-        request.setResponseCode(code)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        body = (message + "\n").encode("utf-8")
-        request.setHeader(b"Content-Length", b"%d" % len(body))
-        if request.method != b"HEAD":
-            request.write(body)
-        request.finish()
+        _respond(request, code, message)
 
     node.download(url).addCallbacks(started, failed)
-    return NOT_DONE_YET
+
+
+def _respond(request: Request, code: int, message: str) -> None:
+    """
+    Finish C{request} with C{code} and a one-line C{message}.
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    body = (message + "\n").encode("utf-8")
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    if request.method != b"HEAD":
+        request.write(body)
+    request.finish()

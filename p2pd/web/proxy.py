@@ -22,7 +22,7 @@ an hour.
 """
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -48,7 +48,8 @@ from p2pd.engine.download import Download
 from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
 from p2pd.spp.connector import endpointFor
-from p2pd.web import gateway, stream
+from p2pd.web import stream
+from p2pd.web.access import Access
 
 FORWARD_TIMEOUT = 30
 # How long a first contact waits for SPP before forwarding the request too:
@@ -97,24 +98,14 @@ class KnownNodes:
 
 class ProxyConfig:
     """
-    What the proxy needs: the node, who may use it, which origins it may
-    fetch from, and what it has learned.
-
-    @ivar allowHosts: if not empty, the only origin hosts fetched or
-        forwarded (-A).
+    What the proxy needs: the node, who may make it fetch from where, and
+    what it has learned.
     """
 
-    def __init__(
-        self,
-        node: Any,
-        reactor: Any,
-        grants: Sequence[gateway.Network] = (),
-        allowHosts: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, node: Any, reactor: Any, access: Access) -> None:
         self.node = node
         self.reactor = reactor
-        self.grants = list(grants)
-        self.allowHosts = {h.lower() for h in allowHosts}
+        self.access = access
         self.known = KnownNodes(reactor)
         self.notNodes = KnownNodes(reactor)
         self.agent = Agent.usingEndpointFactory(
@@ -122,19 +113,6 @@ class ProxyConfig:
             _Endpoints(reactor),
             pool=HTTPConnectionPool(reactor, persistent=False),
         )
-
-    def refusal(self, clientHost: str, originHost: str) -> str | None:
-        """
-        Why this request must be refused, or None.
-        """
-        if not gateway.granted(clientHost, self.grants):
-            return (
-                f"{clientHost} may not use this proxy: only this host and "
-                "granted subnets (-n) may"
-            )
-        if self.allowHosts and originHost.lower() not in self.allowHosts:
-            return f"{originHost} is not an allowed origin on this node (-A)"
-        return None
 
 
 @implementer(IAgentEndpointFactory)
@@ -222,25 +200,31 @@ class NodeRequest(ProxyRequest, server.Request):
         if not host:
             self._refuse(http.BAD_REQUEST, "no host in the request URI")
             return
-        client = getattr(self.getClientAddress(), "host", "")
-        refusal = proxy.refusal(client, host)
-        if refusal is not None:
-            self._log.info(
-                "proxy refused {uri}: {why}",
-                uri=self.uri.decode("ascii", "backslashreplace"),
-                why=refusal,
-            )
-            self._refuse(http.FORBIDDEN, refusal)
-            return
         if self.method not in (b"GET", b"HEAD") and target.scheme == "spp":
             self._refuse(http.NOT_ALLOWED, "only GET and HEAD for spp:// URLs")
             return
+        client = getattr(self.getClientAddress(), "host", "")
+        own = getattr(self.getHost(), "host", "")
         path = target.path or "/"
-        sppURL = _contentURL(target.scheme, host, port, path, proxy.known)
-        if sppURL is not None and self.method in (b"GET", b"HEAD"):
-            self._serveSPP(proxy, sppURL)
-        else:
-            self._forward(proxy, host, port, path)
+
+        def judged(refusal: str | None) -> None:
+            if self._disconnected or self.finished:
+                return
+            if refusal is not None:
+                self._log.info(
+                    "proxy refused {uri}: {why}",
+                    uri=self.uri.decode("ascii", "backslashreplace"),
+                    why=refusal,
+                )
+                self._refuse(http.FORBIDDEN, refusal)
+                return
+            sppURL = _contentURL(target.scheme, host, port, path, proxy.known)
+            if sppURL is not None and self.method in (b"GET", b"HEAD"):
+                self._serveSPP(proxy, sppURL)
+            else:
+                self._forward(proxy, host, port, path)
+
+        proxy.access.refusal(client, own, host, port).addCallback(judged)
 
     def _refuse(self, code: int, message: str) -> None:
         body = (message + "\n").encode("utf-8")

@@ -12,7 +12,6 @@ shadow a published file.
 """
 
 import re
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ from twisted.web.resource import Resource
 from p2pd import __version__, playlist
 from p2pd.store.published import NotPublished, PublicDirectory
 from p2pd.web import gateway, status
+from p2pd.web.access import Access, granted
 from p2pd.web.files import PublishedFileResource
 
 # Proxies recognise p2pd nodes by this header (p2pd.web.proxy).
@@ -42,6 +42,8 @@ class NodeRoot(Resource):
         nothing.
     @ivar redirect: answer GET of a published name with a playlist.
     @ivar direct: serve file bytes over plain HTTP at all.
+    @ivar access: who may use the gateway and C{/.status}; without it, only
+        the local host may see C{/.status}.
 
     C{spp://} URLs name the port the request arrived on: HTTP and SPP share
     it.
@@ -56,11 +58,11 @@ class NodeRoot(Resource):
         redirect: bool = False,
         direct: bool = True,
         node: Any = None,
-        grants: Sequence[gateway.Network] = (),
+        access: Access | None = None,
     ) -> None:
         super().__init__()
         self.node = node
-        self.grants = list(grants)
+        self.access = access
         self.public = public
         self.redirect = redirect
         self.direct = direct
@@ -73,14 +75,20 @@ class NodeRoot(Resource):
             return self._message(request, "only GET and HEAD are supported")
         segments = list(request.postpath)
         if segments == [b".status"] and self.node is not None:
+            client = getattr(request.getClientAddress(), "host", "")
+            if not granted(client, self.access.grants if self.access else []):
+                request.setResponseCode(http.FORBIDDEN)
+                return self._message(
+                    request, "only this host and granted subnets (-n) may see it"
+                )
             request.setHeader(b"Content-Type", b"application/json")
             request.setHeader(b"Cache-Control", b"no-cache")
             return self._body(request, status.render(self.node))
-        if segments[:1] == [gateway.PREFIX] and self.node is not None:
+        if segments[:1] == [gateway.PREFIX] and self.node and self.access:
             url = gateway.gatewayURL(segments[1:])
             if url is None:
                 return self._notFound(request, "gateway path names no file")
-            return gateway.serve(request, self.node, url, self.grants)  # type: ignore[arg-type]
+            return gateway.serve(request, self.node, url, self.access)  # type: ignore[arg-type]
         wantsBytes = bool(segments) and segments[0] == playlist.DIRECT_PREFIX.encode()
         if wantsBytes:
             segments = segments[1:]
