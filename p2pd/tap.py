@@ -35,6 +35,7 @@ from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
 from p2pd.web.access import Access, resolverFor
+from p2pd.web.channel import NodeChannel
 from p2pd.web.proxy import NodeRequest, ProxyConfig
 from p2pd.web.root import NodeRoot
 
@@ -250,6 +251,7 @@ class NodeSite(Site):
     URIs. Its access log is written only with --debug.
     """
 
+    protocol = NodeChannel  # type: ignore[assignment]
     requestFactory = NodeRequest  # type: ignore[assignment]
 
     def __init__(

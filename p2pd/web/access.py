@@ -131,6 +131,20 @@ class Access:
     def granted(self, client: str) -> bool:
         return granted(client, self.grants)
 
+    def policyRefusal(self, client: str, host: str) -> str | None:
+        """
+        Why the client at C{client} may not make the node fetch from
+        C{host} by grants and -A alone, or None.
+        """
+        if not self.granted(client):
+            return (
+                f"{client} may not use this proxy or gateway: only this host "
+                "and granted subnets (-n) may"
+            )
+        if self.allowHosts and host.lower() not in self.allowHosts:
+            return f"{host} is not an allowed origin on this node (-A)"
+        return None
+
     def refusal(
         self, client: str, own: str, host: str, port: int
     ) -> "Deferred[str | None]":
@@ -141,13 +155,9 @@ class Access:
         @return: fires at once unless C{host} is a name to resolve. A name
             that does not resolve is let through: connecting fails anyway.
         """
-        if not self.granted(client):
-            return succeed(
-                f"{client} may not use this proxy or gateway: only this host "
-                "and granted subnets (-n) may"
-            )
-        if self.allowHosts and host.lower() not in self.allowHosts:
-            return succeed(f"{host} is not an allowed origin on this node (-A)")
+        refusal = self.policyRefusal(client, host)
+        if refusal is not None:
+            return succeed(refusal)
         if isLocalHost(client):
             return succeed(None)
         literal = parseAddress(host)

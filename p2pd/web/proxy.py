@@ -50,6 +50,7 @@ from p2pd.playlist import DIRECT_PREFIX
 from p2pd.spp.connector import endpointFor
 from p2pd.web import stream
 from p2pd.web.access import Access
+from p2pd.web.channel import MAX_FORWARDED_BODY, TOO_LARGE
 
 FORWARD_TIMEOUT = 30
 # How long a first contact waits for SPP before forwarding the request too:
@@ -170,6 +171,7 @@ class NodeRequest(ProxyRequest, server.Request):
     """
 
     _log = Logger()
+    _bodyLength = 0
 
     def __init__(self, channel: Any, queued: Any = None) -> None:
         if queued is None:
@@ -177,6 +179,19 @@ class NodeRequest(ProxyRequest, server.Request):
         else:
             server.Request.__init__(self, channel, queued)
         self.reactor = getattr(channel.site, "reactor", None)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Store a chunk of a forwarded body, up to L{MAX_FORWARDED_BODY} bytes
+        (a body of announced length was judged by its headers).
+        """
+        if self._bodyLength > MAX_FORWARDED_BODY:
+            return
+        self._bodyLength += len(data)
+        if self._bodyLength > MAX_FORWARDED_BODY:
+            self.channel.refuse(http.REQUEST_ENTITY_TOO_LARGE, TOO_LARGE)  # type: ignore[attr-defined]
+            return
+        super().handleContentChunk(data)
 
     @property
     def proxy(self) -> ProxyConfig | None:
