@@ -321,6 +321,36 @@ class _Recorder(protocol.Protocol):
         self.transport.loseConnection()
 
 
+class _Upstream(protocol.Protocol):
+    """
+    A strict origin server: keeps the raw bytes of one request, answers
+    400 if it names C{Content-Length} twice, 200 otherwise.
+    """
+
+    def __init__(self):
+        self.raw = b""
+
+    def dataReceived(self, data):
+        self.raw += data
+        head, sep, body = self.raw.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        lengths = [
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")[1:]
+            if line.lower().startswith(b"content-length:")
+        ]
+        if lengths and len(body) < int(lengths[0]):
+            return
+        self.factory.requests.append(self.raw)
+        code = b"400 Bad Request" if len(lengths) > 1 else b"200 OK"
+        self.transport.write(
+            b"HTTP/1.1 " + code + b"\r\nContent-Length: 2\r\n"
+            b"Connection: close\r\n\r\nok"
+        )
+        self.transport.loseConnection()
+
+
 class RealNodeTests(TestCase):
     """
     The same limits on a real node, over loopback sockets.
@@ -352,6 +382,43 @@ class RealNodeTests(TestCase):
         )
         received = yield client.lost
         self.assertTrue(received.startswith(b"HTTP/1.1 405 "), received)
+
+    @defer.inlineCallbacks
+    def test_postThroughProxy(self):
+        """
+        A POST through the proxy (as C{curl -x NODE -d a=1 URL} sends it)
+        reaches a strict origin with one C{Content-Length} and no
+        hop-by-hop header, and its answer comes back.
+        """
+        upstream = protocol.Factory.forProtocol(_Upstream)
+        upstream.requests = []
+        listening = yield TCP4ServerEndpoint(
+            reactor, 0, interface="127.0.0.9"
+        ).listen(upstream)
+        self.addCleanup(listening.stopListening)
+        node = yield Nodes(self).start()
+        origin = f"127.0.0.9:{listening.getHost().port}"
+        client = yield self.connectRaw(
+            node,
+            get(
+                f"http://{origin}/form",
+                f"Host: {origin}",
+                "Content-Length: 3",
+                "Content-Type: application/x-www-form-urlencoded",
+                "Proxy-Connection: Keep-Alive",
+                "Connection: close",
+                method="POST",
+            )
+            + b"a=1",
+        )
+        received = yield client.lost
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 "), received)
+        (raw,) = upstream.requests
+        head = raw.partition(b"\r\n\r\n")[0].lower()
+        self.assertEqual(head.count(b"\r\ncontent-length:"), 1)
+        self.assertEqual(head.count(b"\r\nhost:"), 1)
+        self.assertNotIn(b"proxy-connection", head)
+        self.assertTrue(raw.endswith(b"\r\n\r\na=1"), raw)
 
     @defer.inlineCallbacks
     def test_gatewayRespectsAllowHost(self):

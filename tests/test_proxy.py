@@ -1163,6 +1163,71 @@ class ForwardTests(SynchronousTestCase):
         (response,) = parseResponses(transport.value())
         self.assertEqual((response.status, response.body), (201, b"ok"))
 
+    def test_hopByHopDropped(self):
+        """
+        A forwarded request carries none of the client's hop-by-hop headers
+        (the standard set and those its C{Connection} names), one
+        C{Content-Length}, one C{Host} from the URI, and the end-to-end
+        headers unchanged; the answer's standard hop-by-hop headers are
+        dropped too.
+        """
+        clock = Clock()
+        cooperator = task.Cooperator(scheduler=lambda work: clock.callLater(0, work))
+        self.patch(task, "_theCooperator", cooperator)
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(
+            get(
+                "http://127.0.0.5:8080/form",
+                "Host: elsewhere.example",
+                "Content-Length: 3",
+                "Connection: keep-alive, X-Session",
+                "X-Session: secret",
+                "Keep-Alive: timeout=5",
+                "Proxy-Authorization: Basic dXNlcjpwYXNz",
+                "Proxy-Connection: keep-alive, X-Other",
+                "X-Other: 1",
+                "TE: trailers",
+                "Trailer: X-Checksum",
+                "Upgrade: h2c",
+                "Cookie: a=1",
+                method="POST",
+            )
+            + b"a=1"
+        )
+        protocol, origin = self.proxy.answerForward(b"")
+        while clock.getDelayedCalls():
+            clock.advance(0)
+        head, _, body = origin.value().partition(b"\r\n\r\n")
+        lines = [line.lower() for line in head.split(b"\r\n")[1:]]
+        names = [line.split(b":", 1)[0] for line in lines]
+        self.assertEqual(body, b"a=1")
+        self.assertEqual(names.count(b"content-length"), 1)
+        self.assertIn(b"content-length: 3", lines)
+        self.assertEqual(names.count(b"host"), 1)
+        self.assertIn(b"host: 127.0.0.5:8080", lines)
+        self.assertIn(b"cookie: a=1", lines)
+        self.assertLessEqual(names.count(b"connection"), 1)
+        for name in (
+            b"x-session",
+            b"x-other",
+            b"keep-alive",
+            b"proxy-authorization",
+            b"proxy-connection",
+            b"te",
+            b"trailer",
+            b"upgrade",
+        ):
+            self.assertNotIn(name, names)
+        protocol.dataReceived(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5"
+            b"\r\nUpgrade: h2c\r\nX-End: 2\r\nContent-Length: 2\r\n\r\nok"
+        )
+        (response,) = parseResponses(transport.value())
+        self.assertEqual(response.body, b"ok")
+        self.assertEqual(response.headers[b"x-end"], b"2")
+        for name in (b"connection", b"keep-alive", b"upgrade"):
+            self.assertNotIn(name, response.headers)
+
     def test_p2pdAnswerSwitchesToSPP(self):
         """
         When the answer comes from a p2pd node (C{Server: p2pd/...}), its

@@ -286,10 +286,9 @@ class NodeRequest(ProxyRequest, server.Request):
         Pass the request on to the origin server, as any HTTP proxy would;
         switch to SPP if the answer comes from a p2pd node.
         """
-        headers = Headers()
-        for name, values in self.requestHeaders.getAllRawHeaders():
-            if name.lower() not in _HOP_BY_HOP:
-                headers.setRawHeaders(name, values)
+        # The agent writes Host from the URI and Content-Length from the
+        # body: the client's would be sent twice.
+        headers = _endToEnd(self.requestHeaders, {b"host", b"content-length"})
         # As every proxy must (RFC 9110, 7.6.3); a p2pd origin then answers
         # with a playlist instead of the file, since this proxy switches to
         # SPP on its answer anyway.
@@ -353,9 +352,8 @@ class NodeRequest(ProxyRequest, server.Request):
         self.setResponseCode(response.code, response.phrase)
         if not response.headers.hasHeader(b"content-type"):
             self.defaultContentType = None  # add none the origin did not send
-        for name, values in response.headers.getAllRawHeaders():
-            if name.lower() not in _HOP_BY_HOP:
-                self.responseHeaders.setRawHeaders(name, values)
+        for name, values in _endToEnd(response.headers).getAllRawHeaders():
+            self.responseHeaders.setRawHeaders(name, values)
         if response.length is not UNKNOWN_LENGTH and self.method != b"HEAD":
             self.setHeader(b"Content-Length", b"%d" % response.length)
         relay = _Relay(self)
@@ -471,6 +469,23 @@ class _Discard(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
         pass
+
+
+def _endToEnd(headers: Headers, drop: set[bytes] | None = None) -> Headers:
+    """
+    C{headers} without the hop-by-hop ones (RFC 9110, 7.6.1): the standard
+    set, those the C{Connection} (or C{Proxy-Connection}) header names, and
+    C{drop}.
+    """
+    hop = _HOP_BY_HOP | (drop or set())
+    for name in (b"connection", b"proxy-connection"):
+        for value in headers.getRawHeaders(name) or []:
+            hop |= {token.strip().lower() for token in value.split(b",")}
+    kept = Headers()
+    for name, values in headers.getAllRawHeaders():
+        if name.lower() not in hop:
+            kept.setRawHeaders(name, values)
+    return kept
 
 
 def _sppURL(host: str, port: int, path: str) -> str:
