@@ -42,6 +42,7 @@ from p2pd.web.root import NodeRoot
 DEFAULT_PORT = 1111
 DEFAULT_BLOCK_SIZE = "256K"
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_HOST = re.compile(r"^[a-z0-9._-]+$")
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -69,18 +70,61 @@ def _blockSize(value: str) -> int:
     return size
 
 
+# Digests with practical collisions: a publisher could hand out two files
+# under one set of digests. Refused unless --allow-weak-digest.
+WEAK_DIGESTS = frozenset({"md5", "sha1"})
+
+
 def _digest(value: str) -> str:
     name = value.lower()
-    try:
-        size = hashlib.new(name).digest_size
-    except (ValueError, TypeError):
+    if name not in hashlib.algorithms_guaranteed or name.startswith("shake_"):
         raise usage.UsageError(
-            f"--digest: {value!r} is not a digest this Python offers "
-            f"(try sha256, sha1, blake2b, sha512)"
-        ) from None
-    if not 16 <= size <= codec.MAX_DIGEST_SIZE:
-        raise usage.UsageError(f"--digest: {value!r} has no fixed digest size")
+            f"--digest: {value!r} is not a fixed-size digest every Python "
+            f"offers (try sha256, sha512, blake2b)"
+        )
+    if not 16 <= hashlib.new(name).digest_size <= codec.MAX_DIGEST_SIZE:
+        raise usage.UsageError(
+            f"--digest: {value!r} is not {codec.MAX_DIGEST_SIZE} bytes or shorter"
+        )
     return name
+
+
+def _listen(value: str) -> str:
+    """
+    Check that C{value} describes a listening endpoint, without listening.
+    """
+    try:
+        # Endpoint parsers only keep the reactor, and raise anything.
+        serverFromString(None, value)
+    except IndexError:
+        raise usage.UsageError(
+            f"--listen: {value!r} names a socket this process did not inherit"
+        ) from None
+    except Exception as e:
+        reason = str(e) or type(e).__name__
+        raise usage.UsageError(
+            f"--listen: {value!r} is not a listening endpoint "
+            f"(like tcp:1111:interface=127.0.0.1): {reason}"
+        ) from None
+    return value
+
+
+def _cacheDirectory(value: str) -> str:
+    """
+    The absolute cache directory for C{value}, created if missing.
+    """
+    path = os.path.abspath(os.path.expanduser(value))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise usage.UsageError(f"--cache-dir: {path!r} is not a directory")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise usage.UsageError(
+            f"--cache-dir: cannot create {path!r}: {e.strerror}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise usage.UsageError(f"--cache-dir: {path!r} is not writable")
+    return path
 
 
 def _subnet(option: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -104,6 +148,13 @@ def _hostPort(option: str, value: str) -> tuple[str, int]:
             f"{option}: {value!r} must name its host by IP address"
         ) from None
     return host, int(port)
+
+
+def _isIPv6(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == 6
+    except ValueError:
+        return False
 
 
 def _port(value: str) -> int:
@@ -148,6 +199,11 @@ class Options(usage.Options):
             "do not serve file bytes over plain HTTP: only playlists and SPP",
         ],
         ["debug", "d", "verbose logging: log every HTTP request"],
+        [
+            "allow-weak-digest",
+            None,
+            "accept -m md5 or -m sha1, whose collisions are practical",
+        ],
         ["version", None, "print the p2pd version and exit"],
     ]
     optParameters = [
@@ -165,7 +221,14 @@ class Options(usage.Options):
             "block size for published files: a power of two from 16K to 4M",
             _blockSize,
         ],
-        ["digest", "m", "sha256", "block digest algorithm (a hashlib name)", _digest],
+        [
+            "digest",
+            "m",
+            "sha256",
+            "block digest algorithm: sha256, sha384, sha512, blake2b, ... "
+            "(md5 and sha1 only with --allow-weak-digest)",
+            _digest,
+        ],
         ["port", "P", DEFAULT_PORT, "TCP port for SPP and HTTP", _port],
         [
             "interface",
@@ -192,7 +255,12 @@ class Options(usage.Options):
 
     def opt_allow_host(self, value: str) -> None:
         """fetch or proxy only content whose origin is this host (repeatable; default: any host)"""
-        self["allow-host"].append(value.strip().lower())
+        host = value.strip().lower().strip("[]")
+        if not _HOST.match(host) and not _isIPv6(host):
+            raise usage.UsageError(
+                f"--allow-host: {value!r} is not a host name or address (no port)"
+            )
+        self["allow-host"].append(host)
 
     opt_A = opt_allow_host
 
@@ -230,19 +298,14 @@ class Options(usage.Options):
             raise usage.UsageError("--no-direct needs a published directory (-p DIR)")
         if self["mirror"] and self["public"] is None:
             raise usage.UsageError("--mirror needs a published directory (-p DIR)")
-        self["cache-dir"] = os.path.abspath(os.path.expanduser(self["cache-dir"]))
-        parent = os.path.dirname(self["cache-dir"])
-        if not os.path.isdir(self["cache-dir"]) and not os.access(parent, os.W_OK):
+        if self["digest"] in WEAK_DIGESTS and not self["allow-weak-digest"]:
             raise usage.UsageError(
-                f"--cache-dir: cannot create {self['cache-dir']!r} "
-                f"({parent!r} is not writable)"
+                f"--digest: {self['digest']} collisions are practical, so its "
+                "digests cannot vouch for a block; use sha256 (or "
+                "--allow-weak-digest)"
             )
-        if os.path.isdir(self["cache-dir"]) and not os.access(
-            self["cache-dir"], os.W_OK | os.X_OK
-        ):
-            raise usage.UsageError(
-                f"--cache-dir: {self['cache-dir']!r} is not writable"
-            )
+        self["listen"] = _listen(self["listen"])
+        self["cache-dir"] = _cacheDirectory(self["cache-dir"])
 
 
 class NodeSite(Site):
@@ -329,6 +392,10 @@ class ListenerService(StreamServerEndpointService):
         except CannotListenError as e:
             reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
             raise SystemExit(f"p2pd: cannot listen on {self.description}: {reason}")
+        except (OSError, OverflowError) as e:
+            # A UNIX socket's lock file, a port past 65535.
+            reason = getattr(e, "strerror", None) or str(e)
+            raise SystemExit(f"p2pd: cannot listen on {self.description}: {reason}")
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._announce)
 
@@ -354,17 +421,23 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor = _reactor
     public = PublicDirectory(options["public"]) if options["public"] else None
     cacheDir = options["cache-dir"]
-    cache = BlockCache(os.path.join(cacheDir, "blocks"))
-    digestIndex = None
     hashing = ThreadPool(minthreads=0, maxthreads=2, name="p2pd-digests")
-    if public is not None:
-        digestIndex = DigestIndex(
-            os.path.join(cacheDir, "digests"),
-            options["block-size"],
-            options["digest"],
-            reactor,
-            hashing,
-        )
+    try:
+        cache = BlockCache(os.path.join(cacheDir, "blocks"))
+        digestIndex = None
+        if public is not None:
+            digestIndex = DigestIndex(
+                os.path.join(cacheDir, "digests"),
+                options["block-size"],
+                options["digest"],
+                reactor,
+                hashing,
+            )
+    except OSError as e:
+        raise SystemExit(
+            f"p2pd: cannot use the cache directory {cacheDir}: "
+            f"{e.strerror or e} ({e.filename})"
+        ) from None
     tracker = Tracker(
         options["local-net"],
         [codec.Peer(host, port, True) for host, port in options["mirror"]],

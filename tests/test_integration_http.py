@@ -429,6 +429,42 @@ class CommandLineTests(TestCase):
         self.assertOneClearLine(result, r"--port: 'abc' is not a port number")
 
     @inlineCallbacks
+    def test_badCommandLines(self):
+        """
+        Each bad command line ends twistd with exit status 1 and one line
+        saying what is wrong, never a traceback: an unknown endpoint type,
+        an extra endpoint argument, a port past 65535, a cache directory
+        under a regular file or where a file is in its way, a weak digest.
+        """
+        plain = os.path.abspath(self.mktemp())
+        with open(plain, "w"):
+            pass
+        blocked = os.path.abspath(self.mktemp())
+        os.mkdir(blocked)
+        with open(os.path.join(blocked, "blocks"), "w"):
+            pass
+        cases = [
+            (["--listen", "garbage:foo"], r"--listen: 'garbage:foo' is not"),
+            (
+                ["--listen", "tcp:2190:interface=127.0.0.1:extra=1"],
+                r"--listen: .*extra",
+            ),
+            (
+                ["-c", os.path.abspath(self.mktemp()), "--listen", "tcp:99999"],
+                r"cannot listen on",
+            ),
+            (["-c", os.path.join(plain, "cache")], r"--cache-dir: cannot create"),
+            (["-c", blocked], r"cannot use the cache directory"),
+            (["-m", "md5"], r"--digest: md5 collisions are practical"),
+            (["-m", "shake_128"], r"--digest: 'shake_128' is not"),
+            (["-A", "origin:1111"], r"--allow-host: 'origin:1111' is not"),
+        ]
+        for args, pattern in cases:
+            result = yield runTwistd(["p2pd", *args])
+            self.assertEqual(result.code, 1, result.describe())
+            self.assertOneClearLine(result, pattern)
+
+    @inlineCallbacks
     def test_missingDirectory(self):
         """
         C{-p DIR} for a directory that does not exist is refused.

@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.plugin import getPlugins
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from twisted.web.server import Site
 
 from p2pd import __version__, tap
@@ -215,8 +215,96 @@ class OptionsTests(_IsolatedHomeMixin, SynchronousTestCase):
         """
         An explicit C{--listen} endpoint is used as given.
         """
-        endpoint = "systemd:domain=INET:index=0"
+        endpoint = "tcp6:2190:interface=\\:\\:1:backlog=10"
         self.assertEqual(parse("--listen", endpoint, "-P", "2222")["listen"], endpoint)
+
+    def test_listenNotAnEndpoint(self) -> None:
+        """
+        A C{--listen} that names no endpoint type, has a misspelled or extra
+        argument, a value of the wrong type, or a socket systemd did not
+        pass, is refused with one line, without listening.
+        """
+        for endpoint, words in [
+            ("garbage:foo", "Unknown endpoint type"),
+            ("tcp:2190:interface=127.0.0.1:extra=1", "extra"),
+            ("tcp:0:interface=127.0.0.1:backlog=x", "invalid literal"),
+            ("tcp:notaport", "invalid literal"),
+            ("systemd:domain=INET:index=7", "did not inherit"),
+        ]:
+            self.assertUsageError(["--listen", endpoint], "--listen", endpoint, words)
+
+    def test_cacheDirUnderFile(self) -> None:
+        """
+        C{-c} under a regular file, or naming one, is refused with one line.
+        """
+        plain = os.path.abspath(self.mktemp())
+        with open(plain, "w"):
+            pass
+        self.assertUsageError(["-c", plain], "--cache-dir", "is not a directory")
+        self.assertUsageError(
+            ["-c", os.path.join(plain, "cache")], "--cache-dir", "cannot create"
+        )
+
+    def test_cacheDirCreated(self) -> None:
+        """
+        A missing cache directory is created, parents and all.
+        """
+        cache = os.path.join(os.path.abspath(self.mktemp()), "a", "b")
+        self.assertEqual(parse("-c", cache)["cache-dir"], cache)
+        self.assertTrue(os.path.isdir(cache))
+
+    def test_cacheDirUnwritable(self) -> None:
+        """
+        A cache directory the node may not write in is refused.
+        """
+        if os.geteuid() == 0:
+            raise SkipTest("root writes anywhere")
+        cache = os.path.abspath(self.mktemp())
+        os.mkdir(cache, 0o500)
+        self.assertUsageError(["-c", cache], "--cache-dir", "is not writable")
+        self.assertUsageError(
+            ["-c", os.path.join(cache, "sub")], "--cache-dir", "cannot create"
+        )
+
+    def test_weakDigestRefused(self) -> None:
+        """
+        C{-m md5} and C{-m sha1} are refused, saying why, unless
+        C{--allow-weak-digest} is given.
+        """
+        for name in ("md5", "sha1", "SHA1"):
+            self.assertUsageError(
+                ["-m", name], "--digest", "collisions are practical",
+                "--allow-weak-digest",
+            )
+            self.assertEqual(
+                parse("-m", name, "--allow-weak-digest")["digest"], name.lower()
+            )
+
+    def test_digestNotGuaranteed(self) -> None:
+        """
+        A digest outside C{hashlib.algorithms_guaranteed}, or of variable
+        length (shake), is refused.
+        """
+        for name in ("sm3", "ripemd160", "shake_128", "shake_256", "nope"):
+            self.assertUsageError(["-m", name], "--digest", "fixed-size")
+
+    def test_strongDigests(self) -> None:
+        """
+        The strong fixed-size digests are accepted.
+        """
+        for name in ("sha256", "sha384", "sha512", "blake2b", "sha3_256"):
+            self.assertEqual(parse("-m", name)["digest"], name)
+
+    def test_allowHostNotAHost(self) -> None:
+        """
+        C{-A} takes a host name or address without a port.
+        """
+        for value in ("", "host:1111", "a b", "http://x/"):
+            self.assertUsageError(["-A", value], "--allow-host")
+        self.assertEqual(
+            parse("-A", "Origin.Example", "-A", "[::1]")["allow-host"],
+            ["origin.example", "::1"],
+        )
 
     def test_version(self) -> None:
         """
@@ -371,6 +459,19 @@ class _FailingEndpoint:
         return fail(CannotListenError("127.0.0.1", 1111, self.socketError))
 
 
+class _RaisingEndpoint:
+    """
+    A server endpoint whose C{listen} raises C{error} (as a UNIX socket's
+    lock file or a port past 65535 do).
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def listen(self, factory: object) -> Deferred[object]:
+        raise self.error
+
+
 class ListenerServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
     """
     L{tap.ListenerService} ends start-up with one clear line when it cannot
@@ -408,6 +509,47 @@ class ListenerServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         exc = self.assertRaises(SystemExit, listener.privilegedStartService)
         self.assertIsInstance(exc.code, str)
         self.assertTrue(str(exc.code).endswith(": no permission"))
+        self.assertNotIn("\n", str(exc.code))
+
+
+    def test_listenRaises(self) -> None:
+        """
+        An endpoint that raises an OS error or an overflow rather than
+        failing also ends start-up with one line.
+        """
+        for error, reason in [
+            (NotADirectoryError(20, "Not a directory"), "Not a directory"),
+            (OverflowError("bind(): port must be 0-65535."), "port must be"),
+        ]:
+            listener = self.listener("unused")
+            listener.endpoint = _RaisingEndpoint(error)
+            exc = self.assertRaises(SystemExit, listener.privilegedStartService)
+            self.assertIn(reason, str(exc.code))
+            self.assertTrue(str(exc.code).startswith("p2pd: cannot listen on "))
+            self.assertNotIn("\n", str(exc.code))
+
+
+class CacheDirectoryServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
+    """
+    L{tap.makeService} ends start-up with one line when the cache
+    directory's contents are in the way.
+    """
+
+    def test_blocksIsAFile(self) -> None:
+        """
+        A regular file where the blocks directory belongs.
+        """
+        self.isolateHome()
+        cache = os.path.abspath(self.mktemp())
+        os.mkdir(cache)
+        with open(os.path.join(cache, "blocks"), "w"):
+            pass
+        options = parse("-c", cache)
+        exc = self.assertRaises(
+            SystemExit, tap.makeService, options, MemoryReactorClock()
+        )
+        self.assertIn("cannot use the cache directory", str(exc.code))
+        self.assertIn("blocks", str(exc.code))
         self.assertNotIn("\n", str(exc.code))
 
 
