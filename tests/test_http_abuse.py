@@ -9,6 +9,8 @@ against real nodes over loopback sockets.
 import ipaddress
 import os
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
@@ -293,6 +295,43 @@ class BodyTests(SynchronousTestCase):
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.status, 413)
         self.assertEqual(self.proxy.reactor.tcpClients, [])
+
+
+class RefusalPropertyTests(SynchronousTestCase):
+    """
+    Property tests: however a request with an unwanted body is split into
+    reads, it gets one refusal and its body is never stored.
+    """
+
+    @settings(deadline=None, max_examples=200)
+    @given(
+        method=st.sampled_from(["POST", "PUT", "GET", "DELETE"]),
+        chunked=st.booleans(),
+        body=st.binary(max_size=300),
+        cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=6),
+    )
+    def test_anySplit(self, method, chunked, body, cuts):
+        """
+        A request with a body for the node itself, fed in pieces cut
+        anywhere, gets exactly one answer (405, or 400 for GET) and leaves
+        no stored content.
+        """
+        framing = (
+            "Transfer-Encoding: chunked"
+            if chunked
+            else f"Content-Length: {len(body) + 1}"
+        )
+        data = get("/movie.ts", "Host: n", framing, method=method) + body
+        proxy = ProxyHarness(self)
+        channel, transport = proxy.connect(OUTSIDER)
+        start = 0
+        for cut in sorted(cuts) + [len(data)]:
+            channel.dataReceived(data[start:cut])
+            start = max(start, cut)
+        (response,) = parseResponses(transport.value())
+        self.assertEqual(response.status, 400 if method == "GET" else 405)
+        self.assertIsNone(channel.requests[-1].content)
+        self.assertTrue(transport.disconnecting)
 
 
 class _Raw(protocol.Protocol):

@@ -16,12 +16,15 @@ import ipaddress
 import random
 from dataclasses import dataclass
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, error, task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -33,7 +36,13 @@ from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import parse
 from p2pd.tap import NodeSite
 from p2pd.web.access import Access
-from p2pd.web.proxy import FIRST_CONTACT_GRACE, NodeRequest, ProxyConfig
+from p2pd.web.proxy import (
+    _HOP_BY_HOP,
+    FIRST_CONTACT_GRACE,
+    NodeRequest,
+    ProxyConfig,
+    _endToEnd,
+)
 from tests.fakes import MemoryStore
 
 BLOCK = 16 * 1024
@@ -777,6 +786,58 @@ class AccessTests(SynchronousTestCase):
         """
         proxy = ProxyHarness(self)
         self.assertEqual(proxy.one(get(SPP_URL)).status, 200)
+
+
+class EndToEndTests(SynchronousTestCase):
+    """
+    L{_endToEnd}: the headers a proxy passes on.
+    """
+
+    @settings(deadline=None, max_examples=200)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        b"Connection",
+                        b"connection",
+                        b"Keep-Alive",
+                        b"TE",
+                        b"Upgrade",
+                        b"X-A",
+                        b"x-b",
+                        b"Cookie",
+                        b"Proxy-Connection",
+                    ]
+                ),
+                st.lists(
+                    st.sampled_from([b"x-a", b"X-B", b"close", b"", b" ", b"te"]),
+                    max_size=3,
+                ).map(b",".join),
+            ),
+            max_size=8,
+        )
+    )
+    def test_noHopByHop(self, pairs):
+        """
+        Whatever the headers, none that is hop-by-hop or named by
+        C{Connection} or C{Proxy-Connection} is kept, and every other one
+        is kept with all its values.
+        """
+        headers = Headers()
+        for name, value in pairs:
+            headers.addRawHeader(name, value)
+        named = set()
+        for name, value in pairs:
+            if name.lower() in (b"connection", b"proxy-connection"):
+                named |= {t.strip().lower() for t in value.split(b",")}
+        kept = _endToEnd(headers)
+        for name, values in headers.getAllRawHeaders():
+            lower = name.lower()
+            if lower in _HOP_BY_HOP or lower in named:
+                self.assertFalse(kept.hasHeader(name), name)
+            else:
+                self.assertEqual(kept.getRawHeaders(name), values)
 
 
 class FailureTests(SynchronousTestCase):
