@@ -780,6 +780,22 @@ class AccessTests(SynchronousTestCase):
         response = proxy.one(get("spp://origin.example:1111/movie.ts"), STRANGER)
         self.assertEqual(response.status, 200)
 
+    def test_forwardPinned(self):
+        """
+        A name judged for a granted host is forwarded to the address it was
+        judged by, with the name in C{Host}: a second resolution cannot
+        lead elsewhere.
+        """
+        proxy = ProxyHarness(self, grants=[ipaddress.ip_network("10.1.0.0/16")])
+        proxy.resolved["origin.example"] = ["192.0.2.10"]
+        proxy.node.failure = error.ConnectionRefusedError()
+        channel, transport = proxy.connect(STRANGER)
+        channel.dataReceived(get("http://origin.example:8080/page.html"))
+        _, origin = proxy.answerForward(b"")
+        host, port = proxy.reactor.tcpClients[0][:2]
+        self.assertEqual((host, port), ("192.0.2.10", 8080))
+        self.assertIn(b"\r\nHost: origin.example:8080\r\n", origin.value())
+
     def test_localHostReachesLoopback(self):
         """
         The local host may still use the proxy for loopback origins.

@@ -14,6 +14,7 @@ judged.
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -110,6 +111,21 @@ def resolverFor(reactor: Any) -> Resolver:
     return resolve
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """
+    Whether a client may make the node connect to a host.
+
+    @ivar refusal: why not, or None if it may.
+    @ivar addresses: what the host's name resolved to when it was judged
+        (empty if it was not resolved): a connection made to one of them
+        reaches what was judged, whatever the name resolves to later.
+    """
+
+    refusal: str | None
+    addresses: tuple[str, ...] = ()
+
+
 class Access:
     """
     The node's rules on who may make it fetch, from where.
@@ -151,25 +167,37 @@ class Access:
         """
         Why the client at C{client}, which reached the node at C{own}, may
         not make it connect to C{host:port}; None if it may.
+        """
+        return self.judge(client, own, host, port).addCallback(
+            lambda verdict: verdict.refusal
+        )
+
+    def judge(
+        self, client: str, own: str, host: str, port: int
+    ) -> "Deferred[Verdict]":
+        """
+        The L{Verdict} on the client at C{client}, which reached the node at
+        C{own}, making it connect to C{host:port}.
 
         @return: fires at once unless C{host} is a name to resolve. A name
             that does not resolve is let through: connecting fails anyway.
         """
         refusal = self.policyRefusal(client, host)
-        if refusal is not None:
-            return succeed(refusal)
-        if isLocalHost(client):
-            return succeed(None)
+        if refusal is not None or isLocalHost(client):
+            return succeed(Verdict(refusal))
         literal = parseAddress(host)
         if literal is not None:
-            return succeed(self._internal(host, [literal], own))
+            return succeed(Verdict(self._internal(host, [literal], own)))
 
-        def judge(found: list[str]) -> str | None:
+        def judge(found: list[str]) -> Verdict:
             addresses = [a for a in map(parseAddress, found) if a is not None]
-            return self._internal(host, addresses, own)
+            return Verdict(
+                self._internal(host, addresses, own),
+                tuple(str(a) for a in addresses),
+            )
 
-        judged: Deferred[str | None] = self.resolve(host, port).addCallback(judge)
-        return judged.addErrback(lambda _: None)
+        judged: Deferred[Verdict] = self.resolve(host, port).addCallback(judge)
+        return judged.addErrback(lambda _: Verdict(None))
 
     def _internal(self, host: str, addresses: list[Address], own: str) -> str | None:
         if any(internal(a, own) for a in addresses):

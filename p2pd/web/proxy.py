@@ -49,7 +49,7 @@ from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
 from p2pd.spp.connector import endpointFor
 from p2pd.web import stream
-from p2pd.web.access import Access
+from p2pd.web.access import Access, Verdict
 from p2pd.web.channel import MAX_FORWARDED_BODY, TOO_LARGE
 
 FORWARD_TIMEOUT = 30
@@ -109,25 +109,34 @@ class ProxyConfig:
         self.access = access
         self.known = KnownNodes(reactor)
         self.notNodes = KnownNodes(reactor)
-        self.agent = Agent.usingEndpointFactory(
-            reactor,
-            _Endpoints(reactor),
-            pool=HTTPConnectionPool(reactor, persistent=False),
+        self._pool = HTTPConnectionPool(reactor, persistent=False)
+        self.agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), self._pool)
+
+    def pinnedAgent(self, address: str) -> Agent:
+        """
+        An agent that connects to C{address} whatever host a URI names (the
+        address that host was judged by).
+        """
+        agent: Agent = Agent.usingEndpointFactory(
+            self.reactor, _Endpoints(self.reactor, address), self._pool
         )
+        return agent
 
 
 @implementer(IAgentEndpointFactory)
 class _Endpoints:
     """
     Where forwarded requests connect: plain TCP (only http URLs are
-    forwarded), with no resolver round trip for IP addresses.
+    forwarded), with no resolver round trip for IP addresses; to C{address}
+    if given, whatever the URI's host.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, address: str | None = None) -> None:
         self.reactor = reactor
+        self.address = address
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        host = uri.host.decode("ascii").strip("[]")
+        host = self.address or uri.host.decode("ascii").strip("[]")
         return endpointFor(self.reactor, host, uri.port, FORWARD_TIMEOUT)
 
 
@@ -222,7 +231,8 @@ class NodeRequest(ProxyRequest, server.Request):
         own = getattr(self.getHost(), "host", "")
         path = target.path or "/"
 
-        def judged(refusal: str | None) -> None:
+        def judged(verdict: Verdict) -> None:
+            refusal = verdict.refusal
             if self._disconnected or self.finished:
                 return
             if refusal is not None:
@@ -237,9 +247,12 @@ class NodeRequest(ProxyRequest, server.Request):
             if sppURL is not None and self.method in (b"GET", b"HEAD"):
                 self._serveSPP(proxy, sppURL)
             else:
-                self._forward(proxy, host, port, path)
+                agent = proxy.agent
+                if verdict.addresses:
+                    agent = proxy.pinnedAgent(verdict.addresses[0])
+                self._forward(proxy, agent, host, port, path)
 
-        proxy.access.refusal(client, own, host, port).addCallback(judged)
+        proxy.access.judge(client, own, host, port).addCallback(judged)
 
     def _refuse(self, code: int, message: str) -> None:
         body = (message + "\n").encode("utf-8")
@@ -281,10 +294,12 @@ class NodeRequest(ProxyRequest, server.Request):
         self.uri = self.path = f"/{DIRECT_PREFIX}{path}".encode("utf-8")
         server.Request.process(self)
 
-    def _forward(self, proxy: ProxyConfig, host: str, port: int, path: str) -> None:
+    def _forward(
+        self, proxy: ProxyConfig, agent: Agent, host: str, port: int, path: str
+    ) -> None:
         """
-        Pass the request on to the origin server, as any HTTP proxy would;
-        switch to SPP if the answer comes from a p2pd node.
+        Pass the request on to the origin server with C{agent}, as any HTTP
+        proxy would; switch to SPP if the answer comes from a p2pd node.
         """
         # The agent writes Host from the URI and Content-Length from the
         # body: the client's would be sent twice.
@@ -311,10 +326,10 @@ class NodeRequest(ProxyRequest, server.Request):
                 host,
                 port,
                 path,
-                lambda: proxy.agent.request(self.method, self.uri, headers, body),
+                lambda: agent.request(self.method, self.uri, headers, body),
             )
             return
-        d = proxy.agent.request(self.method, self.uri, headers, body)
+        d = agent.request(self.method, self.uri, headers, body)
 
         def answered(response: Any) -> Any:
             server_ = (response.headers.getRawHeaders(b"server") or [b""])[0]
