@@ -39,8 +39,9 @@ from p2pd import __version__
 HEADER_DEADLINE = 20.0
 # Bytes of request body the proxy forwards (a form, a small upload).
 MAX_FORWARDED_BODY = 8 * 1024 * 1024
-_CLEAN = Failure(ConnectionDone())
 TOO_LARGE = f"a forwarded request body may hold at most {MAX_FORWARDED_BODY} bytes"
+
+_CLEAN = Failure(ConnectionDone())
 
 
 class NodeChannel(http.HTTPChannel):
