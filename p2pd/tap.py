@@ -254,7 +254,7 @@ class Options(usage.Options):
         self["allow-host"] = []
 
     def opt_allow_host(self, value: str) -> None:
-        """fetch or proxy only content whose origin is this host (repeatable; default: any host)"""
+        """fetch, proxy or serve through the gateway only content whose origin is this host name or address (repeatable; default: any host)"""
         host = value.strip().lower().strip("[]")
         if not _HOST.match(host) and not _isIPv6(host):
             raise usage.UsageError(
@@ -265,7 +265,7 @@ class Options(usage.Options):
     opt_A = opt_allow_host
 
     def opt_grant(self, value: str) -> None:
-        """a subnet whose hosts may use this node's proxy and gateway, making it fetch for them (repeatable); the local host always may"""
+        """a subnet whose hosts may use this node's proxy, gateway and /.status, making it fetch for them (repeatable); the local host always may"""
         self["grant"].append(_subnet("--grant", value))
 
     opt_n = opt_grant
