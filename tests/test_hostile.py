@@ -277,6 +277,33 @@ class FramingTests(HostileTestCase):
         yield self.assertHealthy()
 
     @defer.inlineCallbacks
+    def test_partialFrames(self) -> Any:
+        """
+        Frames past the limits of where they come are refused at their
+        first bytes: over 1 KiB before the Hello, and over 16 KiB after it
+        unless a Block or Digests the node asked for. Meanwhile twenty peers
+        holding a partial frame just at the limit do not keep the node from
+        serving a well-behaved peer.
+        """
+        small = codec.MAX_SMALL_FRAME
+        refused = [
+            codec.MAGIC + (codec.MAX_HELLO_FRAME + 1).to_bytes(4, "big"),
+            codec.MAGIC + hello() + (small + 1).to_bytes(4, "big") + b"\x09",
+            codec.MAGIC + hello() + (small + 1).to_bytes(4, "big") + b"\x03",
+        ]
+        for data in refused:
+            recorder = yield self.connect(data)
+            yield recorder.waitForClose()
+            self.assertConnectionError(recorder, ErrorCode.BAD_REQUEST)
+        partial = small.to_bytes(4, "big") + b"\x03" + b"\x00" * (small // 2)
+        tricklers = []
+        for _ in range(20):
+            recorder = yield self.handshake(partial)
+            tricklers.append(recorder)
+        self.assertFalse(any(recorder.closed for recorder in tricklers))
+        yield self.assertHealthy()
+
+    @defer.inlineCallbacks
     def test_badMagic(self) -> Any:
         """
         Bytes starting like SPP (0x89) but with the wrong magic are neither

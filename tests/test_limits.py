@@ -1,0 +1,275 @@
+"""
+Tests for the bounds no peer can push a node past: the memory an SPP
+connection holds for frames still arriving (L{p2pd.spp.protocol}).
+
+Each limit is tested just at it and just past it.
+"""
+
+import struct
+import sys
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pd.spp import codec
+from p2pd.spp.codec import ErrorCode
+from tests.test_protocol import (
+    BLOCK,
+    URL,
+    ErrorAssertions,
+    FakeServedFile,
+    Wire,
+    content,
+    frame,
+    ready,
+)
+from tests.test_spec import SPEC, _section, _size, _tableRows
+
+
+def header(length: int, messageType: int | None = None) -> bytes:
+    """
+    A frame's length prefix, and its type byte if given.
+    """
+    prefix = struct.pack("!I", length)
+    return prefix if messageType is None else prefix + bytes([messageType])
+
+
+class CodecLimitTests(SynchronousTestCase):
+    """
+    The frame limits hold every message that may come under them.
+    """
+
+    def test_helloAndErrorFitBeforeHello(self) -> None:
+        """
+        The largest Hello and the largest Error fit in
+        L{codec.MAX_HELLO_FRAME}: they are all that may come before a Hello.
+        """
+        for message in [
+            codec.Hello(0xFF, 0xFFFF, b"\xff" * 16, "a" * codec.MAX_AGENT),
+            codec.Error(0xFFFFFFFF, 0xFFFF, "m" * codec.MAX_ERROR_MESSAGE),
+        ]:
+            self.assertLessEqual(len(codec.encode(message)), codec.MAX_HELLO_FRAME)
+
+    def test_smallFrames(self) -> None:
+        """
+        Every message but Block and Digests, at its largest, fits in
+        L{codec.MAX_SMALL_FRAME}.
+        """
+        for message in [
+            codec.Open(0xFFFFFFFF, "u" * codec.MAX_URL, "v" * codec.MAX_VERSION_STAMP),
+            codec.Opened(
+                1,
+                codec.MAX_BLOCK_SIZE * codec.MAX_BLOCKS,
+                codec.MAX_BLOCK_SIZE,
+                True,
+                "n" * codec.MAX_DIGEST_NAME,
+                "v" * codec.MAX_VERSION_STAMP,
+            ),
+            codec.Have(1, ((0, 1),) * codec.MAX_HAVE_RANGES),
+            codec.Peers(1, (codec.Peer("::1", 1, True),) * codec.MAX_PEERS),
+            codec.GetDigests(1, 1, 0, codec.MAX_DIGESTS_PER_REQUEST),
+        ]:
+            self.assertLessEqual(len(codec.encode(message)), codec.MAX_SMALL_FRAME)
+
+
+class DocumentedTests(SynchronousTestCase):
+    """
+    docs/protocol.md states the frame limits the code enforces.
+    """
+
+    def test_frameLimits(self) -> None:
+        """
+        The limits table gives L{codec.MAX_HELLO_FRAME} and
+        L{codec.MAX_SMALL_FRAME}.
+        """
+        text = SPEC.getContent().decode("utf-8")
+        limits = {row[0]: row[1] for row in _tableRows(_section(text, "Limits"))}
+        self.assertEqual(_size(limits["frame before the Hello"]), codec.MAX_HELLO_FRAME)
+        self.assertEqual(
+            _size(limits["frame but an asked-for Block or Digests"]),
+            codec.MAX_SMALL_FRAME,
+        )
+
+
+class BeforeHelloTests(SynchronousTestCase, ErrorAssertions):
+    """
+    Before the Hello a frame may be at most L{codec.MAX_HELLO_FRAME} bytes.
+    """
+
+    def test_atTheLimit(self) -> None:
+        """
+        A length of exactly L{codec.MAX_HELLO_FRAME} is waited for.
+        """
+        wire = Wire()
+        wire.feedRaw(codec.MAGIC + header(codec.MAX_HELLO_FRAME) + b"\x01" * 100)
+        self.assertFalse(wire.closed)
+        self.assertEqual(wire.protocol.bufferedBytes, 4 + 100)
+
+    def test_pastTheLimit(self) -> None:
+        """
+        One byte more gets Error BAD_REQUEST and a close as soon as the
+        length is in, on either side of the handshake.
+        """
+        responder = Wire()
+        responder.feedRaw(codec.MAGIC + header(codec.MAX_HELLO_FRAME + 1))
+        self.assertClosedWith(responder, ErrorCode.BAD_REQUEST)
+        self.assertEqual(responder.protocol.bufferedBytes, 0)
+        initiator = Wire(initiator=True)
+        initiator.feedRaw(header(codec.MAX_HELLO_FRAME + 1))
+        self.assertClosedWith(initiator, ErrorCode.BAD_REQUEST)
+
+    def test_requestsBehindHelloMayBeLarge(self) -> None:
+        """
+        Frames right behind the Hello, in the same read, are held to the
+        limits after the Hello.
+        """
+        wire = Wire()
+        wire.node.files[URL] = FakeServedFile(content(10))
+        url = URL + "?" + "x" * (codec.MAX_HELLO_FRAME + 10 - len(URL))
+        wire.node.files[url] = FakeServedFile(content(10))
+        wire.feedRaw(
+            codec.MAGIC
+            + frame(codec.Hello(1, 0, b"\x02" * 16, "x"))
+            + frame(codec.Open(1, url, ""))
+        )
+        self.assertIsInstance(wire.sent()[1], codec.Opened)
+        self.assertFalse(wire.closed)
+
+    def test_busyBeforeHello(self) -> None:
+        """
+        An initiator refused with Error BUSY (request 0) instead of a Hello
+        closes without answering, and its handshake fails.
+        """
+        wire = Wire(initiator=True)
+        wire.feed(codec.Error(0, ErrorCode.BUSY, "too many connections"))
+        self.assertEqual(wire.sent(), [])
+        self.assertTrue(wire.closed)
+        wire.lose()
+        self.assertEqual(len(wire.readyResults), 1)
+        self.assertEqual(wire.node.ready, [])
+
+
+class AfterHelloTests(SynchronousTestCase, ErrorAssertions):
+    """
+    After the Hello a frame may be at most L{codec.MAX_SMALL_FRAME} bytes,
+    unless it is a Block or Digests answering an outstanding request.
+    """
+
+    def test_smallAtTheLimit(self) -> None:
+        """
+        An Open of exactly L{codec.MAX_SMALL_FRAME} bytes is waited for.
+        """
+        wire = ready()
+        wire.feedRaw(header(codec.MAX_SMALL_FRAME, codec.Open.TYPE) + b"\x00" * 9)
+        self.assertFalse(wire.closed)
+
+    def test_smallPastTheLimit(self) -> None:
+        """
+        One byte more gets Error BAD_REQUEST and a close once the type byte
+        is in; the length alone is waited on.
+        """
+        wire = ready()
+        wire.feedRaw(header(codec.MAX_SMALL_FRAME + 1))
+        self.assertFalse(wire.closed)
+        self.assertEqual(wire.protocol.bufferedBytes, 4)
+        wire.feedRaw(bytes([codec.Open.TYPE]))
+        self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+        self.assertEqual(wire.protocol.bufferedBytes, 0)
+
+    def test_unaskedBlock(self) -> None:
+        """
+        A Block or Digests over the small limit that answers nothing this
+        side asked for is refused at its type byte.
+        """
+        for answer in (codec.Block.TYPE, codec.Digests.TYPE):
+            wire = ready(initiator=True)
+            wire.feedRaw(header(codec.MAX_SMALL_FRAME + 1, answer))
+            self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+
+    def test_otherAnswerAsked(self) -> None:
+        """
+        An outstanding GetDigests does not let a large Block in.
+        """
+        wire = ready(initiator=True)
+        wire.protocol.request(codec.GetDigests(0, 1, 0, 1), None)
+        wire.feedRaw(header(codec.MAX_SMALL_FRAME + 1, codec.Block.TYPE))
+        self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+
+    def test_askedBlock(self) -> None:
+        """
+        With a GetBlock outstanding, a Block of up to L{codec.MAX_FRAME}
+        bytes is waited for; one byte more is refused.
+        """
+        wire = ready(initiator=True)
+        wire.protocol.request(codec.GetBlock(0, 1, 0), None)
+        wire.feedRaw(header(codec.MAX_FRAME, codec.Block.TYPE))
+        self.assertFalse(wire.closed)
+        wire = ready(initiator=True)
+        wire.protocol.request(codec.GetBlock(0, 1, 0), None)
+        wire.feedRaw(header(codec.MAX_FRAME + 1))
+        self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+
+    def test_askedDigests(self) -> None:
+        """
+        With a GetDigests outstanding, a large Digests is waited for.
+        """
+        wire = ready(initiator=True)
+        wire.protocol.request(codec.GetDigests(0, 1, 0, 4096), None)
+        wire.feedRaw(header(codec.MAX_SMALL_FRAME + 1, codec.Digests.TYPE))
+        self.assertFalse(wire.closed)
+
+
+class PartialFrameTests(SynchronousTestCase):
+    """
+    A frame still arriving costs the bytes that arrived, not the length it
+    announces, and nothing once the connection is gone.
+    """
+
+    def test_costsWhatArrived(self) -> None:
+        """
+        A Block announcing 4 MiB, trickled a byte at a time, holds a buffer
+        of about the bytes received.
+        """
+        wire = ready(initiator=True)
+        wire.protocol.request(codec.GetBlock(0, 1, 0), None)
+        wire.feedRaw(header(codec.MAX_FRAME, codec.Block.TYPE))
+        wire.feedRaw(b"\x00" * 3000, chunk=1)
+        self.assertEqual(wire.protocol.bufferedBytes, 5 + 3000)
+        self.assertLess(sys.getsizeof(wire.protocol._partial), 2 * 3005)
+
+    def test_releasedOnClose(self) -> None:
+        """
+        The bytes of a partial frame are let go when the connection closes.
+        """
+        wire = ready(initiator=True)
+        asked = wire.protocol.request(codec.GetBlock(0, 1, 0), None)
+        wire.feedRaw(header(codec.MAX_FRAME, codec.Block.TYPE) + b"\x00" * 65536)
+        wire.lose()
+        self.failureResultOf(asked)
+        self.assertEqual(wire.protocol.bufferedBytes, 0)
+
+    @given(
+        opens=st.lists(st.integers(1, 0xFFFFFFFF), min_size=1, max_size=8, unique=True),
+        cuts=st.lists(st.integers(1, 200), max_size=40),
+    )
+    def test_anyChunking(self, opens: list[int], cuts: list[int]) -> None:
+        """
+        However a stream of frames is cut into reads, every frame is acted
+        on once, in order, and no more than a frame and a read are held.
+        """
+        wire = ready()
+        wire.node.files[URL] = FakeServedFile(content(2 * BLOCK))
+        stream = b"".join(frame(codec.Open(r, URL, "")) for r in opens)
+        position = 0
+        for cut in [*cuts, len(stream)]:
+            chunk = stream[position : position + cut]
+            position += len(chunk)
+            wire.feedRaw(chunk)
+            self.assertLessEqual(wire.protocol.bufferedBytes, len(chunk) + 100)
+        self.assertEqual([url for url, _, _ in wire.node.opens], [URL] * len(opens))
+        self.assertEqual(
+            [m.request for m in wire.sent() if isinstance(m, codec.Opened)], opens
+        )
+        self.assertEqual(wire.protocol.bufferedBytes, 0)
+        self.assertFalse(wire.closed)
