@@ -31,6 +31,7 @@ BLOCK = 64 * 1024
 SIZE = 3 * BLOCK + 1000  # four blocks, the last one short
 NAME = "clip.bin"
 WAIT = 20.0  # seconds any single answer may take
+MAX_HANDLES = 64  # open handles per connection
 
 
 def frame(message: Any) -> bytes:
@@ -721,6 +722,31 @@ class RequestTests(HostileTestCase):
         errors = [f for f in frames[1:] if isinstance(f, codec.Error)]
         self.assertEqual(len(opened), 64)
         self.assertEqual({ErrorCode(e.code) for e in errors}, {ErrorCode.BUSY})
+        yield self.assertHealthy()
+
+    @defer.inlineCallbacks
+    def test_handleHoarders(self) -> Any:
+        """
+        Sixteen peers each opening the file 64 times and reading a block
+        through every handle make the node open it once, not 1024 times:
+        its open descriptors grow by about one per connection.
+        """
+        descriptors = os.path.join("/proc", str(self.origin.pid), "fd")
+        before = len(os.listdir(descriptors))
+        hoarders = []
+        for _ in range(16):
+            handles = range(1, MAX_HANDLES + 1)
+            recorder = yield self.handshake(
+                b"".join(frame(codec.Open(n, self.url, "")) for n in handles)
+                + b"".join(frame(codec.GetBlock(1000 + n, n, 0)) for n in handles)
+            )
+            hoarders.append(recorder)
+        for recorder in hoarders:
+            frames = yield recorder.waitForFrames(1 + 2 * MAX_HANDLES)
+            self.assertEqual(
+                sum(isinstance(f, codec.Block) for f in frames), MAX_HANDLES
+            )
+        self.assertLess(len(os.listdir(descriptors)), before + 16 + 4)
         yield self.assertHealthy()
 
 

@@ -1,10 +1,13 @@
 """
 Tests for the bounds no peer can push a node past: the memory an SPP
-connection holds for frames still arriving (L{p2pd.spp.protocol}).
+connection holds for frames still arriving (L{p2pd.spp.protocol}) and the
+descriptors of files served to peers (L{p2pd.engine.serving}).
 
 Each limit is tested just at it and just past it.
 """
 
+import os
+import resource
 import struct
 import sys
 
@@ -12,8 +15,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.engine.interfaces import SPPError
+from p2pd.engine.meta import FileMeta
+from p2pd.engine.serving import (
+    CACHED_FILE_DESCRIPTORS,
+    SERVED_FILES_SHARE,
+    CachedServedFile,
+    Counters,
+    PublishedServedFile,
+    ServedFiles,
+    descriptorLimit,
+)
 from p2pd.spp import codec
 from p2pd.spp.codec import ErrorCode
+from p2pd.store.published import PublicDirectory
+from tests.test_node import BLOCK as NODE_BLOCK
+from tests.test_node import URL as NODE_URL
+from tests.test_node import FakeConnection, NodeFixture, writeFile
 from tests.test_protocol import (
     BLOCK,
     URL,
@@ -273,3 +291,126 @@ class PartialFrameTests(SynchronousTestCase):
         )
         self.assertEqual(wire.protocol.bufferedBytes, 0)
         self.assertFalse(wire.closed)
+
+
+def openDescriptors() -> int:
+    """
+    How many descriptors this process has open.
+    """
+    return len(os.listdir("/proc/self/fd"))
+
+
+class ServedFilesTests(SynchronousTestCase):
+    """
+    L{ServedFiles} holds each file once and keeps to its budget.
+    """
+
+    def test_defaultBudget(self) -> None:
+        """
+        By default the budget is a share of the descriptor limit, which is
+        the process's soft C{RLIMIT_NOFILE}.
+        """
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertLessEqual(descriptorLimit(), soft)
+        self.assertEqual(ServedFiles().budget, descriptorLimit() // SERVED_FILES_SHARE)
+
+    def test_oneFileManyHandles(self) -> None:
+        """
+        Handles of one file cost its descriptors once; they are given back
+        when the last handle is released.
+        """
+        files = ServedFiles(budget=10)
+        for _ in range(100):
+            files.hold("a", 3)
+        self.assertEqual(files.used, 3)
+        for _ in range(99):
+            files.release("a")
+        self.assertEqual(files.used, 3)
+        files.release("a")
+        self.assertEqual(files.used, 0)
+
+    def test_budget(self) -> None:
+        """
+        Files fit up to the budget exactly; one descriptor more is BUSY,
+        but more handles of a file already held are not.
+        """
+        files = ServedFiles(budget=4)
+        files.hold("a", 3)
+        files.hold("b", 1)
+        with self.assertRaises(SPPError) as raised:
+            files.hold("c", 1)
+        self.assertEqual(raised.exception.code, ErrorCode.BUSY)
+        files.hold("a", 3)
+        files.release("b")
+        files.hold("c", 1)
+        self.assertEqual(files.used, 4)
+
+
+class SharedDescriptorTests(NodeFixture):
+    """
+    Files served to peers share one open file however many handles they
+    have, and an Open past the budget is BUSY.
+    """
+
+    def test_manyHandlesOneDescriptor(self) -> None:
+        """
+        A hundred handles of one published file, each reading a block, open
+        it once; closing them all closes it.
+        """
+        before = openDescriptors()
+        handles = [self.node.open(NODE_URL, "", FakeConnection({})) for _ in range(100)]
+        for served in handles:
+            self.assertTrue(self.successResultOf(served.readBlock(1)))
+        self.assertEqual(openDescriptors(), before + 1)
+        for served in handles:
+            served.close()
+        self.assertEqual(openDescriptors(), before)
+        self.assertEqual(self.node.servedFiles.used, 0)
+
+    def test_publishedBusy(self) -> None:
+        """
+        With the budget full, opening another published file is BUSY; once
+        a file is closed there is room again.
+        """
+        public = PublicDirectory(self.publicDir)
+        writeFile(os.path.join(self.publicDir, "other.ts"), b"other" * 100)
+        files = ServedFiles(budget=1)
+
+        def served(name: str) -> PublishedServedFile:
+            return PublishedServedFile(
+                public.lookup([name.encode()]),
+                self.digestIndex,
+                self.tracker,
+                Counters(),
+                files,
+            )
+
+        first = served("movie.ts")
+        with self.assertRaises(SPPError) as raised:
+            served("other.ts")
+        self.assertEqual(raised.exception.code, ErrorCode.BUSY)
+        served("movie.ts").close()
+        first.close()
+        served("other.ts").close()
+
+    def test_cachedCounted(self) -> None:
+        """
+        Handles of a cached version count its descriptors once; past the
+        budget the Open is BUSY and the cache handle it was given is closed.
+        """
+        meta = FileMeta(NODE_URL, 2 * NODE_BLOCK, NODE_BLOCK, "sha256", "v1")
+        files = ServedFiles(budget=CACHED_FILE_DESCRIPTORS)
+        served = [
+            CachedServedFile(self.cache.open(meta), None, Counters(), files)
+            for _ in range(5)
+        ]
+        self.assertEqual(files.used, CACHED_FILE_DESCRIPTORS)
+        other = self.cache.open(FileMeta(NODE_URL + "2", 1, NODE_BLOCK, "sha256", "v"))
+        with self.assertRaises(SPPError) as raised:
+            CachedServedFile(other, None, Counters(), files)
+        self.assertEqual(raised.exception.code, ErrorCode.BUSY)
+        self.assertRaises(ValueError, other.has, 0)
+        for handle in served:
+            handle.close()
+            handle.close()
+        self.assertEqual(files.used, 0)
