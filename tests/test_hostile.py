@@ -918,6 +918,46 @@ class ConnectionCapTests(HostileTestCase):
         yield self.assertHealthy()
 
 
+class FileBudgetTests(HostileTestCase):
+    """
+    Files served to peers share a node-wide budget of descriptors: with 256
+    descriptors, 32 files.
+    """
+
+    descriptors = 256
+
+    @defer.inlineCallbacks
+    def test_budget(self) -> Any:
+        """
+        Opening 40 different files gets the first 32 opened and the rest
+        BUSY; once handles are closed, files open again.
+        """
+        names = [f"file{n}.bin" for n in range(40)]
+        for name in names:
+            with open(os.path.join(self.public, name), "wb") as f:
+                f.write(name.encode())
+        recorder = yield self.handshake(
+            b"".join(
+                frame(codec.Open(n, self.origin.sppURLFor(name), ""))
+                for n, name in enumerate(names, 1)
+            )
+        )
+        frames = yield recorder.waitForFrames(1 + len(names))
+        answers = {f.request: f for f in frames[1:]}
+        opened = [n for n, f in answers.items() if isinstance(f, codec.Opened)]
+        self.assertEqual(sorted(opened), list(range(1, 33)))
+        for n in range(33, 41):
+            self.assertEqual(ErrorCode(answers[n].code), ErrorCode.BUSY)
+        recorder.transport.write(
+            b"".join(frame(codec.Close(n)) for n in opened)
+            + frame(codec.Open(100, self.origin.sppURLFor(names[-1]), ""))
+        )
+        frames = yield recorder.waitForFrames(2 + len(names))
+        self.assertIsInstance(frames[-1], codec.Opened, repr(frames[-1]))
+        yield recorder.close()
+        yield self.assertHealthy()
+
+
 class SurvivalTests(HostileTestCase):
     """
     Everything at once, then a real download.
