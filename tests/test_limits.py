@@ -15,10 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd import listener
 from p2pd.engine.interfaces import SPPError
 from p2pd.engine.meta import FileMeta
 from p2pd.engine.serving import (
     CACHED_FILE_DESCRIPTORS,
+    MAX_DESCRIPTORS,
     SERVED_FILES_SHARE,
     CachedServedFile,
     Counters,
@@ -107,6 +109,43 @@ class DocumentedTests(SynchronousTestCase):
         self.assertEqual(
             _size(limits["frame but an asked-for Block or Digests"]),
             codec.MAX_SMALL_FRAME,
+        )
+
+
+class BoundsDocumentedTests(SynchronousTestCase):
+    """
+    docs/security.md's Bounds section names every cap with its value.
+    """
+
+    def test_bounds(self) -> None:
+        """
+        Each row of the Bounds table names its constant, and the shares and
+        numbers it gives are the code's.
+        """
+        path = SPEC.sibling("security.md")
+        bounds = _section(path.getContent().decode("utf-8"), "Bounds")
+        rows = {row[0]: " ".join(row[1:]) for row in _tableRows(bounds)}
+        spp = rows["memory for an SPP frame still arriving"]
+        self.assertIn(f"{codec.MAX_HELLO_FRAME // 1024} KiB before the Hello", spp)
+        self.assertIn(f"{codec.MAX_SMALL_FRAME // 1024} KiB after it", spp)
+        files = rows["files open for peers"]
+        self.assertIn(f"N/{SERVED_FILES_SHARE} descriptors", files)
+        self.assertIn(f"a cached one {CACHED_FILE_DESCRIPTORS}", files)
+        self.assertIn(f"N/{listener.CONNECTIONS_SHARE}", rows["connections at once"])
+        perAddress = rows["connections from one address at once, SPP and HTTP"]
+        self.assertIn(f"{listener.MAX_PER_ADDRESS} ", perAddress)
+        self.assertEqual(listener.HTTP_SHARE, 4)
+        self.assertIn("a quarter", rows["HTTP connections at once"])
+        self.assertIn(f"at most {MAX_DESCRIPTORS}", bounds)
+        self.assertIn(f"Retry-After: {listener.RETRY_AFTER}", bounds)
+        limits = {
+            row[0]: row[1]
+            for row in _tableRows(_section(SPEC.getContent().decode(), "Limits"))
+        }
+        self.assertTrue(
+            limits["connections a node accepts from one address"].startswith(
+                f"{listener.MAX_PER_ADDRESS} "
+            )
         )
 
 
