@@ -6,10 +6,12 @@ descriptors of files served to peers (L{p2pd.engine.serving}).
 Each limit is tested just at it and just past it.
 """
 
+import gc
 import os
 import resource
 import struct
 import sys
+import weakref
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -305,6 +307,19 @@ class PartialFrameTests(SynchronousTestCase):
         wire.lose()
         self.failureResultOf(asked)
         self.assertEqual(wire.protocol.bufferedBytes, 0)
+
+    def test_connectionCollected(self) -> None:
+        """
+        A connection closed with a partial frame in it leaves nothing that
+        keeps it, or its buffer, alive.
+        """
+        wire = ready()
+        wire.feedRaw(header(codec.MAX_SMALL_FRAME, codec.Open.TYPE) + b"\x00" * 8000)
+        wire.lose()
+        gone = weakref.ref(wire.protocol)
+        del wire
+        gc.collect()
+        self.assertIsNone(gone())
 
     @given(
         opens=st.lists(st.integers(1, 0xFFFFFFFF), min_size=1, max_size=8, unique=True),
