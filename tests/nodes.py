@@ -256,6 +256,14 @@ class Node:
     def running(self) -> bool:
         return self._transport is not None and not self.exited
 
+    @property
+    def pid(self) -> int:
+        """
+        The process id, once started.
+        """
+        assert self._transport is not None, "not started"
+        return int(self._transport.pid)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> "Deferred[None]":
         """
         Send SIGTERM and wait until the process has exited; SIGKILL it if it

@@ -13,7 +13,10 @@ the unit tests cover them with a fake clock.
 """
 
 import os
+import resource
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -31,6 +34,7 @@ BLOCK = 64 * 1024
 SIZE = 3 * BLOCK + 1000  # four blocks, the last one short
 NAME = "clip.bin"
 WAIT = 20.0  # seconds any single answer may take
+MAX_HANDLES = 64  # open handles per connection
 
 
 def frame(message: Any) -> bytes:
@@ -141,12 +145,53 @@ class Recorder(Protocol):
         return self.waitForClose()
 
 
+@contextmanager
+def descriptorLimit(soft: int | None) -> Iterator[None]:
+    """
+    With C{soft} as this process's soft C{RLIMIT_NOFILE} (unchanged if
+    None), for the processes it starts meanwhile.
+    """
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+class HTTPRecorder(Protocol):
+    """
+    Records what a node answers over HTTP.
+
+    @ivar answered: fires once a whole response head has arrived.
+    @ivar lost: fires once the connection is closed.
+    """
+
+    def __init__(self) -> None:
+        self.raw = b""
+        self.answered: defer.Deferred[bytes] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.raw += data
+        if b"\r\n\r\n" in self.raw and not self.answered.called:
+            self.answered.callback(self.raw)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost.callback(None)
+
+
 class HostileTestCase(TestCase):
     """
     An origin publishing one file, and raw connections to it.
+
+    @ivar descriptors: the origin's soft C{RLIMIT_NOFILE}, if not this
+        process's.
     """
 
     timeout = 120
+    descriptors: int | None = None
 
     @defer.inlineCallbacks
     def setUp(self) -> Any:
@@ -159,19 +204,25 @@ class HostileTestCase(TestCase):
             f.write(self.content)
         with open(os.path.join(self.base, "secret"), "wb") as f:
             f.write(b"secret")
-        self.origin = yield self.nodes.start(
-            "-p", self.public, "-c", os.path.join(self.base, "cache"),
-            "-b", f"{BLOCK // 1024}K",
-        )  # fmt: skip
+        with descriptorLimit(self.descriptors):
+            started = self.nodes.start(
+                "-p", self.public, "-c", os.path.join(self.base, "cache"),
+                "-b", f"{BLOCK // 1024}K",
+            )  # fmt: skip
+        self.origin = yield started
         self.url = self.origin.sppURLFor(NAME)
 
     @defer.inlineCallbacks
-    def connect(self, data: bytes = b"") -> Any:
+    def connect(self, data: bytes = b"", source: str | None = None) -> Any:
         """
-        A new connection to the origin, after sending it C{data}; it is
-        closed, and its end awaited, when the test ends.
+        A new connection to the origin (from C{source} if given), after
+        sending it C{data}; it is closed, and its end awaited, when the test
+        ends.
         """
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.origin.port)
+        bind = None if source is None else (source, 0)
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", self.origin.port, bindAddress=bind
+        )
         recorder = yield connectProtocol(endpoint, Recorder())
         self.addCleanup(recorder.close)
         if data:
@@ -179,12 +230,12 @@ class HostileTestCase(TestCase):
         return recorder
 
     @defer.inlineCallbacks
-    def handshake(self, data: bytes = b"") -> Any:
+    def handshake(self, data: bytes = b"", source: str | None = None) -> Any:
         """
         A connection past the handshake (magic and Hello both ways), after
         sending C{data}.
         """
-        recorder = yield self.connect(codec.MAGIC + hello())
+        recorder = yield self.connect(codec.MAGIC + hello(), source)
         frames = yield recorder.waitForFrames(1)
         self.assertIsInstance(frames[0], codec.Hello, repr(frames[0]))
         if data:
@@ -274,6 +325,33 @@ class FramingTests(HostileTestCase):
         recorder = yield self.handshake((codec.MAX_FRAME + 1).to_bytes(4, "big"))
         yield recorder.waitForClose()
         self.assertConnectionError(recorder, ErrorCode.BAD_REQUEST)
+        yield self.assertHealthy()
+
+    @defer.inlineCallbacks
+    def test_partialFrames(self) -> Any:
+        """
+        Frames past the limits of where they come are refused at their
+        first bytes: over 1 KiB before the Hello, and over 16 KiB after it
+        unless a Block or Digests the node asked for. Meanwhile twenty peers
+        holding a partial frame just at the limit do not keep the node from
+        serving a well-behaved peer.
+        """
+        small = codec.MAX_SMALL_FRAME
+        refused = [
+            codec.MAGIC + (codec.MAX_HELLO_FRAME + 1).to_bytes(4, "big"),
+            codec.MAGIC + hello() + (small + 1).to_bytes(4, "big") + b"\x09",
+            codec.MAGIC + hello() + (small + 1).to_bytes(4, "big") + b"\x03",
+        ]
+        for data in refused:
+            recorder = yield self.connect(data)
+            yield recorder.waitForClose()
+            self.assertConnectionError(recorder, ErrorCode.BAD_REQUEST)
+        partial = small.to_bytes(4, "big") + b"\x03" + b"\x00" * (small // 2)
+        tricklers = []
+        for _ in range(20):
+            recorder = yield self.handshake(partial)
+            tricklers.append(recorder)
+        self.assertFalse(any(recorder.closed for recorder in tricklers))
         yield self.assertHealthy()
 
     @defer.inlineCallbacks
@@ -694,6 +772,189 @@ class RequestTests(HostileTestCase):
         errors = [f for f in frames[1:] if isinstance(f, codec.Error)]
         self.assertEqual(len(opened), 64)
         self.assertEqual({ErrorCode(e.code) for e in errors}, {ErrorCode.BUSY})
+        yield self.assertHealthy()
+
+    @defer.inlineCallbacks
+    def test_handleHoarders(self) -> Any:
+        """
+        Sixteen peers each opening the file 64 times and reading a block
+        through every handle make the node open it once, not 1024 times:
+        its open descriptors grow by about one per connection.
+        """
+        descriptors = os.path.join("/proc", str(self.origin.pid), "fd")
+        before = len(os.listdir(descriptors))
+        hoarders = []
+        for _ in range(16):
+            handles = range(1, MAX_HANDLES + 1)
+            recorder = yield self.handshake(
+                b"".join(frame(codec.Open(n, self.url, "")) for n in handles)
+                + b"".join(frame(codec.GetBlock(1000 + n, n, 0)) for n in handles)
+            )
+            hoarders.append(recorder)
+        for recorder in hoarders:
+            frames = yield recorder.waitForFrames(1 + 2 * MAX_HANDLES)
+            self.assertEqual(
+                sum(isinstance(f, codec.Block) for f in frames), MAX_HANDLES
+            )
+        self.assertLess(len(os.listdir(descriptors)), before + 16 + 4)
+        yield self.assertHealthy()
+
+
+class ConnectionCapTests(HostileTestCase):
+    """
+    Connections just past each cap of the listener get a polite refusal in
+    their own protocol, and a normal client gets in once below the cap.
+    With 256 descriptors the origin takes 128 connections, 32 of them HTTP,
+    and 64 from one address.
+    """
+
+    descriptors = 256
+
+    @defer.inlineCallbacks
+    def http(self, request: bytes, source: str | None = None) -> Any:
+        """
+        A new HTTP connection to the origin, after sending it C{request}.
+        """
+        bind = None if source is None else (source, 0)
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", self.origin.port, bindAddress=bind
+        )
+        recorder = yield connectProtocol(endpoint, HTTPRecorder())
+        self.addCleanup(lambda: recorder.lost)
+        self.addCleanup(recorder.transport.loseConnection)
+        recorder.transport.write(request)
+        return recorder
+
+    @defer.inlineCallbacks
+    def assertSPPRefused(self, source: str | None = None) -> Any:
+        """
+        A new SPP connection gets Error BUSY about the connection, then a
+        close.
+        """
+        recorder = yield self.connect(codec.MAGIC + hello(), source)
+        yield recorder.waitForClose()
+        self.assertEqual(len(recorder.frames), 1, recorder.frames)
+        self.assertConnectionError(recorder, ErrorCode.BUSY)
+
+    @defer.inlineCallbacks
+    def assertHTTPRefused(self, source: str | None = None) -> Any:
+        """
+        A new HTTP connection gets 503 with Retry-After, then a close.
+        """
+        recorder = yield self.http(self.head(), source)
+        yield recorder.lost
+        head = recorder.raw.split(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual(head[0], b"HTTP/1.1 503 Service Unavailable")
+        self.assertIn(b"Connection: close", head)
+        self.assertTrue(any(line.startswith(b"Retry-After: ") for line in head))
+
+    def head(self, close: bool = False) -> bytes:
+        last = "Connection: close\r\n" if close else ""
+        return f"HEAD /{NAME} HTTP/1.1\r\nHost: x\r\n{last}\r\n".encode()
+
+    @defer.inlineCallbacks
+    def dismiss(self, recorder: Recorder) -> Any:
+        """
+        Have the origin close an SPP connection (with a protocol error): it
+        has counted the connection gone by the time the close arrives here.
+        """
+        recorder.transport.write(rawFrame(b"\x7f"))
+        yield recorder.waitForClose()
+
+    @defer.inlineCallbacks
+    def test_perAddress(self) -> Any:
+        """
+        From an address with 64 connections open, a 65th SPP or HTTP
+        connection is refused; closing one lets a normal client in.
+        """
+        held = []
+        for _ in range(64):
+            recorder = yield self.handshake()
+            held.append(recorder)
+        yield self.assertSPPRefused()
+        yield self.assertHTTPRefused()
+        recorder = yield self.handshake(source="127.0.0.2")
+        yield recorder.close()
+        yield self.dismiss(held.pop())
+        yield self.assertHealthy()
+
+    @defer.inlineCallbacks
+    def test_http(self) -> Any:
+        """
+        With 32 HTTP connections open, a 33rd is refused with a 503 while
+        SPP still gets in; closing one lets a new HTTP client in.
+        """
+        held = []
+        for _ in range(32):
+            recorder = yield self.http(self.head())
+            answer = yield recorder.answered
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+            held.append(recorder)
+        yield self.assertHTTPRefused()
+        recorder = yield self.handshake()
+        yield recorder.close()
+        last = held.pop()
+        last.transport.write(self.head(close=True))
+        yield last.lost
+        recorder = yield self.http(self.head())
+        answer = yield recorder.answered
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+        yield self.assertHealthy()
+
+    @defer.inlineCallbacks
+    def test_total(self) -> Any:
+        """
+        With 128 connections open, a 129th from any address is refused;
+        closing one lets a normal client in.
+        """
+        held = []
+        for source in ("127.0.0.2", "127.0.0.3"):
+            for _ in range(64):
+                recorder = yield self.handshake(source=source)
+                held.append(recorder)
+        yield self.assertSPPRefused("127.0.0.4")
+        yield self.assertHTTPRefused("127.0.0.4")
+        yield self.dismiss(held.pop())
+        yield self.assertHealthy()
+
+
+class FileBudgetTests(HostileTestCase):
+    """
+    Files served to peers share a node-wide budget of descriptors: with 256
+    descriptors, 32 files.
+    """
+
+    descriptors = 256
+
+    @defer.inlineCallbacks
+    def test_budget(self) -> Any:
+        """
+        Opening 40 different files gets the first 32 opened and the rest
+        BUSY; once handles are closed, files open again.
+        """
+        names = [f"file{n}.bin" for n in range(40)]
+        for name in names:
+            with open(os.path.join(self.public, name), "wb") as f:
+                f.write(name.encode())
+        recorder = yield self.handshake(
+            b"".join(
+                frame(codec.Open(n, self.origin.sppURLFor(name), ""))
+                for n, name in enumerate(names, 1)
+            )
+        )
+        frames = yield recorder.waitForFrames(1 + len(names))
+        answers = {f.request: f for f in frames[1:]}
+        opened = [n for n, f in answers.items() if isinstance(f, codec.Opened)]
+        self.assertEqual(sorted(opened), list(range(1, 33)))
+        for n in range(33, 41):
+            self.assertEqual(ErrorCode(answers[n].code), ErrorCode.BUSY)
+        recorder.transport.write(
+            b"".join(frame(codec.Close(n)) for n in opened)
+            + frame(codec.Open(100, self.origin.sppURLFor(names[-1]), ""))
+        )
+        frames = yield recorder.waitForFrames(2 + len(names))
+        self.assertIsInstance(frames[-1], codec.Opened, repr(frames[-1]))
+        yield recorder.close()
         yield self.assertHealthy()
 
 

@@ -1,6 +1,6 @@
 """
 Tests for L{p2pd.listener}: one port shared by several protocols, chosen by
-the first byte a client sends.
+the first byte a client sends, and the caps on the connections it accepts.
 """
 
 from twisted.internet.address import IPv4Address
@@ -8,13 +8,25 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from p2pd.listener import SharedPortFactory
+from p2pd.engine.serving import descriptorLimit
+from p2pd.listener import (
+    CONNECTIONS_SHARE,
+    HTTP_BUSY,
+    HTTP_SHARE,
+    MAX_PER_ADDRESS,
+    REFUSALS_LOGGED_EVERY,
+    RETRY_AFTER,
+    SPP_BUSY,
+    SharedPortFactory,
+)
+from p2pd.spp import codec
 
 from .helpers import parseResponse
 
@@ -267,3 +279,153 @@ class SharedPortTests(SynchronousTestCase):
         code, headers, body = parseResponse(transport.value())
         self.assertEqual((code, body), (200, b"hello there"))
         dispatcher.connectionLost(Failure(ConnectionDone()))
+
+
+SPP_REFUSAL = b"spp busy"
+
+
+class CapTests(SynchronousTestCase):
+    """
+    Past a cap, a connection is told so in its own protocol and closed; it
+    reaches no factory, and the counts come back down as connections close.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.http = _RecordingFactory()
+        self.spp = _RecordingFactory()
+        self.shared = SharedPortFactory(
+            self.http,
+            {SPP_KEY: self.spp},
+            clock=self.clock,
+            maxConnections=8,
+            maxPerAddress=3,
+            refusals={SPP_KEY: SPP_REFUSAL},
+        )
+
+    def connect(
+        self, host: str = "192.0.2.1", first: bytes = SPP_KEY
+    ) -> tuple[Protocol, _Transport]:
+        address = IPv4Address("TCP", host, 40000)
+        dispatcher = self.shared.buildProtocol(address)
+        transport = _Transport(peerAddress=address)
+        dispatcher.makeConnection(transport)
+        dispatcher.dataReceived(first)
+        return dispatcher, transport
+
+    def assertRefused(
+        self, connection: tuple[Protocol, _Transport], answer: bytes
+    ) -> None:
+        """
+        C{connection} was sent C{answer} and closed (and is then gone).
+        """
+        dispatcher, transport = connection
+        self.assertEqual(transport.value(), answer)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.aborted)
+        dispatcher.connectionLost(Failure(ConnectionDone()))
+
+    def test_perAddress(self) -> None:
+        """
+        One connection past C{maxPerAddress} from one address is refused;
+        other addresses are not, and once one closes there is room again.
+        """
+        connections = [self.connect() for _ in range(3)]
+        self.assertEqual(len(self.spp.built), 3)
+        self.assertRefused(self.connect(), SPP_REFUSAL)
+        self.assertRefused(self.connect(first=b"G"), HTTP_BUSY)
+        self.assertEqual((len(self.spp.built), self.http.built), (3, []))
+        self.connect("192.0.2.2")
+        self.assertEqual(len(self.spp.built), 4)
+        connections[0][0].connectionLost(Failure(ConnectionDone()))
+        self.connect()
+        self.assertEqual(len(self.spp.built), 5)
+
+    def test_total(self) -> None:
+        """
+        One connection past C{maxConnections} is refused, whatever its
+        address; once one closes there is room again.
+        """
+        connections = [self.connect(f"192.0.2.{n}") for n in range(8)]
+        self.assertRefused(self.connect("192.0.2.99"), SPP_REFUSAL)
+        self.assertEqual(len(self.spp.built), 8)
+        connections[0][0].connectionLost(Failure(ConnectionDone()))
+        _, transport = self.connect("192.0.2.100")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(self.spp.built), 9)
+
+    def test_http(self) -> None:
+        """
+        One HTTP connection past C{maxHTTP} gets a 503 with Retry-After and
+        Connection: close; SPP connections still get in.
+        """
+        self.assertEqual(self.shared.maxHTTP, 8 // HTTP_SHARE)
+        connections = [self.connect(f"192.0.2.{n}", b"G") for n in range(2)]
+        refused = self.connect("192.0.2.50", b"G")
+        code, headers, body = parseResponse(refused[1].value())
+        self.assertEqual(code, 503)
+        self.assertEqual(headers[b"retry-after"], b"%d" % RETRY_AFTER)
+        self.assertEqual(headers[b"connection"], b"close")
+        self.assertRefused(refused, HTTP_BUSY)
+        self.connect("192.0.2.51")
+        self.assertEqual((len(self.http.built), len(self.spp.built)), (2, 1))
+        connections[1][0].connectionLost(Failure(ConnectionDone()))
+        self.connect("192.0.2.52", b"G")
+        self.assertEqual(len(self.http.built), 3)
+
+    def test_countsReleased(self) -> None:
+        """
+        Every connection, chosen, refused or silent, is uncounted when it
+        ends.
+        """
+        connections = [self.connect(first=f) for f in (SPP_KEY, b"G", b"G", b"G")]
+        silent = self.shared.buildProtocol(PEER)
+        silent.makeConnection(_Transport(peerAddress=PEER))
+        self.assertEqual((self.shared.connections, self.shared.httpConnections), (5, 2))
+        for dispatcher, _ in connections:
+            dispatcher.connectionLost(Failure(ConnectionDone()))
+        silent.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual((self.shared.connections, self.shared.httpConnections), (0, 0))
+
+    def test_refusedHearsNoMore(self) -> None:
+        """
+        What a refused client sends afterwards reaches no protocol and gets
+        no answer.
+        """
+        for _ in range(3):
+            self.connect()
+        dispatcher, refused = self.connect()
+        refused.clear()
+        dispatcher.dataReceived(b"more")
+        self.assertEqual(refused.value(), b"")
+        self.assertEqual(len(self.spp.built), 3)
+
+    def test_logged(self) -> None:
+        """
+        The first refusal is logged, later ones at most once every
+        L{REFUSALS_LOGGED_EVERY} seconds, with how many there were.
+        """
+        for _ in range(3):
+            self.connect()
+        with capturedLogs() as events:
+            for _ in range(5):
+                self.connect()
+            self.clock.advance(REFUSALS_LOGGED_EVERY)
+            self.connect()
+        self.assertEqual([e["count"] for e in events], [1, 5])
+
+    def test_defaults(self) -> None:
+        """
+        By default the caps are shares of the descriptor limit, and an SPP
+        connection is refused with Error BUSY about the connection.
+        """
+        shared = SharedPortFactory(self.http, {}, clock=self.clock)
+        self.assertEqual(shared.maxConnections, descriptorLimit() // CONNECTIONS_SHARE)
+        self.assertEqual(shared.maxHTTP, shared.maxConnections // HTTP_SHARE)
+        self.assertEqual(shared.maxPerAddress, MAX_PER_ADDRESS)
+        self.assertEqual(shared.refusals, {codec.MAGIC[:1]: SPP_BUSY})
+        self.assertEqual(
+            codec.decode(SPP_BUSY[4:]),
+            codec.Error(0, codec.ErrorCode.BUSY, "too many connections"),
+        )
+        self.assertEqual(int.from_bytes(SPP_BUSY[:4], "big"), len(SPP_BUSY) - 4)

@@ -27,7 +27,12 @@ from p2pd.engine.interfaces import (
     SPPError,
     errorCode,
 )
-from p2pd.engine.serving import CachedServedFile, Counters, PublishedServedFile
+from p2pd.engine.serving import (
+    CachedServedFile,
+    Counters,
+    PublishedServedFile,
+    ServedFiles,
+)
 from p2pd.engine.tracker import Tracker
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import BadURL, parse
@@ -106,6 +111,7 @@ class Node:
         self.hashing = hashing
         self.listenPort = 0
         self.counters = Counters()
+        self.servedFiles = ServedFiles()
         self._connections: dict[tuple[str, int], Any] = {}
         self._connecting: dict[tuple[str, int], defer.Deferred[Any]] = {}
         self._swarms: dict[str, _Swarm] = {}
@@ -126,7 +132,11 @@ class Node:
                 published = None
             if published is not None and version in ("", published.version):
                 return PublishedServedFile(
-                    published, self.digestIndex, self.tracker, self.counters
+                    published,
+                    self.digestIndex,
+                    self.tracker,
+                    self.counters,
+                    self.servedFiles,
                 )
             if published is not None and parsed.port == self.listenPort:
                 raise SPPError(ErrorCode.CHANGED, "the file has changed")
@@ -137,10 +147,12 @@ class Node:
         if swarm is not None and swarm.download.meta.version == version:
             self._offerSource(swarm, connection)
             store: Any = swarm.download.store
-            return CachedServedFile(store, swarm.download, self.counters)
+            return CachedServedFile(
+                store, swarm.download, self.counters, self.servedFiles
+            )
         cached = self.cache.find(key, version) if self.cache is not None else None
         if cached is not None:
-            return CachedServedFile(cached, None, self.counters)
+            return CachedServedFile(cached, None, self.counters, self.servedFiles)
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
     def connectionReady(self, connection: Any) -> None:

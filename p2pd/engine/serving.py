@@ -5,8 +5,9 @@ authority) and what it has cached (as a peer).
 """
 
 import os
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+import resource
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, BinaryIO
 
 from twisted.internet import defer
 from zope.interface import implementer
@@ -38,6 +39,86 @@ class Counters:
         self.bytesByFile[name] = self.bytesByFile.get(name, 0) + length
 
 
+# What RLIMIT_NOFILE is taken to be when it is unlimited or huge: the caps
+# derived from it stay sane.
+MAX_DESCRIPTORS = 65536
+# The share of the descriptor limit that files served to peers may hold.
+SERVED_FILES_SHARE = 8
+# Descriptors a cached version holds open (data, digests, journal).
+CACHED_FILE_DESCRIPTORS = 3
+
+
+def descriptorLimit() -> int:
+    """
+    The descriptors this process may hold (its soft C{RLIMIT_NOFILE}), at
+    most L{MAX_DESCRIPTORS}: every node-wide cap on files and connections
+    is a share of it.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_DESCRIPTORS
+    return min(soft, MAX_DESCRIPTORS)
+
+
+class _Held:
+    """
+    One file held for peers: its handles and, once read, its descriptor.
+    """
+
+    def __init__(self, cost: int) -> None:
+        self.cost = cost
+        self.handles = 0
+        self.file: BinaryIO | None = None
+
+
+class ServedFiles:
+    """
+    The files this node serves to peers, each held once however many
+    handles (on one connection or many) have it open, under a node-wide
+    budget of descriptors: an Open past it is answered BUSY, so no peer can
+    take the descriptors the node needs for everyone else.
+
+    @ivar budget: descriptors files served to peers may hold, by default
+        1/L{SERVED_FILES_SHARE} of L{descriptorLimit}.
+    @ivar used: descriptors they hold now.
+    """
+
+    def __init__(self, budget: int | None = None) -> None:
+        if budget is None:
+            budget = descriptorLimit() // SERVED_FILES_SHARE
+        self.budget = budget
+        self.used = 0
+        self._held: dict[Hashable, _Held] = {}
+
+    def hold(self, key: Hashable, cost: int) -> _Held:
+        """
+        One more handle of the file C{key}, which holds C{cost} descriptors.
+
+        @raise SPPError: BUSY if the file is not held yet and its
+            descriptors do not fit in the budget.
+        """
+        held = self._held.get(key)
+        if held is None:
+            if self.used + cost > self.budget:
+                raise SPPError(ErrorCode.BUSY, "too many open files")
+            held = self._held[key] = _Held(cost)
+            self.used += cost
+        held.handles += 1
+        return held
+
+    def release(self, key: Hashable) -> None:
+        """
+        A handle of C{key} is closed; the last one closes the file.
+        """
+        held = self._held[key]
+        held.handles -= 1
+        if held.handles == 0:
+            del self._held[key]
+            self.used -= held.cost
+            if held.file is not None:
+                held.file.close()
+
+
 def _checkRange(first: int, count: int, blocks: int) -> None:
     if first < 0 or count < 1 or first + count > blocks:
         raise SPPError(
@@ -60,17 +141,19 @@ class PublishedServedFile:
         digestIndex: "DigestIndex",
         tracker: Tracker,
         counters: Counters,
+        files: ServedFiles,
     ) -> None:
         self.published = published
         self.digestIndex = digestIndex
         self.tracker = tracker
         self.counters = counters
+        self.files = files
+        self._held: _Held | None = files.hold(published, 1)
         self.size = published.size
         self.blockSize = digestIndex.blockSize
         self.digestName = digestIndex.digestName
         self.version = published.version
         self.blocks = -(-self.size // self.blockSize)
-        self._file: Any = None
         self._recorded: tuple[str, int] | None = None
 
     def digests(self, first: int, count: int) -> "defer.Deferred[bytes]":
@@ -79,16 +162,19 @@ class PublishedServedFile:
 
     def readBlock(self, index: int) -> "defer.Deferred[bytes]":
         _checkRange(index, 1, self.blocks)
-        if self._file is None:
+        held = self._held
+        assert held is not None, "read after close"
+        if held.file is None:
+            # Opened by the first read of any handle, then shared.
             try:
-                self._file = self.published.open()
+                held.file = self.published.open()
             except NotPublished:
                 raise SPPError(ErrorCode.CHANGED, "file changed") from None
             except OSError as e:
                 raise SPPError(
                     ErrorCode.NOT_FOUND, e.strerror or "cannot open"
                 ) from None
-        fd = self._file.fileno()
+        fd = held.file.fileno()
         st = os.fstat(fd)
         if (st.st_size, st.st_mtime_ns) != (
             self.published.size,
@@ -116,9 +202,9 @@ class PublishedServedFile:
         if self._recorded is not None:
             self.tracker.forget(self.published.name, *self._recorded)
             self._recorded = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._held is not None:
+            self._held = None
+            self.files.release(self.published)
 
 
 @implementer(IServedFile)
@@ -130,12 +216,25 @@ class CachedServedFile:
     authoritative = False
 
     def __init__(
-        self, cached: "CachedFile", download: "Download | None", counters: Counters
+        self,
+        cached: "CachedFile",
+        download: "Download | None",
+        counters: Counters,
+        files: ServedFiles,
     ) -> None:
+        meta = cached.meta
+        self._key: Hashable = ("cached", meta.url, meta.version)
+        try:
+            files.hold(self._key, CACHED_FILE_DESCRIPTORS)
+        except SPPError:
+            if download is None:
+                cached.close()
+            raise
         self.cached = cached
         self.download = download
         self.counters = counters
-        meta = cached.meta
+        self.files = files
+        self._closed = False
         self.size = meta.size
         self.blockSize = meta.blockSize
         self.digestName = meta.digestName
@@ -165,6 +264,10 @@ class CachedServedFile:
         return []
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.files.release(self._key)
         if self.download is not None:
             for callback in self._watching:
                 self.download.unwatch(callback)

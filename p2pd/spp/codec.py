@@ -19,6 +19,11 @@ VERSION = 1
 MAX_BLOCK_SIZE = 4 * 1024 * 1024
 MIN_BLOCK_SIZE = 16 * 1024
 MAX_FRAME = MAX_BLOCK_SIZE + 64
+# Before the Hello only a Hello or an Error may come: both are far smaller.
+MAX_HELLO_FRAME = 1024
+# Every frame but Block and Digests fits in this; those two may be larger
+# only as answers to requests the receiver made.
+MAX_SMALL_FRAME = 16 * 1024
 MAX_URL = 2048
 MAX_VERSION_STAMP = 64
 MAX_DIGEST_NAME = 32

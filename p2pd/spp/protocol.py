@@ -229,8 +229,7 @@ class SPPProtocol(Protocol):
         self.remoteNodeId = b""
         self.ready: defer.Deferred[SPPProtocol] = defer.Deferred()
         self._magic = b""
-        self._parts: list[bytes] = []
-        self._buffered = 0
+        self._partial = bytearray()
         self._frameEnd = _HEADER
         self._toItself = False
         self._nextRequest = 1
@@ -323,6 +322,7 @@ class SPPProtocol(Protocol):
         for deferred in pending.values():
             deferred.cancel()
         self._uploads.clear()
+        self._partial = bytearray()
         served, self._served = self._served, {}
         for servedFile in served.values():
             servedFile.close()
@@ -409,41 +409,68 @@ class SPPProtocol(Protocol):
         """
         Bytes received but not yet part of a complete frame.
         """
-        return self._buffered
+        return len(self._partial)
 
     def _frames(self, data: bytes) -> None:
         """
-        Split the stream into frames. Twisted's Int32StringReceiver copies
-        its whole buffer for every chunk read, which for 256 KiB blocks costs
-        more than hashing them; here a frame's chunks are joined once, when
-        it is complete.
+        Split the stream into frames. An incomplete frame is kept in one
+        buffer that grows with the bytes that arrive, never sized by what a
+        length prefix announces; complete frames in a read are parsed where
+        they lie (Twisted's Int32StringReceiver copies its whole buffer for
+        every chunk read, which for 256 KiB blocks costs more than hashing
+        them).
         """
-        self._parts.append(data)
-        self._buffered += len(data)
-        if self._buffered < self._frameEnd:
-            return
-        buffer = b"".join(self._parts) if len(self._parts) > 1 else self._parts[0]
+        buffer: bytes | bytearray = data
+        if self._partial:
+            self._partial += data
+            if len(self._partial) < self._frameEnd:
+                return
+            buffer, self._partial = self._partial, bytearray()
         view = memoryview(buffer)
         offset = 0
         self._frameEnd = _HEADER
         while len(buffer) - offset >= _HEADER and self.state != _CLOSED:
-            length = int.from_bytes(buffer[offset : offset + _HEADER], "big")
-            if length > self.MAX_LENGTH:
-                self._parts, self._buffered = [], 0
-                self._fail(
-                    ErrorCode.BAD_REQUEST, f"frame of {length} bytes over the limit"
-                )
-                return
+            length = int.from_bytes(view[offset : offset + _HEADER], "big")
+            if length > self._smallFrameLimit():
+                waitForType = self.state == _READY and length <= self.MAX_LENGTH
+                if waitForType and len(buffer) - offset == _HEADER:
+                    self._frameEnd = _HEADER + 1  # its type decides
+                    break
+                if not self._largeFrameAllowed(length, view, offset):
+                    self._fail(
+                        ErrorCode.BAD_REQUEST, f"frame of {length} bytes over the limit"
+                    )
+                    return
             end = offset + _HEADER + length
             if end > len(buffer):
-                self._frameEnd = _HEADER + length
+                self._frameEnd = end - offset
                 break
             body = view[offset + _HEADER : end]
             offset = end
             self.stringReceived(body)
-        rest = buffer[offset:] if offset else buffer
-        self._parts = [rest] if rest and self.state != _CLOSED else []
-        self._buffered = len(rest) if self._parts else 0
+        if offset < len(buffer) and self.state != _CLOSED:
+            self._partial = bytearray(view[offset:])
+
+    def _smallFrameLimit(self) -> int:
+        """
+        The largest frame that may come now whatever its type.
+        """
+        if self.state == _READY:
+            return codec.MAX_SMALL_FRAME
+        return codec.MAX_HELLO_FRAME
+
+    def _largeFrameAllowed(self, length: int, view: memoryview, offset: int) -> bool:
+        """
+        Whether a frame over the small limit may come: only a Block or
+        Digests answering a request of ours, so a peer can make this side
+        hold only what it asked for.
+        """
+        if length > self.MAX_LENGTH or self.state != _READY:
+            return False
+        kind = _LARGE_ANSWERS.get(view[offset + _HEADER])
+        return kind is not None and any(
+            isinstance(message, kind) for _, message, _ in self._outgoing.values()
+        )
 
     def stringReceived(self, body: bytes | memoryview) -> None:
         if self.state == _CLOSED:
@@ -468,6 +495,9 @@ class SPPProtocol(Protocol):
     # -- handshake
 
     def _hello(self, message: codec.Message) -> None:
+        if isinstance(message, codec.Error) and message.request == 0:
+            self._onError(message)  # refused, e.g. BUSY: it closes
+            return
         if not isinstance(message, codec.Hello):
             self._fail(ErrorCode.BAD_REQUEST, "expected Hello")
             return
@@ -904,6 +934,12 @@ def _release(answer: Any) -> None:
 def _frameHeader(length: int, messageType: int) -> bytes:
     return length.to_bytes(4, "big") + bytes([messageType])
 
+
+# The answers that may be larger than codec.MAX_SMALL_FRAME, by type byte.
+_LARGE_ANSWERS = {
+    codec.Block.TYPE: codec.GetBlock,
+    codec.Digests.TYPE: codec.GetDigests,
+}
 
 _ANSWERS = {
     codec.Opened: codec.Open,
