@@ -91,8 +91,9 @@ class FakeConnector:
 @implementer(ISource)
 class FakeRemoteFile:
     """
-    A file opened on a fake connection: an authoritative source whose
-    answers arrive when the test calls L{FakeConnection.flush}.
+    A file opened on a fake connection: a source claiming authority, whose
+    answers arrive when the test calls L{FakeConnection.flush}. The node
+    decides whether to believe it.
     """
 
     onHave = None
@@ -103,8 +104,12 @@ class FakeRemoteFile:
         self.meta = meta
         self.data = data
         self.name = connection.remoteName
-        self.authoritative = True
+        self.claimsAuthority = True
+        self.authoritative = False
         self.closed = False
+
+    def believe(self) -> None:
+        self.authoritative = self.claimsAuthority
 
     def has(self, index: int) -> bool:
         return 0 <= index < self.meta.blocks
@@ -137,13 +142,20 @@ class FakeRemoteFile:
 class FakeConnection:
     """
     A connection to a node publishing C{files} (URL: data); answers come
-    when the test calls L{flush}.
+    when the test calls L{flush}. It is one this node dialed unless
+    C{initiator} is false.
     """
 
     def __init__(
-        self, files: dict[str, bytes], host: str = ORIGIN, port: int = PORT
+        self,
+        files: dict[str, bytes],
+        host: str = ORIGIN,
+        port: int = PORT,
+        initiator: bool = True,
     ) -> None:
         self.files = files
+        self.initiator = initiator
+        self.ready: defer.Deferred[Any] = defer.succeed(self)
         self.remoteHost = host
         self.remoteListenPort = port
         self.remoteName = f"{host}:{port}"

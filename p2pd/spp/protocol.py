@@ -66,11 +66,18 @@ class RemoteFile:
     Its handle is the id of the Open request, so requests for it can be sent
     before the Open is answered (L{SPPProtocol.open}); their Deferreds wait
     here until the download asks for the same digests or blocks.
+
+    @ivar claimsAuthority: the Opened's authoritative flag: a hint only, as
+        any peer may set it.
+    @ivar authoritative: whether this node believes the file's size, version
+        and digests: only once the node, which knows whom it dialed, calls
+        L{believe}.
     """
 
     onHave: Callable[[Sequence[tuple[int, int]]], None] | None = None
     onLost: Callable[[Failure], None] | None = None
     meta: FileMeta
+    claimsAuthority = False
     authoritative = False
 
     def __init__(self, connection: "SPPProtocol", handle: int) -> None:
@@ -83,9 +90,16 @@ class RemoteFile:
         self._earlyDigests: dict[int, tuple[int, defer.Deferred[bytes]]] = {}
         self._earlyPeers: defer.Deferred[Sequence[codec.Peer]] | None = None
 
-    def _opened(self, meta: FileMeta, authoritative: bool) -> None:
+    def _opened(self, meta: FileMeta, claimsAuthority: bool) -> None:
         self.meta = meta
-        self.authoritative = authoritative
+        self.claimsAuthority = claimsAuthority
+
+    def believe(self) -> None:
+        """
+        Count this file as an authority if it claimed to be one: the node
+        dialed the URL's origin, or a mirror the origin named.
+        """
+        self.authoritative = self.claimsAuthority
 
     def has(self, index: int) -> bool:
         if not 0 <= index < self.meta.blocks:
