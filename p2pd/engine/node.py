@@ -266,18 +266,22 @@ class Node:
                     d.errback(outcome)
                 return
             self._dialed.setdefault(address, outcome)
-            outcome.ready.addErrback(self._handshakeFailed, address)
+            outcome.ready.addErrback(self._handshakeFailed, address, outcome)
             for d in waiting:
                 d.callback(outcome)
 
         self.connector.connect(host, port).addBoth(done)
         return result
 
-    def _handshakeFailed(self, reason: Failure, address: Address) -> None:
+    def _handshakeFailed(
+        self, reason: Failure, address: Address, connection: Any
+    ) -> None:
         """
         A node dialed accepted the connection but did not speak SPP (or was
-        this very node): its requests fail with the connection.
+        this very node): its requests fail with the connection, which is
+        forgotten even if it closed before it was handed over.
         """
+        self.connectionGone(connection)
         self._log.info(
             "{host}:{port} does not speak SPP: {why}",
             host=address[0],
