@@ -23,9 +23,10 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from p2pd.engine import node
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile, ISPPNode, SPPError
 from p2pd.engine.meta import FileMeta
@@ -741,3 +742,25 @@ def _then(method: Any, lost: "defer.Deferred[None]") -> Any:
         lost.callback(None)
 
     return connectionLost
+
+
+class DocsTests(SynchronousTestCase):
+    """
+    docs/security.md gives the limits the node keeps to.
+    """
+
+    def test_peerAddressLimits(self) -> None:
+        """
+        Each peer-address limit is in the table, with its constant's name.
+        """
+        path = os.path.join(os.path.dirname(__file__), "..", "docs", "security.md")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for value, name in [
+            (f"{node.PEER_RETRY:g} s", "PEER_RETRY"),
+            (f"{node.PEER_RETRY_MAX:g} s", "PEER_RETRY_MAX"),
+            (f"{node.NOT_SPP_RETRY:g} s", "NOT_SPP_RETRY"),
+            (f"{node.MAX_PEER_ADDRESSES}", "MAX_PEER_ADDRESSES"),
+            (f"{node.PRIVILEGED_PORTS}", "PRIVILEGED_PORTS"),
+        ]:
+            self.assertIn(f"{value} (`{name}`)", text)
