@@ -20,7 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    connectProtocol,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -350,7 +354,9 @@ class LyingPeerTests(InMemoryFixture):
             cached.setDigests(index, self.meta.digest(data))
         for index in blocks:
             start = self.meta.blockStart(index)
-            cached.write(index, self.movie[start : start + self.meta.blockLength(index)])
+            cached.write(
+                index, self.movie[start : start + self.meta.blockLength(index)]
+            )
         cached.close()
 
     def test_originDownFromTheStart(self) -> None:
@@ -520,7 +526,7 @@ class PlainService(Protocol):
         self.transport.loseConnection()  # type: ignore[union-attr]
 
 
-class RealSocketTests(TestCase):
+class RealSocketFixture(TestCase):
     """
     An origin and a viewer, real C{twistd p2pd} nodes, and a L{Liar} in this
     process, all on loopback; curl plays through the viewer's gateway.
@@ -610,9 +616,20 @@ class RealSocketTests(TestCase):
                     self.assertFalse(holdsForged(f.read()), f"forged bytes in {name}")
 
     def assertHealthy(self, viewer: Any) -> None:
+        """
+        C{viewer} still runs, and has logged no traceback and nothing at
+        error or critical level (an unhandled failure in a Deferred is
+        logged at critical level).
+        """
         self.assertTrue(viewer.running, viewer.log)
-        self.assertNotIn("Traceback", viewer.log)
-        self.assertNotIn("Unhandled", viewer.log)
+        for loud in ("Traceback", "Unhandled", "#error]", "#critical]"):
+            self.assertNotIn(loud, viewer.log)
+
+
+class RealSocketTests(RealSocketFixture):
+    """
+    The liar in every position against real nodes.
+    """
 
     @defer.inlineCallbacks
     def test_listedByOrigin(self) -> Any:
@@ -720,6 +737,80 @@ class RealSocketTests(TestCase):
         got = yield self.play(viewer)
         self.assertEqual(got, self.content)
         self.assertEqual(factory.connections, 1)  # type: ignore[attr-defined]
+        self.assertHealthy(viewer)
+
+
+class HTTPReader(Protocol):
+    """
+    A raw HTTP/1.0 request; C{done} fires with every byte of the answer.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(self.received)
+
+
+class RoutineFailureTests(RealSocketFixture):
+    """
+    Routine failures against a real viewer are logged at info or warn,
+    never as errors, unhandled or critical.
+    """
+
+    @defer.inlineCallbacks
+    def test_gatewayToPlainService(self) -> Any:
+        """
+        A gateway request naming a port that does not speak SPP gets an
+        error answer; the viewer logs it at info and keeps serving.
+        """
+        factory = Factory.forProtocol(PlainService)
+        factory.connections = 0  # type: ignore[attr-defined]
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface=SERVICE_ADDRESS)
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        viewer = yield self.startViewer()
+        url = (
+            f"http://{viewer.authority}/.spp/{SERVICE_ADDRESS}:{port.getHost().port}/x"
+        )
+        result = yield clients.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url]
+        )
+        self.assertTrue(result.stdout.startswith("5"), result.describe())
+        yield viewer.waitForLine("does not speak SPP", WAIT)
+        got = yield self.play(viewer)
+        self.assertEqual(got, self.content)
+        self.assertHealthy(viewer)
+
+    @defer.inlineCallbacks
+    def test_fiftyReadersAtOnce(self) -> Any:
+        """
+        Fifty players starting at once on one file all get it; the viewer
+        logs no error, then or when the origin stops.
+        """
+        viewer = yield self.startViewer()
+        request = (
+            f"GET /.spp/{self.origin.authority}/{NAME} HTTP/1.0\r\n"
+            f"Host: {viewer.authority}\r\n\r\n"
+        ).encode("ascii")
+        readers = []
+        for _ in range(50):
+            endpoint = TCP4ClientEndpoint(reactor, viewer.host, viewer.port)
+            reader = HTTPReader(request)
+            yield connectProtocol(endpoint, reader)
+            readers.append(reader.done)
+        answers = yield defer.gatherResults(readers)
+        for answer in answers:
+            self.assertTrue(answer.endswith(self.content), answer[:200])
+        yield self.origin.stop()
         self.assertHealthy(viewer)
 
 

@@ -30,6 +30,7 @@ from p2pd.engine.interfaces import (
     IServedFile,
     ISource,
     ISPPNode,
+    SelfConnection,
     SPPError,
     errorCode,
 )
@@ -282,13 +283,15 @@ class Node:
         forgotten even if it closed before it was handed over.
         """
         self.connectionGone(connection)
+        self.backoff.notSPP(address)
+        if reason.check(SelfConnection):
+            return  # a URL naming this very node: its callers handle that
         self._log.info(
             "{host}:{port} does not speak SPP: {why}",
             host=address[0],
             port=address[1],
             why=reason.getErrorMessage(),
         )
-        self.backoff.notSPP(address)
 
     # -- downloads
 
