@@ -325,6 +325,24 @@ class LyingPeerTests(InMemoryFixture):
         self.assertNotBelieved(download)
         self.assertCacheClean(client.cache)
 
+    def test_otherVersion(self) -> None:
+        """
+        A liar answering with another version than the node asked for is
+        not used at all: blocks of two versions never mix.
+        """
+        self.liar.learn(
+            FileMeta(URL, len(self.movie), BLOCK, "sha256", "1-1700000000000000000")
+        )
+        client = self.addClient()
+        download = self.download(client)
+        self.liarOpensOn(CLIENT_HOST, CLIENT_PORT)
+        self.assertEqual(self.liar.opened, [(URL, self.meta.version)])
+        self.assertFalse([s for s in download.sources if LIAR_HOST in s.name])
+        got, failure = self.readUntilFailure(download)
+        self.assertIsNone(failure)
+        self.assertSameBytes(got, self.movie)
+        self.assertEqual(self.liar.blocksAsked, [])
+
     def test_originDrops(self) -> None:
         """
         Once the origin's connection drops, the liar is the only source
