@@ -1202,9 +1202,7 @@ class PeerAddressTests(NodeFixture):
         """
         self.origin.peers = [Peer(*PEER)]
         self.start()
-        times = self.attemptTimes(
-            80, lambda d: d.errback(ConnectionRefusedError())
-        )
+        times = self.attemptTimes(80, lambda d: d.errback(ConnectionRefusedError()))
         self.assertEqual(times, [0, 2 * PEER_RETRY, 6 * PEER_RETRY, 14 * PEER_RETRY])
 
     def test_backoffBounded(self) -> None:
