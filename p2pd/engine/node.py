@@ -133,15 +133,14 @@ def _period(failures: int) -> float:
 
 class _Swarm:
     """
-    The node's bookkeeping for one download: who it came from, the mirrors
-    its origin named, and which connections already serve it.
+    The node's bookkeeping for one download: who it came from and which
+    connections already serve it.
     """
 
     def __init__(self, url: str, origin: Address, download: Download) -> None:
         self.url = url
         self.origin = origin
         self.download = download
-        self.mirrors: set[Address] = set()
         self.peerConnections: set[Any] = set()
         self.connecting: set[tuple[str, int]] = set()
         self.lookingUp = False
@@ -415,7 +414,8 @@ class Node:
 
     def _offerSource(self, swarm: _Swarm, connection: Any) -> None:
         """
-        A node opened our download's file on us: use it as a source too.
+        A node opened our download's file on us: use it as a source too, a
+        peer whatever its Opened claims.
         """
         if connection in swarm.peerConnections:
             return
@@ -504,9 +504,9 @@ class Node:
             if len(swarm.peerConnections) >= MAX_PEERS_PER_DOWNLOAD:
                 break
             mirror = fromOrigin and peer.server
-            if mirror:
-                swarm.mirrors.add(address)
-            known = self._dialed.get(address) or self._accepted.get(address)
+            known = self._dialed.get(address)
+            if known is None and not mirror:
+                known = self._accepted.get(address)
             if (
                 address in self._banned
                 or address in swarm.connecting
