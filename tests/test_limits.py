@@ -15,6 +15,7 @@ import weakref
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd import listener
@@ -205,7 +206,10 @@ class BeforeHelloTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(wire.sent(), [])
         self.assertTrue(wire.closed)
         wire.lose()
-        self.assertEqual(len(wire.readyResults), 1)
+        [result] = wire.readyResults
+        self.assertIsInstance(result, Failure)
+        result.trap(SPPError)
+        self.assertEqual(result.value.code, ErrorCode.BUSY)
         self.assertEqual(wire.node.ready, [])
 
 

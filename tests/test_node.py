@@ -10,6 +10,7 @@ pump (L{tests.helpers.connectedServerAndClient}).
 """
 
 import errno
+import gc
 import hashlib
 import os
 import random
@@ -19,6 +20,8 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.internet.protocol import Protocol
+from twisted.logger import LogLevel, capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -26,10 +29,19 @@ from zope.interface.verify import verifyObject
 from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile, ISource, SPPError
 from p2pd.engine.meta import FileMeta
-from p2pd.engine.node import IDLE_DOWNLOAD, PEER_INTERVAL, Node
+from p2pd.engine.node import (
+    IDLE_DOWNLOAD,
+    MAX_PEER_ADDRESSES,
+    NOT_SPP_RETRY,
+    PEER_INTERVAL,
+    PEER_RETRY,
+    PEER_RETRY_MAX,
+    Node,
+    PeerBackoff,
+)
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode
-from p2pd.spp.protocol import SPPFactory, SPPProtocol
+from p2pd.spp.codec import ErrorCode, Peer
+from p2pd.spp.protocol import ConnectionGone, SPPFactory, SPPProtocol
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
@@ -91,8 +103,9 @@ class FakeConnector:
 @implementer(ISource)
 class FakeRemoteFile:
     """
-    A file opened on a fake connection: an authoritative source whose
-    answers arrive when the test calls L{FakeConnection.flush}.
+    A file opened on a fake connection: a source claiming authority, whose
+    answers arrive when the test calls L{FakeConnection.flush}. The node
+    decides whether to believe it.
     """
 
     onHave = None
@@ -103,8 +116,12 @@ class FakeRemoteFile:
         self.meta = meta
         self.data = data
         self.name = connection.remoteName
-        self.authoritative = True
+        self.claimsAuthority = True
+        self.authoritative = False
         self.closed = False
+
+    def believe(self) -> None:
+        self.authoritative = self.claimsAuthority
 
     def has(self, index: int) -> bool:
         return 0 <= index < self.meta.blocks
@@ -128,7 +145,7 @@ class FakeRemoteFile:
         )
 
     def getPeers(self) -> "defer.Deferred[Any]":
-        return self._later([])
+        return self._later(list(self.connection.peers))
 
     def close(self) -> None:
         self.closed = True
@@ -137,13 +154,20 @@ class FakeRemoteFile:
 class FakeConnection:
     """
     A connection to a node publishing C{files} (URL: data); answers come
-    when the test calls L{flush}.
+    when the test calls L{flush}. It is one this node dialed unless
+    C{initiator} is false.
     """
 
     def __init__(
-        self, files: dict[str, bytes], host: str = ORIGIN, port: int = PORT
+        self,
+        files: dict[str, bytes],
+        host: str = ORIGIN,
+        port: int = PORT,
+        initiator: bool = True,
     ) -> None:
         self.files = files
+        self.initiator = initiator
+        self.ready: defer.Deferred[Any] = defer.succeed(self)
         self.remoteHost = host
         self.remoteListenPort = port
         self.remoteName = f"{host}:{port}"
@@ -152,6 +176,7 @@ class FakeConnection:
         self.pending: list[tuple[defer.Deferred[Any], Any]] = []
         self.remoteFiles: list[FakeRemoteFile] = []
         self.blocksAsked: list[int] = []
+        self.peers: list[Peer] = []
 
     def open(
         self,
@@ -1127,3 +1152,263 @@ class InMemorySPPTests(NodeFixture):
         download = self.successResultOf(d)
         self.assertIn("10.0.0.2:2222", [s.name for s in download.sources])
         self.assertSameBytes(self.readAll(download), self.movie)
+
+
+PEER = ("10.0.0.7", 7777)
+
+
+class PeerAddressTests(NodeFixture):
+    """
+    How often a node dials the addresses of a peer list.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client = self.makeNode(self.makeCache("client-cache"))
+        self.origin = FakeConnection({URL: self.movie})
+
+    def start(self, url: str = URL) -> None:
+        """
+        Download C{url}, with a reader that keeps the download going.
+        """
+        d = self.client.download(url)
+        self.connector.succeed(self.origin)
+        reader = self.successResultOf(d).read(0)
+        self.addCleanup(reader.close)
+        self.origin.flush()
+
+    def attemptTimes(
+        self, seconds: float, outcome: Any, address: tuple[str, int] = PEER
+    ) -> list[float]:
+        """
+        When, over C{seconds}, the node dials C{address}; C{outcome(d)}
+        ends each attempt.
+        """
+        times = []
+        for _ in range(int(seconds / PEER_INTERVAL) + 1):
+            attempts, self.connector.attempts = self.connector.attempts, []
+            for host, port, d in attempts:
+                if (host, port) == address:
+                    times.append(self.clock.seconds())
+                outcome(d)
+            self.clock.advance(PEER_INTERVAL)
+            self.origin.flush()
+        return times
+
+    def test_backoff(self) -> None:
+        """
+        An address that refuses connections is dialed once per period, the
+        period doubling with each failure.
+        """
+        self.origin.peers = [Peer(*PEER)]
+        self.start()
+        times = self.attemptTimes(80, lambda d: d.errback(ConnectionRefusedError()))
+        self.assertEqual(times, [0, 2 * PEER_RETRY, 6 * PEER_RETRY, 14 * PEER_RETRY])
+
+    def test_backoffBounded(self) -> None:
+        """
+        The period stops growing at L{PEER_RETRY_MAX}.
+        """
+        backoff = PeerBackoff(self.clock)
+        for _ in range(40):
+            backoff.failed(PEER)
+        self.clock.advance(PEER_RETRY_MAX - 1)
+        self.assertFalse(backoff.mayTry(PEER))
+        self.clock.advance(1)
+        self.assertTrue(backoff.mayTry(PEER))
+
+    def test_addressesBounded(self) -> None:
+        """
+        Only the latest L{MAX_PEER_ADDRESSES} addresses are remembered.
+        """
+        backoff = PeerBackoff(self.clock)
+        for port in range(1, MAX_PEER_ADDRESSES + 2):
+            backoff.tried(("10.0.0.7", port))
+        self.assertEqual(len(backoff), MAX_PEER_ADDRESSES)
+        self.assertTrue(backoff.mayTry(("10.0.0.7", 1)))
+        self.assertFalse(backoff.mayTry(("10.0.0.7", 2)))
+
+    def test_privilegedPort(self) -> None:
+        """
+        A peer on a port below 1024 is not dialed when the origin's port is
+        not below 1024.
+        """
+        self.origin.peers = [Peer("10.0.0.7", 1023), Peer("10.0.0.8", 1024)]
+        self.start()
+        self.assertEqual(
+            [(h, p) for h, p, _ in self.connector.attempts], [("10.0.0.8", 1024)]
+        )
+
+    def test_privilegedOrigin(self) -> None:
+        """
+        When the origin's own port is below 1024, so may its peers' be.
+        """
+        url = f"spp://{ORIGIN}:80/movie.ts"
+        self.origin = FakeConnection({url: self.movie}, port=80)
+        self.origin.peers = [Peer("10.0.0.7", 80)]
+        self.start(url)
+        self.assertEqual(
+            [(h, p) for h, p, _ in self.connector.attempts], [("10.0.0.7", 80)]
+        )
+
+    def test_notSPP(self) -> None:
+        """
+        An address that accepts the connection but does not speak SPP is
+        logged once, at info, and left alone for L{NOT_SPP_RETRY}.
+        """
+        self.origin.peers = [Peer(*PEER)]
+        self.start()
+
+        def garbage(d: "defer.Deferred[Any]") -> None:
+            connection = FakeConnection({}, *PEER)
+            connection.ready = defer.Deferred()
+            d.callback(connection)
+            connection.ready.errback(ConnectionGone("bad magic"))
+            self.client.connectionGone(connection)
+
+        with capturedLogs() as events:
+            times = self.attemptTimes(NOT_SPP_RETRY + PEER_INTERVAL, garbage)
+        self.assertEqual(times, [0, NOT_SPP_RETRY])
+        said = [e for e in events if "does not speak SPP" in e["log_format"]]
+        self.assertEqual([e["log_level"] for e in said], [LogLevel.info] * 2)
+
+    def test_busyIsNotGarbage(self) -> None:
+        """
+        A node that refuses with Error BUSY in place of its Hello speaks
+        SPP: it is tried again after the usual back-off, not left alone for
+        L{NOT_SPP_RETRY}.
+        """
+        self.origin.peers = [Peer(*PEER)]
+        self.start()
+
+        def busy(d: "defer.Deferred[Any]") -> None:
+            connection = FakeConnection({}, *PEER)
+            connection.ready = defer.Deferred()
+            d.callback(connection)
+            connection.ready.errback(SPPError(ErrorCode.BUSY, "too many"))
+            self.client.connectionGone(connection)
+
+        times = self.attemptTimes(300, busy)
+        self.assertGreaterEqual(len(times), 3)
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        self.assertLessEqual(max(gaps), PEER_RETRY_MAX)
+
+
+class GarbageServer(Protocol):
+    """
+    A plain TCP service: it answers anything with an HTTP error and closes.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        self.transport.loseConnection()
+
+
+class RoutineFailureTests(NodeFixture):
+    """
+    Routine connection failures are logged at info or warn, never as
+    errors or unhandled ones.
+    """
+
+    def levels(self) -> list[tuple[LogLevel, str]]:
+        """
+        The level and format of every event logged from now on. Not the
+        events: they hold their sources, which would then never be
+        collected, nor any Deferred of theirs that failed unhandled.
+        """
+        seen: list[tuple[LogLevel, str]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            seen.append((event["log_level"], event.get("log_format") or ""))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return seen
+
+    def assertQuiet(self, seen: list[tuple[LogLevel, str]]) -> None:
+        """
+        Once garbage is collected, nothing in C{seen} is an error (an
+        unhandled failure in a Deferred is logged as critical).
+        """
+        gc.collect()
+        loud = [(lv, f) for lv, f in seen if lv in (LogLevel.error, LogLevel.critical)]
+        self.assertEqual(loud, [])
+
+    def test_notSPPOrigin(self) -> None:
+        """
+        An origin that does not speak SPP (a gateway request to some other
+        service's port) fails the download, quietly.
+        """
+        here = IPv4Address("TCP", "127.0.0.1", 40000)
+        there = IPv4Address("TCP", ORIGIN, PORT)
+        pumps = []
+
+        class Connector:
+            def connect(_, host: str, port: int) -> "defer.Deferred[Any]":
+                client, server, pump = connectedServerAndClient(
+                    GarbageServer,
+                    lambda: SPPFactory(self.node, self.clock, True).buildProtocol(
+                        there
+                    ),
+                    clientTransportFactory=lambda p: FakeTransport(
+                        p, False, here, there
+                    ),
+                    serverTransportFactory=lambda p: FakeTransport(
+                        p, True, there, here
+                    ),
+                    greet=False,
+                )
+                pumps.append(pump)
+                return defer.succeed(client)
+
+        self.node.connector = Connector()
+        seen = self.levels()
+        d = self.node.download(URL)
+        pumps[0].flush()
+        self.failureResultOf(d, ConnectionGone)
+        del d, pumps[:]
+        self.assertQuiet(seen)
+        self.assertIn((LogLevel.info, "{host}:{port} does not speak SPP: {why}"), seen)
+
+    def test_manyReadersConnectionFails(self) -> None:
+        """
+        Fifty downloads starting at once, of one file and of another on the
+        same origin, all fail with the connection's failure.
+        """
+        seen = self.levels()
+        same = [self.node.download(URL) for _ in range(50)]
+        other = self.node.download(URL.replace("movie.ts", "other.ts"))
+        self.assertEqual(len(self.connector.attempts), 1)
+        self.connector.fail(ConnectionRefusedError())
+        for d in same + [other]:
+            self.failureResultOf(d, ConnectionRefusedError)
+        del same, other, d
+        self.assertQuiet(seen)
+
+    def test_lostWithRequestsOutstanding(self) -> None:
+        """
+        A connection lost while fifty readers wait for blocks fails them,
+        quietly.
+        """
+        pair = Pair(self.clock, self.threads)
+        self.node.connector = pair.connector(self.node, ORIGIN)
+        pair.nodes[(ORIGIN, PORT)] = self.node
+        client = self.makeNode(self.makeCache("client-cache"))
+        client.connector = pair.connector(client, "10.0.0.2")
+        seen = self.levels()
+        d = client.download(URL)
+        pair.flush()
+        download = self.successResultOf(d)
+        readers = [download.read(BLOCK * (i % 5)) for i in range(50)]
+        reads = [r.read() for r in readers]
+        dialing, _ = pair.connections[0]
+        dialing.transport.loseConnection()
+        del pair.nodes[(ORIGIN, PORT)]
+        pair.flush()
+        self.clock.advance(PEER_INTERVAL)
+        pair.flush()
+        for reader in readers:
+            reader.close()
+            reads.pop(0).addErrback(lambda _: None)
+        del d, reads, readers, reader, download, dialing
+        self.assertQuiet(seen)

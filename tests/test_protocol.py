@@ -1775,9 +1775,11 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
 
     def test_hasAuthoritative(self) -> None:
         """
-        An authoritative file holds every block, and only those.
+        A file the node believes authoritative holds every block, and only
+        those.
         """
         wire, remote = self._remote(size=3 * BLOCK)
+        remote.believe()
         self.assertEqual([i for i in range(-1, 5) if remote.has(i)], [0, 1, 2])
 
     def test_hasOutOfRange(self) -> None:
@@ -1989,7 +1991,7 @@ class InMemoryTests(SynchronousTestCase):
         opening = client.open(URL)
         pump.flush()
         remote = self.successResultOf(opening)
-        self.assertTrue(remote.authoritative)
+        self.assertTrue(remote.claimsAuthority)
         self.assertEqual(remote.meta.blocks, 3)
         gettingDigests = remote.getDigests(0, 3)
         gettingBlocks = [remote.getBlock(i) for i in (2, 0, 1)]

@@ -60,7 +60,11 @@ class ISource(Interface):
     """
 
     name = Attribute("str: the node's address, for logs")
-    authoritative = Attribute("bool: the origin or a mirror, holding every block")
+    authoritative = Attribute(
+        "bool: believed about the file, and holding every block: the node"
+        " dialed the URL's origin, or a mirror the origin named"
+        " (docs/security.md)"
+    )
     onHave = Attribute(
         "callable(ranges) or None: called when the node announces blocks"
     )

@@ -6,10 +6,16 @@ It answers SPP requests (published files as their origin, cached blocks as a
 peer), keeps one download per file shared by all its readers, and finds the
 sources for each: the origin, the peers the origin names, mirrors, and nodes
 that open the same file on us.
+
+Only the node decides whom it believes about a file's size, version and
+digests (docs/security.md): a connection it dialed to the URL's origin, or to
+a mirror that origin named. Whatever a peer's Opened claims, every other
+source only lends blocks, checked against those digests.
 """
 
 import os
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -24,6 +30,7 @@ from p2pd.engine.interfaces import (
     IServedFile,
     ISource,
     ISPPNode,
+    SelfConnection,
     SPPError,
     errorCode,
 )
@@ -34,7 +41,7 @@ from p2pd.engine.serving import (
     ServedFiles,
 )
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode
+from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.url import BadURL, parse
 from p2pd.store.published import NotPublished, PublicDirectory
 
@@ -42,6 +49,17 @@ PEER_INTERVAL = 5.0
 MAX_PEERS_PER_DOWNLOAD = 16
 IDLE_DOWNLOAD = 60.0
 LOG_DELAY = 0.05
+# An address from a peer list is tried at most once per period, which
+# doubles with each failure; one that accepted TCP but did not speak SPP is
+# left alone for an hour. Only the latest addresses are remembered.
+PEER_RETRY = 5.0
+PEER_RETRY_MAX = 600.0
+NOT_SPP_RETRY = 3600.0
+MAX_PEER_ADDRESSES = 4096
+# Peers on ports below this are not dialed unless the origin's port is too.
+PRIVILEGED_PORTS = 1024
+
+Address = tuple[str, int]
 
 
 class IConnection(Protocol):
@@ -52,6 +70,8 @@ class IConnection(Protocol):
     remoteHost: str
     remoteListenPort: int
     remoteName: str
+    initiator: bool
+    ready: "defer.Deferred[Any]"
 
     def open(
         self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
@@ -62,13 +82,67 @@ class IConnector(Protocol):
     def connect(self, host: str, port: int) -> "defer.Deferred[Any]": ...
 
 
+class PeerBackoff:
+    """
+    When each address from a peer list may be tried again, so that a peer
+    list naming some other service makes this node knock there once per
+    period, not every few seconds.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        # address -> (failures in a row, time it may be tried again)
+        self._entries: OrderedDict[Address, tuple[int, float]] = OrderedDict()
+
+    def mayTry(self, address: Address) -> bool:
+        entry = self._entries.get(address)
+        return entry is None or self.clock.seconds() >= entry[1]
+
+    def tried(self, address: Address) -> None:
+        failures = self._failures(address)
+        self._set(address, failures, self.clock.seconds() + _period(failures))
+
+    def failed(self, address: Address) -> None:
+        failures = self._failures(address) + 1
+        self._set(address, failures, self.clock.seconds() + _period(failures))
+
+    def notSPP(self, address: Address) -> None:
+        """
+        C{address} accepted a connection but did not speak SPP.
+        """
+        failures = self._failures(address) + 1
+        self._set(address, failures, self.clock.seconds() + NOT_SPP_RETRY)
+
+    def worked(self, address: Address) -> None:
+        entry = self._entries.get(address)
+        if entry is not None:
+            self._entries[address] = (0, entry[1])
+
+    def _failures(self, address: Address) -> int:
+        return self._entries.get(address, (0, 0.0))[0]
+
+    def _set(self, address: Address, failures: int, until: float) -> None:
+        until = max(until, self._entries.get(address, (0, 0.0))[1])
+        self._entries[address] = (failures, until)
+        self._entries.move_to_end(address)
+        while len(self._entries) > MAX_PEER_ADDRESSES:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _period(failures: int) -> float:
+    return min(PEER_RETRY * (1 << min(failures, 32)), PEER_RETRY_MAX)
+
+
 class _Swarm:
     """
     The node's bookkeeping for one download: who it came from and which
     connections already serve it.
     """
 
-    def __init__(self, url: str, origin: tuple[str, int], download: Download) -> None:
+    def __init__(self, url: str, origin: Address, download: Download) -> None:
         self.url = url
         self.origin = origin
         self.download = download
@@ -112,8 +186,13 @@ class Node:
         self.listenPort = 0
         self.counters = Counters()
         self.servedFiles = ServedFiles()
-        self._connections: dict[tuple[str, int], Any] = {}
-        self._connecting: dict[tuple[str, int], defer.Deferred[Any]] = {}
+        self.backoff = PeerBackoff(clock)
+        # Connections this node dialed, by the address dialed: the only ones
+        # an origin or a mirror is reached by. Accepted ones, by the remote
+        # address and the listen port its Hello claims: peers only.
+        self._dialed: dict[Address, Any] = {}
+        self._accepted: dict[Address, Any] = {}
+        self._connecting: dict[Address, list[defer.Deferred[Any]]] = {}
         self._swarms: dict[str, _Swarm] = {}
         self._opening: dict[str, list[defer.Deferred[Download]]] = {}
         self._banned: set[tuple[str, int]] = set()
@@ -156,44 +235,79 @@ class Node:
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
     def connectionReady(self, connection: Any) -> None:
-        if connection.remoteListenPort:
+        if not connection.initiator and connection.remoteListenPort:
             address = (connection.remoteHost, connection.remoteListenPort)
-            self._connections.setdefault(address, connection)
+            self._accepted.setdefault(address, connection)
 
     def connectionGone(self, connection: Any) -> None:
-        for address, known in list(self._connections.items()):
-            if known is connection:
-                del self._connections[address]
+        for table in (self._dialed, self._accepted):
+            for address, known in list(table.items()):
+                if known is connection:
+                    del table[address]
         for swarm in self._swarms.values():
             swarm.peerConnections.discard(connection)
 
     # -- connections
 
-    def _connect(self, host: str, port: int) -> "defer.Deferred[Any]":
+    def _connect(
+        self, host: str, port: int, peer: bool = False
+    ) -> "defer.Deferred[Any]":
         """
-        A ready connection to the node at C{host}:C{port}, reusing one.
+        A connection to the node at C{host}:C{port}: one this node dialed
+        there, or a new one. For a C{peer}, a connection it accepted from
+        that address will do too; never for an origin or a mirror, as the
+        other end of an accepted connection is whoever it says it is.
         """
-        known = self._connections.get((host, port))
+        address = (host, port)
+        known = self._dialed.get(address)
+        if known is None and peer:
+            known = self._accepted.get(address)
         if known is not None:
             return defer.succeed(known)
-        pending = self._connecting.get((host, port))
-        if pending is None:
-            pending = self.connector.connect(host, port)
-            self._connecting[(host, port)] = pending
-
-            def connected(connection: Any) -> Any:
-                self._connecting.pop((host, port), None)
-                self._connections.setdefault((host, port), connection)
-                return connection
-
-            def failed(reason: Failure) -> Failure:
-                self._connecting.pop((host, port), None)
-                return reason
-
-            pending.addCallbacks(connected, failed)
         result: defer.Deferred[Any] = defer.Deferred()
-        pending.addBoth(_forward(result))
+        waiting = self._connecting.get(address)
+        if waiting is not None:
+            waiting.append(result)
+            return result
+        self._connecting[address] = [result]
+
+        def done(outcome: Any) -> None:
+            waiting = self._connecting.pop(address, [])
+            if isinstance(outcome, Failure):
+                for d in waiting:
+                    d.errback(outcome)
+                return
+            self._dialed.setdefault(address, outcome)
+            outcome.ready.addErrback(self._handshakeFailed, address, outcome)
+            for d in waiting:
+                d.callback(outcome)
+
+        self.connector.connect(host, port).addBoth(done)
         return result
+
+    def _handshakeFailed(
+        self, reason: Failure, address: Address, connection: Any
+    ) -> None:
+        """
+        A node dialed accepted the connection but did not speak SPP (or was
+        this very node, or refused us as busy): its requests fail with the
+        connection, which is forgotten even if it closed before it was
+        handed over.
+        """
+        self.connectionGone(connection)
+        if reason.check(SPPError):
+            # A node that refused us (BUSY) speaks SPP: try it again later.
+            self.backoff.failed(address)
+            return
+        self.backoff.notSPP(address)
+        if reason.check(SelfConnection):
+            return  # a URL naming this very node: its callers handle that
+        self._log.info(
+            "{host}:{port} does not speak SPP: {why}",
+            host=address[0],
+            port=address[1],
+            why=reason.getErrorMessage(),
+        )
 
     # -- downloads
 
@@ -239,6 +353,15 @@ class Node:
         return result
 
     def _opened(self, remoteFile: Any, key: str, origin: tuple[str, int]) -> None:
+        remoteFile.believe()
+        if not remoteFile.authoritative:
+            remoteFile.close()
+            reason = Failure(
+                SPPError(ErrorCode.BAD_REQUEST, "the origin does not answer as one")
+            )
+            for waiting in self._opening.pop(key, []):
+                waiting.errback(reason)
+            return
         meta = remoteFile.meta
         old = self._swarms.pop(key, None)
         if old is not None:
@@ -308,7 +431,8 @@ class Node:
 
     def _offerSource(self, swarm: _Swarm, connection: Any) -> None:
         """
-        A node opened our download's file on us: use it as a source too.
+        A node opened our download's file on us: use it as a source too, a
+        peer whatever its Opened claims.
         """
         if connection in swarm.peerConnections:
             return
@@ -348,12 +472,17 @@ class Node:
         else:
             swarm.idleSince = None
         authorities = [s for s in download.sources if s.authoritative]
+        origins = [s for s in authorities if self._isOrigin(swarm, s)]
         if not authorities:
             self._reconnectOrigin(swarm)
         elif not swarm.lookingUp:
+            # Only the origin's own list names mirrors to believe.
+            asked = (origins or authorities)[0]
             swarm.lookingUp = True
-            d = authorities[0].getPeers()
-            d.addCallbacks(lambda peers: self._connectPeers(swarm, peers), _ignore)
+            d = asked.getPeers()
+            d.addCallbacks(
+                lambda peers: self._connectPeers(swarm, peers, bool(origins)), _ignore
+            )
             d.addBoth(self._lookedUp, swarm)
         self._updateSearching(swarm)
         swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
@@ -366,6 +495,7 @@ class Node:
         d.addCallback(lambda c: c.open(swarm.url, swarm.download.meta.version))
 
         def opened(remoteFile: Any) -> None:
+            remoteFile.believe()
             self._addSource(swarm, remoteFile)
 
         def failed(reason: Failure) -> None:
@@ -375,34 +505,69 @@ class Node:
         d.addCallbacks(opened, failed)
         d.addBoth(lambda _: self._doneConnecting(swarm, swarm.origin))
 
-    def _connectPeers(self, swarm: _Swarm, peers: Any) -> None:
+    def _isOrigin(self, swarm: _Swarm, source: ISource) -> bool:
+        connection = getattr(source, "connection", None)
+        return connection is not None and self._dialed.get(swarm.origin) is connection
+
+    def _connectPeers(
+        self, swarm: _Swarm, peers: Sequence[Peer], fromOrigin: bool
+    ) -> None:
+        """
+        Open the file on the nodes of a peer list; the mirrors the origin
+        itself names are believed as it is.
+        """
         for peer in peers:
             address = (peer.host, peer.port)
             if len(swarm.peerConnections) >= MAX_PEERS_PER_DOWNLOAD:
                 break
-            known = self._connections.get(address)
+            mirror = fromOrigin and peer.server
+            known = self._dialed.get(address)
+            if known is None and not mirror:
+                known = self._accepted.get(address)
             if (
                 address in self._banned
                 or address in swarm.connecting
                 or (known is not None and known in swarm.peerConnections)
+                or (peer.port < PRIVILEGED_PORTS <= swarm.origin[1])
+                or not self.backoff.mayTry(address)
             ):
                 continue
+            self.backoff.tried(address)
             swarm.connecting.add(address)
-            d = self._connect(*address)
-
-            def opened(connection: Any) -> Any:
-                if connection in swarm.peerConnections:
-                    return None
-                swarm.peerConnections.add(connection)
-                o = connection.open(swarm.url, swarm.download.meta.version)
-                o.addCallback(lambda remoteFile: self._addSource(swarm, remoteFile))
-                o.addErrback(lambda _: swarm.peerConnections.discard(connection))
-                return o
-
-            d.addCallback(opened)
-            d.addErrback(_ignore)
+            d = self._connect(*address, peer=not mirror)
+            d.addCallback(self._openOnPeer, swarm, address, mirror)
+            d.addErrback(self._peerFailed, address)
             d.addBoth(self._connectedPeer, swarm, address)
         self._updateSearching(swarm)
+
+    def _openOnPeer(
+        self, connection: Any, swarm: _Swarm, address: Address, mirror: bool
+    ) -> Any:
+        if connection in swarm.peerConnections:
+            return None
+        swarm.peerConnections.add(connection)
+
+        def opened(remoteFile: Any) -> None:
+            if mirror:
+                remoteFile.believe()
+            self.backoff.worked(address)
+            self._addSource(swarm, remoteFile)
+
+        def failed(reason: Failure) -> Failure:
+            swarm.peerConnections.discard(connection)
+            return reason
+
+        o = connection.open(swarm.url, swarm.download.meta.version)
+        return o.addCallbacks(opened, failed)
+
+    def _peerFailed(self, reason: Failure, address: Address) -> None:
+        self._log.debug(
+            "peer {host}:{port}: {why}",
+            host=address[0],
+            port=address[1],
+            why=reason.getErrorMessage(),
+        )
+        self.backoff.failed(address)
 
     def _connectedPeer(
         self, result: object, swarm: _Swarm, address: tuple[str, int]
@@ -438,17 +603,6 @@ class Node:
         for swarm in list(self._swarms.values()):
             self._closeSwarm(swarm)
         self._swarms.clear()
-
-
-def _forward(target: "defer.Deferred[Any]") -> Callable[[Any], None]:
-    def forward(result: Any) -> Any:
-        if isinstance(result, Failure):
-            target.errback(result)
-            return None
-        target.callback(result)
-        return result
-
-    return forward
 
 
 def _ignore(reason: Failure) -> None:

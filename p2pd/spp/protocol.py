@@ -66,11 +66,18 @@ class RemoteFile:
     Its handle is the id of the Open request, so requests for it can be sent
     before the Open is answered (L{SPPProtocol.open}); their Deferreds wait
     here until the download asks for the same digests or blocks.
+
+    @ivar claimsAuthority: the Opened's authoritative flag: a hint only, as
+        any peer may set it.
+    @ivar authoritative: whether this node believes the file's size, version
+        and digests: only once the node, which knows whom it dialed, calls
+        L{believe}.
     """
 
     onHave: Callable[[Sequence[tuple[int, int]]], None] | None = None
     onLost: Callable[[Failure], None] | None = None
     meta: FileMeta
+    claimsAuthority = False
     authoritative = False
 
     def __init__(self, connection: "SPPProtocol", handle: int) -> None:
@@ -83,9 +90,16 @@ class RemoteFile:
         self._earlyDigests: dict[int, tuple[int, defer.Deferred[bytes]]] = {}
         self._earlyPeers: defer.Deferred[Sequence[codec.Peer]] | None = None
 
-    def _opened(self, meta: FileMeta, authoritative: bool) -> None:
+    def _opened(self, meta: FileMeta, claimsAuthority: bool) -> None:
         self.meta = meta
-        self.authoritative = authoritative
+        self.claimsAuthority = claimsAuthority
+
+    def believe(self) -> None:
+        """
+        Count this file as an authority if it claimed to be one: the node
+        dialed the URL's origin, or a mirror the origin named.
+        """
+        self.authoritative = self.claimsAuthority
 
     def has(self, index: int) -> bool:
         if not 0 <= index < self.meta.blocks:
@@ -232,6 +246,8 @@ class SPPProtocol(Protocol):
         self._partial = bytearray()
         self._frameEnd = _HEADER
         self._toItself = False
+        # The Error a busy node refused us with in place of its Hello.
+        self._refused: SPPError | None = None
         self._nextRequest = 1
         # request id -> (deferred, message, context) for requests we made
         self._outgoing: dict[int, tuple[defer.Deferred[Any], codec.Message, Any]] = {}
@@ -330,10 +346,7 @@ class SPPProtocol(Protocol):
         for remoteFile in remote.values():
             remoteFile._lost(reason)
         if not self.ready.called:
-            if self._toItself:
-                self.ready.errback(SelfConnection("connected to itself"))
-            else:
-                self.ready.errback(ConnectionGone(str(reason.value)))
+            self.ready.errback(self._refused or gone)
             if not self.initiator:
                 # Nobody waits for an accepted connection's handshake: do not
                 # log its failure as an unhandled error.
@@ -496,7 +509,9 @@ class SPPProtocol(Protocol):
 
     def _hello(self, message: codec.Message) -> None:
         if isinstance(message, codec.Error) and message.request == 0:
-            self._onError(message)  # refused, e.g. BUSY: it closes
+            # Refused, e.g. BUSY: a node that speaks SPP; it closes.
+            self._refused = SPPError(message.code, message.message)
+            self._onError(message)
             return
         if not isinstance(message, codec.Hello):
             self._fail(ErrorCode.BAD_REQUEST, "expected Hello")

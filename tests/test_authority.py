@@ -1,0 +1,875 @@
+"""
+Who a node believes about a file (docs/security.md, "Trust model"): only a
+connection it dialed to the URL's origin, or to a mirror that origin named.
+
+A L{Liar} is a peer that claims authority in every Opened and hands out a
+forged copy of the file, with digests of its forged bytes, and announces
+every block. It is put in every position: listed by the origin, opening the
+file back on a downloading node, left alone with the node once the origin's
+connection drops, with the origin down from the start, and before a
+restart. Each test checks that no forged byte reaches a reader or the cache,
+and that the real bytes still come whenever the origin can give them.
+
+The first tests run real nodes speaking real SPP in memory
+(L{tests.test_node.Pair}); L{RealSocketTests} runs C{twistd p2pd} nodes and
+the liar over TCP on loopback, with curl as the player.
+"""
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    connectProtocol,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from p2pd.engine import node
+from p2pd.engine.download import Download, DownloadFailed
+from p2pd.engine.interfaces import IServedFile, ISPPNode, SPPError
+from p2pd.engine.meta import FileMeta
+from p2pd.engine.node import Node
+from p2pd.engine.tracker import Tracker
+from p2pd.spp.codec import ErrorCode, Peer
+from p2pd.spp.connector import TCPConnector
+from p2pd.spp.protocol import SPPFactory
+from p2pd.store.cache import BlockCache
+from p2pd.store.digests import DigestIndex
+from p2pd.store.published import PublicDirectory
+from tests import clients, test_node
+from tests.fakes import makeFile
+from tests.nodes import Nodes
+from tests.test_node import BLOCK, ORIGIN, PORT, URL, versionOf
+
+FORGED = b"\xee"
+LIAR_HOST = "10.0.0.66"
+LIAR_PORT = 6666
+CLIENT_HOST = "10.0.0.2"
+CLIENT_PORT = 2222
+MIRROR_HOST = "10.0.0.9"
+
+
+def forgedBlock(meta: FileMeta, index: int) -> bytes:
+    return FORGED * meta.blockLength(index)
+
+
+def holdsForged(data: bytes) -> bool:
+    """
+    Whether C{data} holds a run of forged bytes no random content has.
+    """
+    return FORGED * 64 in data
+
+
+@implementer(IServedFile)
+class ForgedFile:
+    """
+    A forged copy of a file: the real size, block size, digest name and
+    version (so that it passes for the version a node wants), other bytes in
+    every block, and the digests of those bytes.
+    """
+
+    def __init__(self, meta: FileMeta, liar: "Liar") -> None:
+        self.meta = meta
+        self.liar = liar
+        self.size = meta.size
+        self.blockSize = meta.blockSize
+        self.digestName = meta.digestName
+        self.version = meta.version
+        self._looked = 0
+
+    @property
+    def authoritative(self) -> bool:
+        # Claimed in the Opened (the protocol's first look); denied when it
+        # looks again right after, so that it also announces every block.
+        self._looked += 1
+        return self._looked == 1
+
+    def digests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        self.liar.digestsAsked += 1
+        count = min(count, self.meta.blocks - first)
+        return defer.succeed(
+            b"".join(
+                self.meta.digest(forgedBlock(self.meta, i))
+                for i in range(first, first + count)
+            )
+        )
+
+    def readBlock(self, index: int) -> "defer.Deferred[bytes]":
+        self.liar.blocksAsked.append(index)
+        return defer.succeed(forgedBlock(self.meta, index))
+
+    def held(self) -> Sequence[tuple[int, int]]:
+        return [(0, self.meta.blocks)]
+
+    def watch(self, callback: Any) -> None:
+        pass
+
+    def peers(self, host: str, port: int) -> Sequence[Peer]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@implementer(ISPPNode)
+class Liar:
+    """
+    A hostile peer: it answers an Open of any file whose metadata it has
+    learnt (L{learn}) with a L{ForgedFile}, claiming authority.
+
+    @ivar opened: the URLs opened on it.
+    @ivar whenOpened: Deferreds fired at the next Open.
+    """
+
+    def __init__(self, listenPort: int = LIAR_PORT) -> None:
+        self.nodeId = os.urandom(16)
+        self.listenPort = listenPort
+        self.metas: dict[str, FileMeta] = {}
+        self.opened: list[tuple[str, str]] = []
+        self.digestsAsked = 0
+        self.blocksAsked: list[int] = []
+        self.connections: list[Any] = []
+        self.whenOpened: list[defer.Deferred[None]] = []
+
+    def learn(self, meta: FileMeta) -> None:
+        self.metas[meta.url] = meta
+
+    def open(self, url: str, version: str, connection: object) -> IServedFile:
+        self.opened.append((url, version))
+        waiting, self.whenOpened = self.whenOpened, []
+        for d in waiting:
+            d.callback(None)
+        meta = self.metas.get(url)
+        if meta is None:
+            raise SPPError(ErrorCode.NOT_FOUND, "not here")
+        return ForgedFile(meta, self)
+
+    def nextOpen(self) -> "defer.Deferred[None]":
+        d: defer.Deferred[None] = defer.Deferred()
+        self.whenOpened.append(d)
+        return d
+
+    def connectionReady(self, connection: object) -> None:
+        self.connections.append(connection)
+
+    def connectionGone(self, connection: object) -> None:
+        if connection in self.connections:
+            self.connections.remove(connection)
+
+
+class InMemoryFixture(test_node.NodeFixture):
+    """
+    The origin node of L{test_node.NodeFixture} at C{ORIGIN:PORT}, clients
+    and a L{Liar} at C{LIAR_HOST:LIAR_PORT}, all speaking SPP in memory.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pair = test_node.Pair(self.clock, self.threads)
+        self.node.connector = self.pair.connector(self.node, ORIGIN)
+        self.pair.nodes[(ORIGIN, PORT)] = self.node
+        self.liar = Liar()
+        self.pair.nodes[(LIAR_HOST, LIAR_PORT)] = self.liar  # type: ignore[assignment]
+        self.liarConnector = self.pair.connector(self.liar, LIAR_HOST)  # type: ignore[arg-type]
+        self.meta = FileMeta(
+            URL, len(self.movie), BLOCK, "sha256", versionOf(self.movie)
+        )
+        self.liar.learn(self.meta)
+
+    def addClient(self, cacheName: str = "client-cache") -> Node:
+        client = Node(self.clock, None, self.makeCache(cacheName))  # type: ignore[arg-type]
+        client.connector = self.pair.connector(client, CLIENT_HOST)
+        client.listenPort = CLIENT_PORT
+        self.pair.nodes[(CLIENT_HOST, CLIENT_PORT)] = client
+        self.addCleanup(client.stop)
+        return client
+
+    def liarConnects(self, host: str, port: int) -> Any:
+        """
+        The liar's connection to the node at C{host}:C{port}.
+        """
+        d = self.liarConnector.connect(host, port)
+        self.pair.flush()
+        return self.successResultOf(d)
+
+    def liarJoins(self) -> None:
+        """
+        The liar fetches the file from the origin as any node would, so the
+        origin lists it as a peer.
+        """
+        connection = self.liarConnects(ORIGIN, PORT)
+        opening = connection.open(URL, "", peers=True)
+        self.pair.flush()
+        remote = self.successResultOf(opening)
+        self.successResultOf(remote.getPeers())
+        self.assertEqual(self.tracker.nodes("movie.ts"), [(LIAR_HOST, LIAR_PORT)])
+
+    def liarOpensOn(self, host: str, port: int) -> None:
+        """
+        The liar opens the file, at its real version, on the node at
+        C{host}:C{port}, which then opens it back on the liar.
+        """
+        connection = self.liarConnects(host, port)
+        opening = connection.open(URL, self.meta.version)
+        self.pair.flush()
+        self.successResultOf(opening)
+
+    def originGone(self, client: Node) -> None:
+        """
+        The origin stops: C{client}'s connection to it drops, and it can no
+        longer be reached.
+        """
+        del self.pair.nodes[(ORIGIN, PORT)]
+        for dialing, _ in self.pair.connections:
+            if dialing.node is client and dialing.transport.getPeer().host == ORIGIN:
+                dialing.transport.loseConnection()
+        self.pair.flush()
+
+    def download(self, client: Node) -> Download:
+        d = client.download(URL)
+        self.pair.flush()
+        download: Download = self.successResultOf(d)
+        return download
+
+    def readUntilFailure(self, download: Download) -> tuple[bytes, Failure | None]:
+        """
+        Everything a reader of the whole file gets, and how it stopped.
+        """
+        reader = download.read(0)
+        self.addCleanup(reader.close)
+        parts = []
+        while True:
+            d = reader.read()
+            self.pair.flush()
+            self.clock.advance(0.1)
+            self.pair.flush()
+            result: list[Any] = []
+            d.addBoth(result.append)
+            if not result:
+                d.cancel()
+                return b"".join(parts), None
+            if isinstance(result[0], Failure):
+                return b"".join(parts), result[0]
+            if not result[0]:
+                return b"".join(parts), None
+            parts.append(result[0])
+
+    def assertCacheClean(self, cache: BlockCache) -> None:
+        """
+        Every block C{cache} holds of the file is the real one.
+        """
+        cached = cache.find(URL)
+        if cached is None:
+            return
+        self.addCleanup(cached.close)
+        for first, count in cached.held():
+            for index in range(first, first + count):
+                start = self.meta.blockStart(index)
+                self.assertEqual(
+                    cached.read(index),
+                    self.movie[start : start + self.meta.blockLength(index)],
+                    f"block {index}",
+                )
+
+    def assertNotBelieved(self, download: Download) -> None:
+        """
+        The liar's file, if still a source, claimed authority and is not
+        believed, and the liar was never asked for a digest.
+        """
+        for source in download.sources:
+            if source.name.startswith(LIAR_HOST):
+                self.assertTrue(source.claimsAuthority)  # type: ignore[attr-defined]
+                self.assertFalse(source.authoritative)
+        self.assertEqual(self.liar.digestsAsked, 0)
+
+
+class LyingPeerTests(InMemoryFixture):
+    """
+    A peer claiming authority, in every position, in memory.
+    """
+
+    def test_listedByOrigin(self) -> None:
+        """
+        A liar the origin lists is used as a peer, never believed: its
+        blocks fail the origin's digests, and the reader and the cache get
+        the real bytes.
+        """
+        self.liarJoins()
+        client = self.addClient()
+        download = self.download(client)
+        self.assertEqual(self.liar.opened, [(URL, self.meta.version)])
+        got, failure = self.readUntilFailure(download)
+        self.assertIsNone(failure)
+        self.assertSameBytes(got, self.movie)
+        self.assertNotBelieved(download)
+        self.assertCacheClean(client.cache)
+
+    def test_opensBack(self) -> None:
+        """
+        A liar that opens the file on a downloading node is opened back, as
+        a peer, and never believed.
+        """
+        client = self.addClient()
+        download = self.download(client)
+        self.liarOpensOn(CLIENT_HOST, CLIENT_PORT)
+        self.assertEqual(self.liar.opened, [(URL, self.meta.version)])
+        got, failure = self.readUntilFailure(download)
+        self.assertIsNone(failure)
+        self.assertSameBytes(got, self.movie)
+        self.assertNotBelieved(download)
+        self.assertCacheClean(client.cache)
+
+    def test_otherVersion(self) -> None:
+        """
+        A liar answering with another version than the node asked for is
+        not used at all: blocks of two versions never mix.
+        """
+        self.liar.learn(
+            FileMeta(URL, len(self.movie), BLOCK, "sha256", "1-1700000000000000000")
+        )
+        client = self.addClient()
+        download = self.download(client)
+        self.liarOpensOn(CLIENT_HOST, CLIENT_PORT)
+        self.assertEqual(self.liar.opened, [(URL, self.meta.version)])
+        self.assertFalse([s for s in download.sources if LIAR_HOST in s.name])
+        got, failure = self.readUntilFailure(download)
+        self.assertIsNone(failure)
+        self.assertSameBytes(got, self.movie)
+        self.assertEqual(self.liar.blocksAsked, [])
+
+    def test_originDrops(self) -> None:
+        """
+        Once the origin's connection drops, the liar is the only source
+        left; it is still not believed: the reader gets the real blocks it
+        could verify, then fails, and the cache holds no forged block.
+        """
+        client = self.addClient()
+        download = self.download(client)
+        self.liarOpensOn(CLIENT_HOST, CLIENT_PORT)
+        self.originGone(client)
+        got, failure = self.readUntilFailure(download)
+        self.assertTrue(self.movie.startswith(got), "not the real bytes")
+        self.assertFalse(holdsForged(got))
+        self.assertLess(len(got), len(self.movie))
+        self.assertNotBelieved(download)
+        self.assertCacheClean(client.cache)
+
+    def cachePartly(self, cacheName: str, blocks: range, digests: range) -> None:
+        """
+        Cache C{blocks} of the file with the digests of C{digests}, as an
+        interrupted download leaves them.
+        """
+        cached = self.makeCache(cacheName).open(self.meta)
+        for index in digests:
+            start = self.meta.blockStart(index)
+            data = self.movie[start : start + self.meta.blockLength(index)]
+            cached.setDigests(index, self.meta.digest(data))
+        for index in blocks:
+            start = self.meta.blockStart(index)
+            cached.write(
+                index, self.movie[start : start + self.meta.blockLength(index)]
+            )
+        cached.close()
+
+    def test_originDownFromTheStart(self) -> None:
+        """
+        With the origin unreachable, a node playing a partly cached file
+        opens it back on a liar that opens it on the node, and believes only
+        the digests it kept from the origin: the liar's block with a kept
+        digest fails it, and blocks without one are never stored or read.
+        """
+        self.cachePartly("partial", range(2), range(3))
+        del self.pair.nodes[(ORIGIN, PORT)]
+        client = self.addClient("partial")
+        download = self.download(client)
+        self.liarOpensOn(CLIENT_HOST, CLIENT_PORT)
+        self.assertEqual(self.liar.opened, [(URL, self.meta.version)])
+        got, failure = self.readUntilFailure(download)
+        self.assertSameBytes(got, self.movie[: 2 * BLOCK])
+        self.assertIsNotNone(failure)
+        assert failure is not None
+        failure.trap(DownloadFailed)
+        self.assertNotBelieved(download)
+        client.stop()
+        self.assertCacheClean(client.cache)
+        cached = client.cache.find(URL)
+        assert cached is not None
+        self.addCleanup(cached.close)
+        self.assertEqual(cached.held(), [(0, 2)])
+        self.assertIsNone(cached.digest(3))
+
+    def test_afterRestart(self) -> None:
+        """
+        A liar met with the origin down left nothing behind: restarted on
+        the same cache, with the origin back, the node reads the real file,
+        and takes the origin's blocks for the ones the liar offered.
+        """
+        self.cachePartly("partial", range(2), range(3))
+        origin = self.pair.nodes.pop((ORIGIN, PORT))
+        client = self.addClient("partial")
+        self.readUntilFailure(self.download(client))
+        self.liarOpensOn(CLIENT_HOST, CLIENT_PORT)
+        self.readUntilFailure(self.download(client))
+        client.stop()
+        del self.pair.nodes[(CLIENT_HOST, CLIENT_PORT)]
+        self.pair.nodes[(ORIGIN, PORT)] = origin
+        again = self.addClient("partial")
+        got, failure = self.readUntilFailure(self.download(again))
+        self.assertIsNone(failure)
+        self.assertSameBytes(got, self.movie)
+        self.assertCacheClean(again.cache)
+
+    def test_acceptedNotTakenForOrigin(self) -> None:
+        """
+        A peer on the origin's host that connects to a node claiming the
+        origin's port is not taken for the origin: the node dials the origin
+        itself, and never opens "the current version" on that peer.
+        """
+        client = self.addClient()
+        impostor = Liar(listenPort=PORT)
+        impostor.learn(self.meta)
+        connector = self.pair.connector(impostor, ORIGIN)  # type: ignore[arg-type]
+        d = connector.connect(CLIENT_HOST, CLIENT_PORT)
+        self.pair.flush()
+        self.successResultOf(d)
+        download = self.download(client)
+        self.assertEqual(impostor.opened, [])
+        got, failure = self.readUntilFailure(download)
+        self.assertIsNone(failure)
+        self.assertSameBytes(got, self.movie)
+        self.assertEqual(impostor.digestsAsked, 0)
+
+
+class MirrorTests(InMemoryFixture):
+    """
+    Mirrors are believed when the origin names them, and only then.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.mirrorIndex = DigestIndex(
+            os.path.join(self.base, "mirror-digests"), BLOCK, "sha256", self.threads
+        )
+        self.addCleanup(self.mirrorIndex.close)
+        mirror = self.makeNode(
+            self.makeCache("mirror-cache"),
+            PublicDirectory(self.publicDir),
+            self.mirrorIndex,
+            Tracker(mirrors=[Peer(LIAR_HOST, LIAR_PORT, True)]),
+        )
+        mirror.listenPort = PORT
+        mirror.connector = self.pair.connector(mirror, MIRROR_HOST)
+        self.pair.nodes[(MIRROR_HOST, PORT)] = mirror
+
+    def test_namedByOrigin(self) -> None:
+        """
+        A mirror in the origin's peer list is believed: an authoritative
+        source.
+        """
+        self.tracker.mirrors = [Peer(MIRROR_HOST, PORT, True)]
+        download = self.download(self.addClient())
+        self.clock.advance(test_node.PEER_INTERVAL)
+        self.pair.flush()
+        byName = {s.name.split(":")[0]: s for s in download.sources}
+        self.assertTrue(byName[MIRROR_HOST].authoritative)
+        self.assertTrue(byName[ORIGIN].authoritative)
+
+    def test_mirrorNamesLiar(self) -> None:
+        """
+        A mirror's own peer list names no mirror to believe: with the origin
+        gone, the liar a mirror lists as a mirror is used as a peer only.
+        """
+        self.tracker.mirrors = [Peer(MIRROR_HOST, PORT, True)]
+        client = self.addClient()
+        download = self.download(client)
+        self.clock.advance(test_node.PEER_INTERVAL)
+        self.pair.flush()
+        self.originGone(client)
+        self.clock.advance(test_node.PEER_INTERVAL)
+        self.pair.flush()
+        self.assertEqual(self.liar.opened, [(URL, self.meta.version)])
+        got, failure = self.readUntilFailure(download)
+        self.assertIsNone(failure)
+        self.assertSameBytes(got, self.movie)
+        self.assertNotBelieved(download)
+        self.assertCacheClean(client.cache)
+
+
+class IntroductionTests(InMemoryFixture):
+    """
+    The origin introduces a node at the address its connection comes from.
+    """
+
+    def test_connectionAddress(self) -> None:
+        """
+        A node is recorded, and listed to the next, at its connection's
+        address and the listen port of its Hello.
+        """
+        self.liarConnector = self.pair.connector(self.liar, "10.0.0.67")  # type: ignore[arg-type]
+        self.pair.nodes[("10.0.0.67", LIAR_PORT)] = self.liar  # type: ignore[assignment]
+        connection = self.liarConnects(ORIGIN, PORT)
+        opening = connection.open(URL, "", peers=True)
+        self.pair.flush()
+        self.successResultOf(self.successResultOf(opening).getPeers())
+        self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.67", LIAR_PORT)])
+        client = self.addClient()
+        download = self.download(client)
+        self.assertEqual(self.liar.opened, [(URL, self.meta.version)])
+        self.assertIn(f"10.0.0.67:{LIAR_PORT}", [s.name for s in download.sources])
+
+
+LIAR_ADDRESS = "127.0.0.20"
+SERVICE_ADDRESS = "127.0.0.21"
+NAME = "clip.bin"
+REAL_BLOCK = 64 * 1024
+REAL_SIZE = 32 * REAL_BLOCK
+WAIT = 30.0
+
+
+class PlainService(Protocol):
+    """
+    Some other TCP service: it answers anything with an HTTP error and
+    closes.
+    """
+
+    def connectionMade(self) -> None:
+        self.factory.connections += 1  # type: ignore[attr-defined]
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class RealSocketFixture(TestCase):
+    """
+    An origin and a viewer, real C{twistd p2pd} nodes, and a L{Liar} in this
+    process, all on loopback; curl plays through the viewer's gateway.
+    """
+
+    timeout = 180
+
+    def setUp(self) -> Any:
+        clients.require("curl")
+        self.nodes = Nodes(self)
+        self.public = os.path.abspath(self.mktemp())
+        self.content = makeFile(self.public, NAME, REAL_SIZE)
+        self.viewerCache = os.path.abspath(self.mktemp())
+        return self.startOrigin()
+
+    @defer.inlineCallbacks
+    def startOrigin(self) -> Any:
+        self.origin = yield self.nodes.start(
+            "-p", self.public, "-c", os.path.abspath(self.mktemp()),
+            "-b", f"{REAL_BLOCK // 1024}K",
+        )  # fmt: skip
+        self.url = self.origin.sppURLFor(NAME)
+
+    def startViewer(self, address: str = "127.0.0.2") -> Any:
+        return self.nodes.start("-c", self.viewerCache, address=address)
+
+    @defer.inlineCallbacks
+    def startLiar(self, listen: bool = True) -> Any:
+        """
+        A L{Liar} listening on L{LIAR_ADDRESS}; its connections are closed,
+        and their ends awaited, when the test ends.
+        """
+        liar = Liar(listenPort=0)
+        if listen:
+            endpoint = TCP4ServerEndpoint(reactor, 0, interface=LIAR_ADDRESS)
+            port = yield endpoint.listen(SPPFactory(liar, reactor, initiator=False))
+            self.addCleanup(port.stopListening)
+            liar.listenPort = port.getHost().port
+        self.addCleanup(closeAll, liar)
+        return liar
+
+    @defer.inlineCallbacks
+    def join(self, liar: Liar, address: str = LIAR_ADDRESS) -> Any:
+        """
+        C{liar} fetches the file's metadata from the origin from
+        C{address}, and asks for peers: the origin lists it from then on.
+        """
+        connector = TCPConnector(reactor, liar, bindHost=address)
+        connection = yield connector.connect(self.origin.host, self.origin.port)
+        remote = yield connection.open(self.url, "", peers=True)
+        liar.learn(remote.meta)
+        yield remote.getPeers()
+
+    @defer.inlineCallbacks
+    def play(self, viewer: Any, *extra: str) -> Any:
+        """
+        curl the file through C{viewer}'s gateway: the bytes it got, which
+        may be cut short.
+        """
+        output = os.path.abspath(self.mktemp())
+        url = f"http://{viewer.authority}/.spp/{self.origin.authority}/{NAME}"
+        yield clients.run(
+            ["curl", "-sS", "--max-time", "60", "-o", output, *extra, url],
+            timeout=90,
+        )
+        if not os.path.exists(output):
+            return b""
+        with open(output, "rb") as f:
+            return f.read()
+
+    def assertReal(self, got: bytes, start: int = 0) -> None:
+        """
+        C{got} is the file's bytes from C{start}, maybe cut short.
+        """
+        self.assertFalse(holdsForged(got), "forged bytes reached the player")
+        self.assertTrue(
+            self.content[start:].startswith(got), "other bytes reached the player"
+        )
+
+    def assertCacheClean(self) -> None:
+        """
+        No file in the viewer's cache holds forged bytes.
+        """
+        for directory, _, names in os.walk(self.viewerCache):
+            for name in names:
+                with open(os.path.join(directory, name), "rb") as f:
+                    self.assertFalse(holdsForged(f.read()), f"forged bytes in {name}")
+
+    def assertHealthy(self, viewer: Any) -> None:
+        """
+        C{viewer} still runs, and has logged no traceback and nothing at
+        error or critical level (an unhandled failure in a Deferred is
+        logged at critical level).
+        """
+        self.assertTrue(viewer.running, viewer.log)
+        for loud in ("Traceback", "Unhandled", "#error]", "#critical]"):
+            self.assertNotIn(loud, viewer.log)
+
+
+class RealSocketTests(RealSocketFixture):
+    """
+    The liar in every position against real nodes.
+    """
+
+    @defer.inlineCallbacks
+    def test_listedByOrigin(self) -> Any:
+        """
+        A liar the origin lists is opened by the viewer as a peer, never
+        asked for a digest, and the player gets the real file.
+        """
+        liar = yield self.startLiar()
+        yield self.join(liar)
+        viewer = yield self.startViewer()
+        opened = liar.nextOpen()
+        got = yield self.play(viewer, "--limit-rate", "1M")
+        yield opened.addTimeout(WAIT, reactor)
+        self.assertEqual(len(got), REAL_SIZE)
+        self.assertReal(got)
+        self.assertEqual(liar.digestsAsked, 0)
+        self.assertCacheClean()
+        self.assertHealthy(viewer)
+
+    @defer.inlineCallbacks
+    def test_originDrops(self) -> Any:
+        """
+        When the origin stops in the middle of a play, the liar is left: the
+        player gets real bytes only, and the cache holds no forged ones.
+        """
+        liar = yield self.startLiar()
+        yield self.join(liar)
+        viewer = yield self.startViewer()
+        opened = liar.nextOpen()
+        playing = self.play(viewer, "--limit-rate", "256K")
+        yield opened.addTimeout(WAIT, reactor)
+        yield self.origin.stop()
+        got = yield playing
+        self.assertReal(got)
+        self.assertEqual(liar.digestsAsked, 0)
+        self.assertCacheClean()
+        self.assertHealthy(viewer)
+
+    def cachePartly(self, meta: FileMeta, blocks: int, digests: int) -> None:
+        """
+        Leave in the viewer's cache the first C{blocks} blocks of the file
+        and the digests of the first C{digests}, as a download stopped
+        before it had them all leaves them.
+        """
+        cached = BlockCache(os.path.join(self.viewerCache, "blocks")).open(meta)
+        for index in range(digests):
+            start = meta.blockStart(index)
+            data = self.content[start : start + meta.blockLength(index)]
+            cached.setDigests(index, meta.digest(data))
+            if index < blocks:
+                cached.write(index, data)
+        cached.close()
+
+    @defer.inlineCallbacks
+    def test_originDownFromTheStart(self) -> Any:
+        """
+        A viewer started with the origin down plays its partial cache; the
+        liar opens the file on it and is opened back: the player gets the
+        real cached bytes only, and after a restart the cache holds just
+        those.
+        """
+        liar = yield self.startLiar()
+        yield self.join(liar)
+        meta = liar.metas[self.url]
+        yield self.origin.stop()
+        self.cachePartly(meta, 2, 4)
+        viewer = yield self.startViewer()
+        got = yield self.play(viewer, "-r", "0-999")
+        self.assertEqual(got, self.content[:1000])
+        connector = TCPConnector(reactor, liar, bindHost=LIAR_ADDRESS)
+        connection = yield connector.connect(viewer.host, viewer.port)
+        opened = liar.nextOpen()
+        yield connection.open(self.url, meta.version)
+        yield opened.addTimeout(WAIT, reactor)
+        got = yield self.play(viewer)
+        self.assertReal(got)
+        self.assertLessEqual(len(got), 2 * REAL_BLOCK)
+        self.assertEqual(liar.digestsAsked, 0)
+        self.assertCacheClean()
+        self.assertHealthy(viewer)
+        yield viewer.stop()
+        viewer = yield self.startViewer(viewer.address)
+        got = yield self.play(viewer, "-r", f"0-{2 * REAL_BLOCK - 1}")
+        self.assertEqual(got, self.content[: 2 * REAL_BLOCK])
+
+    @defer.inlineCallbacks
+    def test_peerListNamesPlainService(self) -> Any:
+        """
+        A peer list naming a plain TCP service: the viewer knocks there
+        once, logs at info that it does not speak SPP, and plays the file
+        from the origin meanwhile.
+        """
+        factory = Factory.forProtocol(PlainService)
+        factory.connections = 0  # type: ignore[attr-defined]
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface=SERVICE_ADDRESS)
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        registrar = yield self.startLiar(listen=False)
+        registrar.listenPort = port.getHost().port
+        yield self.join(registrar, SERVICE_ADDRESS)
+        viewer = yield self.startViewer()
+        got = yield self.play(viewer)
+        self.assertEqual(got, self.content)
+        yield viewer.waitForLine("does not speak SPP", WAIT)
+        got = yield self.play(viewer)
+        self.assertEqual(got, self.content)
+        self.assertEqual(factory.connections, 1)  # type: ignore[attr-defined]
+        self.assertHealthy(viewer)
+
+
+class HTTPReader(Protocol):
+    """
+    A raw HTTP/1.0 request; C{done} fires with every byte of the answer.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(self.received)
+
+
+class RoutineFailureTests(RealSocketFixture):
+    """
+    Routine failures against a real viewer are logged at info or warn,
+    never as errors, unhandled or critical.
+    """
+
+    @defer.inlineCallbacks
+    def test_gatewayToPlainService(self) -> Any:
+        """
+        A gateway request naming a port that does not speak SPP gets an
+        error answer; the viewer logs it at info and keeps serving.
+        """
+        factory = Factory.forProtocol(PlainService)
+        factory.connections = 0  # type: ignore[attr-defined]
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface=SERVICE_ADDRESS)
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        viewer = yield self.startViewer()
+        url = (
+            f"http://{viewer.authority}/.spp/{SERVICE_ADDRESS}:{port.getHost().port}/x"
+        )
+        result = yield clients.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url]
+        )
+        self.assertTrue(result.stdout.startswith("5"), result.describe())
+        yield viewer.waitForLine("does not speak SPP", WAIT)
+        got = yield self.play(viewer)
+        self.assertEqual(got, self.content)
+        self.assertHealthy(viewer)
+
+    @defer.inlineCallbacks
+    def test_fiftyReadersAtOnce(self) -> Any:
+        """
+        Fifty players starting at once on one file all get it; the viewer
+        logs no error, then or when the origin stops.
+        """
+        viewer = yield self.startViewer()
+        request = (
+            f"GET /.spp/{self.origin.authority}/{NAME} HTTP/1.0\r\n"
+            f"Host: {viewer.authority}\r\n\r\n"
+        ).encode("ascii")
+        readers = []
+        for _ in range(50):
+            endpoint = TCP4ClientEndpoint(reactor, viewer.host, viewer.port)
+            reader = HTTPReader(request)
+            yield connectProtocol(endpoint, reader)
+            readers.append(reader.done)
+        answers = yield defer.gatherResults(readers)
+        for answer in answers:
+            self.assertTrue(answer.endswith(self.content), answer[:200])
+        yield self.origin.stop()
+        self.assertHealthy(viewer)
+
+
+def closeAll(liar: Liar) -> "defer.Deferred[None]":
+    """
+    Close C{liar}'s connections; fires once they are all gone.
+    """
+    gone = []
+    for connection in list(liar.connections):
+        lost: defer.Deferred[None] = defer.Deferred()
+        connection.connectionLost = _then(connection.connectionLost, lost)
+        connection.transport.loseConnection()
+        gone.append(lost)
+    return defer.gatherResults(gone).addCallback(lambda _: None)
+
+
+def _then(method: Any, lost: "defer.Deferred[None]") -> Any:
+    def connectionLost(reason: Any) -> None:
+        method(reason)
+        lost.callback(None)
+
+    return connectionLost
+
+
+class DocsTests(SynchronousTestCase):
+    """
+    docs/security.md gives the limits the node keeps to.
+    """
+
+    def test_peerAddressLimits(self) -> None:
+        """
+        Each peer-address limit is in the table, with its constant's name.
+        """
+        path = os.path.join(os.path.dirname(__file__), "..", "docs", "security.md")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for value, name in [
+            (f"{node.PEER_RETRY:g} s", "PEER_RETRY"),
+            (f"{node.PEER_RETRY_MAX:g} s", "PEER_RETRY_MAX"),
+            (f"{node.NOT_SPP_RETRY:g} s", "NOT_SPP_RETRY"),
+            (f"{node.MAX_PEER_ADDRESSES}", "MAX_PEER_ADDRESSES"),
+            (f"{node.PRIVILEGED_PORTS}", "PRIVILEGED_PORTS"),
+        ]:
+            self.assertIn(f"{value} (`{name}`)", text)
