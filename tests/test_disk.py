@@ -1,0 +1,358 @@
+"""
+Tests for full or failing disks and for absurd announced sizes: a
+L{p2pd.engine.download.Download} on a real L{p2pd.store.cache.BlockCache}
+whose writes fail, and the memory a download of a huge file takes.
+"""
+
+import errno
+import gc
+import hashlib
+import os
+import random
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pd.engine.download import Download, Reader
+from p2pd.engine.meta import FileMeta
+from p2pd.store import cache as cachemodule
+from p2pd.store.cache import STORE_RETRY, BlockCache
+from tests.test_download import FakeSource, readAll
+
+BLOCK = 16 * 1024
+BLOCKS = 40
+REFUSALS = {
+    "ENOSPC": errno.ENOSPC,
+    "EDQUOT": errno.EDQUOT,
+    "EIO": errno.EIO,
+    "EROFS": errno.EROFS,
+}
+
+
+class FailingDisk:
+    """
+    Makes the cache's low-level writes fail with C{code} while L{full}.
+
+    @ivar half: whether a failing write first writes half of its bytes (as a
+        disk that fills up mid-write does).
+    @ivar appendsOnly: whether only appends (to the journal) fail.
+    """
+
+    def __init__(self, testCase: SynchronousTestCase, code: int) -> None:
+        self.code = code
+        self.full = False
+        self.half = False
+        self.appendsOnly = False
+        self.refused = 0
+        realWrite, realAppend = cachemodule._writeAll, cachemodule._appendAll
+
+        def writeAll(fd: int, data: bytes, offset: int) -> None:
+            if self.full and not self.appendsOnly:
+                self._refuse(lambda part: realWrite(fd, part, offset), data)
+            realWrite(fd, data, offset)
+
+        def appendAll(fd: int, data: bytes) -> None:
+            if self.full:
+                self._refuse(lambda part: realAppend(fd, part), data)
+            realAppend(fd, data)
+
+        testCase.patch(cachemodule, "_writeAll", writeAll)
+        testCase.patch(cachemodule, "_appendAll", appendAll)
+
+    def _refuse(self, write: Callable[[bytes], None], data: bytes) -> None:
+        self.refused += 1
+        if self.half:
+            write(bytes(data[: len(data) // 2]))
+        raise OSError(self.code, os.strerror(self.code))
+
+
+def warnings(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["log_level"] >= LogLevel.warn]
+
+
+class _DiskTestCase(SynchronousTestCase):
+    """
+    A download of a 40-block file from one origin, on a real cache whose
+    disk the test fills and frees.
+    """
+
+    code = errno.ENOSPC
+
+    def setUp(self) -> None:
+        self.root = self.mktemp()
+        self.clock = task.Clock()
+        self.disk = FailingDisk(self, self.code)
+        self.content = random.Random(3).randbytes(BLOCKS * BLOCK - 100)
+        self.meta = FileMeta(
+            "spp://o:1/f", len(self.content), BLOCK, "sha256", "v1"
+        )
+        self.cache = BlockCache(self.root, now=self.clock.seconds)
+        self.stored = self.cache.open(self.meta)
+        self.download = Download(
+            self.meta,
+            self.stored,
+            self.clock,
+            random.Random(2),
+            memoryBytes=4 * BLOCK,
+        )
+        self.addCleanup(self.download.close)
+        self.origin = FakeSource(
+            "origin", self.content, self.meta, authoritative=True, auto=True
+        )
+
+    def play(self, start: int = 0, stop: int | None = None) -> bytes:
+        """
+        Read bytes C{start} to C{stop} as a player would, every read
+        answered before the next.
+        """
+        reader = self.download.read(start, stop)
+        data: bytes = self.successResultOf(readAll(reader))
+        reader.close()
+        return data
+
+    def assertFetchedOnce(self) -> None:
+        """
+        No block was asked of the origin twice.
+        """
+        requested = self.origin.requested
+        self.assertEqual(len(requested), len(set(requested)), requested)
+
+    def heldAfterRestart(self) -> list[tuple[int, int]]:
+        """
+        The blocks a new cache on the same directory holds and can read.
+        """
+        found = BlockCache(self.root).find(self.meta.url, self.meta.version)
+        if found is None:
+            return []
+        self.addCleanup(found.close)
+        for first, count in found.held():
+            for index in range(first, first + count):
+                found.read(index)
+        return found.held()
+
+
+class CacheOnFailingDiskTests(_DiskTestCase):
+    """
+    The cache itself, when writes fail part way.
+    """
+
+    def digests(self) -> bytes:
+        return b"".join(
+            self.meta.digest(self.origin.block(i)) for i in range(BLOCKS)
+        )
+
+    def test_tornJournalRecordCut(self) -> None:
+        """
+        A journal record half appended when the disk filled up is cut off:
+        once the disk is freed, later blocks are journaled where a restart
+        finds them, and the refused block is not held.
+        """
+        self.stored.setDigests(0, self.digests())
+        self.stored.write(0, self.origin.block(0))
+        self.disk.full = self.disk.half = self.disk.appendsOnly = True
+        self.assertRaises(OSError, self.stored.write, 1, self.origin.block(1))
+        journal = os.path.join(
+            self.root,
+            hashlib.sha256(self.meta.url.encode()).hexdigest(),
+            hashlib.sha256(self.meta.version.encode()).hexdigest(),
+            "journal",
+        )
+        self.assertEqual(os.path.getsize(journal), 16)
+        self.disk.full = False
+        self.clock.advance(STORE_RETRY)
+        self.stored.write(2, self.origin.block(2))
+        self.assertEqual(self.stored.held(), [(0, 1), (2, 1)])
+        self.stored.close()
+        self.assertEqual(self.heldAfterRestart(), [(0, 1), (2, 1)])
+
+    def test_noWriteTriedWhilePaused(self) -> None:
+        """
+        After a refusal, writes fail at once without touching the disk until
+        L{STORE_RETRY} seconds have passed.
+        """
+        self.stored.setDigests(0, self.digests())
+        self.disk.full = True
+        self.assertRaises(OSError, self.stored.write, 0, self.origin.block(0))
+        self.assertRaises(OSError, self.stored.write, 1, self.origin.block(1))
+        self.stored.setDigests(0, self.digests())
+        self.assertEqual(self.disk.refused, 1)
+        self.clock.advance(STORE_RETRY)
+        self.assertRaises(OSError, self.stored.write, 1, self.origin.block(1))
+        self.assertEqual(self.disk.refused, 2)
+
+    def test_digestsKeptUntilStored(self) -> None:
+        """
+        Digests the disk refused stay in memory, and are written with the
+        next block stored: a restart finds them.
+        """
+        self.stored.setDigests(0, self.digests()[:32])
+        self.stored.write(0, self.origin.block(0))
+        self.disk.full = True
+        with capturedLogs() as events:
+            self.stored.setDigests(1, self.digests()[32:])
+        self.assertEqual(len(warnings(events)), 1)
+        self.assertEqual(self.stored.digest(5), self.digests()[160:192])
+        self.disk.full = False
+        self.clock.advance(STORE_RETRY)
+        self.stored.write(5, self.origin.block(5))
+        self.stored.close()
+        found = BlockCache(self.root).find(self.meta.url)
+        assert found is not None
+        self.addCleanup(found.close)
+        self.assertEqual(found.digest(39), self.digests()[39 * 32 :])
+        self.assertEqual(found.read(5), self.origin.block(5))
+
+    def test_newVersionOnFullDisk(self) -> None:
+        """
+        A version whose directory cannot be made is played from memory and
+        leaves nothing a restart would take for a cached file.
+        """
+        self.disk.full = self.disk.half = True
+        self.download.addSource(self.origin)
+        self.assertEqual(self.play(0, 3 * BLOCK), self.content[: 3 * BLOCK])
+        self.assertIsNone(BlockCache(self.root).find(self.meta.url))
+
+
+class RefusedWritesMixin:
+    """
+    What a download does when the disk refuses its writes with C{code}
+    (mixed into a L{_DiskTestCase}).
+    """
+
+    def test_streamGoesOnFromMemory(self) -> None:
+        """
+        With the disk refusing every write from the start, a player still
+        gets every byte, each block is fetched once, nothing is stored, and
+        the log has one line.
+        """
+        self.disk.full = True
+        with capturedLogs() as events:
+            self.download.addSource(self.origin)
+            self.assertEqual(self.play(), self.content)
+        self.assertFetchedOnce()
+        self.assertEqual(sorted(self.origin.requested), list(range(BLOCKS)))
+        self.assertEqual(self.stored.held(), [])
+        lines = warnings(events)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn(os.strerror(self.code), lines[0]["why"])
+        self.assertEqual(self.heldAfterRestart(), [])
+
+    def test_failingMidStream(self) -> None:
+        """
+        A disk that fills up mid-stream, half writing the block it refuses:
+        the player gets every byte once, and after a restart the cache holds
+        exactly the blocks stored before, intact.
+        """
+        self.download.addSource(self.origin)
+        self.assertEqual(self.play(0, 10 * BLOCK), self.content[: 10 * BLOCK])
+        held = self.stored.held()
+        self.disk.full = self.disk.half = True
+        with capturedLogs() as events:
+            self.assertEqual(self.play(10 * BLOCK), self.content[10 * BLOCK :])
+        self.assertEqual(len(warnings(events)), 1)
+        self.assertFetchedOnce()
+        self.assertEqual(self.stored.held(), held)
+        self.download.close()
+        self.assertEqual(self.heldAfterRestart(), held)
+
+    def test_noFetchingWithoutReaders(self) -> None:
+        """
+        Once the player has gone, a download that cannot store fetches
+        nothing more, however long it stays open.
+        """
+        self.disk.full = True
+        self.download.addSource(self.origin)
+        self.play(0, 3 * BLOCK)
+        asked = list(self.origin.requested)
+        for _ in range(10):
+            self.clock.advance(STORE_RETRY)
+            self.download._schedule()
+        self.assertEqual(self.origin.requested, asked)
+        self.assertEqual(self.disk.refused, 1)
+
+    def test_storingResumes(self) -> None:
+        """
+        Writes are not tried again for L{STORE_RETRY} seconds; the first block
+        after that is stored, and the ones after it, with one more log line.
+        """
+        self.disk.full = True
+        self.download.addSource(self.origin)
+        with capturedLogs() as events:
+            self.play(0, 5 * BLOCK)
+            self.disk.full = False
+            self.clock.advance(STORE_RETRY - 1)
+            self.play(5 * BLOCK, 8 * BLOCK)
+            self.assertEqual(self.stored.held(), [])
+            self.clock.advance(1)
+            self.assertEqual(self.play(8 * BLOCK), self.content[8 * BLOCK :])
+        self.assertEqual(self.disk.refused, 1)
+        self.assertEqual(self.stored.held()[-1], (8, BLOCKS - 8))
+        self.assertEqual(len(warnings(events)), 1)
+        self.assertEqual(
+            [e["log_format"] for e in events if e["log_level"] == LogLevel.info],
+            ["storing in the cache {root} again"],
+        )
+        self.assertFetchedOnce()
+        self.download.close()
+        self.assertEqual(self.heldAfterRestart()[-1], (8, BLOCKS - 8))
+
+    def test_twoReadersApart(self) -> None:
+        """
+        Two players reading far apart in turns, on a disk that stores
+        nothing, each get their bytes, and each block is fetched once for
+        each player that reads it: memory holds what is just ahead of each,
+        not all that lies between them.
+        """
+        self.disk.full = True
+        self.download.addSource(self.origin)
+        first = self.download.read(0)
+        second = self.download.read(20 * BLOCK)
+        got: dict[Reader, list[bytes]] = {first: [], second: []}
+        while any(r.position < r.stop for r in got):
+            for reader in got:
+                if reader.position < reader.stop:
+                    got[reader].append(self.successResultOf(reader.read()))
+        self.assertEqual(b"".join(got[first]), self.content)
+        self.assertEqual(b"".join(got[second]), self.content[20 * BLOCK :])
+        self.assertEqual(
+            Counter(self.origin.requested),
+            Counter(list(range(BLOCKS)) + list(range(20, BLOCKS))),
+        )
+
+
+class NoSpaceTests(RefusedWritesMixin, _DiskTestCase):
+    """
+    ENOSPC: the file system is full.
+    """
+
+    code = errno.ENOSPC
+
+
+class QuotaTests(RefusedWritesMixin, _DiskTestCase):
+    """
+    EDQUOT: the user's quota is used up.
+    """
+
+    code = errno.EDQUOT
+
+
+class IOErrorTests(RefusedWritesMixin, _DiskTestCase):
+    """
+    EIO: the disk fails.
+    """
+
+    code = errno.EIO
+
+
+class ReadOnlyTests(RefusedWritesMixin, _DiskTestCase):
+    """
+    EROFS: the file system went read-only (as ext4 does on errors).
+    """
+
+    code = errno.EROFS
+
