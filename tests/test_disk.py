@@ -17,8 +17,10 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
-from p2pd.engine.download import Download, Reader
+from p2pd.engine.download import DIGEST_CHUNK, Download, Reader
+from p2pd.engine.interfaces import ISource
 from p2pd.engine.meta import FileMeta
 from p2pd.store import cache as cachemodule
 from p2pd.store.cache import STORE_RETRY, BlockCache
@@ -356,3 +358,94 @@ class ReadOnlyTests(RefusedWritesMixin, _DiskTestCase):
 
     code = errno.EROFS
 
+
+
+HUGE_BLOCK = 4 * 1024 * 1024
+HUGE = FileMeta("spp://o:1/huge", 2**44, HUGE_BLOCK, "sha512", "v1")
+
+
+@implementer(ISource)
+class HugeOrigin:
+    """
+    An origin of L{HUGE}, 16 TiB of zeros, answering at once: every block
+    is the same bytes object, so that memory measured is the download's own.
+    Digest requests beyond the first L{background} large ones never answer,
+    as from an origin that is slow to hash.
+    """
+
+    name = "origin"
+    authoritative = True
+    onHave = None
+    onLost = None
+
+    def __init__(self, background: int) -> None:
+        self.zeros = bytes(HUGE_BLOCK)
+        self.digest = HUGE.digest(self.zeros)
+        self.background = background
+        self.requested: list[int] = []
+        self.digestsAsked = 0
+
+    def has(self, index: int) -> bool:
+        return True
+
+    def getBlock(self, index: int) -> "defer.Deferred[bytes]":
+        self.requested.append(index)
+        return defer.succeed(self.zeros)
+
+    def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        self.digestsAsked += count
+        if count > DIGEST_CHUNK:
+            if not self.background:
+                return defer.Deferred()
+            self.background -= 1
+        return defer.succeed(self.digest * count)
+
+    def getPeers(self) -> "defer.Deferred[list[Any]]":
+        return defer.succeed([])
+
+    def close(self) -> None:
+        pass
+
+
+class AnnouncedSizeTests(SynchronousTestCase):
+    """
+    A download's memory follows what is read, not what the origin announces.
+    """
+
+    def test_hugeAnnouncement(self) -> None:
+        """
+        A download of a 16 TiB file of 4 MiB blocks with SHA-512 digests
+        (the largest SPP allows), read at its head and its tail while 32768
+        digests come in, takes under 4 MiB of memory besides its blocks,
+        and gives it all back once closed. The data file holds only what
+        was written.
+        """
+        root = self.mktemp()
+        origin = HugeOrigin(background=8)
+        gc.collect()
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        before = tracemalloc.get_traced_memory()[0]
+        clock = task.Clock()
+        cache = BlockCache(root, now=clock.seconds)
+        stored = cache.open(HUGE)
+        download = Download(HUGE, stored, clock)
+        download.addSource(origin)
+        for start in (0, HUGE.size - 10):
+            reader = download.read(start, start + 10)
+            self.assertEqual(self.successResultOf(readAll(reader)), bytes(10))
+            reader.close()
+        clock.advance(2 * STORE_RETRY)
+        download._schedule()
+        self.assertEqual(origin.digestsAsked, 2 * DIGEST_CHUNK + 8 * 4096 + 4096)
+        peak = tracemalloc.get_traced_memory()[1]
+        # ext4 refuses the last block of a 16 TiB file (EFBIG): it is then
+        # played from memory.
+        self.assertIn(stored.held(), ([(0, 1)], [(0, 1), (HUGE.blocks - 1, 1)]))
+        self.assertEqual(sorted(origin.requested), [0, HUGE.blocks - 1])
+        download.close()
+        del download, stored, cache, reader
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        self.assertLess(peak - before, 4 * 1024 * 1024)
+        self.assertLess(after - before, 64 * 1024)

@@ -765,8 +765,12 @@ class Download:
         try:
             self.store.write(index, data)
         except OSError:
-            # The cache has logged why: the block stays in memory.
+            # The cache has logged why: the block stays in memory. Were it
+            # the file's head or tail, it is not fetched again only for
+            # being one.
             self._unstored = True
+            if index in self._edges:
+                self._edges.remove(index)
         else:
             self._unstored = False
         if self._closed:
