@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,9 +24,12 @@ from zope.interface import implementer
 from p2pd.engine.download import DIGEST_CHUNK, Download, Reader
 from p2pd.engine.interfaces import ISource
 from p2pd.engine.meta import FileMeta
+from p2pd.spp import codec
 from p2pd.store import cache as cachemodule
 from p2pd.store.cache import STORE_RETRY, BlockCache
+from p2pd.web import stream
 from tests.test_download import FakeSource, readAll
+from tests.test_protocol import URL, ready
 
 BLOCK = 16 * 1024
 BLOCKS = 40
@@ -90,9 +95,7 @@ class _DiskTestCase(SynchronousTestCase):
         self.clock = task.Clock()
         self.disk = FailingDisk(self, self.code)
         self.content = random.Random(3).randbytes(BLOCKS * BLOCK - 100)
-        self.meta = FileMeta(
-            "spp://o:1/f", len(self.content), BLOCK, "sha256", "v1"
-        )
+        self.meta = FileMeta("spp://o:1/f", len(self.content), BLOCK, "sha256", "v1")
         self.cache = BlockCache(self.root, now=self.clock.seconds)
         self.stored = self.cache.open(self.meta)
         self.download = Download(
@@ -144,9 +147,7 @@ class CacheOnFailingDiskTests(_DiskTestCase):
     """
 
     def digests(self) -> bytes:
-        return b"".join(
-            self.meta.digest(self.origin.block(i)) for i in range(BLOCKS)
-        )
+        return b"".join(self.meta.digest(self.origin.block(i)) for i in range(BLOCKS))
 
     def test_tornJournalRecordCut(self) -> None:
         """
@@ -359,7 +360,6 @@ class ReadOnlyTests(RefusedWritesMixin, _DiskTestCase):
     code = errno.EROFS
 
 
-
 HUGE_BLOCK = 4 * 1024 * 1024
 HUGE = FileMeta("spp://o:1/huge", 2**44, HUGE_BLOCK, "sha512", "v1")
 
@@ -449,3 +449,62 @@ class AnnouncedSizeTests(SynchronousTestCase):
         after = tracemalloc.get_traced_memory()[0]
         self.assertLess(peak - before, 4 * 1024 * 1024)
         self.assertLess(after - before, 64 * 1024)
+
+    def openedAnswer(self, size: int, blockSize: int) -> tuple[int, str]:
+        """
+        The HTTP status and message a player gets when the origin answers
+        its Open with C{size} and C{blockSize}.
+        """
+        wire = ready(initiator=True)
+        opening = wire.protocol.open(URL)
+        wire.sent()
+        wire.feed(codec.Opened(1, size, blockSize, True, "sha512", "v1"))
+        self.assertTrue(wire.closed)
+        wire.lose()
+        return stream.failureStatus(self.failureResultOf(opening))
+
+    def test_blockSizeJustOverLimit(self) -> None:
+        """
+        A block size just over L{codec.MAX_BLOCK_SIZE} closes the connection
+        to the origin, and the player gets a 502 saying why.
+        """
+        code, message = self.openedAnswer(HUGE.size, 2 * codec.MAX_BLOCK_SIZE)
+        self.assertEqual(code, 502)
+        self.assertIn(
+            f"block size {2 * codec.MAX_BLOCK_SIZE} is not a power of two", message
+        )
+
+    def test_sizeJustOverLimit(self) -> None:
+        """
+        A size of one byte more than L{codec.MAX_BLOCKS} blocks closes the
+        connection to the origin, and the player gets a 502 saying why;
+        exactly that many blocks is a file like any other.
+        """
+        code, message = self.openedAnswer(HUGE.size + 1, HUGE_BLOCK)
+        self.assertEqual(code, 502)
+        self.assertIn(f"over {codec.MAX_BLOCKS} blocks of {HUGE_BLOCK}", message)
+        wire = ready(initiator=True)
+        opening = wire.protocol.open(URL)
+        wire.feed(codec.Opened(1, HUGE.size, HUGE_BLOCK, True, "sha512", "v1"))
+        self.assertEqual(self.successResultOf(opening).meta.blocks, codec.MAX_BLOCKS)
+
+    @given(
+        st.integers(0, 2**64 - 1),
+        st.one_of(
+            st.integers(0, 2**32 - 1), st.sampled_from([2**n for n in range(32)])
+        ),
+    )
+    def test_announcedSizesBounded(self, size: int, blockSize: int) -> None:
+        """
+        Whatever size and block size an Opened frame carries, it decodes only
+        to a power-of-two block size from 16 KiB to 4 MiB and at most
+        L{codec.MAX_BLOCKS} blocks.
+        """
+        frame = codec.encode(codec.Opened(1, size, blockSize, True, "sha256", "v"))
+        try:
+            opened = codec.decode(frame)
+        except codec.DecodeError:
+            return
+        assert isinstance(opened, codec.Opened)
+        self.assertIn(opened.blockSize, [2**n for n in range(14, 23)])
+        self.assertLessEqual(-(-opened.size // opened.blockSize), codec.MAX_BLOCKS)

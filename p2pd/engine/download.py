@@ -395,11 +395,14 @@ class Download:
         readers: what is fetched must stay in memory until read.
         """
         meta = self.meta
-        key = tuple(
-            (meta.blockAt(reader.position), reader.stop)
-            for reader in self.readers
-            if reader.position < reader.stop
-        ), self._unstored
+        key = (
+            tuple(
+                (meta.blockAt(reader.position), reader.stop)
+                for reader in self.readers
+                if reader.position < reader.stop
+            ),
+            self._unstored,
+        )
         if key == self._plan[0]:
             return self._plan[1]
         if self._unstored:

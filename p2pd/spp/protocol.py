@@ -233,6 +233,8 @@ class SPPProtocol(Protocol):
         self._buffered = 0
         self._frameEnd = _HEADER
         self._toItself = False
+        # Why this side closed the connection, for the requests it fails.
+        self._closedFor = ""
         self._nextRequest = 1
         # request id -> (deferred, message, context) for requests we made
         self._outgoing: dict[int, tuple[defer.Deferred[Any], codec.Message, Any]] = {}
@@ -311,7 +313,7 @@ class SPPProtocol(Protocol):
         gone: Exception = (
             SelfConnection("connected to itself")
             if self._toItself
-            else ConnectionGone(str(reason.value))
+            else ConnectionGone(self._closedFor or str(reason.value))
         )
         for deferred, _, _ in outgoing.values():
             # An earlier errback may have cancelled (and so fired) the rest.
@@ -353,6 +355,7 @@ class SPPProtocol(Protocol):
             message=message,
         )
         if self.state != _CLOSED and self.transport is not None:
+            self._closedFor = f"{self.remoteName} broke SPP: {message}"
             self.send(codec.Error(0, code, message))
             self.transport.loseConnection()
             self.state = _CLOSED

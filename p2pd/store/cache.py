@@ -558,7 +558,9 @@ class _CachedState:
             # memory already is kept up to date.
             page = self._pages.get(number) if written else self._page(number)
             if page is not None:
-                part = digests[(index - first) * length : (index - first + take) * length]
+                part = digests[
+                    (index - first) * length : (index - first + take) * length
+                ]
                 page.digests[slot * length : (slot + take) * length] = part
                 page.states[slot : slot + take] = bytes([_DIGEST_KNOWN]) * take
                 page.dirty = page.dirty or not written
