@@ -28,7 +28,7 @@ from p2pd.engine.interfaces import ISource
 from p2pd.engine.meta import FileMeta
 from p2pd.spp import codec
 from p2pd.store import cache as cachemodule
-from p2pd.store.cache import STORE_RETRY, BlockCache
+from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache
 from p2pd.web import stream
 from tests import clients
 from tests.fakes import makeFile
@@ -224,6 +224,62 @@ class CacheOnFailingDiskTests(_DiskTestCase):
         self.download.addSource(self.origin)
         self.assertEqual(self.play(0, 3 * BLOCK), self.content[: 3 * BLOCK])
         self.assertIsNone(BlockCache(self.root).find(self.meta.url))
+
+
+class DigestPagingTests(SynchronousTestCase):
+    """
+    A cached file keeps at most L{DIGEST_MEMORY} bytes of digests in memory.
+    """
+
+    def setUp(self) -> None:
+        # Pages of sha512 digests: 64 KiB each, 16 in memory.
+        blocks = 4 * DIGEST_MEMORY // HUGE.digestSize
+        self.meta = FileMeta("spp://o:1/d", blocks * BLOCK, BLOCK, "sha512", "v")
+        self.digests = b"".join(
+            hashlib.sha512(b"%d" % i).digest() for i in range(blocks)
+        )
+        self.cached = BlockCache(self.mktemp()).open(self.meta)
+        self.addCleanup(self.cached.close)
+
+    def setAll(self) -> int:
+        """
+        Give the cache every digest, a page at a time; the memory that took.
+        """
+        gc.collect()
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        before = tracemalloc.get_traced_memory()[0]
+        step = DIGEST_PAGE * self.meta.digestSize
+        for offset in range(0, len(self.digests), step):
+            self.cached.setDigests(
+                offset // self.meta.digestSize, self.digests[offset : offset + step]
+            )
+        return int(tracemalloc.get_traced_memory()[0] - before)
+
+    def test_pagedToDisk(self) -> None:
+        """
+        Four times L{DIGEST_MEMORY} of digests, given once the file is on
+        disk, take less than that in memory, and all read back.
+        """
+        # The version's directory is made with its first block.
+        self.cached.setDigests(0, self.digests[:64])
+        self.cached.write(0, bytes(BLOCK))
+        self.assertLess(self.setAll(), DIGEST_MEMORY + DIGEST_PAGE * 80)
+        for index in (0, self.meta.blocks // 2, self.meta.blocks - 1):
+            self.assertEqual(
+                self.cached.digest(index), self.digests[index * 64 : index * 64 + 64]
+            )
+
+    def test_forgottenBeforeOnDisk(self) -> None:
+        """
+        Before a version's first block is stored, only the last
+        L{DIGEST_MEMORY} of digests given are kept: the first ones are
+        forgotten (an authority gives them again), the last are known.
+        """
+        self.assertLess(self.setAll(), DIGEST_MEMORY + DIGEST_PAGE * 80)
+        self.assertIsNone(self.cached.digest(0))
+        last = self.meta.blocks - 1
+        self.assertEqual(self.cached.digest(last), self.digests[-64:])
 
 
 class RefusedWritesMixin:
