@@ -17,7 +17,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 import p2pd
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.meta import BlockRuns, FileMeta
 from p2pd.store.cache import BlockCache, CachedFile
 
 from . import crashwriter
@@ -932,3 +932,44 @@ class CrashTests(_CacheTestCase):
         known = [cached.digest(i) for i in range(crashwriter.META.blocks)]
         self.assertEqual(known[:10], [digests[i * 32 : i * 32 + 32] for i in range(10)])
         self.assertEqual(known[10:], [None] * (crashwriter.META.blocks - 10))
+
+
+class BlockRunsTests(SynchronousTestCase):
+    """
+    L{BlockRuns}, the sets of blocks the cache and downloads keep.
+    """
+
+    @given(
+        st.lists(
+            st.tuples(st.booleans(), st.integers(0, 200), st.integers(0, 40)),
+            max_size=60,
+        )
+    )
+    def test_matchesReference(self, operations: list[tuple[bool, int, int]]) -> None:
+        """
+        After any additions of ranges and removals of blocks, the runs are
+        the sorted, merged runs of exactly the blocks in a reference set,
+        and membership, C{runAt} and C{count} agree with it.
+        """
+        runs = BlockRuns()
+        reference: set[int] = set()
+        for add, index, count in operations:
+            if add:
+                runs.add(index, count)
+                reference.update(range(index, index + count))
+            else:
+                runs.discard(index)
+                reference.discard(index)
+        expected: list[tuple[int, int]] = []
+        for index in sorted(reference):
+            if expected and sum(expected[-1]) == index:
+                expected[-1] = (expected[-1][0], expected[-1][1] + 1)
+            else:
+                expected.append((index, 1))
+        self.assertEqual(runs.ranges(), expected)
+        self.assertEqual(runs.count, len(reference))
+        for index in range(250):
+            self.assertEqual(index in runs, index in reference)
+            run = runs.runAt(index)
+            if run is not None:
+                self.assertIn((run[0], run[1] - run[0]), expected)

@@ -31,7 +31,7 @@ from p2pd.store import cache as cachemodule
 from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache
 from p2pd.web import stream
 from tests import clients
-from tests.fakes import makeFile
+from tests.fakes import MemoryStore, makeFile
 from tests.nodes import Nodes
 from tests.test_download import FakeSource, readAll
 from tests.test_protocol import URL, ready
@@ -280,6 +280,48 @@ class DigestPagingTests(SynchronousTestCase):
         self.assertIsNone(self.cached.digest(0))
         last = self.meta.blocks - 1
         self.assertEqual(self.cached.digest(last), self.digests[-64:])
+
+
+class ForgettingStore(MemoryStore):
+    """
+    A store that forgets the digest of block L{FORGOTTEN} the first time it
+    is given, as a cache does when its disk refuses digests beyond its
+    memory.
+    """
+
+    FORGOTTEN = 5
+
+    def setDigests(self, first: int, digests: bytes) -> None:
+        super().setDigests(first, digests)
+        if not getattr(self, "forgot", False):
+            self.forgot = self.digests.pop(self.FORGOTTEN, None) is not None
+
+
+class ForgottenDigestTests(SynchronousTestCase):
+    """
+    A download whose store forgets a digest asks for it again.
+    """
+
+    def test_askedAgain(self) -> None:
+        """
+        The block whose digest was forgotten is verified with the digest
+        asked for again, and the reader gets every byte.
+        """
+        content = random.Random(4).randbytes(BLOCKS * BLOCK)
+        meta = FileMeta("spp://o:1/f", len(content), BLOCK, "sha256", "v1")
+        store = ForgettingStore(meta)
+        download = Download(meta, store, task.Clock(), random.Random(2))
+        self.addCleanup(download.close)
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        asked: list[tuple[int, int]] = []
+        getDigests = origin.getDigests
+        origin.getDigests = lambda first, count: (
+            asked.append((first, count)) or getDigests(first, count)
+        )
+        download.addSource(origin)
+        self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
+        self.assertTrue(store.forgot)
+        self.assertEqual(len([a for a in asked if a[0] <= 5 < a[0] + a[1]]), 2, asked)
 
 
 class RefusedWritesMixin:

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from p2pd.engine.interfaces import ISource, errorCode
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.meta import BlockRuns, FileMeta
 from p2pd.spp.codec import ErrorCode
 
 READAHEAD_BYTES = 16 * 1024 * 1024
@@ -207,6 +207,9 @@ class Download:
         self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
         self._background: tuple[int, int] | None = None
         self._digestCursor = 0
+        # Blocks whose digests the store has (or had: it may forget some
+        # before they are on disk), so scheduling need not ask it each pass.
+        self._knownDigests = BlockRuns()
         # Whether the store refused the last block it was given.
         self._unstored = False
         self._blocksIn = any(count for _, count in store.held())
@@ -716,6 +719,8 @@ class Download:
         """
         digest = self.store.digest(index)
         if digest is None:
+            # Asked for by the next pass, should the store have forgotten it.
+            self._knownDigests.discard(index)
             self._unverified[index] = (source, data)
             return
         waitedFor = any(
@@ -801,12 +806,19 @@ class Download:
         origins = [s.source for s in self._sources.values() if s.source.authoritative]
         if not origins:
             return
-        have = self._have
+        have, known = self._have, self._knownDigests
         # The wanted blocks come mostly in runs: one request found to cover
-        # a block usually covers the next ones too.
+        # a block, or one run of digests known, usually covers the next ones
+        # too.
         start = end = 0
         for _, index in order:
-            if start <= index < end or have(index) or self._digestKnown(index):
+            if start <= index < end:
+                continue
+            run = known.runAt(index)
+            if run is not None:
+                start, end = run
+                continue
+            if have(index) or self._digestKnown(index):
                 continue
             covering = self._digestsAsked(index)
             if covering is None:
@@ -829,10 +841,15 @@ class Download:
 
     def _digestKnown(self, index: int) -> bool:
         """
-        Whether the store has block C{index}'s digest (it keeps only some
-        in memory, so this is not remembered here).
+        Whether the store has block C{index}'s digest, remembered here so
+        scheduling does not look it up again and again.
         """
-        return self.store.digest(index) is not None
+        if index in self._knownDigests:
+            return True
+        if self.store.digest(index) is None:
+            return False
+        self._knownDigests.add(index)
+        return True
 
     def _digestsAsked(self, index: int) -> tuple[int, int] | None:
         """
@@ -872,6 +889,7 @@ class Download:
     def _digestsArrived(self, digests: bytes, first: int, count: int) -> None:
         self._digestsDone(first, count)
         self.store.setDigests(first, digests)
+        self._knownDigests.add(first, count)
         for index, (source, data) in list(self._unverified.items()):
             if first <= index < first + count:
                 del self._unverified[index]

@@ -46,13 +46,12 @@ import shutil
 import struct
 import tempfile
 import time
-from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 
 from twisted.logger import Logger
 
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.meta import BlockRuns, FileMeta
 from p2pd.store.digests import DigestRecords
 
 _JOURNAL = struct.Struct("!IB3x")
@@ -172,71 +171,6 @@ def _readMeta(directory: str) -> FileMeta | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return FileMeta(url, size, blockSize, digestName, version)
-
-
-class _Runs:
-    """
-    A set of block indices kept as sorted, disjoint runs: its size follows
-    the runs in it, not the file's.
-    """
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self.count = 0
-
-    def _run(self, index: int) -> int:
-        """
-        The position of the last run starting at or before C{index}, or -1.
-        """
-        return bisect_right(self._starts, index) - 1
-
-    def __contains__(self, index: int) -> bool:
-        k = self._run(index)
-        return k >= 0 and index < self._ends[k]
-
-    def add(self, index: int) -> None:
-        starts, ends = self._starts, self._ends
-        k = self._run(index)
-        if k >= 0 and index < ends[k]:
-            return
-        self.count += 1
-        left = k >= 0 and ends[k] == index
-        right = k + 1 < len(starts) and starts[k + 1] == index + 1
-        if left and right:
-            ends[k] = ends[k + 1]
-            del starts[k + 1], ends[k + 1]
-        elif left:
-            ends[k] = index + 1
-        elif right:
-            starts[k + 1] = index
-        else:
-            starts.insert(k + 1, index)
-            ends.insert(k + 1, index + 1)
-
-    def discard(self, index: int) -> None:
-        starts, ends = self._starts, self._ends
-        k = self._run(index)
-        if k < 0 or index >= ends[k]:
-            return
-        self.count -= 1
-        start, end = starts[k], ends[k]
-        if start == index and end == index + 1:
-            del starts[k], ends[k]
-        elif start == index:
-            starts[k] = index + 1
-        elif end == index + 1:
-            ends[k] = index
-        else:
-            ends[k] = index
-            starts.insert(k + 1, index + 1)
-            ends.insert(k + 1, end)
-
-    def ranges(self) -> list[tuple[int, int]]:
-        """
-        The runs, as C{(first, count)}.
-        """
-        return [(start, end - start) for start, end in zip(self._starts, self._ends)]
 
 
 class _DigestPage:
@@ -373,9 +307,9 @@ class _CachedState:
         self.records = DigestRecords(meta.digestSize, identity, b"p2pd-cache-dg")
         self._journalKey = hashlib.sha256(identity).digest()
         self.blocks = meta.blocks
-        self.held = _Runs()
+        self.held = BlockRuns()
         # Blocks verified by this process: read back without hashing.
-        self.verified = _Runs()
+        self.verified = BlockRuns()
         # Digests read or written lately, by page: each is looked up for
         # every block verified and stored, and for scheduling passes. A new
         # version's are only here until its directory is made.
