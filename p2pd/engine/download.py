@@ -224,7 +224,7 @@ class Download:
         self._scheduling = False
         self._rescheduled = False
         # What readers want: their blocks, and the (urgency, block) pairs
-        # and the blocks that follow from them.
+        # and the blocks that follow from them (blocks asked for are kept).
         self._plan: tuple[object, list[tuple[int, int]], set[int]] = (None, [], set())
         # Whether a reader has moved since the last scheduling pass.
         self._moved = False
@@ -395,7 +395,9 @@ class Download:
         again only when a reader has moved to another block (or come, or
         gone), or the store has refused a block or taken one again, not for
         every pass. While the store refuses blocks, only those just ahead of
-        readers: what is fetched must stay in memory until read.
+        readers: what is fetched must stay in memory until read. Blocks
+        further ahead asked for before are still taken and kept, not asked
+        for again later.
         """
         meta = self.meta
         key = (
@@ -408,11 +410,11 @@ class Download:
         )
         if key == self._plan[0]:
             return self._plan[1]
+        readahead = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
         if self._unstored:
             window, edges = self._recentBlocks, []
         else:
-            window = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
-            edges = self._edges
+            window, edges = readahead, self._edges
         readers = key[0]
         if len(readers) == 1:
             # One reader, the usual case: its blocks are in order already.
@@ -432,7 +434,13 @@ class Download:
             for index in edges:
                 urgency.setdefault(index, URGENT_BLOCKS)
             order = sorted((u, i) for i, u in urgency.items())
-        self._plan = (key, order, {i for _, i in order})
+        kept = {i for _, i in order}
+        if self._unstored:
+            for first, stop in readers:
+                kept.update(
+                    range(first, min(meta.blockAt(stop - 1) + 1, first + readahead))
+                )
+        self._plan = (key, order, kept)
         return order
 
     def _scheduleSoon(self) -> None:
