@@ -12,8 +12,9 @@ its urgent blocks asked of another; a source that sends a bad block is dropped
 and not asked again.
 
 When the store refuses a block (a full or failing disk), the stream goes on
-from memory: the download then fetches only the few blocks just ahead of its
-readers (L{MEMORY_BYTES} each), keeps them until read, and nothing when no
+from memory: the download then asks only for the few blocks just ahead of
+its readers (L{MEMORY_BYTES} each), keeps them (and any it asked for before,
+up to L{READAHEAD_BYTES} ahead) until read, and asks for nothing when no
 reader wants anything, until the store takes a block again. Memory follows
 what readers ask for, never the size the origin announces.
 """
