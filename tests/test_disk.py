@@ -216,6 +216,32 @@ class CacheOnFailingDiskTests(_DiskTestCase):
         self.assertEqual(found.digest(39), self.digests()[39 * 32 :])
         self.assertEqual(found.read(5), self.origin.block(5))
 
+    def test_readOnlyDisk(self) -> None:
+        """
+        On a file system remounted read-only, a cached file still opens and
+        plays, and storing fails like on a full disk.
+        """
+        self.stored.setDigests(0, self.digests())
+        for index in range(3):
+            self.stored.write(index, self.origin.block(index))
+        self.stored.close()
+        realOpen = os.open
+
+        def readOnly(path: str, flags: int, *args: Any) -> int:
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+            return realOpen(path, flags, *args)
+
+        self.patch(os, "open", readOnly)
+        cache = BlockCache(self.root, now=self.clock.seconds)
+        cached = cache.open(self.meta)
+        self.addCleanup(cached.close)
+        self.assertEqual(cached.read(2), self.origin.block(2))
+        with capturedLogs() as events:
+            self.assertRaises(OSError, cached.write, 3, self.origin.block(3))
+        self.assertEqual(len(warnings(events)), 1)
+        self.assertEqual(cached.held(), [(0, 3)])
+
     def test_newVersionOnFullDisk(self) -> None:
         """
         A version whose directory cannot be made is played from memory and

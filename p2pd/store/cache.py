@@ -39,6 +39,7 @@ raise at once meanwhile), and tries again with the next one; digests it
 could not write are kept in memory and written with the next block stored.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -347,9 +348,15 @@ class _CachedState:
         self._flushDigests()
 
     def _open(self, name: str, flags: int) -> int:
-        fd = os.open(
-            os.path.join(self.directory, name), flags | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
+        path = os.path.join(self.directory, name)
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            if e.errno != errno.EROFS:
+                raise
+            # A file system remounted read-only: what is cached still plays,
+            # and writes fail like those to a full disk.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._fds.append(fd)
         return fd
 
@@ -390,8 +397,11 @@ class _CachedState:
         whole = size - size % _JOURNAL_RECORD
         if whole != size:
             # A torn trailing record: cut it off, or every later record
-            # would be misaligned.
-            os.ftruncate(self.journalFd, whole)
+            # would be misaligned (on a read-only disk, none will come).
+            try:
+                os.ftruncate(self.journalFd, whole)
+            except OSError:
+                pass
         self._journalSize = whole
         records = 0
         held = self.held
@@ -409,7 +419,10 @@ class _CachedState:
                 elif index < self.blocks and flag == 0:
                     held.discard(index)
         if records > 2 * held.count + 1024:
-            self._compactJournal()
+            try:
+                self._compactJournal()
+            except OSError:
+                pass  # a longer journal, read again next time
 
     def _compactJournal(self) -> None:
         content = b"".join(
