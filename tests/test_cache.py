@@ -898,6 +898,20 @@ class CrashTests(_CacheTestCase):
         cached.write(self.written, block)
         self.assertEqual(cached.read(self.written), block)
 
+    def test_killedAfterRefusedWrites(self) -> None:
+        """
+        Blocks the disk refused after writing half of them (their bytes, or
+        their journal record) are not held after a restart, the journal
+        stays usable, and the blocks before them are intact.
+        """
+        self.crash("no-space", b"refused")
+        cached = self.reopenCrashed()
+        self.assertEqual(cached.held(), [(0, self.written)])
+        journal = os.path.join(self.directory(crashwriter.META), "journal")
+        self.assertEqual(os.path.getsize(journal) % 16, 0)
+        cached.write(self.written + 1, crashwriter.blockData(self.written + 1))
+        self.assertEqual(self.reopenCrashed().held()[-1], (self.written + 1, 1))
+
     def test_killedBeforeJournal(self) -> None:
         """
         A block whose bytes were written but not journaled is not held.
