@@ -216,6 +216,20 @@ class CacheOnFailingDiskTests(_DiskTestCase):
         self.assertEqual(found.digest(39), self.digests()[39 * 32 :])
         self.assertEqual(found.read(5), self.origin.block(5))
 
+    def test_emptyFileOnFullDisk(self) -> None:
+        """
+        An empty file opens (and is complete) on a full disk; it is not
+        cached.
+        """
+        self.disk.full = True
+        empty = FileMeta("spp://o:1/empty", 0, BLOCK, "sha256", "v1")
+        with capturedLogs() as events:
+            cached = self.cache.open(empty)
+        self.addCleanup(cached.close)
+        self.assertTrue(cached.complete)
+        self.assertEqual(len(warnings(events)), 1)
+        self.assertIsNone(BlockCache(self.root).find(empty.url))
+
     def test_readOnlyDisk(self) -> None:
         """
         On a file system remounted read-only, a cached file still opens and

@@ -324,8 +324,12 @@ class _CachedState:
         self.onDisk = not new
         if self.onDisk:
             self._openFiles()
-        elif not self.blocks:
-            self._makeOnDisk()  # nothing to wait for: cached as it is
+        elif not self.blocks and disk.ready:
+            # Nothing to wait for: cached as it is, if the disk takes it.
+            try:
+                self._makeOnDisk()
+            except OSError as e:
+                disk.refused(e)
 
     def _openFiles(self) -> None:
         try:
