@@ -61,6 +61,8 @@ class DownloadFailed(Exception):
 class IBlockStore(Protocol):
     """
     Where verified blocks and the origin's digests are kept (a cached file).
+    C{write} raises L{OSError} when the disk refuses the block; C{digest}
+    may forget a digest it was given (and not yet put on disk).
     """
 
     def has(self, index: int) -> bool: ...

@@ -675,7 +675,9 @@ class CachedFile:
 
     def setDigests(self, first: int, digests: bytes) -> None:
         """
-        Keep the origin's digests (concatenated) of blocks from C{first}.
+        Keep the origin's digests (concatenated) of blocks from C{first}: on
+        disk, or if the disk refuses them (or the version has no directory
+        yet), in memory, up to L{DIGEST_MEMORY} bytes of them.
 
         @raise ValueError: if they are not whole digests inside the file.
         """
