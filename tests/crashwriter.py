@@ -16,15 +16,23 @@ blocks 0 to COUNT - 1 (L{blockData}), then, by MODE:
     and prints C{torn};
   - C{torn-digests}: (before writing any block) writes half of the digest
     records, and prints C{torn};
+  - C{no-space}: starts writing block COUNT, writes half of its bytes and
+    fails with ENOSPC, as a disk that fills up does, then half of block
+    COUNT + 1's journal record, failing again; prints C{refused};
 
 and then waits, reading its standard input, to be killed.
 """
 
+import errno
 import hashlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from p2pd.engine.meta import FileMeta
+
+if TYPE_CHECKING:
+    from p2pd.store.cache import CachedFile
 
 BLOCK_SIZE = 4096
 META = FileMeta(
@@ -100,10 +108,45 @@ def main(root: str, mode: str, count: int) -> None:
             return 0
 
         os.write = tornWrite
+    elif mode == "no-space":
+        _refuseWrites(cached, count)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     cached.write(count, blockData(count))
     raise SystemExit("the write finished")
+
+
+def _refuseWrites(cached: "CachedFile", count: int) -> None:
+    """
+    Write half of block C{count} and fail, then (with no pause after a
+    refusal) half of block C{count + 1}'s journal record and fail.
+    """
+    from p2pd.store import cache
+
+    cache.STORE_RETRY = 0.0
+    realPwrite, realWrite = os.pwrite, os.write
+
+    def halfPwrite(fd: int, data: bytes, offset: int) -> int:
+        realPwrite(fd, bytes(data[: len(data) // 2]), offset)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def halfWrite(fd: int, data: bytes) -> int:
+        realWrite(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    os.pwrite = halfPwrite
+    try:
+        cached.write(count, blockData(count))
+    except OSError:
+        pass
+    os.pwrite = realPwrite
+    os.write = halfWrite
+    try:
+        cached.write(count + 1, blockData(count + 1))
+    except OSError:
+        pass
+    os.write = realWrite
+    _waitToBeKilled(b"refused")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 import p2pd
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.meta import BlockRuns, FileMeta
 from p2pd.store.cache import BlockCache, CachedFile
 
 from . import crashwriter
@@ -442,15 +442,12 @@ class BlockCacheTests(_CacheTestCase):
 
     def test_dataFileCutShort(self) -> None:
         """
-        A data file cut short behind the cache's back is made whole again;
-        the blocks it lost are forgotten when read.
+        The blocks a data file cut short behind the cache's back lost are
+        forgotten when read.
         """
         self.fill(self.open(), [0, 9, 10])
         os.truncate(os.path.join(self.directory(), "data"), 5 * BLOCK)
         cached = self.reopen()
-        self.assertEqual(
-            os.path.getsize(os.path.join(self.directory(), "data")), META.size
-        )
         self.assertEqual(cached.read(0), blockData(META, 0))
         self.assertIsNone(cached.read(9))
         self.assertIsNone(cached.read(10))
@@ -894,13 +891,26 @@ class CrashTests(_CacheTestCase):
         self.crash("torn-data", b"torn")
         block = crashwriter.blockData(self.written)
         half = len(block) // 2
-        onDisk = self.onDisk(self.written)
-        self.assertEqual(onDisk, block[:half] + bytes(len(block) - half))
+        self.assertEqual(self.onDisk(self.written), block[:half])
         cached = self.reopenCrashed()
         self.assertEqual(cached.held(), [(0, self.written)])
         self.assertIsNone(cached.read(self.written))
         cached.write(self.written, block)
         self.assertEqual(cached.read(self.written), block)
+
+    def test_killedAfterRefusedWrites(self) -> None:
+        """
+        Blocks the disk refused after writing half of them (their bytes, or
+        their journal record) are not held after a restart, the journal
+        stays usable, and the blocks before them are intact.
+        """
+        self.crash("no-space", b"refused")
+        cached = self.reopenCrashed()
+        self.assertEqual(cached.held(), [(0, self.written)])
+        journal = os.path.join(self.directory(crashwriter.META), "journal")
+        self.assertEqual(os.path.getsize(journal) % 16, 0)
+        cached.write(self.written + 1, crashwriter.blockData(self.written + 1))
+        self.assertEqual(self.reopenCrashed().held()[-1], (self.written + 1, 1))
 
     def test_killedBeforeJournal(self) -> None:
         """
@@ -936,3 +946,44 @@ class CrashTests(_CacheTestCase):
         known = [cached.digest(i) for i in range(crashwriter.META.blocks)]
         self.assertEqual(known[:10], [digests[i * 32 : i * 32 + 32] for i in range(10)])
         self.assertEqual(known[10:], [None] * (crashwriter.META.blocks - 10))
+
+
+class BlockRunsTests(SynchronousTestCase):
+    """
+    L{BlockRuns}, the sets of blocks the cache and downloads keep.
+    """
+
+    @given(
+        st.lists(
+            st.tuples(st.booleans(), st.integers(0, 200), st.integers(0, 40)),
+            max_size=60,
+        )
+    )
+    def test_matchesReference(self, operations: list[tuple[bool, int, int]]) -> None:
+        """
+        After any additions of ranges and removals of blocks, the runs are
+        the sorted, merged runs of exactly the blocks in a reference set,
+        and membership, C{runAt} and C{count} agree with it.
+        """
+        runs = BlockRuns()
+        reference: set[int] = set()
+        for add, index, count in operations:
+            if add:
+                runs.add(index, count)
+                reference.update(range(index, index + count))
+            else:
+                runs.discard(index)
+                reference.discard(index)
+        expected: list[tuple[int, int]] = []
+        for index in sorted(reference):
+            if expected and sum(expected[-1]) == index:
+                expected[-1] = (expected[-1][0], expected[-1][1] + 1)
+            else:
+                expected.append((index, 1))
+        self.assertEqual(runs.ranges(), expected)
+        self.assertEqual(runs.count, len(reference))
+        for index in range(250):
+            self.assertEqual(index in runs, index in reference)
+            run = runs.runAt(index)
+            if run is not None:
+                self.assertIn((run[0], run[1] - run[0]), expected)

@@ -7,6 +7,7 @@ at what is queued and choose the order work finishes in; one class uses the
 real reactor's thread pool.
 """
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -523,6 +524,38 @@ class PersistenceTests(_IndexTestCase):
         self.assertTrue(
             any("cannot keep digests" in e.get("log_format", "") for e in events),
             events,
+        )
+
+    def test_fullDiskLoggedOnce(self) -> None:
+        """
+        When the disk refuses digest records, digests are still given, the
+        log gets one line for all the chunks refused, and one more once the
+        disk takes records again.
+        """
+        index = self.index()
+        self.digests(index, 0, 1)
+        full = [True]
+        realWrite = digestsModule._writeFull
+
+        def writeFull(fd: int, data: bytes, offset: int) -> None:
+            if full[0]:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            realWrite(fd, data, offset)
+
+        self.patch(digestsModule, "_writeFull", writeFull)
+        with capturedLogs() as events:
+            self.assertEqual(
+                self.digests(index, 4, 7), blockDigests(self.data)[4 * 32 :]
+            )
+            full[0] = False
+            index.close()  # forgets the digests in memory
+            self.digests(index, 0, 11)
+        self.assertEqual(
+            [e["log_format"] for e in events],
+            [
+                "cannot record digests of {path}: {why}",
+                "recording digests in {index} again",
+            ],
         )
 
     def test_newVersionWhileOpening(self) -> None:

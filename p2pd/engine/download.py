@@ -10,6 +10,13 @@ from peers if the origin goes away. Peers are preferred; the origin (and
 mirrors) serve what no peer holds and anything urgent. A source that lags has
 its urgent blocks asked of another; a source that sends a bad block is dropped
 and not asked again.
+
+When the store refuses a block (a full or failing disk), the stream goes on
+from memory: the download then asks only for the few blocks just ahead of
+its readers (L{MEMORY_BYTES} each), keeps them (and any it asked for before,
+up to L{READAHEAD_BYTES} ahead) until read, and asks for nothing when no
+reader wants anything, until the store takes a block again. Memory follows
+what readers ask for, never the size the origin announces.
 """
 
 import random
@@ -25,7 +32,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from p2pd.engine.interfaces import ISource, errorCode
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.meta import BlockRuns, FileMeta
 from p2pd.spp.codec import ErrorCode
 
 READAHEAD_BYTES = 16 * 1024 * 1024
@@ -54,6 +61,8 @@ class DownloadFailed(Exception):
 class IBlockStore(Protocol):
     """
     Where verified blocks and the origin's digests are kept (a cached file).
+    C{write} raises L{OSError} when the disk refuses the block; C{digest}
+    may forget a digest it was given (and not yet put on disk).
     """
 
     def has(self, index: int) -> bool: ...
@@ -201,7 +210,11 @@ class Download:
         self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
         self._background: tuple[int, int] | None = None
         self._digestCursor = 0
-        self._knownDigests = bytearray(meta.blocks)
+        # Blocks whose digests the store has (or had: it may forget some
+        # before they are on disk), so scheduling need not ask it each pass.
+        self._knownDigests = BlockRuns()
+        # Whether the store refused the last block it was given.
+        self._unstored = False
         self._blocksIn = any(count for _, count in store.held())
         self._soon: IDelayedCall | None = None
         self._wake: IDelayedCall | None = None
@@ -214,14 +227,16 @@ class Download:
         self._scheduling = False
         self._rescheduled = False
         # What readers want: their blocks, and the (urgency, block) pairs
-        # and the blocks that follow from them.
+        # and the blocks that follow from them (blocks asked for are kept).
         self._plan: tuple[object, list[tuple[int, int]], set[int]] = (None, [], set())
         # Whether a reader has moved since the last scheduling pass.
         self._moved = False
         # Blocks just verified or read, so readers close behind the download
         # (the usual case) get them without reading them back. A few MiB do:
         # blocks this process verified are read back without hashing, and
-        # every stream's memory counts against a viewer's.
+        # every stream's memory counts against a viewer's. While the store
+        # refuses blocks, this is all readers have: it keeps a few MiB per
+        # reader, and the blocks they still want.
         self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._recentBlocks = max(2, memoryBytes // meta.blockSize)
         blocks = meta.blocks
@@ -313,6 +328,12 @@ class Download:
         self.readers.discard(reader)
         self._schedule()
 
+    def _have(self, index: int) -> bool:
+        """
+        Whether block C{index} is here: stored, or in memory.
+        """
+        return index in self._recent or self.store.has(index)
+
     def _blockData(self, index: int) -> bytes | None:
         """
         A verified block: from the recent blocks in memory, else from the
@@ -330,10 +351,22 @@ class Download:
         return data
 
     def _remember(self, index: int, data: bytes) -> None:
-        self._recent[index] = data
-        self._recent.move_to_end(index)
-        while len(self._recent) > self._recentBlocks:
-            self._recent.popitem(last=False)
+        recent = self._recent
+        recent[index] = data
+        recent.move_to_end(index)
+        limit = self._recentBlocks
+        if self._unstored:
+            limit *= max(1, len(self.readers))
+        excess = len(recent) - limit
+        # The oldest go first, but never a block only here that a reader
+        # still wants.
+        wanted, has = self._plan[2], self.store.has
+        for old in list(recent) if excess > 0 else ():
+            if old not in wanted or has(old):
+                del recent[old]
+                excess -= 1
+                if not excess:
+                    break
 
     @property
     def complete(self) -> bool:
@@ -356,28 +389,39 @@ class Download:
         (urgency, block) pairs, most urgent first: blocks ahead of each
         reader, then the file's head and tail, less those held.
         """
-        has = self.store.has
-        return [pair for pair in self._order() if not has(pair[1])]
+        have = self._have
+        return [pair for pair in self._order() if not have(pair[1])]
 
     def _order(self) -> list[tuple[int, int]]:
         """
         (urgency, block) pairs, most urgent first, held or not: worked out
         again only when a reader has moved to another block (or come, or
-        gone), not for every pass.
+        gone), or the store has refused a block or taken one again, not for
+        every pass. While the store refuses blocks, only those just ahead of
+        readers: what is fetched must stay in memory until read. Blocks
+        further ahead asked for before are still taken and kept, not asked
+        for again later.
         """
         meta = self.meta
-        key = tuple(
-            (meta.blockAt(reader.position), reader.stop)
-            for reader in self.readers
-            if reader.position < reader.stop
+        key = (
+            tuple(
+                (meta.blockAt(reader.position), reader.stop)
+                for reader in self.readers
+                if reader.position < reader.stop
+            ),
+            self._unstored,
         )
         if key == self._plan[0]:
             return self._plan[1]
-        window = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
-        edges = self._edges
-        if len(key) == 1:
+        readahead = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
+        if self._unstored:
+            window, edges = self._recentBlocks, []
+        else:
+            window, edges = readahead, self._edges
+        readers = key[0]
+        if len(readers) == 1:
             # One reader, the usual case: its blocks are in order already.
-            first, stop = key[0]
+            first, stop = readers[0]
             last = min(meta.blockAt(stop - 1), first + window - 1)
             order = [(index - first, index) for index in range(first, last + 1)]
             extra = [(URGENT_BLOCKS, i) for i in edges if not first <= i <= last]
@@ -385,7 +429,7 @@ class Download:
                 order = sorted(order + extra)
         else:
             urgency: dict[int, int] = {}
-            for first, stop in key:
+            for first, stop in readers:
                 last = min(meta.blockAt(stop - 1), first + window - 1)
                 for distance, index in enumerate(range(first, last + 1)):
                     if distance < urgency.get(index, distance + 1):
@@ -393,7 +437,13 @@ class Download:
             for index in edges:
                 urgency.setdefault(index, URGENT_BLOCKS)
             order = sorted((u, i) for i, u in urgency.items())
-        self._plan = (key, order, {i for _, i in order})
+        kept = {i for _, i in order}
+        if self._unstored:
+            for first, stop in readers:
+                kept.update(
+                    range(first, min(meta.blockAt(stop - 1) + 1, first + readahead))
+                )
+        self._plan = (key, order, kept)
         return order
 
     def _scheduleSoon(self) -> None:
@@ -453,7 +503,7 @@ class Download:
         for state in states:
             state.room = state.free if state.free >= batch else 0
         room = any(s.room > 0 for s in states)
-        has = self.store.has
+        have = self._have
         inflight, unverified, verifying = (
             self._inflight,
             self._unverified,
@@ -470,7 +520,7 @@ class Download:
                 index in inflight
                 or index in unverified
                 or index in verifying
-                or has(index)
+                or have(index)
             ):
                 continue
             holders = [s for s in peers if s.source.has(index)] if peers else peers
@@ -556,15 +606,15 @@ class Download:
         Cancel requests for blocks no reader wants any more (a player
         closed its connection, or seeked elsewhere).
         """
-        wanted, has = self._plan[2], self.store.has
-        unwanted = [i for i in self._inflight if i not in wanted or has(i)]
+        wanted, have = self._plan[2], self._have
+        unwanted = [i for i in self._inflight if i not in wanted or have(i)]
         for state in list(self._sources.values()) if unwanted else ():
             for index in unwanted:
                 deferred = self._untrack(state, index)
                 if deferred is not None:
                     deferred.cancel()
         if self._originAfter:
-            for index in [i for i in self._originAfter if i not in wanted or has(i)]:
+            for index in [i for i in self._originAfter if i not in wanted or have(i)]:
                 del self._originAfter[index]
 
     def _requested(self, index: int) -> bool:
@@ -669,7 +719,7 @@ class Download:
                 deferred = self._untrack(other, index)
                 if deferred is not None:
                     deferred.cancel()
-        if not self.store.has(index):
+        if not self._have(index):
             self._verify(state.source, index, data)
         self._schedule()
 
@@ -680,6 +730,8 @@ class Download:
         """
         digest = self.store.digest(index)
         if digest is None:
+            # Asked for by the next pass, should the store have forgotten it.
+            self._knownDigests.discard(index)
             self._unverified[index] = (source, data)
             return
         waitedFor = any(
@@ -699,7 +751,7 @@ class Download:
 
     def _checked(self, good: bool, source: ISource, index: int, data: bytes) -> None:
         self._verifying.discard(index)
-        if self._closed or self.store.has(index):
+        if self._closed or self._have(index):
             return
         if not good:
             self._log.warn(
@@ -728,15 +780,29 @@ class Download:
                 reader._available(index)
         finally:
             self._delivering = False
-        self.store.write(index, data)
+        unstored = self._unstored
+        try:
+            self.store.write(index, data)
+        except OSError:
+            # The cache has logged why: the block stays in memory. Were it
+            # the file's head or tail, it is not fetched again only for
+            # being one.
+            self._unstored = True
+            if index in self._edges:
+                self._edges.remove(index)
+        else:
+            self._unstored = False
         if self._closed:
             self.store.close()
             return
-        for callback in list(self._watchers):
-            callback([(index, 1)])
+        if not self._unstored:
+            for callback in list(self._watchers):
+                callback([(index, 1)])
         # A reader that took the block and waits for the next has had the
         # pass it needs already.
-        if self.hashing is not None and (self._moved or first):
+        if unstored != self._unstored or (
+            self.hashing is not None and (self._moved or first)
+        ):
             self._schedule()
 
     # -- digests
@@ -751,14 +817,19 @@ class Download:
         origins = [s.source for s in self._sources.values() if s.source.authoritative]
         if not origins:
             return
-        known, has = self._knownDigests, self.store.has
+        have, known = self._have, self._knownDigests
         # The wanted blocks come mostly in runs: one request found to cover
-        # a block usually covers the next ones too.
+        # a block, or one run of digests known, usually covers the next ones
+        # too.
         start = end = 0
         for _, index in order:
-            if known[index] or start <= index < end or has(index):
+            if start <= index < end:
                 continue
-            if self._digestKnown(index):
+            run = known.runAt(index)
+            if run is not None:
+                start, end = run
+                continue
+            if have(index) or self._digestKnown(index):
                 continue
             covering = self._digestsAsked(index)
             if covering is None:
@@ -766,9 +837,10 @@ class Download:
                 count = self._askDigests(origins[0], first, DIGEST_CHUNK, False)
                 covering = (first, count)
             start, end = covering[0], covering[0] + covering[1]
-        # The rest of the digests only once a first block is in: the answer
-        # would otherwise queue in front of that block on the connection.
-        if self._background is None and self._blocksIn:
+        # The rest of the digests only once a first block is in (the answer
+        # would otherwise queue in front of that block on the connection),
+        # and only while the store keeps them.
+        if self._background is None and self._blocksIn and not self._unstored:
             while self._digestCursor < self.meta.blocks and self._digestKnown(
                 self._digestCursor
             ):
@@ -783,11 +855,11 @@ class Download:
         Whether the store has block C{index}'s digest, remembered here so
         scheduling does not look it up again and again.
         """
-        if self._knownDigests[index]:
+        if index in self._knownDigests:
             return True
         if self.store.digest(index) is None:
             return False
-        self._knownDigests[index] = 1
+        self._knownDigests.add(index)
         return True
 
     def _digestsAsked(self, index: int) -> tuple[int, int] | None:
@@ -828,11 +900,11 @@ class Download:
     def _digestsArrived(self, digests: bytes, first: int, count: int) -> None:
         self._digestsDone(first, count)
         self.store.setDigests(first, digests)
-        self._knownDigests[first : first + count] = b"\x01" * count
+        self._knownDigests.add(first, count)
         for index, (source, data) in list(self._unverified.items()):
             if first <= index < first + count:
                 del self._unverified[index]
-                if not self.store.has(index):
+                if not self._have(index):
                     self._verify(source, index, data)
         self._schedule()
 
@@ -907,5 +979,8 @@ class Download:
         self._sources.clear()
         for reader in list(self.readers):
             reader._failed(Failure(DownloadFailed("download closed")))
+        self._recent.clear()
+        self._unverified.clear()
+        self._plan = (None, [], set())
         if not self._delivering:
             self.store.close()

@@ -246,11 +246,18 @@ class Opened:
         request, size, blockSize, flags = r.unpack(cls._FIXED)
         digestName = _ascii(r.short(MAX_DIGEST_NAME), "digest name")
         version = _ascii(r.short(MAX_VERSION_STAMP), "version")
+        # What a file's size and block size may be is bounded so that no
+        # announcement, however absurd, costs a node more than a few MiB.
         powerOfTwo = blockSize & (blockSize - 1) == 0
         if not (MIN_BLOCK_SIZE <= blockSize <= MAX_BLOCK_SIZE and powerOfTwo):
-            raise DecodeError(f"block size {blockSize} out of range")
+            raise DecodeError(
+                f"block size {blockSize} is not a power of two"
+                f" from {MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}"
+            )
         if -(-size // blockSize) > MAX_BLOCKS:
-            raise DecodeError("file has too many blocks")
+            raise DecodeError(
+                f"a size of {size} bytes is over {MAX_BLOCKS} blocks of {blockSize}"
+            )
         if not version:
             raise DecodeError("empty version")
         return cls(request, size, blockSize, bool(flags & 1), digestName, version)

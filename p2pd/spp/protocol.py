@@ -248,6 +248,8 @@ class SPPProtocol(Protocol):
         self._toItself = False
         # The Error a busy node refused us with in place of its Hello.
         self._refused: SPPError | None = None
+        # Why this side closed the connection, for the requests it fails.
+        self._closedFor = ""
         self._nextRequest = 1
         # request id -> (deferred, message, context) for requests we made
         self._outgoing: dict[int, tuple[defer.Deferred[Any], codec.Message, Any]] = {}
@@ -326,7 +328,7 @@ class SPPProtocol(Protocol):
         gone: Exception = (
             SelfConnection("connected to itself")
             if self._toItself
-            else ConnectionGone(str(reason.value))
+            else ConnectionGone(self._closedFor or str(reason.value))
         )
         for deferred, _, _ in outgoing.values():
             # An earlier errback may have cancelled (and so fired) the rest.
@@ -366,6 +368,7 @@ class SPPProtocol(Protocol):
             message=message,
         )
         if self.state != _CLOSED and self.transport is not None:
+            self._closedFor = f"{self.remoteName} broke SPP: {message}"
             self.send(codec.Error(0, code, message))
             self.transport.loseConnection()
             self.state = _CLOSED

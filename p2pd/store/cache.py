@@ -10,7 +10,8 @@ stored (until then its digests are kept in memory), holding:
     the directory is made, before any other file (in place, not synced: a
     player waits for it), so a directory without a valid one is debris and
     is removed;
-  - C{data}: a sparse file of C{size} bytes, block C{i} at C{i * blockSize};
+  - C{data}: a sparse file, block C{i} at C{i * blockSize}, as long as its
+    last block written (never allocated ahead: an origin may announce 16 TiB);
   - C{digests}: the origin's digests as fixed-size records at
     C{i * recordSize} (a L{DigestRecords}: digest + keyed 8-byte check);
   - C{journal}: append-only 16-byte records
@@ -27,18 +28,31 @@ against its digest and forgets it on a mismatch. Blocks this process wrote
 (verified before they were written) or has verified since are trusted
 until the file's state is dropped: the page cache does not change behind a
 running process, and hashing every read would halve warm streaming speed.
+
+Memory follows what is fetched, not what the origin announces: held and
+verified blocks are kept as runs, and digests in pages of L{DIGEST_PAGE},
+at most L{DIGEST_MEMORY} bytes of them per file version, the rest on disk.
+
+When the disk refuses a write (ENOSPC, EDQUOT, EIO, EROFS: any C{OSError}),
+the cache logs one line, tries no write for L{STORE_RETRY} seconds (writes
+raise at once meanwhile), and tries again with the next one; digests it
+could not write are kept in memory and written with the next block stored.
 """
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import struct
 import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from twisted.logger import Logger
 
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.meta import BlockRuns, FileMeta
 from p2pd.store.digests import DigestRecords
 
 _JOURNAL = struct.Struct("!IB3x")
@@ -46,8 +60,14 @@ _CHECK = 8
 _JOURNAL_RECORD = _JOURNAL.size + _CHECK
 _FORMAT = 1
 _TEMP_SUFFIX = ".tmp"
+# Journal records read at once when a cached file is opened.
+_JOURNAL_CHUNK = 4096
 # What a cached file's state knows of each block's digest.
 _DIGEST_UNREAD, _DIGEST_KNOWN, _DIGEST_ABSENT = 0, 1, 2
+
+DIGEST_PAGE = 1024
+DIGEST_MEMORY = 1024 * 1024
+STORE_RETRY = 30.0
 
 
 def _hex(text: str) -> str:
@@ -154,19 +174,78 @@ def _readMeta(directory: str) -> FileMeta | None:
     return FileMeta(url, size, blockSize, digestName, version)
 
 
-def _runs(flags: bytearray, value: int, other: int) -> list[tuple[int, int]]:
+class _DigestPage:
     """
-    The C{(first, count)} runs of C{value} in C{flags}, which holds only
-    C{value} and C{other}.
+    The digests of L{DIGEST_PAGE} consecutive blocks, as far as known.
+
+    @ivar dirty: whether some known digests here are not on disk yet.
     """
-    result: list[tuple[int, int]] = []
-    position = 0
-    while (start := flags.find(value, position)) >= 0:
-        end = flags.find(other, start)
-        end = len(flags) if end < 0 else end
-        result.append((start, end - start))
-        position = end
-    return result
+
+    __slots__ = ("digests", "states", "dirty")
+
+    def __init__(self, digestSize: int) -> None:
+        self.digests = bytearray(DIGEST_PAGE * digestSize)
+        self.states = bytearray(DIGEST_PAGE)
+        self.dirty = False
+
+    def known(self) -> list[tuple[int, int]]:
+        """
+        The runs of known digests, as C{(first slot, count)}.
+        """
+        result: list[tuple[int, int]] = []
+        position = 0
+        states = self.states
+        while (start := states.find(_DIGEST_KNOWN, position)) >= 0:
+            end = start + 1
+            while end < len(states) and states[end] == _DIGEST_KNOWN:
+                end += 1
+            result.append((start, end - start))
+            position = end
+        return result
+
+
+class _Disk:
+    """
+    Whether the cache's disk takes writes. Once one is refused, none is
+    tried for L{STORE_RETRY} seconds; the log gets one line when that
+    starts and one when a block is stored again.
+    """
+
+    _log = Logger()
+
+    def __init__(self, root: str, now: Callable[[], float]) -> None:
+        self.root = root
+        self._now = now
+        self._failure: OSError | None = None
+        self._retryAt = 0.0
+
+    def check(self) -> None:
+        """
+        @raise OSError: the last refusal, while no write is to be tried.
+        """
+        if self._failure is not None and self._now() < self._retryAt:
+            raise OSError(self._failure.errno, self._failure.strerror)
+
+    @property
+    def ready(self) -> bool:
+        return self._failure is None or self._now() >= self._retryAt
+
+    def refused(self, error: OSError) -> None:
+        if self._failure is None:
+            self._log.warn(
+                "cannot store in the cache {root}: {why}; streaming from memory,"
+                " trying again every {retry:.0f} s",
+                root=self.root,
+                why=error.strerror or str(error),
+                retry=STORE_RETRY,
+            )
+        self._failure = error
+        self._retryAt = self._now() + STORE_RETRY
+
+    def stored(self) -> None:
+        if self._failure is not None:
+            self._failure = None
+            self._log.info("storing in the cache {root} again", root=self.root)
 
 
 def _makeDirectory(directory: str, meta: FileMeta) -> None:
@@ -217,41 +296,44 @@ class _CachedState:
 
     _log = Logger()
 
-    def __init__(self, directory: str, meta: FileMeta, new: bool = False) -> None:
+    def __init__(
+        self, directory: str, meta: FileMeta, disk: _Disk, new: bool = False
+    ) -> None:
         self.directory = directory
         self.meta = meta
+        self.disk = disk
         self.handles = 0
         self.removed = False
         identity = _identity(meta)
         self.records = DigestRecords(meta.digestSize, identity, b"p2pd-cache-dg")
         self._journalKey = hashlib.sha256(identity).digest()
         self.blocks = meta.blocks
-        self.held = bytearray(self.blocks)
-        self.heldCount = 0
+        self.held = BlockRuns()
         # Blocks verified by this process: read back without hashing.
-        self.verified = bytearray(self.blocks)
-        # The digests read or written so far, in memory (32 bytes per block):
-        # each is looked up for every block verified and stored, and for
-        # every scheduling pass until it is known. A new directory holds none.
-        self._digests = bytearray(self.blocks * meta.digestSize)
-        self._digestState = bytearray(
-            bytes([_DIGEST_ABSENT if new else _DIGEST_UNREAD]) * self.blocks
-        )
+        self.verified = BlockRuns()
+        # Digests read or written lately, by page: each is looked up for
+        # every block verified and stored, and for scheduling passes. A new
+        # version's are only here until its directory is made.
+        self._pages: OrderedDict[int, _DigestPage] = OrderedDict()
+        self._maxPages = max(2, DIGEST_MEMORY // (DIGEST_PAGE * meta.digestSize))
         self._fds: list[int] = []
         self.dataFd = self.digestsFd = self.journalFd = -1
+        self._journalSize = 0
         # A new version's directory is made when its first block is stored,
         # not before: a player waits for that block.
         self.onDisk = not new
         if self.onDisk:
             self._openFiles()
-        elif not self.blocks:
-            self._makeOnDisk()  # nothing to wait for: cached as it is
+        elif not self.blocks and disk.ready:
+            # Nothing to wait for: cached as it is, if the disk takes it.
+            try:
+                self._makeOnDisk()
+            except OSError as e:
+                disk.refused(e)
 
     def _openFiles(self) -> None:
         try:
             self.dataFd = self._open("data", os.O_RDWR)
-            if os.fstat(self.dataFd).st_size != self.meta.size:
-                os.ftruncate(self.dataFd, self.meta.size)
             self.digestsFd = self._open("digests", os.O_RDWR)
             self.journalFd = self._open("journal", os.O_RDWR | os.O_APPEND)
             self._loadJournal()
@@ -267,17 +349,18 @@ class _CachedState:
         _makeDirectory(self.directory, self.meta)
         self._openFiles()
         self.onDisk = True
-        length = self.meta.digestSize
-        # A new version's digests are either known or absent.
-        for first, count in _runs(self._digestState, _DIGEST_KNOWN, _DIGEST_ABSENT):
-            self._writeDigests(
-                first, bytes(self._digests[first * length : (first + count) * length])
-            )
+        self._flushDigests()
 
     def _open(self, name: str, flags: int) -> int:
-        fd = os.open(
-            os.path.join(self.directory, name), flags | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
+        path = os.path.join(self.directory, name)
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            if e.errno != errno.EROFS:
+                raise
+            # A file system remounted read-only: what is cached still plays,
+            # and writes fail like those to a full disk.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._fds.append(fd)
         return fd
 
@@ -285,6 +368,7 @@ class _CachedState:
         fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)
+        self._pages.clear()
 
     # -- journal
 
@@ -297,28 +381,52 @@ class _CachedState:
         head = _JOURNAL.pack(index, 1 if held else 0)
         return head + self._check(head)
 
+    def _journal(self, index: int, held: bool) -> None:
+        """
+        Append a journal record; if the disk refuses, cut off what part of
+        it was written, so later records stay aligned.
+        """
+        try:
+            _appendAll(self.journalFd, self.journalRecord(index, held))
+        except OSError:
+            try:
+                os.ftruncate(self.journalFd, self._journalSize)
+            except OSError:
+                pass
+            raise
+        self._journalSize += _JOURNAL_RECORD
+
     def _loadJournal(self) -> None:
         size = os.fstat(self.journalFd).st_size
         whole = size - size % _JOURNAL_RECORD
         if whole != size:
             # A torn trailing record: cut it off, or every later record
-            # would be misaligned.
-            os.ftruncate(self.journalFd, whole)
-        raw = _readAll(self.journalFd, whole, 0)
-        records = len(raw) // _JOURNAL_RECORD
+            # would be misaligned (on a read-only disk, none will come).
+            try:
+                os.ftruncate(self.journalFd, whole)
+            except OSError:
+                pass
+        self._journalSize = whole
+        records = 0
         held = self.held
-        for start in range(0, records * _JOURNAL_RECORD, _JOURNAL_RECORD):
-            head = raw[start : start + _JOURNAL.size]
-            if raw[start + _JOURNAL.size : start + _JOURNAL_RECORD] != self._check(
-                head
-            ):
-                continue
-            index, flag = _JOURNAL.unpack(head)
-            if index < self.blocks and flag in (0, 1):
-                held[index] = flag
-        self.heldCount = self.blocks - held.count(0)
-        if records > 2 * self.heldCount + 1024:
-            self._compactJournal()
+        for offset in range(0, whole, _JOURNAL_CHUNK * _JOURNAL_RECORD):
+            raw = _readAll(self.journalFd, _JOURNAL_CHUNK * _JOURNAL_RECORD, offset)
+            for start in range(0, len(raw) - _JOURNAL_RECORD + 1, _JOURNAL_RECORD):
+                records += 1
+                head = raw[start : start + _JOURNAL.size]
+                check = raw[start + _JOURNAL.size : start + _JOURNAL_RECORD]
+                if check != self._check(head):
+                    continue
+                index, flag = _JOURNAL.unpack(head)
+                if index < self.blocks and flag == 1:
+                    held.add(index)
+                elif index < self.blocks and flag == 0:
+                    held.discard(index)
+        if records > 2 * held.count + 1024:
+            try:
+                self._compactJournal()
+            except OSError:
+                pass  # a longer journal, read again next time
 
     def _compactJournal(self) -> None:
         content = b"".join(
@@ -333,29 +441,52 @@ class _CachedState:
         os.close(self.journalFd)
         self._fds.append(fd)
         self.journalFd = fd
+        self._journalSize = len(content)
 
-    # -- blocks
+    # -- digests
 
-    def ranges(self) -> list[tuple[int, int]]:
-        return _runs(self.held, 1, 0)
+    def _page(self, number: int) -> _DigestPage:
+        """
+        Page C{number} of the digests, made if it is not in memory. Beyond
+        L{DIGEST_MEMORY}, the least recently used page goes, one whose
+        digests are on disk if there is one (the others are lost: an
+        authority gives them again).
+        """
+        page = self._pages.get(number)
+        if page is not None:
+            self._pages.move_to_end(number)
+            return page
+        if len(self._pages) >= self._maxPages:
+            victim = next(
+                (n for n, p in self._pages.items() if not p.dirty),
+                next(iter(self._pages)),
+            )
+            del self._pages[victim]
+        page = self._pages[number] = _DigestPage(self.meta.digestSize)
+        return page
 
     def digest(self, index: int) -> bytes | None:
         if not 0 <= index < self.blocks:
             return None
-        state = self._digestState[index]
-        if state == _DIGEST_ABSENT:
-            return None
+        page = self._page(index // DIGEST_PAGE)
+        slot = index % DIGEST_PAGE
+        state = page.states[slot]
         length = self.meta.digestSize
         if state == _DIGEST_KNOWN:
-            return bytes(self._digests[index * length : (index + 1) * length])
+            return bytes(page.digests[slot * length : (slot + 1) * length])
+        if state == _DIGEST_ABSENT or not self.onDisk:
+            return None
         size = self.records.recordSize
-        raw = _readAll(self.digestsFd, size, index * size)
+        try:
+            raw = _readAll(self.digestsFd, size, index * size)
+        except OSError:
+            return None
         digest = self.records.unpack(index, raw, 1)[0]
         if digest is None:
-            self._digestState[index] = _DIGEST_ABSENT
+            page.states[slot] = _DIGEST_ABSENT
         else:
-            self._digests[index * length : (index + 1) * length] = digest
-            self._digestState[index] = _DIGEST_KNOWN
+            page.digests[slot * length : (slot + 1) * length] = digest
+            page.states[slot] = _DIGEST_KNOWN
         return digest
 
     def setDigests(self, first: int, digests: bytes) -> None:
@@ -363,53 +494,99 @@ class _CachedState:
         count, extra = divmod(len(digests), length)
         if extra or first < 0 or first + count > self.blocks:
             raise ValueError(f"{len(digests)} bytes of digests from block {first}")
-        if self.onDisk:
-            self._writeDigests(first, digests)
-        self._digests[first * length : (first + count) * length] = digests
-        self._digestState[first : first + count] = bytes([_DIGEST_KNOWN]) * count
+        written = False
+        if self.onDisk and self.disk.ready:
+            try:
+                self._writeDigests(first, digests)
+                written = True
+            except OSError as e:
+                self.disk.refused(e)
+        index = first
+        while index < first + count:
+            number, slot = divmod(index, DIGEST_PAGE)
+            take = min(DIGEST_PAGE - slot, first + count - index)
+            # Digests on disk are read back when asked for: only a page in
+            # memory already is kept up to date.
+            page = self._pages.get(number) if written else self._page(number)
+            if page is not None:
+                part = digests[
+                    (index - first) * length : (index - first + take) * length
+                ]
+                page.digests[slot * length : (slot + take) * length] = part
+                page.states[slot : slot + take] = bytes([_DIGEST_KNOWN]) * take
+                page.dirty = page.dirty or not written
+            index += take
 
     def _writeDigests(self, first: int, digests: bytes) -> None:
         size = self.records.recordSize
         _writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
+
+    def _flushDigests(self) -> None:
+        """
+        Write the digests in memory that are not on disk yet.
+        """
+        length = self.meta.digestSize
+        for number, page in self._pages.items():
+            if not page.dirty:
+                continue
+            for slot, count in page.known():
+                self._writeDigests(
+                    number * DIGEST_PAGE + slot,
+                    bytes(page.digests[slot * length : (slot + count) * length]),
+                )
+            page.dirty = False
+
+    # -- blocks
+
+    def ranges(self) -> list[tuple[int, int]]:
+        return self.held.ranges()
 
     def write(self, index: int, data: bytes) -> None:
         if not 0 <= index < self.blocks:
             raise ValueError(f"block {index} outside a file of {self.blocks}")
         if len(data) != self.meta.blockLength(index):
             raise ValueError(f"block {index} of {len(data)} bytes")
-        if self.held[index]:
+        if index in self.held:
             return
         if self.digest(index) is None:
             raise ValueError(f"block {index} has no digest to verify it against")
-        if not self.onDisk:
-            self._makeOnDisk()
-        _writeAll(self.dataFd, data, self.meta.blockStart(index))
-        _appendAll(self.journalFd, self.journalRecord(index, True))
-        self.held[index] = 1
-        self.verified[index] = 1
-        self.heldCount += 1
+        self.disk.check()
+        try:
+            if self.onDisk:
+                self._flushDigests()
+            else:
+                self._makeOnDisk()
+            _writeAll(self.dataFd, data, self.meta.blockStart(index))
+            self._journal(index, True)
+        except OSError as e:
+            self.disk.refused(e)
+            raise
+        self.disk.stored()
+        self.held.add(index)
+        self.verified.add(index)
 
     def read(self, index: int) -> bytes | None:
-        if not 0 <= index < self.blocks or not self.held[index]:
+        if index not in self.held:
             return None
         length = self.meta.blockLength(index)
+        verified = index in self.verified
         why = None
         try:
             data = _readAll(self.dataFd, length, self.meta.blockStart(index))
-            digest = None if self.verified[index] else self.digest(index)
+            digest = None if verified else self.digest(index)
         except OSError as e:
             why = str(e)
         else:
             if len(data) != length:
                 why = "it is cut short"
-            elif self.verified[index]:
+            elif verified:
                 return data
             elif digest is None:
                 why = "its digest is lost"
             elif self.meta.digest(data) != digest:
                 why = "it does not match its digest"
             else:
-                self.verified[index] = 1
+                self.verified.add(index)
                 return data
         self._log.warn(
             "cached block {index} of {url} forgotten: {why}",
@@ -421,13 +598,12 @@ class _CachedState:
         return None
 
     def forget(self, index: int) -> None:
-        if not self.held[index]:
+        if index not in self.held:
             return
-        self.held[index] = 0
-        self.verified[index] = 0
-        self.heldCount -= 1
+        self.held.discard(index)
+        self.verified.discard(index)
         try:
-            _appendAll(self.journalFd, self.journalRecord(index, False))
+            self._journal(index, False)
         except OSError as e:
             # Still held on disk: the next load will forget it again when
             # it fails verification.
@@ -468,8 +644,7 @@ class CachedFile:
         """
         Whether block C{index} is held.
         """
-        state = self._live()
-        return 0 <= index < state.blocks and bool(state.held[index])
+        return index in self._live().held
 
     def held(self) -> list[tuple[int, int]]:
         """
@@ -482,7 +657,7 @@ class CachedFile:
         """
         How many blocks are held.
         """
-        return self._live().heldCount
+        return self._live().held.count
 
     @property
     def complete(self) -> bool:
@@ -490,7 +665,7 @@ class CachedFile:
         Whether every block is held (an empty file always is).
         """
         state = self._live()
-        return state.heldCount == state.blocks
+        return state.held.count == state.blocks
 
     def digest(self, index: int) -> bytes | None:
         """
@@ -500,7 +675,9 @@ class CachedFile:
 
     def setDigests(self, first: int, digests: bytes) -> None:
         """
-        Keep the origin's digests (concatenated) of blocks from C{first}.
+        Keep the origin's digests (concatenated) of blocks from C{first}: on
+        disk, or if the disk refuses them (or the version has no directory
+        yet), in memory, up to L{DIGEST_MEMORY} bytes of them.
 
         @raise ValueError: if they are not whole digests inside the file.
         """
@@ -513,7 +690,8 @@ class CachedFile:
 
         @raise ValueError: if the index or the length is wrong for the file,
             or the block's digest is not known.
-        @raise OSError: if the disk refuses; the block is then not held.
+        @raise OSError: if the disk refuses, or refused less than
+            L{STORE_RETRY} seconds ago; the block is then not held.
         """
         self._live().write(index, data)
 
@@ -541,14 +719,18 @@ class BlockCache:
     The cache of fetched, verified blocks, under C{root} (created, private
     to the user, if missing): one directory per file version, and only the
     newest opened version of each URL kept.
+
+    @param now: the clock that times the pause after the disk refuses a
+        write.
     """
 
     _log = Logger()
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, now: Callable[[], float] = time.monotonic) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         self._states: dict[tuple[str, str], _CachedState] = {}
+        self._disk = _Disk(self.root, now)
 
     def _urlDirectory(self, url: str) -> str:
         return os.path.join(self.root, _hex(url))
@@ -630,7 +812,7 @@ class BlockCache:
         return directory, meta
 
     def _load(self, directory: str, meta: FileMeta, new: bool = False) -> _CachedState:
-        state = _CachedState(directory, meta, new)
+        state = _CachedState(directory, meta, self._disk, new)
         self._states[(meta.url, meta.version)] = state
         return state
 

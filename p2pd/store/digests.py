@@ -205,12 +205,13 @@ def _hashChunk(
     digestName: str,
     first: int,
     count: int,
-) -> tuple[bytes, str | None]:
+) -> tuple[bytes, str | None, bool]:
     """
     In a thread: the digests of blocks C{[first, first + count)}, taken from
     the index where it has them, computed and recorded where not.
 
-    @return: the digests, concatenated, and why recording failed (or None).
+    @return: the digests, concatenated, why recording failed (or None), and
+        whether any were recorded.
     """
     known: list[bytes | None] = [None] * count
     if index is not None:
@@ -231,9 +232,10 @@ def _hashChunk(
             else:
                 runs.append((first + i, 1))
     if not runs:
-        return _joined(known), None
+        return _joined(known), None, False
     fresh = iter(_hashRuns(published, blockSize, digestName, runs))
     problem = None
+    recorded = False
     for start, length in runs:
         computed = [next(fresh) for _ in range(length)]
         known[start - first : start - first + length] = computed
@@ -244,9 +246,10 @@ def _hashChunk(
                     records.pack(start, b"".join(computed)),
                     index.base + start * records.recordSize,
                 )
+                recorded = True
             except OSError as e:
                 problem = str(e)
-    return _joined(known), problem
+    return _joined(known), problem, recorded
 
 
 def _joined(digests: list[bytes | None]) -> bytes:
@@ -433,6 +436,8 @@ class DigestIndex:
         self._memory = _Memory(memoryBytes)
         self._maxOpen = maxOpen
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Whether the disk refused digests, and has not taken any since.
+        self._refusing = False
         os.makedirs(self.indexDir, mode=0o700, exist_ok=True)
         for name in os.listdir(self.indexDir):
             if name.endswith(_TEMP_SUFFIX):
@@ -564,7 +569,7 @@ class DigestIndex:
             entry.jobs -= 1
             entry.opened = True
             if isinstance(result, Failure):
-                self._log.warn(
+                self._refused(
                     "cannot keep digests of {path} in {index}: {why}",
                     path=entry.published.path,
                     index=path,
@@ -603,18 +608,23 @@ class DigestIndex:
             )
             d.addBoth(done)
 
-        def done(result: "tuple[bytes, str | None] | Failure") -> None:
+        def done(result: "tuple[bytes, str | None, bool] | Failure") -> None:
             entry.jobs -= 1
             del entry.inflight[chunk]
             if isinstance(result, Failure):
                 pending.fire(result)
             else:
-                digests, problem = result
+                digests, problem, recorded = result
                 if problem is not None:
-                    self._log.warn(
+                    self._refused(
                         "cannot record digests of {path}: {why}",
                         path=entry.published.path,
                         why=problem,
+                    )
+                elif recorded and self._refusing:
+                    self._refusing = False
+                    self._log.info(
+                        "recording digests in {index} again", index=self.indexDir
                     )
                 self._memory.put((entry.key, entry.version, chunk), digests)
                 pending.fire(digests)
@@ -626,6 +636,15 @@ class DigestIndex:
         else:
             entry.queued.append(run)
         return pending
+
+    def _refused(self, format: str, **fields: object) -> None:
+        """
+        Log that the disk refused to keep digests, once until it takes some
+        again: a full disk would otherwise log a line per megabyte hashed.
+        """
+        if not self._refusing:
+            self._refusing = True
+            self._log.warn(format, **fields)
 
     def _closeIfIdle(self, entry: _Entry) -> None:
         if entry.retired and entry.opened and entry.jobs == 0:
