@@ -1,0 +1,678 @@
+#!/usr/bin/env python3
+"""
+Hostile peers and clients against real nodes: what each attack costs the
+victim node, and how a normal client fares meanwhile.
+
+An origin (twistd p2pd -p DIR on 127.0.0.1) publishes a 32 MB file of random
+bytes; a viewer node (twistd p2pd on 127.0.0.2) plays it once through its
+proxy. Both run with at most 1024 open files (ulimit -n 1024, as on a
+desktop). Then, one after the other, each attack runs against its victim
+(the viewer, or the origin for the handle hoarder), from 127.0.0.66:
+
+  trickler    SPP connections announcing a frame of the largest size
+              (4 MiB + 64) and sending all but its last byte, slowly: 100
+              after their Hello, 200 as their Hello
+  hoarder     16 SPP connections each opening the file 80 times (the
+              protocol allows 64 handles per connection) at the origin
+  absurd      a fake origin (127.0.0.3) announcing four 16 TiB files with
+              4 MiB blocks and sha512, each fetched through the viewer's
+              gateway with curl -r 0-0
+  liar        a fake peer (127.0.0.5) that registers with a second real
+              origin (127.0.0.4) as a fetching node, then answers the
+              viewer's Open with the authoritative flag and digests of its
+              own bytes, and opens the file on the viewer unsolicited; the
+              viewer plays the file's start, the origin stops, and the
+              viewer plays the whole file, then once more: every byte a
+              player got is compared with the file
+  slowloris   500 HTTP connections sending one header line every 2 s
+  post        2 POST requests of 200 MB bodies at full speed
+  peerlist    a fake origin (127.0.0.6) serving a 1 GiB file at 1 MiB/s
+              whose peer list names a plain TCP service (127.0.0.7, greeting
+              like an SSH server); a player reads the file through the
+              viewer's gateway; the service counts the connections it gets
+
+For each: the victim's resident memory (VmRSS) and open descriptors
+(/proc/PID/fd) before, at the peak during and a few seconds after the
+attack, and a normal client's first byte (curl -r of 16 KiB at a random
+offset of the played file, through the viewer's proxy, or at the origin's
+HTTP side when the origin is the victim; median of several samples, every
+body checked) idle and during the attack. Targets: RSS after within 10 MB of
+before; first byte during within 5x of idle.
+
+    python3 benchmarks/abuse.py [--quick] [--only NAME,...] [--hold S]
+        [--after S] [--samples N] [--baseline JSON] [--no-doc] [--json FILE]
+
+Prints a table, writes the results as JSON (for scripts/bench) and, unless
+--quick or --no-doc, its section of docs/performance.md. --baseline adds the
+rows of an earlier run's JSON (for instance the code before a fix).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import sys
+import time
+
+from attacks import (
+    Attack,
+    BigPost,
+    FakeFile,
+    FakePeer,
+    Hoarder,
+    Liar,
+    PlainService,
+    Slowloris,
+    Trickler,
+    codec,
+)
+from common import (
+    ROOT,
+    limitFiles,
+    log,
+    p2pdVersion,
+    relative,
+    writeResult,
+    writeSection,
+)
+from spp_download import MB, NAME, Node, childEnvironment, makeFile
+
+WORK = os.path.join(ROOT, "benchmarks", "work", "abuse")
+DOC = os.path.join(ROOT, "docs", "performance.md")
+ORIGIN = "127.0.0.1"
+VIEWER = "127.0.0.2"
+ABSURD = "127.0.0.3"
+SECOND = "127.0.0.4"
+LIAR = "127.0.0.5"
+FAKE = "127.0.0.6"
+PLAIN = "127.0.0.7"
+FILE_LIMIT = 1024
+FILE_MB = 32
+PROBE_LENGTH = 16 * 1024
+PROBE_TIMEOUT = 10
+SAMPLE_INTERVAL = 0.2
+TARGET_RSS_MB = 10
+TARGET_RATIO = 5
+TiB = 2**40
+MiB = 2**20
+ATTACKS = ("trickler", "hoarder", "absurd", "liar", "slowloris", "post", "peerlist")
+
+
+# -- the victim
+
+
+def victimState(pid):
+    """
+    The victim's VmRSS (bytes), its open descriptors, and the bytes of the
+    deleted files it holds open (request bodies Twisted keeps on disk).
+    """
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    fds = temp = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        fds += 1
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith(" (deleted)"):
+                temp += os.stat(f"/proc/{pid}/fd/{fd}").st_size
+        except OSError:
+            pass
+    return {"rss": rss, "fds": fds, "temp": temp}
+
+
+async def watch(pid, peak):
+    """
+    Keep the highest of each figure of L{victimState} in C{peak}.
+    """
+    while True:
+        try:
+            state = victimState(pid)
+        except OSError:
+            peak["died"] = True
+            return
+        for key, value in state.items():
+            peak[key] = max(peak.get(key, 0), value)
+        await asyncio.sleep(SAMPLE_INTERVAL)
+
+
+# -- curl, from asyncio
+
+
+def curlEnvironment():
+    """
+    curl's environment: no proxy but the one on its command line.
+    """
+    env = childEnvironment()
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(name, None)
+    return env
+
+
+async def curl(url, proxy=None, byteRange=None, output=os.devnull, timeout=30):
+    """
+    One request: time to first byte (s, None if no answer came), HTTP
+    status, bytes received.
+    """
+    command = ["curl", "-s", "-o", output, "--max-time", str(timeout)]
+    command += ["-x", proxy] if proxy else ["--noproxy", "*"]
+    if byteRange is not None:
+        command += ["-r", f"{byteRange[0]}-{byteRange[1] - 1}"]
+    command += ["-w", "%{time_starttransfer} %{http_code} %{size_download}", url]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=curlEnvironment(),
+    )
+    try:
+        out, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    ttfb, code, size = out.decode().split()
+    code = int(code)
+    return (float(ttfb) if code else None), code, int(size)
+
+
+def wrongBytes(got, expected):
+    """
+    How many bytes of C{got} differ from C{expected} (missing ones are not
+    counted).
+    """
+    n = min(len(got), len(expected))
+    if got[:n] == expected[:n]:
+        return 0
+    diff = int.from_bytes(got[:n], "big") ^ int.from_bytes(expected[:n], "big")
+    return n - diff.to_bytes(n, "big").count(0)
+
+
+class Probe:
+    """
+    The normal client: C{curl -r} of a few KiB at random offsets of the
+    played file, checked against the file.
+    """
+
+    def __init__(self, url, proxy, content, seed):
+        self.url, self.proxy, self.content = url, proxy, content
+        self.random = random.Random(seed)
+        self.sample = os.path.join(WORK, "probe.sample")
+
+    async def once(self):
+        """
+        Time to first byte in ms (the timeout when none came), and whether
+        the answer was wrong.
+        """
+        start = self.random.randrange(len(self.content) - PROBE_LENGTH)
+        end = start + PROBE_LENGTH
+        ttfb, code, size = await curl(
+            self.url, self.proxy, (start, end), self.sample, PROBE_TIMEOUT
+        )
+        with open(self.sample, "rb") as f:
+            got = f.read()
+        bad = code != 206 or got != self.content[start:end]
+        return (PROBE_TIMEOUT if ttfb is None else ttfb) * 1000, bad
+
+    async def samples(self, count, spread=0.0):
+        """
+        C{count} samples, C{spread} seconds apart: their first bytes, and
+        how many failed or were wrong.
+        """
+        times, bad = [], 0
+        for n in range(count):
+            if n:
+                await asyncio.sleep(spread)
+            ms, wrong = await self.once()
+            times.append(ms)
+            bad += wrong
+        return times, bad
+
+
+# -- the attacks made of several parts
+
+
+class Scenario(Attack):
+    """
+    An attack made of fake servers and players: closes them all.
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run_ = run
+        self.parts = []
+
+    def part(self, attack):
+        attack.counters = self.counters
+        self.parts.append(attack)
+        return attack
+
+    async def close(self):
+        await super().close()
+        for part in self.parts:
+            await part.close()
+
+
+class Absurd(Scenario):
+    name = "absurd origin"
+
+    async def run(self):
+        run = self.run_
+        files = {}
+        origin = self.part(FakePeer(files))
+        port = await origin.listen(ABSURD)
+        paths = [f"absurd-{n}.bin" for n in range(run.scale(4, 2))]
+        for path in paths:
+            files[f"spp://{ABSURD}:{port}/{path}"] = FakeFile(
+                16 * TiB, 4 * MiB, "sha512"
+            )
+        answers = await asyncio.gather(
+            *[
+                curl(
+                    f"http://{VIEWER}:{run.viewer.port}/.spp/{ABSURD}:{port}/{path}",
+                    byteRange=(0, 1),
+                    timeout=run.args.ramp,
+                )
+                for path in paths
+            ]
+        )
+        for _, code, _ in answers:
+            self.count(f"curl -r 0-0 answered {code or 'nothing'}")
+        self.ready.set()
+        await asyncio.Event().wait()
+
+
+class Lying(Scenario):
+    name = "liar"
+
+    async def run(self):
+        run = self.run_
+        second = run.second
+        await asyncio.to_thread(second.start)
+        url = f"spp://{SECOND}:{second.port}/{NAME}"
+        plain = f"http://{SECOND}:{second.port}/{NAME}"
+        liar = self.part(Liar({}, blockBudget=10**6, digestBudget=10**6))
+        await liar.listen(LIAR)
+        fake = await liar.register(SECOND, second.port, url)
+        # A player starts the file: the viewer opens it at the origin, which
+        # introduces the liar; the liar also opens the file on the viewer.
+        await self.play(plain, (0, 65536), "the start, the origin up")
+        await liar.dial(VIEWER, run.viewer.port, [codec.Open(1, url, fake.version)])
+        await asyncio.sleep(1)
+        await asyncio.to_thread(second.stop)
+        await self.play(plain, None, "the whole file, the origin gone")
+        await self.play(plain, None, "the whole file again")
+        self.ready.set()
+        await asyncio.Event().wait()
+
+    async def play(self, url, byteRange, what):
+        run = self.run_
+        output = os.path.join(WORK, "liar.body")
+        _, code, size = await curl(
+            url, run.proxy, byteRange, output, timeout=run.args.ramp / 3
+        )
+        with open(output, "rb") as f:
+            got = f.read()
+        os.remove(output)
+        start = byteRange[0] if byteRange else 0
+        wrong = wrongBytes(got, run.content[start : start + len(got)])
+        self.count(
+            f"wrong bytes to a player ({what}: HTTP {code}, {size} bytes)", wrong
+        )
+
+    async def close(self):
+        await super().close()
+        await asyncio.to_thread(self.run_.second.stop)
+
+
+class PeerList(Scenario):
+    name = "peer list to a plain TCP service"
+
+    async def run(self):
+        run = self.run_
+        self.started = time.monotonic()
+        service = self.part(PlainService())
+        servicePort = await service.listen(PLAIN)
+        files = {}
+        origin = self.part(
+            FakePeer(
+                files,
+                peers=[(PLAIN, servicePort)],
+                blockBudget=10**6,
+                digestBudget=10**6,
+                interval=0.25,
+            )
+        )
+        port = await origin.listen(FAKE)
+        files[f"spp://{FAKE}:{port}/slow.bin"] = FakeFile(2**30, 256 * 1024)
+        gateway = f"http://{VIEWER}:{run.viewer.port}/.spp/{FAKE}:{port}/slow.bin"
+        self.spawn(curl(gateway, timeout=run.args.ramp + run.args.hold))
+        await asyncio.sleep(1)
+        self.ready.set()
+        await asyncio.Event().wait()
+
+    async def close(self):
+        received = self.counters.get("connections received", 0)
+        minutes = (time.monotonic() - self.started) / 60
+        self.counters["connections to the service per minute"] = round(
+            received / minutes, 1
+        )
+        await super().close()
+
+
+# -- one run
+
+
+class Run:
+    """
+    The nodes, the played file and the options of one benchmark run.
+    """
+
+    def __init__(self, args, content, origin, viewer, second):
+        self.args, self.content = args, content
+        self.origin, self.viewer, self.second = origin, viewer, second
+        self.proxy = f"http://{VIEWER}:{viewer.port}"
+
+    def scale(self, full, quick):
+        return quick if self.args.quick else full
+
+
+def attacks(run):
+    """
+    Every attack: its victim and how to make it.
+    """
+    a = run.args
+    viewer, origin = run.viewer, run.origin
+    url = f"spp://{ORIGIN}:{origin.port}/{NAME}"
+    return {
+        "trickler": (
+            "viewer",
+            lambda: Trickler(
+                VIEWER, viewer.port, run.scale(100, 10), run.scale(200, 20)
+            ),
+        ),
+        "hoarder": (
+            "origin",
+            lambda: Hoarder(ORIGIN, origin.port, url, run.scale(16, 4), 80),
+        ),
+        "absurd": ("viewer", lambda: Absurd(run)),
+        "liar": ("viewer", lambda: Lying(run)),
+        "slowloris": (
+            "viewer",
+            lambda: Slowloris(VIEWER, viewer.port, run.scale(500, 50), a.line_interval),
+        ),
+        "post": (
+            "viewer",
+            lambda: BigPost(VIEWER, viewer.port, 2, run.scale(200, 20) * MB),
+        ),
+        "peerlist": ("viewer", lambda: PeerList(run)),
+    }
+
+
+async def measure(run, name, victimName, make, probes):
+    """
+    One attack: the victim before, during and after it, and the normal
+    client idle and during it.
+    """
+    args = run.args
+    victim = run.viewer if victimName == "viewer" else run.origin
+    probe = probes[victimName]
+    await asyncio.sleep(args.settle)
+    before = victimState(victim.pid)
+    idle, idleBad = await probe.samples(args.samples)
+    peak = dict(before)
+    watcher = asyncio.ensure_future(watch(victim.pid, peak))
+    attack = make()
+    task = asyncio.ensure_future(attack.run())
+    started = time.monotonic()
+    error = None
+    try:
+        ready = asyncio.ensure_future(attack.ready.wait())
+        await asyncio.wait({task, ready}, timeout=args.ramp)
+        ready.cancel()
+        ramp = time.monotonic() - started
+        during, duringBad = await probe.samples(
+            args.samples, args.hold / max(1, args.samples)
+        )
+        await asyncio.sleep(max(0.0, started + ramp + args.hold - time.monotonic()))
+        if task.done() and task.exception() is not None:
+            error = repr(task.exception())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await attack.close()
+    await asyncio.sleep(args.after)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    after = victimState(victim.pid)
+    result = {
+        "victim": victimName,
+        "ramp_s": round(ramp, 1),
+        "rss_MB": [before["rss"] / MB, peak["rss"] / MB, after["rss"] / MB],
+        "fds": [before["fds"], peak["fds"], after["fds"]],
+        "temp_MB_peak": peak["temp"] / MB,
+        "first_byte_ms": [statistics.median(idle), statistics.median(during)],
+        "first_byte_samples_ms": {"idle": idle, "during": during},
+        "normal_client_failed_or_wrong": idleBad + duringBad,
+        "counters": attack.counters,
+        "error": error,
+        "victim_died": peak.get("died", False),
+    }
+    result["rss_back_within_MB"] = result["rss_MB"][2] - result["rss_MB"][0]
+    result["first_byte_ratio"] = result["first_byte_ms"][1] / result["first_byte_ms"][0]
+    log(
+        f"{name}: RSS {before['rss'] / MB:.0f} / {peak['rss'] / MB:.0f} / "
+        f"{after['rss'] / MB:.0f} MB, fds {before['fds']} / {peak['fds']} / "
+        f"{after['fds']}, first byte {result['first_byte_ms'][0]:.1f} -> "
+        f"{result['first_byte_ms'][1]:.1f} ms; {attack.counters}"
+        + (f"; error {error}" if error else "")
+    )
+    return result
+
+
+async def runAll(run, names):
+    probes = {
+        "viewer": Probe(
+            f"http://{ORIGIN}:{run.origin.port}/{NAME}", run.proxy, run.content, 1
+        ),
+        "origin": Probe(
+            f"http://{ORIGIN}:{run.origin.port}/.direct/{NAME}", None, run.content, 2
+        ),
+    }
+    # The player plays the file once: the viewer holds it.
+    output = os.path.join(WORK, "played.bin")
+    _, code, size = await curl(probes["viewer"].url, run.proxy, output=output)
+    with open(output, "rb") as f:
+        played = f.read()
+    os.remove(output)
+    if code != 200 or played != run.content:
+        raise RuntimeError(
+            f"playing the file gave HTTP {code}, {size} bytes, not the file"
+        )
+    results = {}
+    table = attacks(run)
+    for name in names:
+        victimName, make = table[name]
+        results[name] = await measure(run, name, victimName, make, probes)
+    return results
+
+
+# -- the report
+
+
+def verdict(met):
+    return "met" if met else "**not met**"
+
+
+def row(label, r):
+    rss, fds, fb = r["rss_MB"], r["fds"], r["first_byte_ms"]
+    return (
+        f"| {label} | {r['victim']} | {rss[0]:.0f} / {rss[1]:.0f} / {rss[2]:.0f} "
+        f"| {rss[2] - rss[0]:+.0f} ({verdict(rss[2] - rss[0] <= TARGET_RSS_MB)}) "
+        f"| {fds[0]} / {fds[1]} / {fds[2]} "
+        f"| {fb[0]:.1f} / {fb[1]:.1f} "
+        f"| {r['first_byte_ratio']:.1f}x ({verdict(r['first_byte_ratio'] <= TARGET_RATIO)}) "
+        f"| {r['normal_client_failed_or_wrong']} |"
+    )
+
+
+def counterText(r):
+    parts = []
+    for key, value in r["counters"].items():
+        if isinstance(value, list):
+            value = f"median {statistics.median(value):g} ({len(value)})"
+        parts.append(f"{key} {value}")
+    if r["temp_MB_peak"] >= 1:
+        parts.append(f"victim's temporary files at most {r['temp_MB_peak']:.0f} MB")
+    if r["error"]:
+        parts.append(f"attack failed: {r['error']}")
+    if r["victim_died"]:
+        parts.append("**the victim died**")
+    return "; ".join(parts) or "-"
+
+
+def markdown(results, args, version, baseline):
+    lines = [
+        f"p2pd {version}. An origin (127.0.0.1) and a viewer (127.0.0.2, which "
+        f"has played the {FILE_MB} MB file through its proxy), both with "
+        f"`ulimit -n {FILE_LIMIT}`; each attack from 127.0.0.66 in turn "
+        "(see the script's docstring). RSS = VmRSS in MB (10^6 bytes) before, "
+        f"at the peak during, and {args.after:g} s after the attacker closed "
+        "everything; fds = the victim's open descriptors, the same way; first "
+        "byte = median of a normal client's `curl -r` of 16 KiB at random "
+        f"offsets ({args.samples} samples idle, then {args.samples} during "
+        f"the {args.hold:g} s the attack holds; through the viewer's proxy, "
+        "or at the origin's HTTP side when the origin is the victim), in ms; "
+        "bad = those samples that failed or had a wrong byte. Targets: RSS "
+        f"after within {TARGET_RSS_MB} MB of before; first byte during within "
+        f"{TARGET_RATIO}x of idle.",
+        "",
+        "| attack | victim | RSS MB before / peak / after | after - before "
+        "| fds before / peak / after | first byte ms idle / during | ratio | bad |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    old = baseline.get("attacks", {}) if baseline else {}
+    for name, r in results.items():
+        lines.append(row(name, r))
+        if name in old:
+            lines.append(row(f"↳ before (p2pd {baseline['p2pd']})", old[name]))
+    lines += ["", "What the attackers saw:", ""]
+    for name, r in results.items():
+        lines.append(f"- {name}: {counterText(r)}")
+        if name in old:
+            lines.append(f"  - before: {counterText(old[name])}")
+    lines += ["", f"Command: `{commandLine(args)}`"]
+    return "\n".join(lines)
+
+
+def commandLine(args):
+    words = ["python3", "benchmarks/abuse.py"]
+    if args.quick:
+        words.append("--quick")
+    if args.only:
+        words += ["--only", args.only]
+    if args.baseline:
+        words += ["--baseline", relative(os.path.abspath(args.baseline))]
+    return " ".join(words)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument(
+        "--quick", action="store_true", help="a short smoke run: weaker attacks"
+    )
+    parser.add_argument("--only", default="", help="attacks to run, by name")
+    parser.add_argument("--hold", type=float, help="seconds each attack holds")
+    parser.add_argument(
+        "--after", type=float, help="seconds after an attack before the last look"
+    )
+    parser.add_argument("--samples", type=int, help="first-byte samples")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=30.0,
+        help="the longest an attack may take to reach full strength",
+    )
+    parser.add_argument("--line-interval", type=float, default=2.0)
+    parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument("--baseline", help="an earlier run's JSON, shown as before")
+    parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument(
+        "--json",
+        default=os.path.join(WORK, "abuse.json"),
+        help="where to write the results (default: %(default)s)",
+    )
+    args = parser.parse_args()
+    args.hold = args.hold or (3.0 if args.quick else 10.0)
+    args.after = args.after or (2.0 if args.quick else 5.0)
+    args.samples = args.samples or (3 if args.quick else 7)
+    if shutil.which("curl") is None:
+        sys.exit("abuse: curl is not installed")
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(ATTACKS)
+    unknown = set(names) - set(ATTACKS)
+    if unknown:
+        sys.exit(
+            f"abuse: unknown attack {', '.join(sorted(unknown))} "
+            f"(the attacks: {', '.join(ATTACKS)})"
+        )
+    baseline = None
+    if args.baseline:
+        with open(args.baseline) as f:
+            baseline = json.load(f)
+    # The attackers hold hundreds of sockets at once.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    path = makeFile(FILE_MB * MB)
+    with open(path, "rb") as f:
+        content = f.read()
+    version = p2pdVersion()
+
+    def node(name, interface, public=None):
+        n = Node(name, interface, os.path.join(WORK, "cache", name), public=public)
+        n.logPath = os.path.join(WORK, "logs", name + ".log")
+        n.command = lambda: limitFiles(Node.command(n), FILE_LIMIT)
+        return n
+
+    nodes = [
+        node("origin", ORIGIN, os.path.dirname(path)),
+        node("viewer", VIEWER),
+        node("second-origin", SECOND, os.path.dirname(path)),
+    ]
+    started = time.monotonic()
+    try:
+        for n in nodes[:2]:
+            n.start()
+        log(f"origin on {ORIGIN}:{nodes[0].port}, viewer on {VIEWER}:{nodes[1].port}")
+        run = Run(args, content, *nodes)
+        results = asyncio.run(runAll(run, names))
+    finally:
+        for n in nodes:
+            n.stop()
+    elapsed = time.monotonic() - started
+    table = markdown(results, args, version, baseline)
+    print(table)
+    result = {
+        "benchmark": "abuse",
+        "title": "Hostile peers and clients: the victim's memory and descriptors, "
+        "a normal client's first byte",
+        "command": commandLine(args),
+        "p2pd": version,
+        "quick": args.quick,
+        "attacks": results,
+        "markdown": table,
+    }
+    writeResult(args.json, result, elapsed)
+    if not (args.quick or args.no_doc):
+        writeSection(DOC, result)
+
+
+if __name__ == "__main__":
+    main()
