@@ -17,7 +17,7 @@ desktop). Then, one after the other, each attack runs against its victim
   absurd      a fake origin (127.0.0.3) announcing four 16 TiB files with
               4 MiB blocks and sha512, each fetched through the viewer's
               gateway with curl -r 0-0
-  liar        a fake peer (127.0.0.5) that registers with a second real
+  liar        a fake peer (127.0.0.66) that registers with a second real
               origin (127.0.0.4) as a fetching node, then answers the
               viewer's Open with the authoritative flag and digests of its
               own bytes, and opens the file on the viewer unsolicited; the
@@ -59,6 +59,7 @@ import sys
 import time
 
 from attacks import (
+    ATTACKER,
     Attack,
     BigPost,
     FakeFile,
@@ -83,11 +84,12 @@ from spp_download import MB, NAME, Node, childEnvironment, makeFile
 
 WORK = os.path.join(ROOT, "benchmarks", "work", "abuse")
 DOC = os.path.join(ROOT, "docs", "performance.md")
+# A full run against the code before the limits of issue 9 (c3d2c8f).
+BASELINE = os.path.join(ROOT, "benchmarks", "abuse-before.json")
 ORIGIN = "127.0.0.1"
 VIEWER = "127.0.0.2"
 ABSURD = "127.0.0.3"
 SECOND = "127.0.0.4"
-LIAR = "127.0.0.5"
 FAKE = "127.0.0.6"
 PLAIN = "127.0.0.7"
 FILE_LIMIT = 1024
@@ -298,7 +300,8 @@ class Lying(Scenario):
         url = f"spp://{SECOND}:{second.port}/{NAME}"
         plain = f"http://{SECOND}:{second.port}/{NAME}"
         liar = self.part(Liar({}, blockBudget=10**6, digestBudget=10**6))
-        await liar.listen(LIAR)
+        # Where it connects from: the origin introduces it at that address.
+        await liar.listen(ATTACKER)
         fake = await liar.register(SECOND, second.port, url)
         # A player starts the file: the viewer opens it at the origin, which
         # introduces the liar; the liar also opens the file on the viewer.
@@ -322,9 +325,8 @@ class Lying(Scenario):
         os.remove(output)
         start = byteRange[0] if byteRange else 0
         wrong = wrongBytes(got, run.content[start : start + len(got)])
-        self.count(
-            f"wrong bytes to a player ({what}: HTTP {code}, {size} bytes)", wrong
-        )
+        self.count("wrong bytes to a player", wrong)
+        self.counters[what] = f"HTTP {code}, {size} bytes"
 
     async def close(self):
         await super().close()
@@ -434,7 +436,9 @@ async def measure(run, name, victimName, make, probes):
     error = None
     try:
         ready = asyncio.ensure_future(attack.ready.wait())
-        await asyncio.wait({task, ready}, timeout=args.ramp)
+        await asyncio.wait(
+            {task, ready}, timeout=args.ramp, return_when=asyncio.FIRST_COMPLETED
+        )
         ready.cancel()
         ramp = time.monotonic() - started
         during, duringBad = await probe.samples(
@@ -499,6 +503,9 @@ async def runAll(run, names):
     table = attacks(run)
     for name in names:
         victimName, make = table[name]
+        for node in (run.origin, run.viewer):
+            if node.process.poll() is not None:
+                raise RuntimeError(f"{node.name} exited:\n{node.logTail()}")
         results[name] = await measure(run, name, victimName, make, probes)
     return results
 
@@ -517,7 +524,8 @@ def row(label, r):
         f"| {rss[2] - rss[0]:+.0f} ({verdict(rss[2] - rss[0] <= TARGET_RSS_MB)}) "
         f"| {fds[0]} / {fds[1]} / {fds[2]} "
         f"| {fb[0]:.1f} / {fb[1]:.1f} "
-        f"| {r['first_byte_ratio']:.1f}x ({verdict(r['first_byte_ratio'] <= TARGET_RATIO)}) "
+        f"| {r['first_byte_ratio']:.1f}x "
+        f"({verdict(r['first_byte_ratio'] <= TARGET_RATIO)}) "
         f"| {r['normal_client_failed_or_wrong']} |"
     )
 
@@ -577,7 +585,7 @@ def commandLine(args):
         words.append("--quick")
     if args.only:
         words += ["--only", args.only]
-    if args.baseline:
+    if args.baseline and os.path.abspath(args.baseline) != BASELINE:
         words += ["--baseline", relative(os.path.abspath(args.baseline))]
     return " ".join(words)
 
@@ -601,7 +609,12 @@ def main():
     )
     parser.add_argument("--line-interval", type=float, default=2.0)
     parser.add_argument("--settle", type=float, default=1.0)
-    parser.add_argument("--baseline", help="an earlier run's JSON, shown as before")
+    parser.add_argument(
+        "--baseline",
+        help="an earlier run's JSON, shown as before (default: "
+        f"{relative(BASELINE)} for a full run of every attack)",
+    )
+    parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument(
         "--json",
@@ -621,6 +634,9 @@ def main():
             f"abuse: unknown attack {', '.join(sorted(unknown))} "
             f"(the attacks: {', '.join(ATTACKS)})"
         )
+    if args.baseline is None and not (args.quick or args.only or args.no_baseline):
+        if os.path.exists(BASELINE):
+            args.baseline = BASELINE
     baseline = None
     if args.baseline:
         with open(args.baseline) as f:
@@ -653,9 +669,13 @@ def main():
         log(f"origin on {ORIGIN}:{nodes[0].port}, viewer on {VIEWER}:{nodes[1].port}")
         run = Run(args, content, *nodes)
         results = asyncio.run(runAll(run, names))
+    except KeyboardInterrupt:
+        results = None
     finally:
         for n in nodes:
             n.stop()
+    if results is None:
+        sys.exit("abuse: interrupted; the nodes and the attackers are stopped")
     elapsed = time.monotonic() - started
     table = markdown(results, args, version, baseline)
     print(table)

@@ -185,8 +185,8 @@ class Trickler(Attack):
 
 class Hoarder(Attack):
     """
-    SPP connections that each open one file C{handles} times and keep every
-    handle open.
+    SPP connections that each open one file C{handles} times, ask one block
+    of every handle and keep every handle open.
     """
 
     name = "handle hoarder"
@@ -212,8 +212,11 @@ class Hoarder(Attack):
                 self.count("closed by the victim")
                 break
             if isinstance(message, codec.Opened):
+                # A block of every handle, so that the victim reads the file.
                 self.count("handles opened")
-            elif isinstance(message, codec.Error) and message.request:
+                handle = message.request
+                writer.write(frame(codec.GetBlock(self.handles + handle, handle, 0)))
+            elif isinstance(message, codec.Error) and message.request <= self.handles:
                 self.count(f"Open refused ({codec.ErrorCode(message.code).name})")
             else:
                 continue
