@@ -284,7 +284,11 @@ class FakePeer(Attack):
         return self.port
 
     async def responder(self, reader, writer):
-        if await reader.readexactly(len(codec.MAGIC)) != codec.MAGIC:
+        try:
+            magic = await reader.readexactly(len(codec.MAGIC))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        if magic != codec.MAGIC:
             return
         writer.write(hello(self.port))
         await self.converse(reader, writer)
