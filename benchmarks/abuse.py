@@ -40,11 +40,13 @@ body checked) idle and during the attack. Targets: RSS after within 10 MB of
 before; first byte during within 5x of idle.
 
     python3 benchmarks/abuse.py [--quick] [--only NAME,...] [--hold S]
-        [--after S] [--samples N] [--baseline JSON] [--no-doc] [--json FILE]
+        [--after S] [--samples N] [--baseline JSON] [--no-baseline]
+        [--no-doc] [--json FILE]
 
 Prints a table, writes the results as JSON (for scripts/bench) and, unless
 --quick or --no-doc, its section of docs/performance.md. --baseline adds the
-rows of an earlier run's JSON (for instance the code before a fix).
+rows of an earlier run's JSON; a full run of every attack shows those of
+benchmarks/abuse-before.json (the code before the limits of issue 9).
 """
 
 import argparse
