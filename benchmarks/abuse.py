@@ -6,8 +6,9 @@ victim node, and how a normal client fares meanwhile.
 An origin (twistd p2pd -p DIR on 127.0.0.1) publishes a 32 MB file of random
 bytes; a viewer node (twistd p2pd on 127.0.0.2) plays it once through its
 proxy. Both run with at most 1024 open files (ulimit -n 1024, as on a
-desktop). Then, one after the other, each attack runs against its victim
-(the viewer, or the origin for the handle hoarder), from 127.0.0.66:
+desktop). Each attack, one after the other and against new nodes, runs
+against its victim (the viewer, or the origin for the handle hoarder), from
+127.0.0.66:
 
   trickler    SPP connections announcing a frame of the largest size
               (4 MiB + 64) and sending all but its last byte, slowly: 100
@@ -482,7 +483,10 @@ async def measure(run, name, victimName, make, probes):
     return result
 
 
-async def runAll(run, names):
+async def attack(run, name):
+    """
+    The player plays the file (the viewer holds it), then C{name} attacks.
+    """
     probes = {
         "viewer": Probe(
             f"http://{ORIGIN}:{run.origin.port}/{NAME}", run.proxy, run.content, 1
@@ -491,7 +495,6 @@ async def runAll(run, names):
             f"http://{ORIGIN}:{run.origin.port}/.direct/{NAME}", None, run.content, 2
         ),
     }
-    # The player plays the file once: the viewer holds it.
     output = os.path.join(WORK, "played.bin")
     _, code, size = await curl(probes["viewer"].url, run.proxy, output=output)
     with open(output, "rb") as f:
@@ -501,15 +504,43 @@ async def runAll(run, names):
         raise RuntimeError(
             f"playing the file gave HTTP {code}, {size} bytes, not the file"
         )
-    results = {}
-    table = attacks(run)
-    for name in names:
-        victimName, make = table[name]
-        for node in (run.origin, run.viewer):
-            if node.process.poll() is not None:
-                raise RuntimeError(f"{node.name} exited:\n{node.logTail()}")
-        results[name] = await measure(run, name, victimName, make, probes)
-    return results
+    victimName, make = attacks(run)[name]
+    return await measure(run, name, victimName, make, probes)
+
+
+def node(name, interface, public=None):
+    """
+    A node of the benchmark, with an empty cache, under C{ulimit -n}.
+    """
+    cacheDir = os.path.join(WORK, "cache", name)
+    shutil.rmtree(cacheDir, ignore_errors=True)
+    n = Node(name, interface, cacheDir, public=public)
+    n.logPath = os.path.join(WORK, "logs", name + ".log")
+    n.command = lambda: limitFiles(Node.command(n), FILE_LIMIT)
+    return n
+
+
+def withNewNodes(args, content, public, name):
+    """
+    Attack C{name} against new nodes, stopped afterwards whatever happens:
+    no attack's leftovers count in the next one's figures.
+    """
+    nodes = [
+        node(f"{name}-origin", ORIGIN, public),
+        node(f"{name}-viewer", VIEWER),
+        node(f"{name}-second-origin", SECOND, public),
+    ]
+    try:
+        for n in nodes[:2]:
+            n.start()
+        result = asyncio.run(attack(Run(args, content, *nodes), name))
+        for n in nodes[:2]:
+            if n.process.poll() is not None:
+                raise RuntimeError(f"{n.name} exited:\n{n.logTail()}")
+        return result
+    finally:
+        for n in nodes:
+            n.stop()
 
 
 # -- the report
@@ -551,8 +582,8 @@ def markdown(results, args, version, baseline):
     lines = [
         f"p2pd {version}. An origin (127.0.0.1) and a viewer (127.0.0.2, which "
         f"has played the {FILE_MB} MB file through its proxy), both with "
-        f"`ulimit -n {FILE_LIMIT}`; each attack from 127.0.0.66 in turn "
-        "(see the script's docstring). RSS = VmRSS in MB (10^6 bytes) before, "
+        f"`ulimit -n {FILE_LIMIT}`, new for each attack; each attack from "
+        "127.0.0.66 (see the script's docstring). RSS = VmRSS in MB (10^6 bytes) before, "
         f"at the peak during, and {args.after:g} s after the attacker closed "
         "everything; fds = the victim's open descriptors, the same way; first "
         "byte = median of a normal client's `curl -r` of 16 KiB at random "
@@ -652,31 +683,12 @@ def main():
     with open(path, "rb") as f:
         content = f.read()
     version = p2pdVersion()
-
-    def node(name, interface, public=None):
-        n = Node(name, interface, os.path.join(WORK, "cache", name), public=public)
-        n.logPath = os.path.join(WORK, "logs", name + ".log")
-        n.command = lambda: limitFiles(Node.command(n), FILE_LIMIT)
-        return n
-
-    nodes = [
-        node("origin", ORIGIN, os.path.dirname(path)),
-        node("viewer", VIEWER),
-        node("second-origin", SECOND, os.path.dirname(path)),
-    ]
     started = time.monotonic()
+    results = {}
     try:
-        for n in nodes[:2]:
-            n.start()
-        log(f"origin on {ORIGIN}:{nodes[0].port}, viewer on {VIEWER}:{nodes[1].port}")
-        run = Run(args, content, *nodes)
-        results = asyncio.run(runAll(run, names))
+        for name in names:
+            results[name] = withNewNodes(args, content, os.path.dirname(path), name)
     except KeyboardInterrupt:
-        results = None
-    finally:
-        for n in nodes:
-            n.stop()
-    if results is None:
         sys.exit("abuse: interrupted; the nodes and the attackers are stopped")
     elapsed = time.monotonic() - started
     table = markdown(results, args, version, baseline)
