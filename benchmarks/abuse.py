@@ -19,12 +19,13 @@ against its victim (the viewer, or the origin for the handle hoarder), from
               4 MiB blocks and sha512, each fetched through the viewer's
               gateway with curl -r 0-0
   liar        a fake peer (127.0.0.66) that registers with a second real
-              origin (127.0.0.4) as a fetching node, then answers the
-              viewer's Open with the authoritative flag and digests of its
-              own bytes, and opens the file on the viewer unsolicited; the
-              viewer plays the file's start, the origin stops, and the
-              viewer plays the whole file, then once more: every byte a
-              player got is compared with the file
+              origin (127.0.0.4, publishing 2 GiB of zeros) as a fetching
+              node, then answers the viewer's Open with the authoritative
+              flag and digests of its own bytes, and opens the file on the
+              viewer unsolicited; a player reads the file's first MiB, the
+              origin stops, and the player reads a MiB at 1.5 GiB (blocks
+              whose digests the viewer was not given yet), twice: every byte
+              it got is checked
   slowloris   500 HTTP connections sending one header line every 2 s
   post        2 POST requests of 200 MB bodies at full speed
   peerlist    a fake origin (127.0.0.6) serving a 1 GiB file at 1 MiB/s
@@ -104,6 +105,11 @@ TARGET_RSS_MB = 10
 TARGET_RATIO = 5
 TiB = 2**40
 MiB = 2**20
+# The lying peer's file: 2 GiB of zeros (sparse), the seek far enough that
+# the viewer has not been given its digests with the first ones.
+LIAR_NAME = "liar.bin"
+LIAR_SIZE = 2 * 2**30
+LIAR_SEEK = 1536 * MiB
 ATTACKS = ("trickler", "hoarder", "absurd", "liar", "slowloris", "post", "peerlist")
 
 
@@ -300,35 +306,38 @@ class Lying(Scenario):
         run = self.run_
         second = run.second
         await asyncio.to_thread(second.start)
-        url = f"spp://{SECOND}:{second.port}/{NAME}"
-        plain = f"http://{SECOND}:{second.port}/{NAME}"
+        url = f"spp://{SECOND}:{second.port}/{LIAR_NAME}"
+        plain = f"http://{SECOND}:{second.port}/{LIAR_NAME}"
         liar = self.part(Liar({}, blockBudget=10**6, digestBudget=10**6))
         # Where it connects from: the origin introduces it at that address.
         await liar.listen(ATTACKER)
         fake = await liar.register(SECOND, second.port, url)
         # A player starts the file: the viewer opens it at the origin, which
         # introduces the liar; the liar also opens the file on the viewer.
-        await self.play(plain, (0, 65536), "the start, the origin up")
+        await self.play(plain, 0, "the start, the origin up")
         await liar.dial(VIEWER, run.viewer.port, [codec.Open(1, url, fake.version)])
         await asyncio.sleep(1)
+        # The origin goes away; the player seeks to blocks whose digests the
+        # viewer has not been given yet, twice.
         await asyncio.to_thread(second.stop)
-        await self.play(plain, None, "the whole file, the origin gone")
-        await self.play(plain, None, "the whole file again")
+        await self.play(plain, LIAR_SEEK, "a seek, the origin gone")
+        await self.play(plain, LIAR_SEEK, "the same seek again")
         self.ready.set()
         await asyncio.Event().wait()
 
-    async def play(self, url, byteRange, what):
+    async def play(self, url, start, what):
+        """
+        A player reads a MiB of the file (all zeros) from C{start}.
+        """
         run = self.run_
         output = os.path.join(WORK, "liar.body")
         _, code, size = await curl(
-            url, run.proxy, byteRange, output, timeout=run.args.ramp / 3
+            url, run.proxy, (start, start + MiB), output, timeout=run.args.ramp / 3
         )
         with open(output, "rb") as f:
             got = f.read()
         os.remove(output)
-        start = byteRange[0] if byteRange else 0
-        wrong = wrongBytes(got, run.content[start : start + len(got)])
-        self.count("wrong bytes to a player", wrong)
+        self.count("wrong bytes to a player", wrongBytes(got, bytes(len(got))))
         self.counters[what] = f"HTTP {code}, {size} bytes"
 
     async def close(self):
@@ -520,7 +529,7 @@ def node(name, interface, public=None):
     return n
 
 
-def withNewNodes(args, content, public, name):
+def withNewNodes(args, content, public, liarPublic, name):
     """
     Attack C{name} against new nodes, stopped afterwards whatever happens:
     no attack's leftovers count in the next one's figures.
@@ -528,7 +537,7 @@ def withNewNodes(args, content, public, name):
     nodes = [
         node(f"{name}-origin", ORIGIN, public),
         node(f"{name}-viewer", VIEWER),
-        node(f"{name}-second-origin", SECOND, public),
+        node(f"{name}-second-origin", SECOND, liarPublic),
     ]
     try:
         for n in nodes[:2]:
@@ -568,6 +577,8 @@ def counterText(r):
     for key, value in r["counters"].items():
         if isinstance(value, list):
             value = f"median {statistics.median(value):g} ({len(value)})"
+        elif key.startswith("wrong bytes") and value:
+            value = f"**{value}**"
         parts.append(f"{key} {value}")
     if r["temp_MB_peak"] >= 1:
         parts.append(f"victim's temporary files at most {r['temp_MB_peak']:.0f} MB")
@@ -678,7 +689,10 @@ def main():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
+    liarPublic = os.path.join(WORK, "liar-www")
+    os.makedirs(liarPublic)
+    with open(os.path.join(liarPublic, LIAR_NAME), "wb") as f:
+        f.truncate(LIAR_SIZE)
     path = makeFile(FILE_MB * MB)
     with open(path, "rb") as f:
         content = f.read()
@@ -687,7 +701,9 @@ def main():
     results = {}
     try:
         for name in names:
-            results[name] = withNewNodes(args, content, os.path.dirname(path), name)
+            results[name] = withNewNodes(
+                args, content, os.path.dirname(path), liarPublic, name
+            )
     except KeyboardInterrupt:
         sys.exit("abuse: interrupted; the nodes and the attackers are stopped")
     elapsed = time.monotonic() - started
