@@ -332,7 +332,7 @@ class Lying(Scenario):
         run = self.run_
         output = os.path.join(WORK, "liar.body")
         _, code, size = await curl(
-            url, run.proxy, (start, start + MiB), output, timeout=run.args.ramp / 3
+            url, run.proxy, (start, start + MiB), output, timeout=run.args.ramp / 4
         )
         with open(output, "rb") as f:
             got = f.read()
