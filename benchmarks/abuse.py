@@ -26,7 +26,8 @@ against its victim (the viewer, or the origin for the handle hoarder), from
               origin stops, and the player reads a MiB at 1.5 GiB (blocks
               whose digests the viewer was not given yet), twice: every byte
               it got is checked
-  slowloris   500 HTTP connections sending one header line every 2 s
+  slowloris   1000 HTTP connections sending one header line every 2 s
+              (more than the victim has descriptors for)
   post        2 POST requests of 200 MB bodies at full speed
   peerlist    a fake origin (127.0.0.6) serving a 1 GiB file at 1 MiB/s
               whose peer list names a plain TCP service (127.0.0.7, greeting
@@ -419,7 +420,9 @@ def attacks(run):
         "liar": ("viewer", lambda: Lying(run)),
         "slowloris": (
             "viewer",
-            lambda: Slowloris(VIEWER, viewer.port, run.scale(500, 50), a.line_interval),
+            lambda: Slowloris(
+                VIEWER, viewer.port, run.scale(1000, 100), a.line_interval
+            ),
         ),
         "post": (
             "viewer",
