@@ -616,7 +616,7 @@ def markdown(results, args, version, baseline):
     for name, r in results.items():
         lines.append(row(name, r))
         if name in old:
-            lines.append(row(f"↳ before (p2pd {baseline['p2pd']})", old[name]))
+            lines.append(row(f"↳ before: {baseline['p2pd']}", old[name]))
     lines += ["", "What the attackers saw:", ""]
     for name, r in results.items():
         lines.append(f"- {name}: {counterText(r)}")
