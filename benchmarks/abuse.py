@@ -255,9 +255,9 @@ class Scenario(Attack):
     An attack made of fake servers and players: closes them all.
     """
 
-    def __init__(self, run):
+    def __init__(self, setup):
         super().__init__()
-        self.run_ = run
+        self.setup = setup
         self.parts = []
 
     def part(self, attack):
@@ -275,11 +275,11 @@ class Absurd(Scenario):
     name = "absurd origin"
 
     async def run(self):
-        run = self.run_
+        setup = self.setup
         files = {}
         origin = self.part(FakePeer(files))
         port = await origin.listen(ABSURD)
-        paths = [f"absurd-{n}.bin" for n in range(run.scale(4, 2))]
+        paths = [f"absurd-{n}.bin" for n in range(setup.scale(4, 2))]
         for path in paths:
             files[f"spp://{ABSURD}:{port}/{path}"] = FakeFile(
                 16 * TiB, 4 * MiB, "sha512"
@@ -287,9 +287,9 @@ class Absurd(Scenario):
         answers = await asyncio.gather(
             *[
                 curl(
-                    f"http://{VIEWER}:{run.viewer.port}/.spp/{ABSURD}:{port}/{path}",
+                    f"http://{VIEWER}:{setup.viewer.port}/.spp/{ABSURD}:{port}/{path}",
                     byteRange=(0, 1),
-                    timeout=run.args.ramp,
+                    timeout=setup.args.ramp,
                 )
                 for path in paths
             ]
@@ -304,8 +304,8 @@ class Lying(Scenario):
     name = "liar"
 
     async def run(self):
-        run = self.run_
-        second = run.second
+        setup = self.setup
+        second = setup.second
         await asyncio.to_thread(second.start)
         url = f"spp://{SECOND}:{second.port}/{LIAR_NAME}"
         plain = f"http://{SECOND}:{second.port}/{LIAR_NAME}"
@@ -316,7 +316,7 @@ class Lying(Scenario):
         # A player starts the file: the viewer opens it at the origin, which
         # introduces the liar; the liar also opens the file on the viewer.
         await self.play(plain, 0, "the start, the origin up")
-        await liar.dial(VIEWER, run.viewer.port, [codec.Open(1, url, fake.version)])
+        await liar.dial(VIEWER, setup.viewer.port, [codec.Open(1, url, fake.version)])
         await asyncio.sleep(1)
         # The origin goes away; the player seeks to blocks whose digests the
         # viewer has not been given yet, twice.
@@ -330,10 +330,10 @@ class Lying(Scenario):
         """
         A player reads a MiB of the file (all zeros) from C{start}.
         """
-        run = self.run_
+        setup = self.setup
         output = os.path.join(WORK, "liar.body")
         _, code, size = await curl(
-            url, run.proxy, (start, start + MiB), output, timeout=run.args.ramp / 4
+            url, setup.proxy, (start, start + MiB), output, timeout=setup.args.ramp / 4
         )
         with open(output, "rb") as f:
             got = f.read()
@@ -343,14 +343,14 @@ class Lying(Scenario):
 
     async def close(self):
         await super().close()
-        await asyncio.to_thread(self.run_.second.stop)
+        await asyncio.to_thread(self.setup.second.stop)
 
 
 class PeerList(Scenario):
     name = "peer list to a plain TCP service"
 
     async def run(self):
-        run = self.run_
+        setup = self.setup
         self.started = time.monotonic()
         service = self.part(PlainService())
         servicePort = await service.listen(PLAIN)
@@ -366,8 +366,8 @@ class PeerList(Scenario):
         )
         port = await origin.listen(FAKE)
         files[f"spp://{FAKE}:{port}/slow.bin"] = FakeFile(2**30, 256 * 1024)
-        gateway = f"http://{VIEWER}:{run.viewer.port}/.spp/{FAKE}:{port}/slow.bin"
-        self.spawn(curl(gateway, timeout=run.args.ramp + run.args.hold))
+        gateway = f"http://{VIEWER}:{setup.viewer.port}/.spp/{FAKE}:{port}/slow.bin"
+        self.spawn(curl(gateway, timeout=setup.args.ramp + setup.args.hold))
         await asyncio.sleep(1)
         self.ready.set()
         await asyncio.Event().wait()
@@ -381,12 +381,12 @@ class PeerList(Scenario):
         await super().close()
 
 
-# -- one run
+# -- the nodes of one attack
 
 
-class Run:
+class Setup:
     """
-    The nodes, the played file and the options of one benchmark run.
+    The nodes, the played file and the options of one attack.
     """
 
     def __init__(self, args, content, origin, viewer, second):
@@ -398,47 +398,47 @@ class Run:
         return quick if self.args.quick else full
 
 
-def attacks(run):
+def attacks(setup):
     """
     Every attack: its victim and how to make it.
     """
-    a = run.args
-    viewer, origin = run.viewer, run.origin
+    a = setup.args
+    viewer, origin = setup.viewer, setup.origin
     url = f"spp://{ORIGIN}:{origin.port}/{NAME}"
     return {
         "trickler": (
             "viewer",
             lambda: Trickler(
-                VIEWER, viewer.port, run.scale(100, 10), run.scale(200, 20)
+                VIEWER, viewer.port, setup.scale(100, 10), setup.scale(200, 20)
             ),
         ),
         "hoarder": (
             "origin",
-            lambda: Hoarder(ORIGIN, origin.port, url, run.scale(16, 4), 80),
+            lambda: Hoarder(ORIGIN, origin.port, url, setup.scale(16, 4), 80),
         ),
-        "absurd": ("viewer", lambda: Absurd(run)),
-        "liar": ("viewer", lambda: Lying(run)),
+        "absurd": ("viewer", lambda: Absurd(setup)),
+        "liar": ("viewer", lambda: Lying(setup)),
         "slowloris": (
             "viewer",
             lambda: Slowloris(
-                VIEWER, viewer.port, run.scale(1000, 100), a.line_interval
+                VIEWER, viewer.port, setup.scale(1000, 100), a.line_interval
             ),
         ),
         "post": (
             "viewer",
-            lambda: BigPost(VIEWER, viewer.port, 2, run.scale(200, 20) * MB),
+            lambda: BigPost(VIEWER, viewer.port, 2, setup.scale(200, 20) * MB),
         ),
-        "peerlist": ("viewer", lambda: PeerList(run)),
+        "peerlist": ("viewer", lambda: PeerList(setup)),
     }
 
 
-async def measure(run, name, victimName, make, probes):
+async def measure(setup, name, victimName, make, probes):
     """
     One attack: the victim before, during and after it, and the normal
     client idle and during it.
     """
-    args = run.args
-    victim = run.viewer if victimName == "viewer" else run.origin
+    args = setup.args
+    victim = setup.viewer if victimName == "viewer" else setup.origin
     probe = probes[victimName]
     await asyncio.sleep(args.settle)
     before = victimState(victim.pid)
@@ -495,29 +495,32 @@ async def measure(run, name, victimName, make, probes):
     return result
 
 
-async def attack(run, name):
+async def attack(setup, name):
     """
     The player plays the file (the viewer holds it), then C{name} attacks.
     """
     probes = {
         "viewer": Probe(
-            f"http://{ORIGIN}:{run.origin.port}/{NAME}", run.proxy, run.content, 1
+            f"http://{ORIGIN}:{setup.origin.port}/{NAME}", setup.proxy, setup.content, 1
         ),
         "origin": Probe(
-            f"http://{ORIGIN}:{run.origin.port}/.direct/{NAME}", None, run.content, 2
+            f"http://{ORIGIN}:{setup.origin.port}/.direct/{NAME}",
+            None,
+            setup.content,
+            2,
         ),
     }
     output = os.path.join(WORK, "played.bin")
-    _, code, size = await curl(probes["viewer"].url, run.proxy, output=output)
+    _, code, size = await curl(probes["viewer"].url, setup.proxy, output=output)
     with open(output, "rb") as f:
         played = f.read()
     os.remove(output)
-    if code != 200 or played != run.content:
+    if code != 200 or played != setup.content:
         raise RuntimeError(
             f"playing the file gave HTTP {code}, {size} bytes, not the file"
         )
-    victimName, make = attacks(run)[name]
-    return await measure(run, name, victimName, make, probes)
+    victimName, make = attacks(setup)[name]
+    return await measure(setup, name, victimName, make, probes)
 
 
 def node(name, interface, public=None):
@@ -545,7 +548,7 @@ def withNewNodes(args, content, public, liarPublic, name):
     try:
         for n in nodes[:2]:
             n.start()
-        result = asyncio.run(attack(Run(args, content, *nodes), name))
+        result = asyncio.run(attack(Setup(args, content, *nodes), name))
         for n in nodes[:2]:
             if n.process.poll() is not None:
                 raise RuntimeError(f"{n.name} exited:\n{n.logTail()}")
@@ -642,7 +645,9 @@ def main():
     parser.add_argument(
         "--quick", action="store_true", help="a short smoke run: weaker attacks"
     )
-    parser.add_argument("--only", default="", help="attacks to run, by name")
+    parser.add_argument(
+        "--only", default="", help="attacks to run, by name: " + ",".join(ATTACKS)
+    )
     parser.add_argument("--hold", type=float, help="seconds each attack holds")
     parser.add_argument(
         "--after", type=float, help="seconds after an attack before the last look"

@@ -119,9 +119,6 @@ class Attack:
             pass
         self.count("closed by the victim")
 
-    async def run(self):
-        raise NotImplementedError
-
     async def close(self):
         for task in list(self._tasks):
             task.cancel()
