@@ -469,7 +469,12 @@ async def measure(setup, name, victimName, make, probes):
     await asyncio.sleep(args.after)
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
-    after = victimState(victim.pid)
+    if victim.process.poll() is None:
+        after = victimState(victim.pid)
+    else:
+        log(f"{name}: the victim exited:\n{victim.logTail()}")
+        after = {"rss": 0, "fds": 0, "temp": 0}
+        peak["died"] = True
     result = {
         "victim": victimName,
         "ramp_s": round(ramp, 1),
@@ -548,11 +553,7 @@ def withNewNodes(args, content, public, liarPublic, name):
     try:
         for n in nodes[:2]:
             n.start()
-        result = asyncio.run(attack(Setup(args, content, *nodes), name))
-        for n in nodes[:2]:
-            if n.process.poll() is not None:
-                raise RuntimeError(f"{n.name} exited:\n{n.logTail()}")
-        return result
+        return asyncio.run(attack(Setup(args, content, *nodes), name))
     finally:
         for n in nodes:
             n.stop()
@@ -677,6 +678,8 @@ def main():
     args.hold = args.hold or (3.0 if args.quick else 10.0)
     args.after = args.after or (2.0 if args.quick else 5.0)
     args.samples = args.samples or (3 if args.quick else 7)
+    if args.samples < 1 or min(args.hold, args.after, args.ramp, args.settle) < 0:
+        sys.exit("abuse: --samples must be at least 1, and no time negative")
     if shutil.which("curl") is None:
         sys.exit("abuse: curl is not installed")
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(ATTACKS)
