@@ -111,6 +111,9 @@ MiB = 2**20
 LIAR_NAME = "liar.bin"
 LIAR_SIZE = 2 * 2**30
 LIAR_SEEK = 1536 * MiB
+# The peer list attack holds a minute (in a full run): a node should not
+# try an address that did not speak SPP every few seconds.
+PEERLIST_HOLD = 60.0
 ATTACKS = ("trickler", "hoarder", "absurd", "liar", "slowloris", "post", "peerlist")
 
 
@@ -367,7 +370,9 @@ class PeerList(Scenario):
         port = await origin.listen(FAKE)
         files[f"spp://{FAKE}:{port}/slow.bin"] = FakeFile(2**30, 256 * 1024)
         gateway = f"http://{VIEWER}:{setup.viewer.port}/.spp/{FAKE}:{port}/slow.bin"
-        self.spawn(curl(gateway, timeout=setup.args.ramp + setup.args.hold))
+        self.spawn(
+            curl(gateway, timeout=setup.args.ramp + holdFor(setup.args, "peerlist"))
+        )
         await asyncio.sleep(1)
         self.ready.set()
         await asyncio.Event().wait()
@@ -396,6 +401,15 @@ class Setup:
 
     def scale(self, full, quick):
         return quick if self.args.quick else full
+
+
+def holdFor(args, name):
+    """
+    How long attack C{name} holds at full strength.
+    """
+    if name == "peerlist" and not args.quick:
+        return max(args.hold, PEERLIST_HOLD)
+    return args.hold
 
 
 def attacks(setup):
@@ -457,9 +471,10 @@ async def measure(setup, name, victimName, make, probes):
         ready.cancel()
         ramp = time.monotonic() - started
         during, duringBad = await probe.samples(
-            args.samples, args.hold / max(1, args.samples)
+            args.samples, holdFor(args, name) / max(1, args.samples)
         )
-        await asyncio.sleep(max(0.0, started + ramp + args.hold - time.monotonic()))
+        end = started + ramp + holdFor(args, name)
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
         if task.done() and task.exception() is not None:
             error = repr(task.exception())
     finally:
@@ -601,12 +616,13 @@ def markdown(results, args, version, baseline):
         f"p2pd {version}. An origin (127.0.0.1) and a viewer (127.0.0.2, which "
         f"has played the {FILE_MB} MB file through its proxy), both with "
         f"`ulimit -n {FILE_LIMIT}`, new for each attack; each attack from "
-        "127.0.0.66 (see the script's docstring). RSS = VmRSS in MB (10^6 bytes) before, "
-        f"at the peak during, and {args.after:g} s after the attacker closed "
+        "127.0.0.66 (see the script's docstring). RSS = VmRSS in MB (10^6 "
+        f"bytes) before, at the peak during, and {args.after:g} s after the attacker closed "
         "everything; fds = the victim's open descriptors, the same way; first "
         "byte = median of a normal client's `curl -r` of 16 KiB at random "
         f"offsets ({args.samples} samples idle, then {args.samples} during "
-        f"the {args.hold:g} s the attack holds; through the viewer's proxy, "
+        f"the {args.hold:g} s the attack holds, {holdFor(args, 'peerlist'):g} s "
+        "for peerlist; through the viewer's proxy, "
         "or at the origin's HTTP side when the origin is the victim), in ms; "
         "bad = those samples that failed or had a wrong byte. Targets: RSS "
         f"after within {TARGET_RSS_MB} MB of before; first byte during within "
