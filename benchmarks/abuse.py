@@ -275,7 +275,10 @@ class Scenario(Attack):
 
 
 class Absurd(Scenario):
-    name = "absurd origin"
+    """
+    A fake origin announcing 16 TiB files with 4 MiB blocks and sha512, each
+    fetched through the viewer's gateway with C{curl -r 0-0}.
+    """
 
     async def run(self):
         setup = self.setup
@@ -304,7 +307,11 @@ class Absurd(Scenario):
 
 
 class Lying(Scenario):
-    name = "liar"
+    """
+    A L{Liar} in every position: introduced by the origin, opening the file
+    on the viewer unsolicited, and the only authority left once the origin
+    has gone.
+    """
 
     async def run(self):
         setup = self.setup
@@ -350,7 +357,10 @@ class Lying(Scenario):
 
 
 class PeerList(Scenario):
-    name = "peer list to a plain TCP service"
+    """
+    A fake origin, serving slowly so that the viewer keeps asking it for
+    peers, whose peer list names a L{PlainService}.
+    """
 
     async def run(self):
         setup = self.setup

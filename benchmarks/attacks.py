@@ -57,8 +57,6 @@ class Attack:
     A set of connections (and servers) opened by one attack.
     """
 
-    name = "?"
-
     def __init__(self):
         self.ready = asyncio.Event()
         self.counters = {}
@@ -139,7 +137,6 @@ class Trickler(Attack):
     frame), C{beforeHello} as their Hello.
     """
 
-    name = "trickler"
     CHUNK = 256 * 1024
     INTERVAL = 0.05
 
@@ -157,6 +154,7 @@ class Trickler(Attack):
         kind = codec.Block.TYPE if greeted else codec.Hello.TYPE
         start = codec.MAGIC + (hello() if greeted else b"")
         writer.write(start + _LENGTH.pack(codec.MAX_FRAME) + bytes([kind]))
+        # The frame's length counts its type byte, sent: all but one byte.
         left = codec.MAX_FRAME - 2
         chunk = bytes(self.CHUNK)
         try:
@@ -185,8 +183,6 @@ class Hoarder(Attack):
     SPP connections that each open one file C{handles} times, ask one block
     of every handle and keep every handle open.
     """
-
-    name = "handle hoarder"
 
     def __init__(self, host, port, url, connections, handles):
         super().__init__()
@@ -367,8 +363,6 @@ class Liar(FakePeer):
     (every byte 0xAA) and their digests.
     """
 
-    name = "liar"
-
     async def register(self, host, port, url):
         """
         Open the file at its origin and ask for peers, so that the origin
@@ -404,7 +398,6 @@ class PlainService(Attack):
     the connections it is offered.
     """
 
-    name = "plain TCP service"
     BANNER = b"SSH-2.0-OpenSSH_9.2p1\r\n"
 
     async def listen(self, host):
@@ -421,8 +414,6 @@ class Slowloris(Attack):
     HTTP connections that send a request's headers one line every
     C{interval} seconds, never ending them.
     """
-
-    name = "slow headers"
 
     def __init__(self, host, port, connections, interval):
         super().__init__()
@@ -467,7 +458,6 @@ class BigPost(Attack):
     full speed until the victim answers or closes.
     """
 
-    name = "big POST"
     CHUNK = 1024 * 1024
 
     def __init__(self, host, port, count, size):
