@@ -582,6 +582,7 @@ def withNewNodes(args, content, public, liarPublic, name):
     finally:
         for n in nodes:
             n.stop()
+            shutil.rmtree(n.cacheDir, ignore_errors=True)
 
 
 # -- the report
