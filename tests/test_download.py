@@ -472,6 +472,22 @@ class RecentBlocksTests(SynchronousTestCase):
         self.assertEqual(len(download._recent), 4)
         self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
 
+    def test_lastReaderClosedFreesMemory(self):
+        """
+        Once its last reader closes, a download keeps no block in memory
+        (with 4 MiB blocks that is megabytes a download nobody plays would
+        hold); a new reader is served from the store.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        reader = download.read(0)
+        self.assertEqual(self.successResultOf(readAll(reader)), content)
+        self.assertNotEqual(len(download._recent), 0)
+        reader.close()
+        self.assertEqual(len(download._recent), 0)
+        self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
+
 
 class DigestTests(SynchronousTestCase):
     def test_allDigestsEarly(self):

@@ -326,6 +326,10 @@ class Download:
 
     def _readerClosed(self, reader: Reader) -> None:
         self.readers.discard(reader)
+        if not self.readers:
+            # Nobody plays it now: its blocks in memory (megabytes for large
+            # blocks) go back, and are read from the store if asked again.
+            self._recent.clear()
         self._schedule()
 
     def _have(self, index: int) -> bool:
