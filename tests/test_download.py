@@ -488,6 +488,25 @@ class RecentBlocksTests(SynchronousTestCase):
         self.assertEqual(len(download._recent), 0)
         self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
 
+    def test_desertedFetchesNothing(self):
+        """
+        A download whose readers have all closed asks for nothing more, not
+        even the head and tail it fetches early for a player; a new reader
+        brings them back.
+        """
+        download, content, meta, clock = makeDownload()
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(20 * BLOCK, 21 * BLOCK).close()
+        origin.answerAll()
+        asked = len(origin.requested)
+        clock.advance(dl.CHECK_INTERVAL * 4)
+        self.assertEqual(origin.requested[asked:], [])
+        self.assertFalse(download.store.has(0))
+        download.read(5 * BLOCK, 6 * BLOCK)
+        self.assertIn(0, origin.requested[asked:])
+
 
 class DigestTests(SynchronousTestCase):
     def test_allDigestsEarly(self):

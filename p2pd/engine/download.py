@@ -229,6 +229,8 @@ class Download:
         # What readers want: their blocks, and the (urgency, block) pairs
         # and the blocks that follow from them (blocks asked for are kept).
         self._plan: tuple[object, list[tuple[int, int]], set[int]] = (None, [], set())
+        # Every reader it had has closed: it fetches nothing for itself.
+        self._deserted = False
         # Whether a reader has moved since the last scheduling pass.
         self._moved = False
         # Blocks just verified or read, so readers close behind the download
@@ -321,6 +323,7 @@ class Download:
         """
         reader = Reader(self, start, self.meta.size if stop is None else stop)
         self.readers.add(reader)
+        self._deserted = False
         self._schedule()
         return reader
 
@@ -328,8 +331,10 @@ class Download:
         self.readers.discard(reader)
         if not self.readers:
             # Nobody plays it now: its blocks in memory (megabytes for large
-            # blocks) go back, and are read from the store if asked again.
+            # blocks) go back, and are read from the store if asked again;
+            # nor are its head and tail fetched any more.
             self._recent.clear()
+            self._deserted = True
         self._schedule()
 
     def _have(self, index: int) -> bool:
@@ -414,11 +419,12 @@ class Download:
                 if reader.position < reader.stop
             ),
             self._unstored,
+            self._deserted,
         )
         if key == self._plan[0]:
             return self._plan[1]
         readahead = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
-        if self._unstored:
+        if self._unstored or self._deserted:
             window, edges = self._recentBlocks, []
         else:
             window, edges = readahead, self._edges
