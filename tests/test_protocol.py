@@ -29,16 +29,14 @@ from p2pd.engine.interfaces import (
     SPPError,
 )
 from p2pd.engine.meta import FileMeta
-from p2pd.spp import codec, protocol
+from p2pd.spp import answering, codec
+from p2pd.spp.answering import MAX_OPEN_FILES, MAX_PENDING_REQUESTS
+from p2pd.spp.asking import ConnectionGone, RemoteFile
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.protocol import (
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
-    MAX_OPEN_FILES,
-    MAX_PENDING_REQUESTS,
-    ConnectionGone,
-    RemoteFile,
     SPPFactory,
     SPPProtocol,
 )
@@ -325,7 +323,7 @@ class FakesTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IServedFile, FakeServedFile()))
         wire = ready(initiator=True)
         remote = RemoteFile(wire.protocol, 1)
-        remote._opened(FileMeta(URL, 1, BLOCK, "sha256", "v"), True)
+        remote.opened(FileMeta(URL, 1, BLOCK, "sha256", "v"), True)
         self.assertTrue(verifyObject(ISource, remote))
 
     def test_factory(self) -> None:
@@ -934,7 +932,7 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         C{MAX_UNREAD} bytes were written since it last read; a peer that
         reads in between is not.
         """
-        self.patch(protocol, "MAX_UNREAD", 1000)
+        self.patch(answering, "MAX_UNREAD", 1000)
         wire, served = serving()
         missing = codec.Open(0, "spp://origin:1111/nothing", "")
         producer = wire.transport.producer
