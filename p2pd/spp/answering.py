@@ -227,7 +227,9 @@ class Answerer:
         served = self._servedFile(message)
         if served is None:
             return
-        peers = served.peers(self.connection.remoteHost, self.connection.remoteListenPort)
+        peers = served.peers(
+            self.connection.remoteHost, self.connection.remoteListenPort
+        )
         self._send(codec.Peers(message.request, tuple(peers[: codec.MAX_PEERS])))
 
     def _answering(self) -> int:
@@ -252,7 +254,9 @@ class Answerer:
         if self._servedFile(message) is None:
             return
         if self._answering() >= MAX_PENDING_REQUESTS:
-            self._send(codec.Error(message.request, ErrorCode.BUSY, "too many requests"))
+            self._send(
+                codec.Error(message.request, ErrorCode.BUSY, "too many requests")
+            )
             return
         self._uploads.append(message)
         self.pump()

@@ -335,9 +335,7 @@ class Asker:
                 raise ValueError(f"digest size {meta.digestSize}")
         except ValueError:
             self.connection.send(codec.Close(handle))
-            outgoing.deferred.errback(
-                SPPError(ErrorCode.BAD_REQUEST, "unknown digest")
-            )
+            outgoing.deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "unknown digest"))
             return
         if request.version and request.version != message.version:
             self.connection.send(codec.Close(handle))
@@ -381,9 +379,7 @@ class Asker:
         first = request.first
         expected = min(request.count, meta.blocks - first) * meta.digestSize
         if message.first != first or len(message.digests) != expected:
-            outgoing.deferred.errback(
-                SPPError(ErrorCode.BAD_REQUEST, "wrong digests")
-            )
+            outgoing.deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "wrong digests"))
             raise SPPError(ErrorCode.BAD_REQUEST, "digests are not what was asked")
         outgoing.deferred.callback(message.digests)
 
