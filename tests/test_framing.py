@@ -6,10 +6,13 @@ and as an SPP connection reads them.
 
 import struct
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.spp import codec
 from p2pd.spp.codec import ErrorCode
+from p2pd.spp.framing import HEADER, FrameReader, FrameTooLarge, frameHeader
 from tests.test_protocol import (
     BLOCK,
     URL,
@@ -21,6 +24,141 @@ from tests.test_protocol import (
     ready,
     serving,
 )
+
+SMALL = 100
+LARGE = 1000
+LARGE_TYPE = 9
+
+
+class Limits:
+    """
+    Frames of up to L{SMALL} bytes of any type, and of up to L{LARGE} bytes
+    of type L{LARGE_TYPE}.
+    """
+
+    def smallFrameLimit(self) -> int:
+        return SMALL
+
+    def largeFrameAllowed(self, length: int, kind: int | None) -> bool:
+        return length <= LARGE and kind in (None, LARGE_TYPE)
+
+
+def framed(body: bytes) -> bytes:
+    """
+    C{body} with its length prefix.
+    """
+    return len(body).to_bytes(HEADER, "big") + body
+
+
+def feedAll(reader: FrameReader, data: bytes) -> list[bytes]:
+    """
+    The bodies of the frames C{data} completes, copied.
+    """
+    return [bytes(body) for body in reader.feed(data)]
+
+
+bodies = st.one_of(
+    st.binary(max_size=SMALL),
+    st.binary(min_size=1, max_size=LARGE).map(lambda b: bytes([LARGE_TYPE]) + b[1:]),
+)
+
+
+class FrameReaderTests(SynchronousTestCase):
+    """
+    L{FrameReader} on its own, with limits that do not change.
+    """
+
+    @given(st.lists(bodies, max_size=10), st.lists(st.integers(1, 300), max_size=30))
+    def test_anyChunking(self, frames: list[bytes], cuts: list[int]) -> None:
+        """
+        However a stream of frames is cut into reads, each frame comes out
+        once, whole and in order, and the reader holds no more than a
+        frame's bytes.
+        """
+        reader = FrameReader(Limits())
+        stream = b"".join(framed(body) for body in frames)
+        got: list[bytes] = []
+        position = 0
+        for cut in [*cuts, len(stream)]:
+            chunk = stream[position : position + cut]
+            position += len(chunk)
+            got += feedAll(reader, chunk)
+            self.assertLessEqual(len(reader.buffer), HEADER + LARGE)
+        self.assertEqual(got, frames)
+        self.assertEqual(reader.buffer, b"")
+
+    @given(st.binary(max_size=2000), st.integers(1, 64))
+    def test_anyBytes(self, stream: bytes, chunk: int) -> None:
+        """
+        Whatever comes, the reader hands out frames within the limits or
+        raises L{FrameTooLarge}, and holds no more than the largest frame.
+        """
+        reader = FrameReader(Limits())
+        try:
+            for start in range(0, len(stream), chunk):
+                for body in reader.feed(stream[start : start + chunk]):
+                    self.assertLessEqual(len(body), LARGE)
+                    if len(body) > SMALL:
+                        self.assertEqual(body[0], LARGE_TYPE)
+                self.assertLessEqual(len(reader.buffer), HEADER + LARGE)
+        except FrameTooLarge as e:
+            self.assertGreater(e.length, SMALL)
+
+    def test_smallLimit(self) -> None:
+        """
+        A frame of the small limit, of any type, comes out; one byte more
+        of another type is refused at its type byte.
+        """
+        reader = FrameReader(Limits())
+        self.assertEqual(feedAll(reader, framed(b"\x01" * SMALL)), [b"\x01" * SMALL])
+        self.assertEqual(feedAll(reader, frameHeader(SMALL + 1, 1)[:HEADER]), [])
+        self.assertEqual(len(reader.buffer), HEADER)
+        error = self.assertRaises(FrameTooLarge, feedAll, reader, b"\x01")
+        self.assertEqual(error.length, SMALL + 1)
+        self.assertEqual(reader.buffer, b"")
+
+    def test_largeLimit(self) -> None:
+        """
+        A frame of the type allowed more comes out up to its limit; one
+        byte more is refused at its length, before its type byte.
+        """
+        reader = FrameReader(Limits())
+        body = bytes([LARGE_TYPE]) * LARGE
+        self.assertEqual(feedAll(reader, framed(body)), [body])
+        self.assertRaises(
+            FrameTooLarge, feedAll, reader, (LARGE + 1).to_bytes(HEADER, "big")
+        )
+
+    def test_costsWhatArrived(self) -> None:
+        """
+        A frame still arriving holds the bytes that arrived, not the length
+        it announces.
+        """
+        reader = FrameReader(Limits())
+        self.assertEqual(feedAll(reader, frameHeader(LARGE, LARGE_TYPE)), [])
+        self.assertEqual(feedAll(reader, b"x" * 10), [])
+        self.assertEqual(len(reader.buffer), HEADER + 1 + 10)
+        reader.clear()
+        self.assertEqual(reader.buffer, b"")
+
+    def test_stopEarly(self) -> None:
+        """
+        A reader that stops taking frames, as a closed connection does,
+        keeps none of the rest of the stream.
+        """
+        reader = FrameReader(Limits())
+        stream = framed(b"\x01") + framed(b"\x02") + framed(b"\x03")[:3]
+        for body in reader.feed(stream):
+            self.assertEqual(bytes(body), b"\x01")
+            break
+        self.assertEqual(reader.buffer, b"")
+        self.assertEqual(feedAll(reader, framed(b"\x04")), [b"\x04"])
+
+    def test_frameHeader(self) -> None:
+        """
+        L{frameHeader} is the length prefix and the type byte.
+        """
+        self.assertEqual(frameHeader(258, 9), b"\x00\x00\x01\x02\x09")
 
 
 class FramingTests(SynchronousTestCase, ErrorAssertions):
