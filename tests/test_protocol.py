@@ -9,6 +9,7 @@ L{tests.test_framing}.
 
 import gc
 import hashlib
+import re
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,8 +41,10 @@ from p2pd.spp.protocol import (
     KEEPALIVE_INTERVAL,
     SPPFactory,
     SPPProtocol,
+    State,
 )
 from tests.helpers import FakeTransport, connectedServerAndClient
+from tests.test_spec import SPEC, _section
 
 BLOCK = codec.MIN_BLOCK_SIZE
 URL = "spp://origin:1111/movie.ts"
@@ -344,6 +347,29 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
     """
     The magic, the Hello exchange and the version and identity checks.
     """
+
+    def test_statesAsSpecified(self) -> None:
+        """
+        The connection's states are those docs/protocol.md draws, and each
+        side goes through them in the order drawn.
+        """
+        section = _section(SPEC.getContent().decode("utf-8"), "Connection states")
+        drawing = section.split("```")[1]
+        self.assertEqual(
+            set(re.findall(r"\b[A-Z][A-Z_]*[A-Z]\b", drawing)), {s.name for s in State}
+        )
+        responder = Wire()
+        self.assertIs(responder.protocol.state, State.CONNECTED)
+        responder.feedRaw(codec.MAGIC)
+        self.assertIs(responder.protocol.state, State.AWAIT_HELLO)
+        responder.feed(THEIR_HELLO)
+        self.assertIs(responder.protocol.state, State.READY)
+        responder.lose()
+        self.assertIs(responder.protocol.state, State.CLOSED)
+        initiator = Wire(initiator=True)
+        self.assertIs(initiator.protocol.state, State.AWAIT_HELLO)
+        initiator.feed(THEIR_HELLO)
+        self.assertIs(initiator.protocol.state, State.READY)
 
     def test_noDelay(self) -> None:
         """
