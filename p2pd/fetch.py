@@ -33,9 +33,10 @@ from p2pd import __version__
 from p2pd.engine.download import DownloadFailed
 from p2pd.engine.interfaces import SPPError
 from p2pd.engine.node import Node
+from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.connector import TCPConnector
-from p2pd.spp.protocol import ConnectionGone, SPPFactory
+from p2pd.spp.protocol import SPPFactory
 from p2pd.spp.url import BadURL, parse
 from p2pd.store.cache import BlockCache
 

@@ -1,6 +1,6 @@
 """
 Tests for the bounds no peer can push a node past: the memory an SPP
-connection holds for frames still arriving (L{p2pd.spp.protocol}) and the
+connection holds for frames still arriving (L{p2pd.spp.framing}) and the
 descriptors of files served to peers (L{p2pd.engine.serving}).
 
 Each limit is tested just at it and just past it.
@@ -299,7 +299,7 @@ class PartialFrameTests(SynchronousTestCase):
         wire.feedRaw(header(codec.MAX_FRAME, codec.Block.TYPE))
         wire.feedRaw(b"\x00" * 3000, chunk=1)
         self.assertEqual(wire.protocol.bufferedBytes, 5 + 3000)
-        self.assertLess(sys.getsizeof(wire.protocol._partial), 2 * 3005)
+        self.assertLess(sys.getsizeof(wire.protocol.frames.buffer), 2 * 3005)
 
     def test_releasedOnClose(self) -> None:
         """

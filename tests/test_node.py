@@ -40,8 +40,9 @@ from p2pd.engine.node import (
     PeerBackoff,
 )
 from p2pd.engine.tracker import Tracker
+from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.codec import ErrorCode, Peer
-from p2pd.spp.protocol import ConnectionGone, SPPFactory, SPPProtocol
+from p2pd.spp.protocol import SPPFactory, SPPProtocol
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory

@@ -10,7 +10,7 @@ import typing
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pd.spp import codec, protocol
+from p2pd.spp import answering, codec, protocol
 from p2pd.spp.codec import ErrorCode
 
 SPEC = FilePath(__file__).parent().parent().child("docs").child("protocol.md")
@@ -59,7 +59,8 @@ def _size(text: str) -> int:
 
 class SpecTests(SynchronousTestCase):
     """
-    docs/protocol.md matches L{p2pd.spp.codec} and L{p2pd.spp.protocol}.
+    docs/protocol.md matches L{p2pd.spp.codec}, L{p2pd.spp.protocol} and
+    L{p2pd.spp.answering}.
     """
 
     def setUp(self) -> None:
@@ -115,7 +116,7 @@ class SpecTests(SynchronousTestCase):
         self.assertEqual(_size(limits["Have ranges per frame"]), codec.MAX_HAVE_RANGES)
         self.assertEqual(_size(limits["peers per answer"]), codec.MAX_PEERS)
         self.assertEqual(
-            _size(limits["open handles per connection"]), protocol.MAX_OPEN_FILES
+            _size(limits["open handles per connection"]), answering.MAX_OPEN_FILES
         )
         self.assertEqual(
             _size(
@@ -123,7 +124,7 @@ class SpecTests(SynchronousTestCase):
                     0
                 ]
             ),
-            protocol.MAX_PENDING_REQUESTS,
+            answering.MAX_PENDING_REQUESTS,
         )
 
     def test_digestLimits(self) -> None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_connector -*-
+# -*- test-case-name: tests.test_authority -*-
 """
 Opening SPP connections to other nodes over TCP.
 """
