@@ -73,7 +73,9 @@ def send(agent: IAgent, request: http.Request) -> "defer.Deferred[IResponse]":
     return agent.request(request.method, request.uri, headers, body)
 
 
-def relay(request: server.Request, response: IResponse) -> "defer.Deferred[None] | None":
+def relay(
+    request: server.Request, response: IResponse
+) -> "defer.Deferred[None] | None":
     """
     Answer C{request} with C{response}: its status, end-to-end headers and
     body.
