@@ -1368,6 +1368,39 @@ class ForwardTests(SynchronousTestCase):
         self.assertEqual(response.status, 502)
         self.assertEqual(response.body, b"the origin refused the connection\n")
 
+    def test_originUnreachableCached(self):
+        """
+        A forwarded request whose origin cannot be reached, for a file the
+        cache holds, is answered from that copy over the download engine.
+        """
+        self.proxy.config.learn("127.0.0.5", 8080, False)
+        self.proxy.node.pending = False
+        url = "spp://127.0.0.5:8080/movie.ts"
+        self.proxy.node.copies.add(url)
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/movie.ts"))
+        _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        self.proxy.reactor.advance(1)
+        (response,) = parseResponses(transport.value())
+        self.assertEqual((response.status, response.body), (200, CONTENT))
+        self.assertEqual(self.proxy.node.urls, [url])
+
+    def test_originUnreachableNotCached(self):
+        """
+        Without a cached copy, the same request gets 502 and nothing is
+        opened over SPP.
+        """
+        self.proxy.config.learn("127.0.0.5", 8080, False)
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/movie.ts"))
+        _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        self.proxy.reactor.advance(1)
+        (response,) = parseResponses(transport.value())
+        self.assertEqual(response.status, 502)
+        self.assertEqual(self.proxy.node.urls, [])
+
     def test_truncatedAnswer(self):
         """
         An answer cut short by the origin is not passed on as complete: the
