@@ -139,12 +139,12 @@ class FirstContact:
     def __init__(
         self,
         clock: IReactorTime,
-        open: Callable[[], "defer.Deferred[Download]"],
+        openSPP: Callable[[], "defer.Deferred[Download]"],
         forward: Callable[[], "defer.Deferred[IResponse]"],
         learn: Callable[[bool], None],
     ) -> None:
         """
-        @param open: opens the file over SPP.
+        @param openSPP: opens the file over SPP.
         @param forward: sends the forwarded request.
         @param learn: told whether the host is a p2pd node, once known.
         """
@@ -158,7 +158,7 @@ class FirstContact:
         self._openFailure: Failure | None = None
         self._forwardFailure: Failure | None = None
         self._grace = clock.callLater(FIRST_CONTACT_GRACE, self._handle, E.GRACE_OVER)
-        open().addCallbacks(self._opened, self._openFailed)
+        openSPP().addCallbacks(self._opened, self._openFailed)
 
     def _opened(self, download: Download) -> None:
         self._download = download
