@@ -34,6 +34,7 @@ from p2pd.spp.protocol import SPPFactory
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
+from p2pd.twistedinternals import listening, raiseListenErrors
 from p2pd.web.access import Access, resolverFor
 from p2pd.web.channel import NodeChannel
 from p2pd.web.proxy import NodeRequest, ProxyConfig
@@ -377,12 +378,12 @@ class ListenerService(StreamServerEndpointService):
     """
 
     _log = Logger()
-    _raiseSynchronously = True
 
     def __init__(
         self, endpoint: Any, factory: Any, description: str, node: Node
     ) -> None:
         super().__init__(endpoint, factory)
+        raiseListenErrors(self)
         self.description = description
         self.node = node
 
@@ -396,8 +397,7 @@ class ListenerService(StreamServerEndpointService):
             # A UNIX socket's lock file, a port past 65535.
             reason = getattr(e, "strerror", None) or str(e)
             raise SystemExit(f"p2pd: cannot listen on {self.description}: {reason}")
-        assert self._waitingForPort is not None
-        self._waitingForPort.addCallback(self._announce)
+        listening(self).addCallback(self._announce)
 
     def _announce(self, port: IListeningPort) -> IListeningPort:
         address = port.getHost()

@@ -36,13 +36,9 @@ from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import parse
 from p2pd.tap import NodeSite
 from p2pd.web.access import Access
-from p2pd.web.proxy import (
-    _HOP_BY_HOP,
-    FIRST_CONTACT_GRACE,
-    NodeRequest,
-    ProxyConfig,
-    _endToEnd,
-)
+from p2pd.web.firstcontact import FIRST_CONTACT_GRACE
+from p2pd.web.forward import HOP_BY_HOP, endToEnd
+from p2pd.web.proxy import NodeRequest, ProxyConfig
 from tests.fakes import MemoryStore
 
 BLOCK = 16 * 1024
@@ -123,17 +119,17 @@ class FakeNode:
     L{Download} per URL, made on the first C{download(url)}.
 
     @ivar urls: every URL asked for, in order.
+    @ivar copies: the URLs whose files the cache holds.
     @ivar failure: if set, what every C{download} fails with.
     @ivar pending: if set, C{download} returns Deferreds that the test
         fires (they are collected in C{waiting}).
     """
 
-    cache = None
-
     def __init__(self, content: bytes = CONTENT, auto: bool = True) -> None:
         self.content = content
         self.auto = auto
         self.urls: list[str] = []
+        self.copies: set[str] = set()
         self.downloads: dict[str, Download] = {}
         self.origins: dict[str, FakeOrigin] = {}
         self.failure: Exception | None = None
@@ -153,6 +149,9 @@ class FakeNode:
             self.waiting.append(d)
             return d
         return defer.succeed(self.make(key))
+
+    def hasCopy(self, url: str) -> bool:
+        return url in self.copies
 
     def make(self, key: str) -> Download:
         """
@@ -806,7 +805,7 @@ class AccessTests(SynchronousTestCase):
 
 class EndToEndTests(SynchronousTestCase):
     """
-    L{_endToEnd}: the headers a proxy passes on.
+    L{p2pd.web.forward.endToEnd}: the headers a proxy passes on.
     """
 
     @settings(deadline=None, max_examples=200)
@@ -847,10 +846,10 @@ class EndToEndTests(SynchronousTestCase):
         for name, value in pairs:
             if name.lower() in (b"connection", b"proxy-connection"):
                 named |= {t.strip().lower() for t in value.split(b",")}
-        kept = _endToEnd(headers)
+        kept = endToEnd(headers)
         for name, values in headers.getAllRawHeaders():
             lower = name.lower()
-            if lower in _HOP_BY_HOP or lower in named:
+            if lower in HOP_BY_HOP or lower in named:
                 self.assertFalse(kept.hasHeader(name), name)
             else:
                 self.assertEqual(kept.getRawHeaders(name), values)
@@ -1368,6 +1367,39 @@ class ForwardTests(SynchronousTestCase):
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.status, 502)
         self.assertEqual(response.body, b"the origin refused the connection\n")
+
+    def test_originUnreachableCached(self):
+        """
+        A forwarded request whose origin cannot be reached, for a file the
+        cache holds, is answered from that copy over the download engine.
+        """
+        self.proxy.config.learn("127.0.0.5", 8080, False)
+        self.proxy.node.pending = False
+        url = "spp://127.0.0.5:8080/movie.ts"
+        self.proxy.node.copies.add(url)
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/movie.ts"))
+        _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        self.proxy.reactor.advance(1)
+        (response,) = parseResponses(transport.value())
+        self.assertEqual((response.status, response.body), (200, CONTENT))
+        self.assertEqual(self.proxy.node.urls, [url])
+
+    def test_originUnreachableNotCached(self):
+        """
+        Without a cached copy, the same request gets 502 and nothing is
+        opened over SPP.
+        """
+        self.proxy.config.learn("127.0.0.5", 8080, False)
+        channel, transport = self.proxy.connect()
+        channel.dataReceived(get("http://127.0.0.5:8080/movie.ts"))
+        _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        self.proxy.reactor.advance(1)
+        (response,) = parseResponses(transport.value())
+        self.assertEqual(response.status, 502)
+        self.assertEqual(self.proxy.node.urls, [])
 
     def test_truncatedAnswer(self):
         """

@@ -596,6 +596,13 @@ class Node:
     def downloads(self) -> list[Download]:
         return [s.download for s in self._swarms.values()]
 
+    def hasCopy(self, url: str) -> bool:
+        """
+        Whether the cache holds a version of C{url}: its download then
+        starts even while the origin is unreachable.
+        """
+        return self.cache is not None and self.cache.find(url) is not None
+
     def stop(self) -> None:
         """
         Close every download (the node is shutting down).

@@ -19,9 +19,8 @@ connection closed, before a byte of the body is read or stored.
 
 Twisted's channel stores a body (in a temporary file past 100 KB) before
 the request is processed; the decision is taken in C{allHeadersReceived},
-the last step before the body. This module is the one that leans on the
-channel's private C{_command}, C{_path} and C{_buffer}:
-tests.test_http_abuse fails loudly if they change.
+the last step before the body, from the request line the channel keeps
+privately (read through L{p2pd.twistedinternals}).
 """
 
 from typing import Any
@@ -34,6 +33,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 
 from p2pd import __version__
+from p2pd.twistedinternals import bytesWaiting, requestLine
 
 # Seconds for a request's line and headers to arrive, whatever the pace.
 HEADER_DEADLINE = 20.0
@@ -113,7 +113,7 @@ class NodeChannel(http.HTTPChannel):
             seconds=HEADER_DEADLINE,
         )
         # Bytes of a pipelined request wait in the line buffer unseen.
-        if self._partial or self._buffer:
+        if self._partial or bytesWaiting(self):
             self._write(http.REQUEST_TIMEOUT, "request headers too slow", head=False)
         self._refused = True
         self.timeoutConnection()
@@ -123,8 +123,7 @@ class NodeChannel(http.HTTPChannel):
         Why the body of the request whose headers just arrived must not be
         read, as an HTTP status and message; None to read it.
         """
-        method = self._command
-        target = self._path
+        method, target = requestLine(self)
         proxy = getattr(self.site, "proxy", None)  # type: ignore[attr-defined]
         if proxy is None or not target.lower().startswith(b"http://"):
             if method in (b"GET", b"HEAD"):
@@ -154,7 +153,7 @@ class NodeChannel(http.HTTPChannel):
             code=code,
             why=message,
         )
-        self._write(code, message, head=self._command == b"HEAD")
+        self._write(code, message, head=requestLine(self)[0] == b"HEAD")
         self._refused = True
         self.persistent = False
         self.loseConnection()

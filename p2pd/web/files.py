@@ -7,8 +7,6 @@ The body is written by a pull producer, so however slowly a client reads,
 the server holds at most one read buffer of the file in memory.
 """
 
-from typing import Any
-
 from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from twisted.web import http
@@ -20,18 +18,8 @@ from zope.interface import implementer
 
 from p2pd.mediatypes import contentType
 from p2pd.store.published import NotPublished, PublishedFile
+from p2pd.twistedinternals import sendWholeWrites
 from p2pd.web import ranges
-
-
-def sendWholeWrites(request: Any, size: int) -> None:
-    """
-    Let the request's TCP transport send C{size} bytes per C{send()}: it
-    sends at most 128 KiB by default, so a larger write costs several
-    reactor turns (measured on published files: 1.27-1.36x static.File).
-    """
-    transport = getattr(getattr(request, "channel", None), "transport", None)
-    if getattr(transport, "SEND_LIMIT", size) < size:
-        transport.SEND_LIMIT = size  # type: ignore[union-attr]
 
 
 @implementer(IPullProducer)
@@ -41,7 +29,9 @@ class FileProducer(SingleRangeStaticProducer):
     buffer each time the transport asks for more.
 
     Twisted's default buffer (64 KiB) costs a reactor turn per 64 KiB; a
-    larger one moves bulk data with fewer turns while staying small.
+    larger one moves bulk data with fewer turns while staying small, once
+    the transport sends it whole (measured on published files: 1.27-1.36x
+    static.File).
     """
 
     bufferSize = 256 * 1024

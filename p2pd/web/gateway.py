@@ -24,6 +24,7 @@ from p2pd.engine.download import Download
 from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
 from p2pd.spp.url import BadURL, parse
+from p2pd.twistedinternals import requestGone
 from p2pd.web import stream
 from p2pd.web.access import Access
 
@@ -58,7 +59,7 @@ def serve(request: Request, node: Any, url: str, access: Access) -> bytes | int:
     own = getattr(request.getHost(), "host", "")
 
     def judged(refusal: str | None) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
+        if requestGone(request):
             return
         if refusal is not None:
             _log.info("gateway refused {url}: {why}", url=url, why=refusal)
@@ -74,7 +75,7 @@ def _fetch(request: Request, node: Any, url: str) -> None:
     name = url.rsplit("/", 1)[-1]
 
     def started(download: Download) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
+        if requestGone(request):
             return
         body = stream.respond(request, download, name)
         if body is not NOT_DONE_YET:
@@ -90,7 +91,7 @@ def _fetch(request: Request, node: Any, url: str) -> None:
             return
         code, message = stream.failureStatus(reason)
         _log.info("{url}: {code} {message}", url=url, code=code, message=message)
-        if request.finished or getattr(request, "_disconnected", False):
+        if requestGone(request):
             return
         _respond(request, code, message)
 

@@ -6,69 +6,48 @@ SPP content as if it were plain HTTP.
 An absolute-URI request for a p2pd node (its playlist URL, its C{/.direct/}
 fallback URL, or an C{spp://} URL) is served from the download engine: the
 bytes come over SPP from the origin, caches and other viewers, verified. Any
-other http URL is forwarded as an ordinary proxy does, so setting
-C{http_proxy} for a player breaks nothing else.
+other http URL is forwarded as an ordinary proxy does (L{p2pd.web.forward}),
+so setting C{http_proxy} for a player breaks nothing else.
 
 A node is known to be a p2pd node from its C{/.direct/} URLs, from
 opening the file over SPP, or from the C{Server: p2pd/...} header of a
 forwarded answer. The first request for a file of a C{host:port} not known
-either way is opened over SPP and, unless that has succeeded within
-FIRST_CONTACT_GRACE or failed before, forwarded: whichever answers first
-decides. A p2pd node nearby then starts its content as fast as if it were
-known, without a forwarded request competing for the first block, and an
-ordinary site's first request in an hour waits at most 20 ms. What is
+either way is a first contact (L{p2pd.web.firstcontact}): opened over SPP
+and, unless that succeeds within a short grace, forwarded too. What is
 learned is remembered for an hour, so an ordinary site sees one SPP attempt
 an hour.
 """
 
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
-from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
-from twisted.web.client import (
-    URI,
-    Agent,
-    FileBodyProducer,
-    HTTPConnectionPool,
-    ResponseDone,
-)
-from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IResponse
 from twisted.web.proxy import ProxyRequest
-from zope.interface import implementer
 
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
-from p2pd.spp.connector import endpointFor
-from p2pd.web import stream
+from p2pd.twistedinternals import requestGone
+from p2pd.web import forward, stream
 from p2pd.web.access import Access, Verdict
 from p2pd.web.channel import MAX_FORWARDED_BODY, TOO_LARGE
+from p2pd.web.firstcontact import (
+    Answered,
+    FirstContact,
+    ForwardFailed,
+    Opened,
+    OpenFailed,
+    Outcome,
+)
 
-FORWARD_TIMEOUT = 30
-# How long a first contact waits for SPP before forwarding the request too:
-# a node on the same network opens a file in a few milliseconds.
-FIRST_CONTACT_GRACE = 0.02
 KNOWN_FOR = 3600.0
 MAX_KNOWN = 1024
-_HOP_BY_HOP = {
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"proxy-authorization",
-    b"proxy-authenticate",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-}
 
 
 class KnownNodes:
@@ -110,7 +89,9 @@ class ProxyConfig:
         self.known = KnownNodes(reactor)
         self.notNodes = KnownNodes(reactor)
         self._pool = HTTPConnectionPool(reactor, persistent=False)
-        self.agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), self._pool)
+        self.agent = Agent.usingEndpointFactory(
+            reactor, forward.Endpoints(reactor), self._pool
+        )
 
     def pinnedAgent(self, address: str) -> Agent:
         """
@@ -118,67 +99,29 @@ class ProxyConfig:
         address that host was judged by).
         """
         agent: Agent = Agent.usingEndpointFactory(
-            self.reactor, _Endpoints(self.reactor, address), self._pool
+            self.reactor, forward.Endpoints(self.reactor, address), self._pool
         )
         return agent
 
-
-@implementer(IAgentEndpointFactory)
-class _Endpoints:
-    """
-    Where forwarded requests connect: plain TCP (only http URLs are
-    forwarded), with no resolver round trip for IP addresses; to C{address}
-    if given, whatever the URI's host.
-    """
-
-    def __init__(self, reactor: Any, address: str | None = None) -> None:
-        self.reactor = reactor
-        self.address = address
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        host = self.address or uri.host.decode("ascii").strip("[]")
-        return endpointFor(self.reactor, host, uri.port, FORWARD_TIMEOUT)
-
-
-class _Relay(protocol.Protocol):
-    """
-    Copies a forwarded answer's body to the player, pausing the origin when
-    the player reads slowly.
-    """
-
-    def __init__(self, request: "NodeRequest") -> None:
-        self.request = request
-        self.finished: defer.Deferred[None] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.request.registerProducer(self.transport, True)
-        self.request.notifyFinish().addErrback(self._stop)
-
-    def _stop(self, reason: Failure) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.request.finished and not self.request._disconnected:
-            self.request.write(data)
-
-    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
-        if not self.request._disconnected and not self.request.finished:
-            self.request.unregisterProducer()
-            if reason.check(ResponseDone, PotentialDataLoss):
-                self.request.finish()
-            else:
-                # Cut short: finishing would pass a short body off as whole.
-                self.request.channel.transport.abortConnection()  # type: ignore[union-attr]
-        self.finished.callback(None)
+    def learn(self, host: str, port: int, isNode: bool) -> None:
+        """
+        Remember whether C{host:port} is a p2pd node.
+        """
+        (self.known if isNode else self.notNodes).add(host, port)
 
 
 class NodeRequest(ProxyRequest, server.Request):
     """
-    Every HTTP request to a node: absolute URIs are proxied (to SPP or
-    forwarded), paths go to the node's own resources.
+    Every HTTP request to a node. As a L{ProxyRequest}, its C{process}
+    bridges absolute URIs to SPP downloads, or forwards them; a request for
+    a path goes to the node's own resources.
+
+    Twisted's C{ProxyRequest.process} relays over raw TCP with no access
+    rules, backpressure or SPP: this one keeps its C{ports} and C{reactor}
+    and replaces the rest.
     """
 
+    ports = {b"http": 80, b"spp": 1111}
     _log = Logger()
     _bodyLength = 0
 
@@ -187,7 +130,7 @@ class NodeRequest(ProxyRequest, server.Request):
             server.Request.__init__(self, channel)
         else:
             server.Request.__init__(self, channel, queued)
-        self.reactor = getattr(channel.site, "reactor", None)
+        self.reactor = channel.site.reactor
 
     def handleContentChunk(self, data: bytes) -> None:
         """
@@ -207,6 +150,11 @@ class NodeRequest(ProxyRequest, server.Request):
         return getattr(self.channel.site, "proxy", None)  # type: ignore[attr-defined]
 
     def process(self) -> None:
+        """
+        Check an absolute URI, judge whether the client may have the node
+        fetch it, then route it: SPP content, a first contact, or plain
+        forwarding.
+        """
         proxy = self.proxy
         if proxy is None or not self.uri.lower().startswith((b"http://", b"spp://")):
             server.Request.process(self)
@@ -217,7 +165,7 @@ class NodeRequest(ProxyRequest, server.Request):
         try:
             target = urlsplit(self.uri.decode("ascii"))
             host = (target.hostname or "").lower()
-            port = target.port or (80 if target.scheme == "http" else 1111)
+            port = target.port or self.ports[target.scheme.encode("ascii")]
         except (UnicodeDecodeError, ValueError):
             self._refuse(http.BAD_REQUEST, "malformed request URI")
             return
@@ -229,30 +177,41 @@ class NodeRequest(ProxyRequest, server.Request):
             return
         client = getattr(self.getClientAddress(), "host", "")
         own = getattr(self.getHost(), "host", "")
+        proxy.access.judge(client, own, host, port).addCallback(
+            self._route, proxy, target, host, port
+        )
+
+    def _route(
+        self,
+        verdict: Verdict,
+        proxy: ProxyConfig,
+        target: SplitResult,
+        host: str,
+        port: int,
+    ) -> None:
+        if requestGone(self):
+            return
+        if verdict.refusal is not None:
+            self._log.info(
+                "proxy refused {uri}: {why}",
+                uri=self.uri.decode("ascii", "backslashreplace"),
+                why=verdict.refusal,
+            )
+            self._refuse(http.FORBIDDEN, verdict.refusal)
+            return
         path = target.path or "/"
-
-        def judged(verdict: Verdict) -> None:
-            refusal = verdict.refusal
-            if self._disconnected or self.finished:
-                return
-            if refusal is not None:
-                self._log.info(
-                    "proxy refused {uri}: {why}",
-                    uri=self.uri.decode("ascii", "backslashreplace"),
-                    why=refusal,
-                )
-                self._refuse(http.FORBIDDEN, refusal)
-                return
-            sppURL = _contentURL(target.scheme, host, port, path, proxy.known)
-            if sppURL is not None and self.method in (b"GET", b"HEAD"):
-                self._serveSPP(proxy, sppURL)
-            else:
-                agent = proxy.agent
-                if verdict.addresses:
-                    agent = proxy.pinnedAgent(verdict.addresses[0])
-                self._forward(proxy, agent, host, port, path)
-
-        proxy.access.judge(client, own, host, port).addCallback(judged)
+        reading = self.method in (b"GET", b"HEAD")
+        sppURL = _contentURL(target.scheme, host, port, path, proxy.known)
+        if sppURL is not None and reading:
+            self._serveSPP(proxy, sppURL)
+            return
+        agent = proxy.agent
+        if verdict.addresses:
+            agent = proxy.pinnedAgent(verdict.addresses[0])
+        if reading and _isContent(path) and (host, port) not in proxy.notNodes:
+            self._firstContact(proxy, agent, _sppURL(host, port, path), host, port)
+        else:
+            self._forward(proxy, agent, host, port, path)
 
     def _refuse(self, code: int, message: str) -> None:
         body = (message + "\n").encode("utf-8")
@@ -269,7 +228,7 @@ class NodeRequest(ProxyRequest, server.Request):
         )
 
     def _stream(self, download: Download, url: str) -> None:
-        if self._disconnected or self.finished:
+        if requestGone(self):
             return
         body = stream.respond(self, download, unquote(url.rsplit("/", 1)[-1]))
         if body is not server.NOT_DONE_YET:
@@ -277,7 +236,7 @@ class NodeRequest(ProxyRequest, server.Request):
             self.finish()
 
     def _sppFailed(self, reason: Failure, url: str) -> None:
-        if self._disconnected or self.finished:
+        if requestGone(self):
             return
         if reason.check(SelfConnection):
             self._serveLocally(url)
@@ -294,61 +253,59 @@ class NodeRequest(ProxyRequest, server.Request):
         self.uri = self.path = f"/{DIRECT_PREFIX}{path}".encode("utf-8")
         server.Request.process(self)
 
+    def _firstContact(
+        self, proxy: ProxyConfig, agent: Agent, url: str, host: str, port: int
+    ) -> None:
+        """
+        Race an SPP open of C{url} against forwarding the request, and act
+        on the outcome.
+        """
+        race = FirstContact(
+            self.reactor,
+            lambda: proxy.node.download(url),
+            lambda: forward.send(agent, self),
+            lambda isNode: proxy.learn(host, port, isNode),
+        )
+        race.decided.addCallback(self._raced, url)
+
+    def _raced(self, outcome: Outcome, url: str) -> object:
+        match outcome:
+            case Opened(download):
+                self._stream(download, url)
+            case OpenFailed(reason):
+                self._sppFailed(reason, url)
+            case Answered(response):
+                return forward.relay(self, response)
+            case ForwardFailed(reason):
+                self._forwardFailed(reason)
+        return None
+
     def _forward(
         self, proxy: ProxyConfig, agent: Agent, host: str, port: int, path: str
     ) -> None:
         """
         Pass the request on to the origin server with C{agent}, as any HTTP
-        proxy would; switch to SPP if the answer comes from a p2pd node.
+        proxy would; switch to SPP if the answer comes from a p2pd node, or
+        if the origin cannot be reached and the cache holds the file.
         """
-        # The agent writes Host from the URI and Content-Length from the
-        # body: the client's would be sent twice.
-        headers = _endToEnd(self.requestHeaders, {b"host", b"content-length"})
-        # As every proxy must (RFC 9110, 7.6.3); a p2pd origin then answers
-        # with a playlist instead of the file, since this proxy switches to
-        # SPP on its answer anyway.
-        headers.addRawHeader(b"Via", b"1.1 p2pd")
-        content = self.content
-        assert content is not None
-        content.seek(0, 0)
-        body = None
-        if self.method not in (b"GET", b"HEAD") or content.read(1):
-            content.seek(0, 0)
-            body = FileBodyProducer(content)
-        if (
-            self.method in (b"GET", b"HEAD")
-            and _isContent(path)
-            and (host, port) not in proxy.notNodes
-        ):
-            _FirstContact(
-                self,
-                proxy,
-                host,
-                port,
-                path,
-                lambda: agent.request(self.method, self.uri, headers, body),
-            )
-            return
-        d = agent.request(self.method, self.uri, headers, body)
+        url = _sppURL(host, port, path)
 
-        def answered(response: Any) -> Any:
-            server_ = (response.headers.getRawHeaders(b"server") or [b""])[0]
-            if server_.startswith(b"p2pd") and _isContent(path):
+        def answered(response: IResponse) -> object:
+            if forward.fromP2pd(response) and _isContent(path):
                 proxy.known.add(host, port)
                 if self.method in (b"GET", b"HEAD") and response.code < 400:
-                    response.deliverBody(_Discard())
-                    self._serveSPP(proxy, _sppURL(host, port, path))
+                    forward.discard(response)
+                    self._serveSPP(proxy, url)
                     return None
-            return self._relay(response)
+            return forward.relay(self, response)
 
         def failed(reason: Failure) -> None:
-            url = _sppURL(host, port, path)
-            if proxy.node.cache is not None and proxy.node.cache.find(url) is not None:
+            if proxy.node.hasCopy(url):
                 self._serveSPP(proxy, url)
                 return
             self._forwardFailed(reason)
 
-        d.addCallbacks(answered, failed)
+        forward.send(agent, self).addCallbacks(answered, failed)
 
     def _forwardFailed(self, reason: Failure) -> None:
         code, message = stream.failureStatus(reason)
@@ -357,150 +314,8 @@ class NodeRequest(ProxyRequest, server.Request):
             uri=self.uri.decode("ascii", "backslashreplace"),
             why=reason.getErrorMessage(),
         )
-        if not self._disconnected and not self.finished:
+        if not requestGone(self):
             self._refuse(code, message)
-
-    def _relay(self, response: Any) -> "defer.Deferred[None] | None":
-        if self._disconnected or self.finished:
-            response.deliverBody(_Discard())
-            return None
-        self.setResponseCode(response.code, response.phrase)
-        if not response.headers.hasHeader(b"content-type"):
-            self.defaultContentType = None  # add none the origin did not send
-        for name, values in _endToEnd(response.headers).getAllRawHeaders():
-            self.responseHeaders.setRawHeaders(name, values)
-        if response.length is not UNKNOWN_LENGTH and self.method != b"HEAD":
-            self.setHeader(b"Content-Length", b"%d" % response.length)
-        relay = _Relay(self)
-        response.deliverBody(relay)
-        return relay.finished
-
-
-class _FirstContact:
-    """
-    A request for a file of a C{host:port} not known to be a p2pd node or
-    not: opened over SPP and, after L{FIRST_CONTACT_GRACE} or as soon as
-    that fails, forwarded. Whichever tells first decides: an SPP open that
-    succeeds serves the content (the forwarded request is dropped, or not
-    sent); an answer from an ordinary server is relayed; an answer from a
-    p2pd node waits for the SPP open.
-    """
-
-    def __init__(
-        self,
-        request: NodeRequest,
-        proxy: ProxyConfig,
-        host: str,
-        port: int,
-        path: str,
-        forward: Callable[[], "defer.Deferred[Any]"],
-    ) -> None:
-        self.request = request
-        self.proxy = proxy
-        self.address = (host, port)
-        self.url = _sppURL(host, port, path)
-        self.forwarded: defer.Deferred[Any] | None = None
-        self.decided = False
-        self.p2pdAnswered = False
-        self.sppFailure: Failure | None = None
-        self.forwardFailure: Failure | None = None
-        self._send = forward
-        self._grace = proxy.reactor.callLater(FIRST_CONTACT_GRACE, self._forward)
-        proxy.node.download(self.url).addCallbacks(self._opened, self._sppFailed)
-
-    def _forward(self) -> None:
-        if self.decided or self.forwarded is not None:
-            return
-        if self._grace.active():
-            self._grace.cancel()
-        self.forwarded = self._send()
-        self.forwarded.addCallbacks(self._answered, self._forwardFailed)
-
-    def _dropForwarded(self) -> None:
-        if self._grace.active():
-            self._grace.cancel()
-        if self.forwarded is not None:
-            self.forwarded.cancel()
-
-    def _decide(self) -> bool:
-        """
-        Take the decision, unless it was taken already.
-        """
-        decided, self.decided = self.decided, True
-        return not decided
-
-    def _opened(self, download: Download) -> None:
-        if not self._decide():
-            return
-        self.proxy.known.add(*self.address)
-        self._dropForwarded()
-        self.request._stream(download, self.url)
-
-    def _sppFailed(self, reason: Failure) -> None:
-        self.sppFailure = reason
-        if self.decided:
-            return
-        if reason.check(SelfConnection) or self.p2pdAnswered:
-            self._decide()
-            self._dropForwarded()
-            self.request._sppFailed(reason, self.url)
-        elif self.forwardFailure is not None:
-            self._decide()
-            self.request._forwardFailed(self.forwardFailure)
-        else:
-            self._forward()
-
-    def _answered(self, response: Any) -> Any:
-        if self.decided:
-            response.deliverBody(_Discard())
-            return None
-        server_ = (response.headers.getRawHeaders(b"server") or [b""])[0]
-        if not server_.startswith(b"p2pd"):
-            self._decide()
-            self.proxy.notNodes.add(*self.address)
-            return self.request._relay(response)
-        self.proxy.known.add(*self.address)
-        if response.code >= 400:
-            self._decide()
-            return self.request._relay(response)
-        response.deliverBody(_Discard())
-        self.p2pdAnswered = True
-        if self.sppFailure is not None:
-            self._sppFailed(self.sppFailure)
-        return None
-
-    def _forwardFailed(self, reason: Failure) -> None:
-        if self.decided:
-            return
-        self.forwardFailure = reason
-        if self.sppFailure is not None:
-            self._decide()
-            self.request._forwardFailed(reason)
-
-
-class _Discard(protocol.Protocol):
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
-        pass
-
-
-def _endToEnd(headers: Headers, drop: set[bytes] | None = None) -> Headers:
-    """
-    C{headers} without the hop-by-hop ones (RFC 9110, 7.6.1): the standard
-    set, those the C{Connection} (or C{Proxy-Connection}) header names, and
-    C{drop}.
-    """
-    hop = _HOP_BY_HOP | (drop or set())
-    for name in (b"connection", b"proxy-connection"):
-        for value in headers.getRawHeaders(name) or []:
-            hop |= {token.strip().lower() for token in value.split(b",")}
-    kept = Headers()
-    for name, values in headers.getAllRawHeaders():
-        if name.lower() not in hop:
-            kept.setRawHeaders(name, values)
-    return kept
 
 
 def _sppURL(host: str, port: int, path: str) -> str:
