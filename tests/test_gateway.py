@@ -443,6 +443,23 @@ class GatewayTests(SynchronousTestCase):
         self.assertTrue(transport.disconnected)
         self.assertEqual(download.readers, set())
 
+    def test_failureBeforeFirstByte(self):
+        """
+        A download failing before the first byte of the answer (a seek to a
+        block no source holds, the origin gone) gets a 502 saying why, not
+        a connection closed with no answer.
+        """
+        gateway = GatewayHarness(self, FakeNode(auto=False))
+        channel, transport = gateway.connect()
+        channel.dataReceived(get(GATEWAY_PATH, f"Range: bytes={3 * BLOCK}-"))
+        download = gateway.node.downloads[SPP_URL]
+        download.fail(Failure(DownloadFailed("no source holds block 3")))
+        (response,) = parseResponses(transport.value())
+        self.assertEqual(response.status, 502)
+        self.assertIn(b"no source holds block 3", response.body)
+        self.assertIsNone(response.headers.get(b"content-range"))
+        self.assertEqual(download.readers, set())
+
     def test_clientGone(self):
         """
         A client leaving mid-body closes its reader.

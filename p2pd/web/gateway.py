@@ -53,7 +53,7 @@ def serve(request: Request, node: Any, url: str, access: Access) -> bytes | int:
     try:
         target = parse(url)
     except BadURL:
-        _respond(request, http.BAD_REQUEST, "malformed gateway URL")
+        stream.answerError(request, http.BAD_REQUEST, "malformed gateway URL")
         return NOT_DONE_YET
     client = getattr(request.getClientAddress(), "host", "")
     own = getattr(request.getHost(), "host", "")
@@ -63,7 +63,7 @@ def serve(request: Request, node: Any, url: str, access: Access) -> bytes | int:
             return
         if refusal is not None:
             _log.info("gateway refused {url}: {why}", url=url, why=refusal)
-            _respond(request, http.FORBIDDEN, refusal)
+            stream.answerError(request, http.FORBIDDEN, refusal)
             return
         _fetch(request, node, url)
 
@@ -93,19 +93,7 @@ def _fetch(request: Request, node: Any, url: str) -> None:
         _log.info("{url}: {code} {message}", url=url, code=code, message=message)
         if requestGone(request):
             return
-        _respond(request, code, message)
+        stream.answerError(request, code, message)
 
     node.download(url).addCallbacks(started, failed)
 
-
-def _respond(request: Request, code: int, message: str) -> None:
-    """
-    Finish C{request} with C{code} and a one-line C{message}.
-    """
-    request.setResponseCode(code)
-    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-    body = (message + "\n").encode("utf-8")
-    request.setHeader(b"Content-Length", b"%d" % len(body))
-    if request.method != b"HEAD":
-        request.write(body)
-    request.finish()

@@ -167,13 +167,13 @@ class NodeRequest(ProxyRequest, server.Request):
             host = (target.hostname or "").lower()
             port = target.port or self.ports[target.scheme.encode("ascii")]
         except (UnicodeDecodeError, ValueError):
-            self._refuse(http.BAD_REQUEST, "malformed request URI")
+            stream.answerError(self, http.BAD_REQUEST, "malformed request URI")
             return
         if not host:
-            self._refuse(http.BAD_REQUEST, "no host in the request URI")
+            stream.answerError(self, http.BAD_REQUEST, "no host in the request URI")
             return
         if self.method not in (b"GET", b"HEAD") and target.scheme == "spp":
-            self._refuse(http.NOT_ALLOWED, "only GET and HEAD for spp:// URLs")
+            stream.answerError(self, http.NOT_ALLOWED, "only GET and HEAD for spp:// URLs")
             return
         client = getattr(self.getClientAddress(), "host", "")
         own = getattr(self.getHost(), "host", "")
@@ -197,7 +197,7 @@ class NodeRequest(ProxyRequest, server.Request):
                 uri=self.uri.decode("ascii", "backslashreplace"),
                 why=verdict.refusal,
             )
-            self._refuse(http.FORBIDDEN, verdict.refusal)
+            stream.answerError(self, http.FORBIDDEN, verdict.refusal)
             return
         path = target.path or "/"
         reading = self.method in (b"GET", b"HEAD")
@@ -212,15 +212,6 @@ class NodeRequest(ProxyRequest, server.Request):
             self._firstContact(proxy, agent, _sppURL(host, port, path), host, port)
         else:
             self._forward(proxy, agent, host, port, path)
-
-    def _refuse(self, code: int, message: str) -> None:
-        body = (message + "\n").encode("utf-8")
-        self.setResponseCode(code)
-        self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        self.setHeader(b"Content-Length", b"%d" % len(body))
-        if self.method != b"HEAD":
-            self.write(body)
-        self.finish()
 
     def _serveSPP(self, proxy: ProxyConfig, url: str) -> None:
         proxy.node.download(url).addCallbacks(
@@ -243,7 +234,7 @@ class NodeRequest(ProxyRequest, server.Request):
             return
         code, message = stream.failureStatus(reason)
         self._log.info("{url}: {code} {why}", url=url, code=code, why=message)
-        self._refuse(code, message)
+        stream.answerError(self, code, message)
 
     def _serveLocally(self, url: str) -> None:
         """
@@ -315,7 +306,7 @@ class NodeRequest(ProxyRequest, server.Request):
             why=reason.getErrorMessage(),
         )
         if not requestGone(self):
-            self._refuse(code, message)
+            stream.answerError(self, code, message)
 
 
 def _sppURL(host: str, port: int, path: str) -> str:

@@ -33,7 +33,8 @@ class ReaderProducer:
     """
     Writes a reader's bytes to a request as they are verified, and only
     while the client keeps up: the engine's read-ahead is bounded, so memory
-    is too. If the download fails mid-stream the connection is closed, so the
+    is too. If the download fails before the first byte, the player gets an
+    HTTP error saying why; mid-stream, the connection is closed, so the
     player sees a short body and retries with a Range.
     """
 
@@ -91,6 +92,9 @@ class ReaderProducer:
         self.done = True
         self.reader.close()
         self.request.unregisterProducer()
+        if not self.started:
+            answerError(self.request, *failureStatus(reason))
+            return
         transport = self.request.channel.transport if self.request.channel else None
         if transport is not None:
             transport.abortConnection()  # type: ignore[attr-defined]
@@ -149,6 +153,21 @@ def respond(request: Request, download: Download, name: str) -> bytes | int:
         return b""
     ReaderProducer(request, download.read(span.start, span.stop)).start()
     return NOT_DONE_YET
+
+
+def answerError(request: Request, code: int, message: str) -> None:
+    """
+    Finish C{request} with C{code} and a one-line C{message}, in place of
+    whatever headers were set for content.
+    """
+    body = (message + "\n").encode("utf-8")
+    request.setResponseCode(code)
+    request.responseHeaders.removeHeader(b"Content-Range")
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    if request.method != b"HEAD":
+        request.write(body)
+    request.finish()
 
 
 def failureStatus(reason: Failure) -> tuple[int, str]:
