@@ -30,11 +30,11 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from p2pd import __version__
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.sizes import parseSize
 from p2pd.engine.download import DownloadFailed
-from p2pd.engine.interfaces import SPPError
 from p2pd.engine.node import Node
 from p2pd.spp.asking import ConnectionGone
-from p2pd.spp.codec import ErrorCode
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
 from p2pd.spp.url import BadURL, parse
@@ -105,8 +105,6 @@ class FetchOptions(usage.Options):
             raise usage.UsageError(str(e)) from None
 
     def postOptions(self) -> None:
-        from p2pd.tap import parseSize
-
         if self["output"] is None:
             name = self["url"].segments[-1].decode("utf-8")
             if not name or name.startswith("."):

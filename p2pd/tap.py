@@ -25,6 +25,9 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from p2pd import __version__
+from p2pd.core.net import DEFAULT_PORT, Network, parseHostPort
+from p2pd.core.peers import Peer
+from p2pd.core.sizes import parseSize
 from p2pd.engine.node import Node
 from p2pd.engine.tracker import Tracker
 from p2pd.listener import SharedPortFactory
@@ -39,22 +42,8 @@ from p2pd.web.channel import NodeChannel
 from p2pd.web.proxy import NodeRequest, ProxyConfig
 from p2pd.web.root import NodeRoot
 
-DEFAULT_PORT = 1111
 DEFAULT_BLOCK_SIZE = "256K"
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _HOST = re.compile(r"^[a-z0-9._-]+$")
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parseSize(value: str) -> int:
-    """
-    A size in bytes from C{value} like C{4096}, C{64K}, C{512M} or C{10G}
-    (binary units).
-    """
-    match = _SIZE.match(value)
-    if match is None:
-        raise ValueError(f"{value!r} is not a size (like 256K, 512M or 10G)")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
 def _blockSize(value: str) -> int:
@@ -127,7 +116,7 @@ def _cacheDirectory(value: str) -> str:
     return path
 
 
-def _subnet(option: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _subnet(option: str, value: str) -> Network:
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -137,17 +126,10 @@ def _subnet(option: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Ne
 
 
 def _hostPort(option: str, value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise usage.UsageError(f"{option}: {value!r} is not HOST:PORT")
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise usage.UsageError(
-            f"{option}: {value!r} must name its host by IP address"
-        ) from None
-    return host, int(port)
+        return parseHostPort(value)
+    except ValueError as e:
+        raise usage.UsageError(f"{option}: {e}") from None
 
 
 def _isIPv6(value: str) -> bool:
@@ -440,7 +422,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ) from None
     tracker = Tracker(
         options["local-net"],
-        [codec.Peer(host, port, True) for host, port in options["mirror"]],
+        [Peer(host, port, True) for host, port in options["mirror"]],
     )
     node = Node(
         reactor,

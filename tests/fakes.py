@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
-from p2pd.engine.meta import FileMeta
+from p2pd.core.meta import FileMeta
 
 
 class MemoryStore:

@@ -30,13 +30,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
 from p2pd.engine import node
 from p2pd.engine.download import Download, DownloadFailed
-from p2pd.engine.interfaces import IServedFile, ISPPNode, SPPError
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.engine.node import Node
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
 from p2pd.store.cache import BlockCache

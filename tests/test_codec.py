@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.core.peers import Peer
 from p2pd.spp import codec
 from p2pd.spp.codec import DecodeError
 
@@ -54,9 +55,9 @@ _ranges = st.integers(0, codec.MAX_BLOCKS - 1).flatmap(
 )
 
 
-def _peer() -> st.SearchStrategy[codec.Peer]:
+def _peer() -> st.SearchStrategy[Peer]:
     return st.builds(
-        codec.Peer,
+        Peer,
         host=st.ip_addresses().map(str),
         port=st.integers(1, 0xFFFF),
         server=st.booleans(),
@@ -205,7 +206,7 @@ class RoundTripTests(SynchronousTestCase):
             codec.Error(0xFFFFFFFF, 0xFFFF, "m" * codec.MAX_ERROR_MESSAGE),
             codec.Have(1, ((0, 1),) * codec.MAX_HAVE_RANGES),
             codec.Have(1, ((0, codec.MAX_BLOCKS),)),
-            codec.Peers(1, (codec.Peer("::1", 1, True),) * codec.MAX_PEERS),
+            codec.Peers(1, (Peer("::1", 1, True),) * codec.MAX_PEERS),
             codec.GetDigests(1, 1, 0, codec.MAX_DIGESTS_PER_REQUEST),
             codec.Digests(
                 1, 0, b"d" * codec.MAX_DIGESTS_PER_REQUEST * codec.MAX_DIGEST_SIZE
@@ -586,7 +587,7 @@ class LimitTests(SynchronousTestCase):
         self.assertRaises(
             ValueError,
             codec.encode,
-            codec.Peers(1, (codec.Peer("127.0.0.1", 1),) * (codec.MAX_PEERS + 1)),
+            codec.Peers(1, (Peer("127.0.0.1", 1),) * (codec.MAX_PEERS + 1)),
         )
         decoded = codec.decode(_peers(*[_peer4()] * codec.MAX_PEERS))
         self.assertEqual(len(decoded.peers), codec.MAX_PEERS)  # type: ignore[union-attr]
@@ -615,7 +616,7 @@ class LimitTests(SynchronousTestCase):
             codec.decode(_peers(_peer4(), v6)),
             codec.Peers(
                 1,
-                (codec.Peer("127.0.0.1", 1111, False), codec.Peer("::1", 80, True)),
+                (Peer("127.0.0.1", 1111, False), Peer("::1", 80, True)),
             ),
         )
 

@@ -22,8 +22,7 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from p2pd.engine.interfaces import SPPError
-from p2pd.spp.codec import ErrorCode
+from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.store import digests as digestsModule
 from p2pd.store.digests import DigestIndex, DigestRecords
 from p2pd.store.published import PublishedFile

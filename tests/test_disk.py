@@ -23,10 +23,10 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from p2pd.core.meta import FileMeta
 from p2pd.engine import download as dl
 from p2pd.engine.download import DIGEST_CHUNK, Download, Reader
 from p2pd.engine.interfaces import ISource
-from p2pd.engine.meta import FileMeta
 from p2pd.spp import codec
 from p2pd.store import cache as cachemodule
 from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache

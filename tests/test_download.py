@@ -11,11 +11,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
 from p2pd.engine import download as dl
 from p2pd.engine.download import Download, DownloadFailed
-from p2pd.engine.interfaces import ISource, SPPError
-from p2pd.engine.meta import FileMeta
-from p2pd.spp.codec import ErrorCode
+from p2pd.engine.interfaces import ISource
 from tests.fakes import MemoryStore, QueuedThreads
 
 BLOCK = 16 * 1024

@@ -17,9 +17,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.engine.download import DownloadFailed
-from p2pd.engine.interfaces import SPPError
-from p2pd.spp.codec import ErrorCode
 from p2pd.tap import NodeSite
 from p2pd.web.access import granted, isLocalHost, resolverFor
 from p2pd.web.gateway import gatewayURL

@@ -26,9 +26,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
 from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
-from p2pd.engine.interfaces import IServedFile, ISource, SPPError
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.interfaces import IServedFile, ISource
 from p2pd.engine.node import (
     IDLE_DOWNLOAD,
     MAX_PEER_ADDRESSES,
@@ -41,7 +43,6 @@ from p2pd.engine.node import (
 )
 from p2pd.engine.tracker import Tracker
 from p2pd.spp.asking import ConnectionGone
-from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.protocol import SPPFactory, SPPProtocol
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex

@@ -24,17 +24,12 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from p2pd import __version__
-from p2pd.engine.interfaces import (
-    IServedFile,
-    ISource,
-    ISPPNode,
-    SelfConnection,
-    SPPError,
-)
-from p2pd.engine.meta import FileMeta
+from p2pd.core.errors import ErrorCode, SelfConnection, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
+from p2pd.engine.interfaces import IServedFile, ISource, ISPPNode
 from p2pd.spp import codec
 from p2pd.spp.asking import ConnectionGone, RemoteFile
-from p2pd.spp.codec import ErrorCode
 from p2pd.spp.protocol import (
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
@@ -115,7 +110,7 @@ class FakeServedFile:
         self.cancelled: list[int] = []
         self.pendingDigests: list[tuple[defer.Deferred[bytes], bytes]] = []
         self.watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
-        self.peerList: list[codec.Peer] = []
+        self.peerList: list[Peer] = []
         self.askers: list[tuple[str, int]] = []
         self.closed = 0
         self.readError: Exception | None = None
@@ -174,7 +169,7 @@ class FakeServedFile:
     def watch(self, callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
         self.watchers.append(callback)
 
-    def peers(self, host: str, port: int) -> Sequence[codec.Peer]:
+    def peers(self, host: str, port: int) -> Sequence[Peer]:
         self.askers.append((host, port))
         return self.peerList
 
@@ -887,7 +882,7 @@ class InMemoryTests(SynchronousTestCase):
         """
         data = content(2 * BLOCK + 1000)
         served = FakeServedFile(data)
-        served.peerList = [codec.Peer("10.0.0.3", 1111)]
+        served.peerList = [Peer("10.0.0.3", 1111)]
         serverNode = FakeNode(OUR_ID, 1111)
         serverNode.files[URL] = served
         clientNode = FakeNode(THEIR_ID, 2222)

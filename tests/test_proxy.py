@@ -29,10 +29,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
 from p2pd.engine.download import Download, DownloadFailed
-from p2pd.engine.interfaces import ISource, SPPError
-from p2pd.engine.meta import FileMeta
-from p2pd.spp.codec import ErrorCode
+from p2pd.engine.interfaces import ISource
 from p2pd.spp.url import parse
 from p2pd.tap import NodeSite
 from p2pd.web.access import Access

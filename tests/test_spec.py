@@ -10,8 +10,8 @@ import typing
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.core.errors import ErrorCode
 from p2pd.spp import answering, codec, protocol
-from p2pd.spp.codec import ErrorCode
 
 SPEC = FilePath(__file__).parent().parent().child("docs").child("protocol.md")
 

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pd.spp.url import DEFAULT_PORT, SPPURL, BadURL, parse
+from p2pd.core.net import DEFAULT_PORT
+from p2pd.spp.url import SPPURL, BadURL, parse
 
 
 class ParseTests(SynchronousTestCase):

@@ -14,43 +14,8 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
-    from twisted.python.failure import Failure
 
-    from p2pd.spp.codec import Peer
-
-
-class SPPError(Exception):
-    """
-    A request failed with an SPP error code (L{p2pd.spp.codec.ErrorCode}).
-    """
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        from p2pd.spp.codec import ErrorCode
-
-        try:
-            name = ErrorCode(self.code).name
-        except ValueError:
-            name = f"error {self.code}"
-        return f"{name}: {self.message}"
-
-
-def errorCode(reason: "Failure") -> int | None:
-    """
-    The SPP error code a failure carries, or None if it is not an L{SPPError}.
-    """
-    value = reason.value
-    return value.code if isinstance(value, SPPError) else None
-
-
-class SelfConnection(Exception):
-    """
-    A node connected to itself: a URL named this very node.
-    """
+    from p2pd.core.peers import Peer
 
 
 class ISource(Interface):

@@ -25,15 +25,10 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SelfConnection, SPPError, errorCode
+from p2pd.core.peers import Peer
 from p2pd.engine.download import DIGEST_CHUNK, Download
-from p2pd.engine.interfaces import (
-    IServedFile,
-    ISource,
-    ISPPNode,
-    SelfConnection,
-    SPPError,
-    errorCode,
-)
+from p2pd.engine.interfaces import IServedFile, ISource, ISPPNode
 from p2pd.engine.serving import (
     CachedServedFile,
     Counters,
@@ -41,7 +36,6 @@ from p2pd.engine.serving import (
     ServedFiles,
 )
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.url import BadURL, parse
 from p2pd.store.published import NotPublished, PublicDirectory
 

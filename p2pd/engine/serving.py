@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, BinaryIO
 from twisted.internet import defer
 from zope.interface import implementer
 
-from p2pd.engine.interfaces import IServedFile, SPPError
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.peers import Peer
+from p2pd.engine.interfaces import IServedFile
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.store.published import NotPublished, PublishedFile
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pd.engine.interfaces import IServedFile, ISPPNode, SPPError
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.spp import codec
-from p2pd.spp.codec import ErrorCode
 
 MAX_OPEN_FILES = 64
 MAX_PENDING_REQUESTS = 64

@@ -16,10 +16,11 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pd.engine.interfaces import ISource, SPPError
-from p2pd.engine.meta import FileMeta
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
+from p2pd.engine.interfaces import ISource
 from p2pd.spp import codec
-from p2pd.spp.codec import ErrorCode
 
 
 class ConnectionGone(Exception):
@@ -76,7 +77,7 @@ class RemoteFile:
         self._closed = False
         self._earlyBlocks: dict[int, defer.Deferred[bytes]] = {}
         self._earlyDigests: dict[int, tuple[int, defer.Deferred[bytes]]] = {}
-        self._earlyPeers: defer.Deferred[Sequence[codec.Peer]] | None = None
+        self._earlyPeers: defer.Deferred[Sequence[Peer]] | None = None
 
     def opened(self, meta: FileMeta, claimsAuthority: bool) -> None:
         """
@@ -170,7 +171,7 @@ class RemoteFile:
             deferred.addErrback(lambda _: None)
             deferred.cancel()
 
-    def getPeers(self) -> "defer.Deferred[Sequence[codec.Peer]]":
+    def getPeers(self) -> "defer.Deferred[Sequence[Peer]]":
         early, self._earlyPeers = self._earlyPeers, None
         if early is not None:
             return early

@@ -24,11 +24,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pd import __version__
-from p2pd.engine.interfaces import ISPPNode, SelfConnection, SPPError
+from p2pd.core.errors import ErrorCode, SelfConnection, SPPError
+from p2pd.engine.interfaces import ISPPNode
 from p2pd.spp import codec
 from p2pd.spp.answering import Answerer
 from p2pd.spp.asking import Asker, ConnectionGone, RemoteFile
-from p2pd.spp.codec import ErrorCode
 from p2pd.spp.framing import HEADER, FrameReader, FrameTooLarge, frameHeader
 
 HANDSHAKE_TIMEOUT = 10.0

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-DEFAULT_PORT = 1111
+from p2pd.core.net import DEFAULT_PORT
+
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)$")
 
 

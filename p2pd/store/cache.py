@@ -52,7 +52,7 @@ from collections.abc import Callable
 
 from twisted.logger import Logger
 
-from p2pd.engine.meta import BlockRuns, FileMeta
+from p2pd.core.meta import BlockRuns, FileMeta
 from p2pd.store.digests import DigestRecords
 
 _JOURNAL = struct.Struct("!IB3x")

@@ -35,8 +35,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from p2pd.engine.interfaces import SPPError
-from p2pd.spp.codec import ErrorCode
+from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.store.published import PublishedFile
 
 if TYPE_CHECKING:

@@ -44,10 +44,10 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
 from twisted.web.proxy import ProxyRequest
 from zope.interface import implementer
 
+from p2pd.core.errors import SelfConnection
+from p2pd.core.net import DEFAULT_PORT, endpointFor
 from p2pd.engine.download import Download
-from p2pd.engine.interfaces import SelfConnection
 from p2pd.playlist import DIRECT_PREFIX
-from p2pd.spp.connector import endpointFor
 from p2pd.web import stream
 from p2pd.web.access import Access, Verdict
 from p2pd.web.channel import MAX_FORWARDED_BODY, TOO_LARGE
@@ -217,7 +217,7 @@ class NodeRequest(ProxyRequest, server.Request):
         try:
             target = urlsplit(self.uri.decode("ascii"))
             host = (target.hostname or "").lower()
-            port = target.port or (80 if target.scheme == "http" else 1111)
+            port = target.port or (80 if target.scheme == "http" else DEFAULT_PORT)
         except (UnicodeDecodeError, ValueError):
             self._refuse(http.BAD_REQUEST, "malformed request URI")
             return

@@ -1,0 +1,16 @@
+"""
+Other nodes, by their SPP address.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Peer:
+    """
+    A node's SPP address; C{server} marks a mirror publishing the file.
+    """
+
+    host: str
+    port: int
+    server: bool = False
