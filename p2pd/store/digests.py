@@ -35,7 +35,6 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.store.published import PublishedFile
 
 if TYPE_CHECKING:
@@ -130,8 +129,20 @@ def _sameFile(st: os.stat_result, published: PublishedFile) -> bool:
     )
 
 
-def _changed(published: PublishedFile, why: str) -> SPPError:
-    return SPPError(ErrorCode.CHANGED, f"{published.name}: {why}")
+class FileChanged(Exception):
+    """
+    The file on disk is not (or stopped being) the version asked about.
+    """
+
+
+class BlocksOutOfRange(ValueError):
+    """
+    Digests asked for blocks outside the file.
+    """
+
+
+def _changed(published: PublishedFile, why: str) -> FileChanged:
+    return FileChanged(f"{published.name}: {why}")
 
 
 def _preadFull(fd: int, length: int, offset: int) -> bytes:
@@ -167,7 +178,7 @@ def _hashRuns(
     Hash the blocks of C{runs} (C{(first, count)} each) of C{published}, in
     order, reading each run at once.
 
-    @raise SPPError: CHANGED if the file is not (or stops being, before the
+    @raise FileChanged: if the file is not (or stops being, before the
         last digest is computed) the version C{published} describes.
     """
     try:
@@ -452,17 +463,14 @@ class DigestIndex:
         Digests of blocks C{[first, first + count)} of C{published},
         concatenated.
 
-        Fails with L{SPPError} CHANGED if the file on disk is not (or stops
-        being, while hashing) C{published.version}, and BAD_REQUEST if the
-        range is not inside the file.
+        Fails with L{FileChanged} if the file on disk is not (or stops
+        being, while hashing) C{published.version}, and L{BlocksOutOfRange}
+        if the range is not inside the file.
         """
         blocks = -(-published.size // self.blockSize)
         if first < 0 or count < 0 or first + count > blocks:
             return fail(
-                SPPError(
-                    ErrorCode.BAD_REQUEST,
-                    f"blocks {first}+{count} outside a file of {blocks}",
-                )
+                BlocksOutOfRange(f"blocks {first}+{count} outside a file of {blocks}")
             )
         if count == 0:
             return succeed(b"")
