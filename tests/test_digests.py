@@ -537,14 +537,14 @@ class PersistenceTests(_IndexTestCase):
         index = self.index()
         self.digests(index, 0, 1)
         full = [True]
-        realWrite = digestsModule._writeFull
+        realWrite = digestsModule.writeAll
 
         def writeFull(fd: int, data: bytes, offset: int) -> None:
             if full[0]:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             realWrite(fd, data, offset)
 
-        self.patch(digestsModule, "_writeFull", writeFull)
+        self.patch(digestsModule, "writeAll", writeFull)
         with capturedLogs() as events:
             self.assertEqual(
                 self.digests(index, 4, 7), blockDigests(self.data)[4 * 32 :]

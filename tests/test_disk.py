@@ -62,7 +62,7 @@ class FailingDisk:
         self.half = False
         self.appendsOnly = False
         self.refused = 0
-        realWrite, realAppend = cachemodule._writeAll, cachemodule._appendAll
+        realWrite, realAppend = cachemodule.writeAll, cachemodule.appendAll
 
         def writeAll(fd: int, data: bytes, offset: int) -> None:
             if self.full and not self.appendsOnly:
@@ -74,8 +74,8 @@ class FailingDisk:
                 self._refuse(lambda part: realAppend(fd, part), data)
             realAppend(fd, data)
 
-        testCase.patch(cachemodule, "_writeAll", writeAll)
-        testCase.patch(cachemodule, "_appendAll", appendAll)
+        testCase.patch(cachemodule, "writeAll", writeAll)
+        testCase.patch(cachemodule, "appendAll", appendAll)
 
     def _refuse(self, write: Callable[[bytes], None], data: bytes) -> None:
         self.refused += 1
