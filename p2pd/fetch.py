@@ -186,8 +186,8 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
             f"{e.strerror or e}\n"
         )
         return EXIT_OUTPUT
-    node = Node(reactor, None, cache)  # type: ignore[arg-type]
-    node.connector = TCPConnector(reactor, node, options["interface"] or None)
+    bindHost = options["interface"] or None
+    node = Node(reactor, lambda node: TCPConnector(reactor, node, bindHost), cache)
     interface = options["interface"].replace(":", r"\:")
     endpoint = serverFromString(reactor, f"tcp:{options['port']}:interface={interface}")
     try:

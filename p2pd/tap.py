@@ -424,16 +424,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         options["local-net"],
         [Peer(host, port, True) for host, port in options["mirror"]],
     )
+    bindHost = _bindHost(options["listen"])
     node = Node(
         reactor,
-        None,  # type: ignore[arg-type]
+        lambda node: TCPConnector(reactor, node, bindHost),
         cache,
         public,
         digestIndex,
         tracker,
         hashing=hashing,
     )
-    node.connector = TCPConnector(reactor, node, _bindHost(options["listen"]))
     access = Access(resolverFor(reactor), options["grant"], options["allow-host"])
     root = NodeRoot(
         public,

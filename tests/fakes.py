@@ -1,15 +1,32 @@
 """
-Test doubles and fixtures shared by several test modules: a block store in
-memory, a thread pool that runs jobs when the test says, and files on disk.
+Test doubles and fixtures shared by several test modules: one fake per
+interface of L{p2pd.engine.interfaces} (each checked by L{tests.test_fakes}
+with C{verifyObject}), a block store in memory, a thread pool that runs jobs
+when the test says, and files on disk.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
+from twisted.internet import defer
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
+from p2pd.engine.download import Download
+from p2pd.engine.interfaces import (
+    IConnection,
+    IConnector,
+    IRemoteFile,
+    ISource,
+    IWebNode,
+)
+from p2pd.spp.url import parse
 
 
 class MemoryStore:
@@ -118,3 +135,295 @@ def makeFile(directory: str, name: str, size: int) -> bytes:
     data = os.urandom(size)
     writeFile(os.path.join(directory, name), data)
     return data
+
+
+@implementer(ISource)
+class FakeSource:
+    """
+    A source of C{content} whose block requests the test answers by hand
+    (L{answer}), or that answers them at once (C{auto}). It holds every
+    block if C{authoritative}, else those of C{holds}; with C{corrupt} its
+    blocks fail their digests.
+    """
+
+    onHave: Callable[[Sequence[tuple[int, int]]], None] | None = None
+    onLost: Callable[[Failure], None] | None = None
+
+    def __init__(
+        self,
+        name: str,
+        content: bytes,
+        meta: FileMeta,
+        authoritative: bool = False,
+        holds: Sequence[int] = (),
+        auto: bool = False,
+    ) -> None:
+        self.name = name
+        self.content = content
+        self.meta = meta
+        self.authoritative = authoritative
+        self.holds = set(holds)
+        self.auto = auto
+        self.requests: dict[int, defer.Deferred[bytes]] = {}
+        self.requested: list[int] = []
+        self.cancelled: list[int] = []
+        self.closed = False
+        self.corrupt = False
+
+    def has(self, index: int) -> bool:
+        return self.authoritative or index in self.holds
+
+    def _real(self, index: int) -> bytes:
+        start = self.meta.blockStart(index)
+        return self.content[start : start + self.meta.blockSize]
+
+    def block(self, index: int) -> bytes:
+        data = self._real(index)
+        return b"X" * len(data) if self.corrupt else data
+
+    def getBlock(self, index: int) -> "defer.Deferred[bytes]":
+        self.requested.append(index)
+        if self.auto:
+            return defer.succeed(self.block(index))
+
+        def cancel(d: "defer.Deferred[bytes]") -> None:
+            self.cancelled.append(index)
+            self.requests.pop(index, None)
+
+        d: defer.Deferred[bytes] = defer.Deferred(cancel)
+        self.requests[index] = d
+        return d
+
+    def answer(self, index: int) -> None:
+        self.requests.pop(index).callback(self.block(index))
+
+    def answerAll(self) -> None:
+        while self.requests:
+            self.answer(min(self.requests))
+
+    def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        return defer.succeed(
+            b"".join(
+                self.meta.digest(self._real(i)) for i in range(first, first + count)
+            )
+        )
+
+    def getPeers(self) -> "defer.Deferred[Sequence[Peer]]":
+        return defer.succeed([])
+
+    def close(self) -> None:
+        self.closed = True
+
+    def lose(self) -> None:
+        """
+        The source goes away, as a connection that closes.
+        """
+        assert self.onLost is not None
+        self.onLost(Failure(ConnectionError("gone")))
+
+
+@implementer(IRemoteFile)
+class FakeRemoteFile:
+    """
+    A file opened on a L{FakeConnection}: a source claiming authority,
+    whose answers arrive when the test calls L{FakeConnection.flush}. The
+    node decides whether to believe it.
+    """
+
+    onHave: Callable[[Sequence[tuple[int, int]]], None] | None = None
+    onLost: Callable[[Failure], None] | None = None
+
+    def __init__(self, connection: "FakeConnection", meta: FileMeta, data: bytes):
+        self.connection = connection
+        self.meta = meta
+        self.data = data
+        self.name = connection.remoteName
+        self.claimsAuthority = True
+        self.authoritative = False
+        self.closed = False
+
+    def believe(self) -> None:
+        self.authoritative = self.claimsAuthority
+
+    def has(self, index: int) -> bool:
+        return 0 <= index < self.meta.blocks
+
+    def _later(self, value: Any) -> "defer.Deferred[Any]":
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.connection.pending.append((d, value))
+        return d
+
+    def _block(self, index: int) -> bytes:
+        start = self.meta.blockStart(index)
+        return self.data[start : start + self.meta.blockLength(index)]
+
+    def getBlock(self, index: int) -> "defer.Deferred[bytes]":
+        self.connection.blocksAsked.append(index)
+        return self._later(self._block(index))
+
+    def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        return self._later(
+            b"".join(
+                self.meta.digest(self._block(i)) for i in range(first, first + count)
+            )
+        )
+
+    def getPeers(self) -> "defer.Deferred[Sequence[Peer]]":
+        return self._later(list(self.connection.peers))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@implementer(IConnection)
+class FakeConnection:
+    """
+    A connection to a node publishing C{files} (URL: its metadata and
+    bytes); answers come when the test calls L{flush}. It is one this node
+    dialed unless C{initiator} is false.
+    """
+
+    def __init__(
+        self,
+        files: dict[str, tuple[FileMeta, bytes]],
+        host: str,
+        port: int,
+        initiator: bool = True,
+    ) -> None:
+        self.files = files
+        self.initiator = initiator
+        self.ready: defer.Deferred[FakeConnection] = defer.succeed(self)
+        self.remoteHost = host
+        self.remoteListenPort = port
+        self.remoteName = f"{host}:{port}"
+        self.opened: list[tuple[str, str]] = []
+        self.early: list[tuple[int, tuple[int, ...], bool]] = []
+        self.pending: list[tuple[defer.Deferred[Any], Any]] = []
+        self.remoteFiles: list[FakeRemoteFile] = []
+        self.blocksAsked: list[int] = []
+        self.peers: list[Peer] = []
+        self.dropped = False
+
+    def open(
+        self,
+        url: str,
+        version: str = "",
+        digests: int = 0,
+        blocks: Sequence[int] = (),
+        peers: bool = False,
+    ) -> "defer.Deferred[IRemoteFile]":
+        self.opened.append((url, version))
+        self.early.append((digests, tuple(blocks), peers))
+        if url not in self.files:
+            return defer.fail(SPPError(ErrorCode.NOT_FOUND, "no such file"))
+        meta, data = self.files[url]
+        remote = FakeRemoteFile(self, meta, data)
+        self.remoteFiles.append(remote)
+        return defer.succeed(remote)
+
+    def drop(self) -> None:
+        self.dropped = True
+
+    def flush(self) -> None:
+        """
+        Answer every request, including those the answers cause.
+        """
+        while self.pending:
+            d, value = self.pending.pop(0)
+            if not d.called:
+                d.callback(value)
+
+
+@implementer(IConnector)
+class FakeConnector:
+    """
+    A connector whose connection attempts the test completes by hand.
+    """
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, int, defer.Deferred[IConnection]]] = []
+
+    def connect(self, host: str, port: int) -> "defer.Deferred[IConnection]":
+        d: defer.Deferred[IConnection] = defer.Deferred()
+        self.attempts.append((host, port, d))
+        return d
+
+    def succeed(self, connection: IConnection) -> None:
+        """
+        Complete every pending attempt with C{connection}.
+        """
+        attempts, self.attempts = self.attempts, []
+        for _, _, d in attempts:
+            d.callback(connection)
+
+    def fail(self, reason: Exception) -> None:
+        attempts, self.attempts = self.attempts, []
+        for _, _, d in attempts:
+            d.errback(reason)
+
+
+@implementer(IWebNode)
+class FakeWebNode:
+    """
+    What the HTTP side sees of a node: one shared L{Download} per URL of
+    C{content}, from a L{FakeSource} origin, made on the first
+    C{download(url)}.
+
+    @ivar urls: every URL asked for, in order.
+    @ivar made: the downloads made, by URL.
+    @ivar origins: the origin of each download, by URL.
+    @ivar cached: the URLs the node's cache holds.
+    @ivar failure: if set, what every C{download} fails with.
+    @ivar pending: if set, C{download} returns Deferreds that the test
+        fires (they are collected in C{waiting}).
+    """
+
+    nodeId = b"\x01" * 16
+    listenPort = 1111
+
+    def __init__(self, content: bytes, blockSize: int, auto: bool = True) -> None:
+        self.content = content
+        self.blockSize = blockSize
+        self.auto = auto
+        self.counters = SimpleNamespace(blocksServed=0, bytesServed=0, bytesByFile={})
+        self.urls: list[str] = []
+        self.made: dict[str, Download] = {}
+        self.origins: dict[str, FakeSource] = {}
+        self.cached: set[str] = set()
+        self.failure: Exception | None = None
+        self.pending = False
+        self.waiting: list[defer.Deferred[Download]] = []
+
+    def download(self, url: str) -> "defer.Deferred[Download]":
+        self.urls.append(url)
+        try:
+            key = str(parse(url))
+        except ValueError as e:
+            return defer.fail(e)
+        if self.failure is not None:
+            return defer.fail(self.failure)
+        if self.pending:
+            d: defer.Deferred[Download] = defer.Deferred()
+            self.waiting.append(d)
+            return d
+        return defer.succeed(self.make(key))
+
+    def make(self, key: str) -> Download:
+        """
+        The download of C{key}, made on first use.
+        """
+        if key not in self.made:
+            size = len(self.content)
+            meta = FileMeta(key, size, self.blockSize, "sha256", "v1")
+            download = Download(meta, MemoryStore(meta), MemoryReactorClock())
+            origin = FakeSource("origin", self.content, meta, True, auto=self.auto)
+            download.addSource(origin)
+            self.made[key] = download
+            self.origins[key] = origin
+        return self.made[key]
+
+    def downloads(self) -> list[Download]:
+        return list(self.made.values())
+
+    def hasCached(self, url: str) -> bool:
+        return url in self.cached

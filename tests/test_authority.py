@@ -184,8 +184,11 @@ class InMemoryFixture(test_node.NodeFixture):
         self.liar.learn(self.meta)
 
     def addClient(self, cacheName: str = "client-cache") -> Node:
-        client = Node(self.clock, None, self.makeCache(cacheName))  # type: ignore[arg-type]
-        client.connector = self.pair.connector(client, CLIENT_HOST)
+        client = Node(
+            self.clock,
+            lambda node: self.pair.connector(node, CLIENT_HOST),
+            self.makeCache(cacheName),
+        )
         client.listenPort = CLIENT_PORT
         self.pair.nodes[(CLIENT_HOST, CLIENT_PORT)] = client
         self.addCleanup(client.stop)
@@ -463,9 +466,9 @@ class MirrorTests(InMemoryFixture):
             PublicDirectory(self.publicDir),
             self.mirrorIndex,
             Tracker(mirrors=[Peer(LIAR_HOST, LIAR_PORT, True)]),
+            connectorFor=lambda node: self.pair.connector(node, MIRROR_HOST),
         )
         mirror.listenPort = PORT
-        mirror.connector = self.pair.connector(mirror, MIRROR_HOST)
         self.pair.nodes[(MIRROR_HOST, PORT)] = mirror
 
     def test_namedByOrigin(self) -> None:

@@ -24,6 +24,7 @@ from p2pd.web.access import granted, isLocalHost, resolverFor
 from p2pd.web.gateway import gatewayURL
 from p2pd.web.root import NodeRoot
 from tests import clients
+from tests.fakes import FakeWebNode
 from tests.media import getMedia
 from tests.nodes import Nodes
 from tests.test_proxy import (
@@ -33,7 +34,6 @@ from tests.test_proxy import (
     SIZE,
     SPP_URL,
     STRANGER,
-    FakeNode,
     ProxyHarness,
     get,
     parseResponses,
@@ -177,7 +177,7 @@ class GatewayURLTests(SynchronousTestCase):
 class GatewayHarness(ProxyHarness):
     """
     A node's real HTTP side whose root is a L{NodeRoot} (no published
-    directory) with the gateway on, over a L{FakeNode}.
+    directory) with the gateway on, over a L{FakeWebNode}.
     """
 
     def __init__(self, testCase, node=None, grants=(), allowHosts=()):
@@ -262,7 +262,7 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(responses[0].status, 200)
         self.assertEqual(responses[0].headers[b"content-length"], b"%d" % SIZE)
         self.assertTrue(transport.value().endswith(b"\r\n\r\n"))
-        self.assertEqual(self.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(self.node.made[SPP_URL].readers, set())
 
     def test_stranger(self):
         """
@@ -412,7 +412,7 @@ class GatewayTests(SynchronousTestCase):
         channel.dataReceived(get(GATEWAY_PATH))
         self.gateway.close(channel, transport)
         self.node.waiting[0].callback(self.node.make(SPP_URL))
-        self.assertEqual(self.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(self.node.made[SPP_URL].readers, set())
         self.assertEqual(transport.value(), b"")
 
     def test_failureBeforeStartAfterClientGone(self):
@@ -431,10 +431,10 @@ class GatewayTests(SynchronousTestCase):
         A download failing mid-body aborts the connection after the bytes
         sent, and closes the reader.
         """
-        gateway = GatewayHarness(self, FakeNode(auto=False))
+        gateway = GatewayHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = gateway.connect()
         channel.dataReceived(get(GATEWAY_PATH))
-        download = gateway.node.downloads[SPP_URL]
+        download = gateway.node.made[SPP_URL]
         gateway.node.origins[SPP_URL].answer(0)
         download.fail(Failure(DownloadFailed("no source holds block 1")))
         (response,) = parseResponses(transport.value())
@@ -446,10 +446,10 @@ class GatewayTests(SynchronousTestCase):
         """
         A client leaving mid-body closes its reader.
         """
-        gateway = GatewayHarness(self, FakeNode(auto=False))
+        gateway = GatewayHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = gateway.connect()
         channel.dataReceived(get(GATEWAY_PATH))
-        download = gateway.node.downloads[SPP_URL]
+        download = gateway.node.made[SPP_URL]
         self.assertEqual(len(download.readers), 1)
         gateway.close(channel, transport)
         self.assertEqual(download.readers, set())

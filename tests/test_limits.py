@@ -36,7 +36,7 @@ from p2pd.spp import codec
 from p2pd.store.published import PublicDirectory
 from tests.test_node import BLOCK as NODE_BLOCK
 from tests.test_node import URL as NODE_URL
-from tests.test_node import FakeConnection, NodeFixture, writeFile
+from tests.test_node import NodeFixture, fakeConnection, writeFile
 from tests.test_protocol import (
     BLOCK,
     URL,
@@ -416,7 +416,7 @@ class SharedDescriptorTests(NodeFixture):
         it once; closing them all closes it.
         """
         before = openDescriptors()
-        handles = [self.node.open(NODE_URL, "", FakeConnection({})) for _ in range(100)]
+        handles = [self.node.open(NODE_URL, "", fakeConnection({})) for _ in range(100)]
         for served in handles:
             self.assertTrue(self.successResultOf(served.readBlock(1)))
         self.assertEqual(openDescriptors(), before + 1)

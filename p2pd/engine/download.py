@@ -263,6 +263,14 @@ class Download:
         self._alone = None
         self._schedule()
 
+    def setSearching(self, searching: bool) -> None:
+        """
+        Whether the node may still find more sources (L{searching}).
+        """
+        if searching != self.searching:
+            self.searching = searching
+            self._schedule()
+
     # -- sources
 
     @property

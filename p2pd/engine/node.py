@@ -15,8 +15,7 @@ source only lends blocks, checked against those digests.
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -28,7 +27,15 @@ from zope.interface import implementer
 from p2pd.core.errors import ErrorCode, SelfConnection, SPPError, errorCode
 from p2pd.core.peers import Peer
 from p2pd.engine.download import DIGEST_CHUNK, Download
-from p2pd.engine.interfaces import IServedFile, ISource, ISPPNode
+from p2pd.engine.interfaces import (
+    IConnection,
+    IConnector,
+    IRemoteFile,
+    IServedFile,
+    ISource,
+    ISPPNode,
+    IWebNode,
+)
 from p2pd.engine.serving import (
     CachedServedFile,
     Counters,
@@ -37,6 +44,9 @@ from p2pd.engine.serving import (
 )
 from p2pd.engine.tracker import Tracker
 from p2pd.spp.url import BadURL, parse
+from p2pd.store.cache import CachedFile
+from p2pd.store.digests import DigestIndex
+from p2pd.store.interfaces import IBlockCache
 from p2pd.store.published import NotPublished, PublicDirectory
 
 PEER_INTERVAL = 5.0
@@ -56,24 +66,9 @@ PRIVILEGED_PORTS = 1024
 Address = tuple[str, int]
 
 
-class IConnection(Protocol):
-    """
-    What the node needs of an SPP connection (L{p2pd.spp.protocol.SPPProtocol}).
-    """
-
-    remoteHost: str
-    remoteListenPort: int
-    remoteName: str
-    initiator: bool
-    ready: "defer.Deferred[Any]"
-
-    def open(
-        self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
-    ) -> "defer.Deferred[Any]": ...
-
-
-class IConnector(Protocol):
-    def connect(self, host: str, port: int) -> "defer.Deferred[Any]": ...
+# Makes the node's connector, which needs the node to answer on the
+# connections it makes.
+ConnectorFactory = Callable[[ISPPNode], IConnector]
 
 
 class PeerBackoff:
@@ -136,18 +131,21 @@ class _Swarm:
     connections already serve it.
     """
 
-    def __init__(self, url: str, origin: Address, download: Download) -> None:
+    def __init__(
+        self, url: str, origin: Address, download: Download, store: CachedFile
+    ) -> None:
         self.url = url
         self.origin = origin
         self.download = download
-        self.peerConnections: set[Any] = set()
+        self.store = store
+        self.peerConnections: set[IConnection] = set()
         self.connecting: set[tuple[str, int]] = set()
         self.lookingUp = False
         self.timer: IDelayedCall | None = None
         self.idleSince: float | None = None
 
 
-@implementer(ISPPNode)
+@implementer(ISPPNode, IWebNode)
 class Node:
     """
     One p2pd node.
@@ -161,16 +159,15 @@ class Node:
     def __init__(
         self,
         clock: IReactorTime,
-        connector: IConnector,
-        cache: Any,
+        connectorFor: ConnectorFactory,
+        cache: IBlockCache | None,
         public: PublicDirectory | None = None,
-        digestIndex: Any = None,
+        digestIndex: DigestIndex | None = None,
         tracker: Tracker | None = None,
         nodeId: bytes | None = None,
         hashing: ThreadPool | None = None,
     ) -> None:
         self.clock = clock
-        self.connector = connector
         self.cache = cache
         self.public = public
         self.digestIndex = digestIndex
@@ -184,16 +181,17 @@ class Node:
         # Connections this node dialed, by the address dialed: the only ones
         # an origin or a mirror is reached by. Accepted ones, by the remote
         # address and the listen port its Hello claims: peers only.
-        self._dialed: dict[Address, Any] = {}
-        self._accepted: dict[Address, Any] = {}
-        self._connecting: dict[Address, list[defer.Deferred[Any]]] = {}
+        self._dialed: dict[Address, IConnection] = {}
+        self._accepted: dict[Address, IConnection] = {}
+        self._connecting: dict[Address, list[defer.Deferred[IConnection]]] = {}
         self._swarms: dict[str, _Swarm] = {}
         self._opening: dict[str, list[defer.Deferred[Download]]] = {}
         self._banned: set[tuple[str, int]] = set()
+        self.connector: IConnector = connectorFor(self)
 
     # -- ISPPNode: answering other nodes
 
-    def open(self, url: str, version: str, connection: Any) -> IServedFile:
+    def open(self, url: str, version: str, connection: object) -> IServedFile:
         try:
             parsed = parse(url)
         except BadURL as e:
@@ -218,22 +216,22 @@ class Node:
             raise SPPError(ErrorCode.NOT_FOUND, "not published here")
         swarm = self._swarms.get(key)
         if swarm is not None and swarm.download.meta.version == version:
-            self._offerSource(swarm, connection)
-            store: Any = swarm.download.store
+            self._offerSource(swarm, IConnection(connection))
             return CachedServedFile(
-                store, swarm.download, self.counters, self.servedFiles
+                swarm.store, swarm.download, self.counters, self.servedFiles
             )
         cached = self.cache.find(key, version) if self.cache is not None else None
         if cached is not None:
             return CachedServedFile(cached, None, self.counters, self.servedFiles)
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
-    def connectionReady(self, connection: Any) -> None:
+    def connectionReady(self, connection: object) -> None:
+        connection = IConnection(connection)
         if not connection.initiator and connection.remoteListenPort:
             address = (connection.remoteHost, connection.remoteListenPort)
             self._accepted.setdefault(address, connection)
 
-    def connectionGone(self, connection: Any) -> None:
+    def connectionGone(self, connection: object) -> None:
         for table in (self._dialed, self._accepted):
             for address, known in list(table.items()):
                 if known is connection:
@@ -245,7 +243,7 @@ class Node:
 
     def _connect(
         self, host: str, port: int, peer: bool = False
-    ) -> "defer.Deferred[Any]":
+    ) -> "defer.Deferred[IConnection]":
         """
         A connection to the node at C{host}:C{port}: one this node dialed
         there, or a new one. For a C{peer}, a connection it accepted from
@@ -258,14 +256,14 @@ class Node:
             known = self._accepted.get(address)
         if known is not None:
             return defer.succeed(known)
-        result: defer.Deferred[Any] = defer.Deferred()
+        result: defer.Deferred[IConnection] = defer.Deferred()
         waiting = self._connecting.get(address)
         if waiting is not None:
             waiting.append(result)
             return result
         self._connecting[address] = [result]
 
-        def done(outcome: Any) -> None:
+        def done(outcome: IConnection | Failure) -> None:
             waiting = self._connecting.pop(address, [])
             if isinstance(outcome, Failure):
                 for d in waiting:
@@ -280,7 +278,7 @@ class Node:
         return result
 
     def _handshakeFailed(
-        self, reason: Failure, address: Address, connection: Any
+        self, reason: Failure, address: Address, connection: IConnection
     ) -> None:
         """
         A node dialed accepted the connection but did not speak SPP (or was
@@ -346,7 +344,9 @@ class Node:
         )
         return result
 
-    def _opened(self, remoteFile: Any, key: str, origin: tuple[str, int]) -> None:
+    def _opened(
+        self, remoteFile: IRemoteFile, key: str, origin: tuple[str, int]
+    ) -> None:
         remoteFile.believe()
         if not remoteFile.authoritative:
             remoteFile.close()
@@ -361,6 +361,7 @@ class Node:
         if old is not None:
             self._closeSwarm(old)
         try:
+            assert self.cache is not None, "a node that downloads has a cache"
             store = self.cache.open(meta)
         except OSError:
             remoteFile.close()
@@ -370,7 +371,7 @@ class Node:
         download = Download(meta, store, self.clock, hashing=self.hashing)
         download.onBadSource = self._badSource
         download.firstBlockAlone()
-        swarm = _Swarm(key, origin, download)
+        swarm = _Swarm(key, origin, download, store)
         self._swarms[key] = swarm
         # Logged a moment later: writing a log line takes a fifth of a
         # millisecond, and the first block is on its way to a player.
@@ -406,7 +407,7 @@ class Node:
                 )
                 download.searching = False
                 parsed = parse(key)
-                swarm = _Swarm(key, (parsed.host, parsed.port), download)
+                swarm = _Swarm(key, (parsed.host, parsed.port), download, cached)
                 self._swarms[key] = swarm
                 # Keep trying the origin, and close the download when idle.
                 swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
@@ -416,14 +417,13 @@ class Node:
         for w in waiting:
             w.errback(reason)
 
-    def _addSource(self, swarm: _Swarm, remoteFile: ISource) -> None:
-        connection = getattr(remoteFile, "connection", None)
+    def _addSource(self, swarm: _Swarm, remoteFile: IRemoteFile) -> None:
         if swarm.download.addSource(remoteFile):
-            swarm.peerConnections.add(connection)
+            swarm.peerConnections.add(remoteFile.connection)
         else:
             remoteFile.close()
 
-    def _offerSource(self, swarm: _Swarm, connection: Any) -> None:
+    def _offerSource(self, swarm: _Swarm, connection: IConnection) -> None:
         """
         A node opened our download's file on us: use it as a source too, a
         peer whatever its Opened claims.
@@ -438,10 +438,9 @@ class Node:
         )
 
     def _badSource(self, source: ISource) -> None:
-        connection = getattr(source, "connection", None)
-        if connection is not None:
-            self._banned.add((connection.remoteHost, connection.remoteListenPort))
-            connection.transport.loseConnection()
+        connection = IRemoteFile(source).connection
+        self._banned.add((connection.remoteHost, connection.remoteListenPort))
+        connection.drop()
 
     def _maintain(self, swarm: _Swarm) -> None:
         """
@@ -488,7 +487,7 @@ class Node:
         d = self._connect(*swarm.origin)
         d.addCallback(lambda c: c.open(swarm.url, swarm.download.meta.version))
 
-        def opened(remoteFile: Any) -> None:
+        def opened(remoteFile: IRemoteFile) -> None:
             remoteFile.believe()
             self._addSource(swarm, remoteFile)
 
@@ -500,8 +499,8 @@ class Node:
         d.addBoth(lambda _: self._doneConnecting(swarm, swarm.origin))
 
     def _isOrigin(self, swarm: _Swarm, source: ISource) -> bool:
-        connection = getattr(source, "connection", None)
-        return connection is not None and self._dialed.get(swarm.origin) is connection
+        connection = IRemoteFile(source).connection
+        return self._dialed.get(swarm.origin) is connection
 
     def _connectPeers(
         self, swarm: _Swarm, peers: Sequence[Peer], fromOrigin: bool
@@ -535,13 +534,13 @@ class Node:
         self._updateSearching(swarm)
 
     def _openOnPeer(
-        self, connection: Any, swarm: _Swarm, address: Address, mirror: bool
-    ) -> Any:
+        self, connection: IConnection, swarm: _Swarm, address: Address, mirror: bool
+    ) -> "defer.Deferred[None] | None":
         if connection in swarm.peerConnections:
             return None
         swarm.peerConnections.add(connection)
 
-        def opened(remoteFile: Any) -> None:
+        def opened(remoteFile: IRemoteFile) -> None:
             if mirror:
                 remoteFile.believe()
             self.backoff.worked(address)
@@ -577,10 +576,7 @@ class Node:
         self._updateSearching(swarm)
 
     def _updateSearching(self, swarm: _Swarm) -> None:
-        searching = bool(swarm.connecting) or swarm.lookingUp
-        if swarm.download.searching != searching:
-            swarm.download.searching = searching
-            swarm.download._schedule()
+        swarm.download.setSearching(bool(swarm.connecting) or swarm.lookingUp)
 
     def _closeSwarm(self, swarm: _Swarm) -> None:
         if swarm.timer is not None and swarm.timer.active():
@@ -589,6 +585,15 @@ class Node:
 
     def downloads(self) -> list[Download]:
         return [s.download for s in self._swarms.values()]
+
+    def hasCached(self, url: str) -> bool:
+        if self.cache is None:
+            return False
+        cached = self.cache.find(url)
+        if cached is None:
+            return False
+        cached.close()
+        return True
 
     def stop(self) -> None:
         """

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
-from p2pd.engine.interfaces import ISource
+from p2pd.engine.interfaces import IRemoteFile
 from p2pd.spp import codec
 
 
@@ -47,10 +47,10 @@ class Connection(Protocol):
     def closeRemote(self, remoteFile: "RemoteFile") -> None: ...
 
 
-@implementer(ISource)
+@implementer(IRemoteFile)
 class RemoteFile:
     """
-    A file opened on the other end of a connection: an L{ISource}.
+    A file opened on the other end of a connection: an L{IRemoteFile}.
 
     Its handle is the id of the Open request, so requests for it can be sent
     before the Open is answered (L{Asker.open}); their Deferreds wait here
@@ -233,7 +233,7 @@ class Asker:
 
     def open(
         self, url: str, version: str, digests: int, blocks: Sequence[int], peers: bool
-    ) -> "defer.Deferred[RemoteFile]":
+    ) -> "defer.Deferred[IRemoteFile]":
         """
         Open C{url} on the other node, asking at once for what
         L{RemoteFile.askEarly} asks for.

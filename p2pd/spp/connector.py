@@ -6,14 +6,16 @@ Opening SPP connections to other nodes over TCP.
 from typing import Any
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from p2pd.core.net import endpointFor
-from p2pd.engine.interfaces import ISPPNode
-from p2pd.spp.protocol import SPPFactory, SPPProtocol
+from p2pd.engine.interfaces import IConnection, IConnector, ISPPNode
+from p2pd.spp.protocol import SPPFactory
 
 CONNECT_TIMEOUT = 10
 
 
+@implementer(IConnector)
 class TCPConnector:
     """
     Connects to C{host:port} and starts the SPP handshake; requests may be
@@ -33,7 +35,7 @@ class TCPConnector:
         self.factory = SPPFactory(node, reactor, initiator=True)
         self.factory.noisy = False
 
-    def connect(self, host: str, port: int) -> "defer.Deferred[SPPProtocol]":
+    def connect(self, host: str, port: int) -> "defer.Deferred[IConnection]":
         bind = (self.bindHost, 0) if self.bindHost else None
         endpoint = endpointFor(self.reactor, host, port, CONNECT_TIMEOUT, bind)
         connected: defer.Deferred[Any] = endpoint.connect(self.factory)

@@ -51,10 +51,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from p2pd.core.meta import BlockRuns, FileMeta
 from p2pd.store.digests import DigestRecords
 from p2pd.store.fileio import TEMP_SUFFIX, appendAll, readAll, writeAll
+from p2pd.store.interfaces import IBlockCache
 
 _JOURNAL = struct.Struct("!IB3x")
 _CHECK = 8
@@ -688,6 +690,7 @@ class CachedFile:
             self._cache._release(state)
 
 
+@implementer(IBlockCache)
 class BlockCache:
     """
     The cache of fetched, verified blocks, under C{root} (created, private

@@ -47,6 +47,7 @@ from zope.interface import implementer
 from p2pd.core.errors import SelfConnection
 from p2pd.core.net import DEFAULT_PORT, endpointFor
 from p2pd.engine.download import Download
+from p2pd.engine.interfaces import IWebNode
 from p2pd.playlist import DIRECT_PREFIX
 from p2pd.web import stream
 from p2pd.web.access import Access, Verdict
@@ -103,7 +104,7 @@ class ProxyConfig:
     what it has learned.
     """
 
-    def __init__(self, node: Any, reactor: Any, access: Access) -> None:
+    def __init__(self, node: IWebNode, reactor: Any, access: Access) -> None:
         self.node = node
         self.reactor = reactor
         self.access = access
@@ -343,7 +344,7 @@ class NodeRequest(ProxyRequest, server.Request):
 
         def failed(reason: Failure) -> None:
             url = _sppURL(host, port, path)
-            if proxy.node.cache is not None and proxy.node.cache.find(url) is not None:
+            if proxy.node.hasCached(url):
                 self._serveSPP(proxy, url)
                 return
             self._forwardFailed(reason)

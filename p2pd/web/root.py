@@ -12,7 +12,6 @@ shadow a published file.
 """
 
 import re
-from typing import Any
 from urllib.parse import quote
 
 from twisted.logger import Logger
@@ -21,6 +20,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from p2pd import __version__, playlist
+from p2pd.engine.interfaces import IWebNode
 from p2pd.store.published import NotPublished, PublicDirectory
 from p2pd.web import gateway, status
 from p2pd.web.access import Access, granted
@@ -57,7 +57,7 @@ class NodeRoot(Resource):
         public: PublicDirectory | None,
         redirect: bool = False,
         direct: bool = True,
-        node: Any = None,
+        node: IWebNode | None = None,
         access: Access | None = None,
     ) -> None:
         super().__init__()
