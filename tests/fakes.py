@@ -5,6 +5,7 @@ with C{verifyObject}), a block store in memory, a thread pool that runs jobs
 when the test says, and files on disk.
 """
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
@@ -23,7 +24,9 @@ from p2pd.engine.interfaces import (
     IConnection,
     IConnector,
     IRemoteFile,
+    IServedFile,
     ISource,
+    ISPPNode,
     IWebNode,
 )
 from p2pd.spp.url import parse
@@ -427,3 +430,131 @@ class FakeWebNode:
 
     def hasCached(self, url: str) -> bool:
         return url in self.cached
+
+
+@implementer(IServedFile)
+class FakeServedFile:
+    """
+    A file served from memory. With C{manual}, reads and digests wait for
+    the test to fire them.
+    """
+
+    def __init__(
+        self,
+        data: bytes = b"",
+        blockSize: int = 16 * 1024,
+        authoritative: bool = True,
+        version: str = "v1",
+        held: Sequence[tuple[int, int]] = (),
+        manual: bool = False,
+    ) -> None:
+        self.data = data
+        self.size = len(data)
+        self.blockSize = blockSize
+        self.digestName = "sha256"
+        self.version = version
+        self.authoritative = authoritative
+        self.heldRanges = list(held)
+        self.manual = manual
+        self.readIndexes: list[int] = []
+        self.reads: list[tuple[int, defer.Deferred[bytes]]] = []
+        self.cancelled: list[int] = []
+        self.pendingDigests: list[tuple[defer.Deferred[bytes], bytes]] = []
+        self.watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
+        self.peerList: list[Peer] = []
+        self.askers: list[tuple[str, int]] = []
+        self.closed = 0
+        self.readError: Exception | None = None
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.size // self.blockSize)
+
+    def block(self, index: int) -> bytes:
+        return self.data[index * self.blockSize : (index + 1) * self.blockSize]
+
+    def digestsOf(self, first: int, count: int) -> bytes:
+        return b"".join(
+            hashlib.sha256(self.block(i)).digest() for i in range(first, first + count)
+        )
+
+    def digests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        if not self.authoritative:
+            raise SPPError(ErrorCode.NOT_FOUND, "no digests here")
+        if first + count > self.blocks:
+            raise SPPError(ErrorCode.BAD_REQUEST, "past the end")
+        if self.manual:
+            d: defer.Deferred[bytes] = defer.Deferred()
+            self.pendingDigests.append((d, self.digestsOf(first, count)))
+            return d
+        return defer.succeed(self.digestsOf(first, count))
+
+    def readBlock(self, index: int) -> "defer.Deferred[bytes]":
+        self.readIndexes.append(index)
+        if not 0 <= index < self.blocks:
+            raise SPPError(ErrorCode.BAD_REQUEST, "past the end")
+        if self.readError is not None:
+            return defer.fail(self.readError)
+        if self.manual:
+            d: defer.Deferred[bytes] = defer.Deferred(
+                lambda _: self.cancelled.append(index)
+            )
+            self.reads.append((index, d))
+            return d
+        return defer.succeed(self.block(index))
+
+    def finishRead(self, index: int) -> None:
+        """
+        Complete the first outstanding read of block C{index}.
+        """
+        for i, (readIndex, d) in enumerate(self.reads):
+            if readIndex == index:
+                del self.reads[i]
+                d.callback(self.block(index))
+                return
+        raise AssertionError(f"block {index} is not being read")
+
+    def held(self) -> Sequence[tuple[int, int]]:
+        return self.heldRanges
+
+    def watch(self, callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
+        self.watchers.append(callback)
+
+    def peers(self, host: str, port: int) -> Sequence[Peer]:
+        self.askers.append((host, port))
+        return self.peerList
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@implementer(ISPPNode)
+class FakeSPPNode:
+    """
+    A node serving the files in C{files}, recording what its connections
+    tell it.
+    """
+
+    def __init__(self, nodeId: bytes = b"\x01" * 16, listenPort: int = 1111) -> None:
+        self.nodeId = nodeId
+        self.listenPort = listenPort
+        self.files: dict[str, FakeServedFile] = {}
+        self.openError: SPPError | None = None
+        self.opens: list[tuple[str, str, Any]] = []
+        self.ready: list[Any] = []
+        self.gone: list[Any] = []
+
+    def open(self, url: str, version: str, connection: object) -> IServedFile:
+        self.opens.append((url, version, connection))
+        if self.openError is not None:
+            raise self.openError
+        served = self.files.get(url)
+        if served is None:
+            raise SPPError(ErrorCode.NOT_FOUND, "not here")
+        return served
+
+    def connectionReady(self, connection: object) -> None:
+        self.ready.append(connection)
+
+    def connectionGone(self, connection: object) -> None:
+        self.gone.append(connection)

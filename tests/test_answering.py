@@ -13,11 +13,11 @@ from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.peers import Peer
 from p2pd.spp import answering, codec
 from p2pd.spp.answering import MAX_OPEN_FILES, MAX_PENDING_REQUESTS
+from tests.fakes import FakeServedFile
 from tests.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,
-    FakeServedFile,
     Wire,
     content,
     frame,

@@ -15,6 +15,7 @@ from p2pd.engine.interfaces import (
     IConnection,
     IConnector,
     IRemoteFile,
+    IServedFile,
     ISource,
     ISPPNode,
     IWebNode,
@@ -28,7 +29,9 @@ from p2pd.store.interfaces import IBlockCache
 from tests.fakes import (
     FakeConnection,
     FakeConnector,
+    FakeServedFile,
     FakeSource,
+    FakeSPPNode,
     FakeWebNode,
 )
 
@@ -63,6 +66,18 @@ class FakesTests(SynchronousTestCase):
         L{FakeConnector} is an L{IConnector}.
         """
         self.assertTrue(verifyObject(IConnector, FakeConnector()))
+
+    def test_sppNode(self) -> None:
+        """
+        L{FakeSPPNode} is an L{ISPPNode}.
+        """
+        self.assertTrue(verifyObject(ISPPNode, FakeSPPNode()))
+
+    def test_servedFile(self) -> None:
+        """
+        L{FakeServedFile} is an L{IServedFile}.
+        """
+        self.assertTrue(verifyObject(IServedFile, FakeServedFile(DATA)))
 
     def test_webNode(self) -> None:
         """

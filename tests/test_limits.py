@@ -34,6 +34,7 @@ from p2pd.engine.serving import (
 )
 from p2pd.spp import codec
 from p2pd.store.published import PublicDirectory
+from tests.fakes import FakeServedFile
 from tests.test_node import BLOCK as NODE_BLOCK
 from tests.test_node import URL as NODE_URL
 from tests.test_node import NodeFixture, fakeConnection, writeFile
@@ -41,7 +42,6 @@ from tests.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,
-    FakeServedFile,
     Wire,
     content,
     frame,
