@@ -151,8 +151,7 @@ class _Progress:
             self.bar.close()
 
 
-def _exitCode(reason: Any) -> tuple[int, str]:
-    value = reason.value if hasattr(reason, "value") else reason
+def _exitCode(value: BaseException | None) -> tuple[int, str]:
     if isinstance(value, SPPError):
         if value.code in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN):
             return EXIT_REFUSED, f"the origin refused: {value}"

@@ -320,7 +320,11 @@ class _NodeService(Service):
     """
 
     def __init__(
-        self, node: Node, hashing: ThreadPool, digestIndex: Any, reactor: Any
+        self,
+        node: Node,
+        hashing: ThreadPool,
+        digestIndex: DigestIndex | None,
+        reactor: Any,
     ) -> None:
         self.node = node
         self.hashing = hashing
