@@ -19,6 +19,7 @@ from p2pd import playlist
 from p2pd.store.published import PublicDirectory
 from p2pd.web.access import Access
 from p2pd.web.root import NodeRoot
+from tests import playlists
 from tests.fakes import FakeWebNode
 
 from .helpers import InMemoryHTTP, parseResponse
@@ -285,7 +286,7 @@ class RedirectTests(_RootTestCase):
         Fetching the playlist's HTTP fallback URL gives the media bytes.
         """
         response, body = self.get("http://h.example:1111/movie.mpg")
-        [entry] = [e for e in playlist.parse(body) if e.url.startswith("http:")]
+        [entry] = [e for e in playlists.parse(body) if e.url.startswith("http:")]
         response, body = self.get(entry.url)
         self.assertEqual((response.code, body), (http.OK, MOVIE))
 
