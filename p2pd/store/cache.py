@@ -279,7 +279,6 @@ class _CachedState:
         self.meta = meta
         self.disk = disk
         self.handles = 0
-        self.removed = False
         identity = _identity(meta)
         self.records = DigestRecords(meta.digestSize, identity, b"p2pd-cache-dg")
         self._journalKey = hashlib.sha256(identity).digest()
@@ -818,7 +817,6 @@ class BlockCache:
         Forget C{state}: its handles keep working until closed, but it is
         not handed out again.
         """
-        state.removed = True
         key = (state.meta.url, state.meta.version)
         if self._states.get(key) is state:
             del self._states[key]

@@ -1,3 +1,4 @@
 """
-The HTTP side of p2pd: published files, playlists and (later) the proxy.
+The HTTP side of p2pd: published files, playlists, the proxy, the gateway
+and C{/.status}.
 """
