@@ -347,9 +347,8 @@ class _NodeService(Service):
 def settleHeap() -> None:
     """
     Put what start-up made out of the garbage collector's sight: it lives as
-    long as the node, and sweeping it made every full collection take 15 ms
-    and young ones longer, pauses a player waiting for its first block sees
-    (cold starts through the proxy: 3.9 to 3.6 ms). Not collected first:
+    long as the node, and sweeping it again lengthens every collection, a
+    pause a player waiting for its first block sees. Not collected first:
     that would be such a pause for a player asking right after start-up,
     and start-up leaves little garbage.
     """

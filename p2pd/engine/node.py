@@ -373,8 +373,8 @@ class Node:
         download.firstBlockAlone()
         swarm = _Swarm(key, origin, download, store)
         self._swarms[key] = swarm
-        # Logged a moment later: writing a log line takes a fifth of a
-        # millisecond, and the first block is on its way to a player.
+        # Logged a moment later: writing a log line takes time, and the
+        # first block is on its way to a player.
         self.clock.callLater(
             LOG_DELAY,
             self._log.info,
@@ -385,8 +385,8 @@ class Node:
             held=store.heldCount,
             blocks=meta.blocks,
         )
-        # Callers first, then the source: a player's first byte came 0.8 ms
-        # sooner this way (cold viewers through the proxy, 10 samples each).
+        # Callers first, then the source: the readers a player opens are
+        # there before the source's first answers, which then go to it.
         for waiting in self._opening.pop(key, []):
             waiting.callback(download)
         self._addSource(swarm, remoteFile)
