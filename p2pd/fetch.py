@@ -32,12 +32,12 @@ from twisted.python.threadpool import ThreadPool
 from p2pd import __version__
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.sizes import parseSize
+from p2pd.core.url import BadURL, parse
 from p2pd.engine.download import DownloadFailed
 from p2pd.engine.node import Node
 from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
-from p2pd.spp.url import BadURL, parse
 from p2pd.store.cache import BlockCache
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED, EXIT_OUTPUT = range(6)

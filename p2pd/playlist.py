@@ -11,10 +11,9 @@ over SPP). Lengths are byte sizes, as the original wrote them.
 from dataclasses import dataclass
 from urllib.parse import quote
 
-CONTENT_TYPE = b"application/x-spp-playlist"
+from p2pd.core.url import DIRECT_PREFIX
 
-# Published names never start with a dot, so this prefix cannot shadow one.
-DIRECT_PREFIX = ".direct"
+CONTENT_TYPE = b"application/x-spp-playlist"
 
 
 def quotePath(name: str) -> str:

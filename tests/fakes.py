@@ -19,6 +19,7 @@ from zope.interface import implementer
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
+from p2pd.core.url import parse
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import (
     IConnection,
@@ -29,7 +30,6 @@ from p2pd.engine.interfaces import (
     ISPPNode,
     IWebNode,
 )
-from p2pd.spp.url import parse
 
 
 class MemoryStore:

@@ -10,7 +10,7 @@ import gc
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
-from p2pd.core.peers import Peer
+from p2pd.core.peers import MAX_PEERS, Peer
 from p2pd.spp import answering, codec
 from p2pd.spp.answering import MAX_OPEN_FILES, MAX_PENDING_REQUESTS
 from tests.fakes import FakeServedFile
@@ -297,7 +297,7 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         served.peerList = [Peer("10.0.0.3", port) for port in range(1, 100)]
         wire.feed(codec.GetPeers(8, 1))
         [peers] = wire.sent()
-        self.assertEqual(peers.peers, tuple(served.peerList[: codec.MAX_PEERS]))  # type: ignore[union-attr]
+        self.assertEqual(peers.peers, tuple(served.peerList[: MAX_PEERS]))  # type: ignore[union-attr]
 
     def test_getBlock(self) -> None:
         """

@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from p2pd import listener
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
-from p2pd.core.peers import Peer
+from p2pd.core.peers import MAX_PEERS, Peer
 from p2pd.engine.serving import (
     CACHED_FILE_DESCRIPTORS,
     MAX_DESCRIPTORS,
@@ -90,7 +90,7 @@ class CodecLimitTests(SynchronousTestCase):
                 "v" * codec.MAX_VERSION_STAMP,
             ),
             codec.Have(1, ((0, 1),) * codec.MAX_HAVE_RANGES),
-            codec.Peers(1, (Peer("::1", 1, True),) * codec.MAX_PEERS),
+            codec.Peers(1, (Peer("::1", 1, True),) * MAX_PEERS),
             codec.GetDigests(1, 1, 0, codec.MAX_DIGESTS_PER_REQUEST),
         ]:
             self.assertLessEqual(len(codec.encode(message)), codec.MAX_SMALL_FRAME)

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.core.url import DIRECT_PREFIX
 from p2pd.playlist import (
     CONTENT_TYPE,
-    DIRECT_PREFIX,
     Entry,
     directURL,
     forFile,

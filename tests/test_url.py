@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_url -*-
 """
-Tests for L{p2pd.spp.url}: parsing and normalising C{spp://} URLs.
+Tests for L{p2pd.core.url}: parsing and normalising C{spp://} URLs.
 """
 
 from hypothesis import given
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.net import DEFAULT_PORT
-from p2pd.spp.url import SPPURL, BadURL, parse
+from p2pd.core.url import SPPURL, BadURL, parse
 
 
 class ParseTests(SynchronousTestCase):

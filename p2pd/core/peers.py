@@ -4,6 +4,9 @@ Other nodes, by their SPP address.
 
 from dataclasses import dataclass
 
+# The most peers one list holds: one Peers frame (docs/protocol.md).
+MAX_PEERS = 64
+
 
 @dataclass(frozen=True)
 class Peer:

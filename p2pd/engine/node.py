@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from p2pd.core.errors import ErrorCode, SelfConnection, SPPError, errorCode
 from p2pd.core.peers import Peer
+from p2pd.core.url import BadURL, parse
 from p2pd.engine.download import DIGEST_CHUNK, Download
 from p2pd.engine.interfaces import (
     IConnection,
@@ -43,7 +44,6 @@ from p2pd.engine.serving import (
     ServedFiles,
 )
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.url import BadURL, parse
 from p2pd.store.cache import CachedFile
 from p2pd.store.digests import DigestIndex
 from p2pd.store.interfaces import IBlockCache

@@ -11,8 +11,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from p2pd.core.net import Network
-from p2pd.core.peers import Peer
-from p2pd.spp.codec import MAX_PEERS
+from p2pd.core.peers import MAX_PEERS, Peer
 
 
 class Tracker:

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.peers import MAX_PEERS
 from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.spp import codec
 
@@ -230,7 +231,7 @@ class Answerer:
         peers = served.peers(
             self.connection.remoteHost, self.connection.remoteListenPort
         )
-        self._send(codec.Peers(message.request, tuple(peers[: codec.MAX_PEERS])))
+        self._send(codec.Peers(message.request, tuple(peers[: MAX_PEERS])))
 
     def _answering(self) -> int:
         """

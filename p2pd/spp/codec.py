@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar, Union, get_args
 
-from p2pd.core.peers import Peer
+from p2pd.core.peers import MAX_PEERS, Peer
 
 MAGIC = b"\x89SPP"
 VERSION = 1
@@ -32,7 +32,6 @@ MIN_DIGEST_SIZE = 16
 MAX_DIGEST_SIZE = 64
 MAX_DIGESTS_PER_REQUEST = 4096
 MAX_HAVE_RANGES = 1024
-MAX_PEERS = 64
 MAX_AGENT = 64
 MAX_ERROR_MESSAGE = 512
 MAX_BLOCKS = 2**22

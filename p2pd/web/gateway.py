@@ -20,10 +20,9 @@ from twisted.web import http
 from twisted.web.server import NOT_DONE_YET, Request
 
 from p2pd.core.errors import SelfConnection
+from p2pd.core.url import DIRECT_PREFIX, BadURL, parse
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import IWebNode
-from p2pd.playlist import DIRECT_PREFIX
-from p2pd.spp.url import BadURL, parse
 from p2pd.web import stream
 from p2pd.web.access import Access
 

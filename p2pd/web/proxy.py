@@ -46,9 +46,9 @@ from zope.interface import implementer
 
 from p2pd.core.errors import SelfConnection
 from p2pd.core.net import DEFAULT_PORT, endpointFor
+from p2pd.core.url import DIRECT_PREFIX
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import IWebNode
-from p2pd.playlist import DIRECT_PREFIX
 from p2pd.web import stream
 from p2pd.web.access import Access, Verdict
 from p2pd.web.channel import MAX_FORWARDED_BODY, TOO_LARGE
