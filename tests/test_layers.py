@@ -197,6 +197,20 @@ class LayerTests(SynchronousTestCase):
         }
         self.assertEqual(violations(sources), [])
 
+    def test_documented(self) -> None:
+        """
+        docs/architecture.md has a paragraph for every module and names
+        the layers as this test draws them.
+        """
+        doc = _read(os.path.join(ROOT, "docs", "architecture.md"))
+        for name, path in sorted(modules().items()):
+            relative = os.path.relpath(path, os.path.join(ROOT, "p2pd"))
+            if not relative.endswith("__init__.py") or name == "p2pd":
+                shown = "p2pd/__init__.py" if name == "p2pd" else relative
+                self.assertIn(f"`{shown}`", doc, name)
+        for layer in LAYERS:
+            self.assertIn(f"### {layer}\n", doc)
+
     def test_plugin(self) -> None:
         """
         The twistd plugin file imports nothing of p2pd: if it failed to
