@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_tracker -*-
 """
 Other nodes, by their SPP address.
 """

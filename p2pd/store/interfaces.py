@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_fakes -*-
 """
 What the layers above need of the store.
 """
