@@ -172,8 +172,6 @@ class InMemoryFixture(test_node.NodeFixture):
 
     def setUp(self) -> None:
         super().setUp()
-        self.pair = test_node.Pair(self.clock, self.threads)
-        self.node.connector = self.pair.connector(self.node, ORIGIN)
         self.pair.nodes[(ORIGIN, PORT)] = self.node
         self.liar = Liar()
         self.pair.nodes[(LIAR_HOST, LIAR_PORT)] = self.liar  # type: ignore[assignment]
@@ -182,6 +180,13 @@ class InMemoryFixture(test_node.NodeFixture):
             URL, len(self.movie), BLOCK, "sha256", versionOf(self.movie)
         )
         self.liar.learn(self.meta)
+
+    def originConnector(self, node: Node) -> Any:
+        """
+        The publishing node's connector reaches the others through pumps.
+        """
+        self.pair = test_node.Pair(self.clock, self.threads)
+        return self.pair.connector(node, ORIGIN)
 
     def addClient(self, cacheName: str = "client-cache") -> Node:
         client = Node(

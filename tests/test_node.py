@@ -136,9 +136,19 @@ class NodeFixture(SynchronousTestCase):
         self.addCleanup(self.digestIndex.close)
         self.tracker = Tracker()
         self.node = self.makeNode(
-            self.cache, PublicDirectory(self.publicDir), self.digestIndex, self.tracker
+            self.cache,
+            PublicDirectory(self.publicDir),
+            self.digestIndex,
+            self.tracker,
+            connectorFor=self.originConnector,
         )
         self.node.listenPort = PORT
+
+    def originConnector(self, node: Node) -> Any:
+        """
+        The connector of the fixture's publishing node: the fake one.
+        """
+        return self.connector
 
     def assertSameBytes(self, got: bytes, expected: bytes) -> None:
         """
@@ -1002,9 +1012,14 @@ class InMemorySPPTests(NodeFixture):
 
     def setUp(self) -> None:
         super().setUp()
-        self.pair = Pair(self.clock, self.threads)
-        self.node.connector = self.pair.connector(self.node, ORIGIN)
         self.pair.nodes[(ORIGIN, PORT)] = self.node
+
+    def originConnector(self, node: Node) -> Any:
+        """
+        The publishing node's connector reaches the others through pumps.
+        """
+        self.pair = Pair(self.clock, self.threads)
+        return self.pair.connector(node, ORIGIN)
 
     def addClient(self, host: str, port: int) -> Node:
         client = Node(
