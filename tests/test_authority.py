@@ -33,7 +33,7 @@ from zope.interface import implementer
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
-from p2pd.engine import node
+from p2pd.engine import backoff, node
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.engine.node import Node
@@ -875,10 +875,10 @@ class DocsTests(SynchronousTestCase):
         with open(path, encoding="utf-8") as f:
             text = f.read()
         for value, name in [
-            (f"{node.PEER_RETRY:g} s", "PEER_RETRY"),
-            (f"{node.PEER_RETRY_MAX:g} s", "PEER_RETRY_MAX"),
-            (f"{node.NOT_SPP_RETRY:g} s", "NOT_SPP_RETRY"),
-            (f"{node.MAX_PEER_ADDRESSES}", "MAX_PEER_ADDRESSES"),
+            (f"{backoff.PEER_RETRY:g} s", "PEER_RETRY"),
+            (f"{backoff.PEER_RETRY_MAX:g} s", "PEER_RETRY_MAX"),
+            (f"{backoff.NOT_SPP_RETRY:g} s", "NOT_SPP_RETRY"),
+            (f"{backoff.MAX_PEER_ADDRESSES}", "MAX_PEER_ADDRESSES"),
             (f"{node.PRIVILEGED_PORTS}", "PRIVILEGED_PORTS"),
         ]:
             self.assertIn(f"{value} (`{name}`)", text)

@@ -28,18 +28,16 @@ from zope.interface.verify import verifyObject
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
-from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
-from p2pd.engine.interfaces import IServedFile
-from p2pd.engine.node import (
-    IDLE_DOWNLOAD,
+from p2pd.engine.backoff import (
     MAX_PEER_ADDRESSES,
     NOT_SPP_RETRY,
-    PEER_INTERVAL,
     PEER_RETRY,
     PEER_RETRY_MAX,
-    Node,
     PeerBackoff,
 )
+from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
+from p2pd.engine.interfaces import IServedFile
+from p2pd.engine.node import IDLE_DOWNLOAD, PEER_INTERVAL, Node
 from p2pd.engine.tracker import Tracker
 from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.protocol import SPPFactory, SPPProtocol

@@ -14,7 +14,6 @@ source only lends blocks, checked against those digests.
 """
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from twisted.internet import defer
@@ -27,6 +26,7 @@ from zope.interface import implementer
 from p2pd.core.errors import ErrorCode, SelfConnection, SPPError, errorCode
 from p2pd.core.peers import Peer
 from p2pd.core.url import BadURL, parse
+from p2pd.engine.backoff import Address, PeerBackoff
 from p2pd.engine.download import DIGEST_CHUNK, Download
 from p2pd.engine.interfaces import (
     IConnection,
@@ -53,76 +53,14 @@ PEER_INTERVAL = 5.0
 MAX_PEERS_PER_DOWNLOAD = 16
 IDLE_DOWNLOAD = 60.0
 LOG_DELAY = 0.05
-# An address from a peer list is tried at most once per period, which
-# doubles with each failure; one that accepted TCP but did not speak SPP is
-# left alone for an hour. Only the latest addresses are remembered.
-PEER_RETRY = 5.0
-PEER_RETRY_MAX = 600.0
-NOT_SPP_RETRY = 3600.0
-MAX_PEER_ADDRESSES = 4096
 # Peers on ports below this are not dialed unless the origin's port is too.
 PRIVILEGED_PORTS = 1024
 
-Address = tuple[str, int]
 
 
 # Makes the node's connector, which needs the node to answer on the
 # connections it makes.
 ConnectorFactory = Callable[[ISPPNode], IConnector]
-
-
-class PeerBackoff:
-    """
-    When each address from a peer list may be tried again, so that a peer
-    list naming some other service makes this node knock there once per
-    period, not every few seconds.
-    """
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
-        # address -> (failures in a row, time it may be tried again)
-        self._entries: OrderedDict[Address, tuple[int, float]] = OrderedDict()
-
-    def mayTry(self, address: Address) -> bool:
-        entry = self._entries.get(address)
-        return entry is None or self.clock.seconds() >= entry[1]
-
-    def tried(self, address: Address) -> None:
-        failures = self._failures(address)
-        self._set(address, failures, self.clock.seconds() + _period(failures))
-
-    def failed(self, address: Address) -> None:
-        failures = self._failures(address) + 1
-        self._set(address, failures, self.clock.seconds() + _period(failures))
-
-    def notSPP(self, address: Address) -> None:
-        """
-        C{address} accepted a connection but did not speak SPP.
-        """
-        failures = self._failures(address) + 1
-        self._set(address, failures, self.clock.seconds() + NOT_SPP_RETRY)
-
-    def worked(self, address: Address) -> None:
-        entry = self._entries.get(address)
-        if entry is not None:
-            self._entries[address] = (0, entry[1])
-
-    def _failures(self, address: Address) -> int:
-        return self._entries.get(address, (0, 0.0))[0]
-
-    def _set(self, address: Address, failures: int, until: float) -> None:
-        until = max(until, self._entries.get(address, (0, 0.0))[1])
-        self._entries[address] = (failures, until)
-        self._entries.move_to_end(address)
-        while len(self._entries) > MAX_PEER_ADDRESSES:
-            self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def _period(failures: int) -> float:
-    return min(PEER_RETRY * (1 << min(failures, 32)), PEER_RETRY_MAX)
 
 
 class _Swarm:
