@@ -106,7 +106,7 @@ class RealTests(SynchronousTestCase):
         self.assertEqual(made, [node])
         self.assertTrue(verifyObject(ISPPNode, node))
         self.assertTrue(verifyObject(IWebNode, node))
-        self.assertTrue(verifyObject(IConnector, node.connector))
+        self.assertTrue(verifyObject(IConnector, node.connections.connector))
 
     def test_connection(self) -> None:
         """

@@ -1292,10 +1292,13 @@ class RoutineFailureTests(NodeFixture):
         pumps = []
 
         class Connector:
-            def connect(_, host: str, port: int) -> "defer.Deferred[Any]":
+            def __init__(self, node: Node) -> None:
+                self.node = node
+
+            def connect(connector, host: str, port: int) -> "defer.Deferred[Any]":
                 client, server, pump = connectedServerAndClient(
                     GarbageServer,
-                    lambda: SPPFactory(self.node, self.clock, True).buildProtocol(
+                    lambda: SPPFactory(connector.node, self.clock, True).buildProtocol(
                         there
                     ),
                     clientTransportFactory=lambda p: FakeTransport(
@@ -1309,9 +1312,9 @@ class RoutineFailureTests(NodeFixture):
                 pumps.append(pump)
                 return defer.succeed(client)
 
-        self.node.connector = Connector()
+        node = self.makeNode(self.makeCache("client-cache"), connectorFor=Connector)
         seen = self.levels()
-        d = self.node.download(URL)
+        d = node.download(URL)
         pumps[0].flush()
         self.failureResultOf(d, ConnectionGone)
         del d, pumps[:]
@@ -1339,7 +1342,6 @@ class RoutineFailureTests(NodeFixture):
         quietly.
         """
         pair = Pair(self.clock, self.threads)
-        self.node.connector = pair.connector(self.node, ORIGIN)
         pair.nodes[(ORIGIN, PORT)] = self.node
         client = self.makeNode(
             self.makeCache("client-cache"),

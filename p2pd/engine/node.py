@@ -23,10 +23,11 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from p2pd.core.errors import ErrorCode, SelfConnection, SPPError, errorCode
+from p2pd.core.errors import ErrorCode, SPPError, errorCode
 from p2pd.core.peers import Peer
 from p2pd.core.url import BadURL, parse
 from p2pd.engine.backoff import Address, PeerBackoff
+from p2pd.engine.connections import Connections
 from p2pd.engine.download import DIGEST_CHUNK, Download
 from p2pd.engine.interfaces import (
     IConnection,
@@ -116,16 +117,12 @@ class Node:
         self.counters = Counters()
         self.servedFiles = ServedFiles()
         self.backoff = PeerBackoff(clock)
-        # Connections this node dialed, by the address dialed: the only ones
-        # an origin or a mirror is reached by. Accepted ones, by the remote
-        # address and the listen port its Hello claims: peers only.
-        self._dialed: dict[Address, IConnection] = {}
-        self._accepted: dict[Address, IConnection] = {}
-        self._connecting: dict[Address, list[defer.Deferred[IConnection]]] = {}
         self._swarms: dict[str, _Swarm] = {}
         self._opening: dict[str, list[defer.Deferred[Download]]] = {}
         self._banned: set[tuple[str, int]] = set()
-        self.connector: IConnector = connectorFor(self)
+        self.connections = Connections(
+            connectorFor(self), self.backoff, self.connectionGone
+        )
 
     # -- ISPPNode: answering other nodes
 
@@ -164,80 +161,12 @@ class Node:
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
     def connectionReady(self, connection: object) -> None:
-        connection = IConnection(connection)
-        if not connection.initiator and connection.remoteListenPort:
-            address = (connection.remoteHost, connection.remoteListenPort)
-            self._accepted.setdefault(address, connection)
+        self.connections.ready(IConnection(connection))
 
     def connectionGone(self, connection: object) -> None:
-        for table in (self._dialed, self._accepted):
-            for address, known in list(table.items()):
-                if known is connection:
-                    del table[address]
+        self.connections.forget(connection)
         for swarm in self._swarms.values():
             swarm.peerConnections.discard(connection)
-
-    # -- connections
-
-    def _connect(
-        self, host: str, port: int, peer: bool = False
-    ) -> "defer.Deferred[IConnection]":
-        """
-        A connection to the node at C{host}:C{port}: one this node dialed
-        there, or a new one. For a C{peer}, a connection it accepted from
-        that address will do too; never for an origin or a mirror, as the
-        other end of an accepted connection is whoever it says it is.
-        """
-        address = (host, port)
-        known = self._dialed.get(address)
-        if known is None and peer:
-            known = self._accepted.get(address)
-        if known is not None:
-            return defer.succeed(known)
-        result: defer.Deferred[IConnection] = defer.Deferred()
-        waiting = self._connecting.get(address)
-        if waiting is not None:
-            waiting.append(result)
-            return result
-        self._connecting[address] = [result]
-
-        def done(outcome: IConnection | Failure) -> None:
-            waiting = self._connecting.pop(address, [])
-            if isinstance(outcome, Failure):
-                for d in waiting:
-                    d.errback(outcome)
-                return
-            self._dialed.setdefault(address, outcome)
-            outcome.ready.addErrback(self._handshakeFailed, address, outcome)
-            for d in waiting:
-                d.callback(outcome)
-
-        self.connector.connect(host, port).addBoth(done)
-        return result
-
-    def _handshakeFailed(
-        self, reason: Failure, address: Address, connection: IConnection
-    ) -> None:
-        """
-        A node dialed accepted the connection but did not speak SPP (or was
-        this very node, or refused us as busy): its requests fail with the
-        connection, which is forgotten even if it closed before it was
-        handed over.
-        """
-        self.connectionGone(connection)
-        if reason.check(SPPError):
-            # A node that refused us (BUSY) speaks SPP: try it again later.
-            self.backoff.failed(address)
-            return
-        self.backoff.notSPP(address)
-        if reason.check(SelfConnection):
-            return  # a URL naming this very node: its callers handle that
-        self._log.info(
-            "{host}:{port} does not speak SPP: {why}",
-            host=address[0],
-            port=address[1],
-            why=reason.getErrorMessage(),
-        )
 
     # -- downloads
 
@@ -262,7 +191,7 @@ class Node:
             return result
         self._opening[key] = [result]
         origin = (parsed.host, parsed.port)
-        d = self._connect(*origin)
+        d = self.connections.connect(*origin)
         # The first digests and block and the first peers travel with the
         # Open (and the Open behind the Hello): a player's first bytes come
         # one round trip after the connection is made, with nothing else
@@ -422,7 +351,7 @@ class Node:
         if swarm.origin in swarm.connecting:
             return
         swarm.connecting.add(swarm.origin)
-        d = self._connect(*swarm.origin)
+        d = self.connections.connect(*swarm.origin)
         d.addCallback(lambda c: c.open(swarm.url, swarm.download.meta.version))
 
         def opened(remoteFile: IRemoteFile) -> None:
@@ -438,7 +367,7 @@ class Node:
 
     def _isOrigin(self, swarm: _Swarm, source: ISource) -> bool:
         connection = IRemoteFile(source).connection
-        return self._dialed.get(swarm.origin) is connection
+        return self.connections.dialed(swarm.origin) is connection
 
     def _connectPeers(
         self, swarm: _Swarm, peers: Sequence[Peer], fromOrigin: bool
@@ -452,9 +381,7 @@ class Node:
             if len(swarm.peerConnections) >= MAX_PEERS_PER_DOWNLOAD:
                 break
             mirror = fromOrigin and peer.server
-            known = self._dialed.get(address)
-            if known is None and not mirror:
-                known = self._accepted.get(address)
+            known = self.connections.known(address, peer=not mirror)
             if (
                 address in self._banned
                 or address in swarm.connecting
@@ -465,7 +392,7 @@ class Node:
                 continue
             self.backoff.tried(address)
             swarm.connecting.add(address)
-            d = self._connect(*address, peer=not mirror)
+            d = self.connections.connect(*address, peer=not mirror)
             d.addCallback(self._openOnPeer, swarm, address, mirror)
             d.addErrback(self._peerFailed, address)
             d.addBoth(self._connectedPeer, swarm, address)
