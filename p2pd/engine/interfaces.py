@@ -124,8 +124,9 @@ class ISPPNode(Interface):
 
     def open(url: str, version: str, connection: object) -> IServedFile:
         """
-        Open a file for the peer on C{connection} (an SPP protocol, with
-        C{remoteHost}, C{remoteListenPort} and C{remoteNodeId}).
+        Open a file for the peer on C{connection}, an L{IConnection}
+        (typed C{object}: the answering side knows its connection by what it
+        needs of it, not by this interface).
 
         @raise SPPError: NOT_FOUND, FORBIDDEN, CHANGED.
         """
