@@ -375,7 +375,6 @@ class FakeWebNode:
     @ivar urls: every URL asked for, in order.
     @ivar made: the downloads made, by URL.
     @ivar origins: the origin of each download, by URL.
-    @ivar cached: the URLs the node's cache holds.
     @ivar failure: if set, what every C{download} fails with.
     @ivar pending: if set, C{download} returns Deferreds that the test
         fires (they are collected in C{waiting}).
@@ -392,7 +391,6 @@ class FakeWebNode:
         self.urls: list[str] = []
         self.made: dict[str, Download] = {}
         self.origins: dict[str, FakeSource] = {}
-        self.cached: set[str] = set()
         self.failure: Exception | None = None
         self.pending = False
         self.waiting: list[defer.Deferred[Download]] = []
@@ -429,7 +427,7 @@ class FakeWebNode:
         return list(self.made.values())
 
     def hasCached(self, url: str) -> bool:
-        return url in self.cached
+        return False
 
 
 @implementer(IServedFile)
