@@ -18,6 +18,8 @@ import time
 from common import ROOT
 
 sys.path.insert(0, ROOT)
+from p2pd.core.errors import ErrorCode
+from p2pd.core.peers import Peer
 from p2pd.spp import codec  # noqa: I001 (the checkout's p2pd, put on the path above)
 
 # Every attacker connects from this address, so that a node's limits per
@@ -210,7 +212,7 @@ class Hoarder(Attack):
                 handle = message.request
                 writer.write(frame(codec.GetBlock(self.handles + handle, handle, 0)))
             elif isinstance(message, codec.Error) and message.request <= self.handles:
-                self.count(f"Open refused ({codec.ErrorCode(message.code).name})")
+                self.count(f"Open refused ({ErrorCode(message.code).name})")
             else:
                 continue
             unanswered -= 1
@@ -267,7 +269,7 @@ class FakePeer(Attack):
     def __init__(self, files, peers=(), blockBudget=16, digestBudget=16, interval=0.0):
         super().__init__()
         self.files = files
-        self.peers = tuple(codec.Peer(host, port) for host, port in peers)
+        self.peers = tuple(Peer(host, port) for host, port in peers)
         self.blockBudget, self.digestBudget = blockBudget, digestBudget
         self.interval = interval
         self.port = None
@@ -307,7 +309,7 @@ class FakePeer(Attack):
             if isinstance(message, codec.Open):
                 fake = self.files.get(message.url)
                 if fake is None:
-                    answer = codec.Error(message.request, codec.ErrorCode.NOT_FOUND, "")
+                    answer = codec.Error(message.request, ErrorCode.NOT_FOUND, "")
                 else:
                     handles[message.request] = fake
                     self.count("Opens answered as an authority")

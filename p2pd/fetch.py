@@ -30,14 +30,14 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from p2pd import __version__
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.sizes import parseSize
+from p2pd.core.url import BadURL, parse
 from p2pd.engine.download import DownloadFailed
-from p2pd.engine.interfaces import SPPError
 from p2pd.engine.node import Node
 from p2pd.spp.asking import ConnectionGone
-from p2pd.spp.codec import ErrorCode
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
-from p2pd.spp.url import BadURL, parse
 from p2pd.store.cache import BlockCache
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED, EXIT_OUTPUT = range(6)
@@ -105,8 +105,6 @@ class FetchOptions(usage.Options):
             raise usage.UsageError(str(e)) from None
 
     def postOptions(self) -> None:
-        from p2pd.tap import parseSize
-
         if self["output"] is None:
             name = self["url"].segments[-1].decode("utf-8")
             if not name or name.startswith("."):
@@ -153,8 +151,7 @@ class _Progress:
             self.bar.close()
 
 
-def _exitCode(reason: Any) -> tuple[int, str]:
-    value = reason.value if hasattr(reason, "value") else reason
+def _exitCode(value: BaseException | None) -> tuple[int, str]:
     if isinstance(value, SPPError):
         if value.code in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN):
             return EXIT_REFUSED, f"the origin refused: {value}"
@@ -188,8 +185,8 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
             f"{e.strerror or e}\n"
         )
         return EXIT_OUTPUT
-    node = Node(reactor, None, cache)  # type: ignore[arg-type]
-    node.connector = TCPConnector(reactor, node, options["interface"] or None)
+    bindHost = options["interface"] or None
+    node = Node(reactor, lambda node: TCPConnector(reactor, node, bindHost), cache)
     interface = options["interface"].replace(":", r"\:")
     endpoint = serverFromString(reactor, f"tcp:{options['port']}:interface={interface}")
     try:

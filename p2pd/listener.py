@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from p2pd.core.errors import ErrorCode
 from p2pd.engine.serving import descriptorLimit
 from p2pd.spp import codec
 
@@ -57,7 +58,7 @@ HTTP_BUSY = (
     b"Too many clients.\n" % RETRY_AFTER
 )
 _SPP_BUSY_BODY = codec.encode(
-    codec.Error(0, codec.ErrorCode.BUSY, "too many connections")
+    codec.Error(0, ErrorCode.BUSY, "too many connections")
 )
 SPP_BUSY = len(_SPP_BUSY_BODY).to_bytes(4, "big") + _SPP_BUSY_BODY
 

@@ -45,8 +45,8 @@ _VIDEO_TYPES = {
 
 DEFAULT_TYPE = "application/octet-stream"
 
-# Read the host's tables now: the first lookup costs a third of a
-# millisecond, which would otherwise land on a player's first byte.
+# Read the host's tables now: the first lookup reads them from disk, which
+# would otherwise land on a player's first byte.
 mimetypes.guess_type("x.bin", strict=False)
 
 

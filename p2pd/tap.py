@@ -25,6 +25,9 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from p2pd import __version__
+from p2pd.core.net import DEFAULT_PORT, Network, parseHostPort
+from p2pd.core.peers import Peer
+from p2pd.core.sizes import parseSize
 from p2pd.engine.node import Node
 from p2pd.engine.tracker import Tracker
 from p2pd.listener import SharedPortFactory
@@ -40,22 +43,8 @@ from p2pd.web.channel import NodeChannel
 from p2pd.web.proxy import NodeRequest, ProxyConfig
 from p2pd.web.root import NodeRoot
 
-DEFAULT_PORT = 1111
 DEFAULT_BLOCK_SIZE = "256K"
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _HOST = re.compile(r"^[a-z0-9._-]+$")
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parseSize(value: str) -> int:
-    """
-    A size in bytes from C{value} like C{4096}, C{64K}, C{512M} or C{10G}
-    (binary units).
-    """
-    match = _SIZE.match(value)
-    if match is None:
-        raise ValueError(f"{value!r} is not a size (like 256K, 512M or 10G)")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
 def _blockSize(value: str) -> int:
@@ -128,7 +117,7 @@ def _cacheDirectory(value: str) -> str:
     return path
 
 
-def _subnet(option: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _subnet(option: str, value: str) -> Network:
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -138,17 +127,10 @@ def _subnet(option: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Ne
 
 
 def _hostPort(option: str, value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise usage.UsageError(f"{option}: {value!r} is not HOST:PORT")
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise usage.UsageError(
-            f"{option}: {value!r} must name its host by IP address"
-        ) from None
-    return host, int(port)
+        return parseHostPort(value)
+    except ValueError as e:
+        raise usage.UsageError(f"{option}: {e}") from None
 
 
 def _isIPv6(value: str) -> bool:
@@ -339,7 +321,11 @@ class _NodeService(Service):
     """
 
     def __init__(
-        self, node: Node, hashing: ThreadPool, digestIndex: Any, reactor: Any
+        self,
+        node: Node,
+        hashing: ThreadPool,
+        digestIndex: DigestIndex | None,
+        reactor: Any,
     ) -> None:
         self.node = node
         self.hashing = hashing
@@ -362,9 +348,8 @@ class _NodeService(Service):
 def settleHeap() -> None:
     """
     Put what start-up made out of the garbage collector's sight: it lives as
-    long as the node, and sweeping it made every full collection take 15 ms
-    and young ones longer, pauses a player waiting for its first block sees
-    (cold starts through the proxy: 3.9 to 3.6 ms). Not collected first:
+    long as the node, and sweeping it again lengthens every collection, a
+    pause a player waiting for its first block sees. Not collected first:
     that would be such a pause for a player asking right after start-up,
     and start-up leaves little garbage.
     """
@@ -440,18 +425,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ) from None
     tracker = Tracker(
         options["local-net"],
-        [codec.Peer(host, port, True) for host, port in options["mirror"]],
+        [Peer(host, port, True) for host, port in options["mirror"]],
     )
+    bindHost = _bindHost(options["listen"])
     node = Node(
         reactor,
-        None,  # type: ignore[arg-type]
+        lambda node: TCPConnector(reactor, node, bindHost),
         cache,
         public,
         digestIndex,
         tracker,
         hashing=hashing,
     )
-    node.connector = TCPConnector(reactor, node, _bindHost(options["listen"]))
     access = Access(resolverFor(reactor), options["grant"], options["allow-host"])
     root = NodeRoot(
         public,

@@ -29,7 +29,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from p2pd.engine.meta import FileMeta
+from p2pd.core.meta import FileMeta
 
 if TYPE_CHECKING:
     from p2pd.store.cache import CachedFile

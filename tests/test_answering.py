@@ -9,15 +9,15 @@ import gc
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pd.engine.interfaces import SPPError
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.peers import MAX_PEERS, Peer
 from p2pd.spp import answering, codec
 from p2pd.spp.answering import MAX_OPEN_FILES, MAX_PENDING_REQUESTS
-from p2pd.spp.codec import ErrorCode
+from tests.fakes import FakeServedFile
 from tests.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,
-    FakeServedFile,
     Wire,
     content,
     frame,
@@ -284,7 +284,7 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         recorded at its address and the listen port of its Hello.
         """
         wire, served = self._opened()
-        served.peerList = [codec.Peer("10.0.0.3", 1111), codec.Peer("::1", 80, True)]
+        served.peerList = [Peer("10.0.0.3", 1111), Peer("::1", 80, True)]
         wire.feed(codec.GetPeers(8, 1))
         self.assertEqual(wire.sent(), [codec.Peers(8, tuple(served.peerList))])
         self.assertEqual(served.askers, [("10.0.0.2", 2222)])
@@ -294,10 +294,10 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         At most 64 peers are sent, the first ones.
         """
         wire, served = self._opened()
-        served.peerList = [codec.Peer("10.0.0.3", port) for port in range(1, 100)]
+        served.peerList = [Peer("10.0.0.3", port) for port in range(1, 100)]
         wire.feed(codec.GetPeers(8, 1))
         [peers] = wire.sent()
-        self.assertEqual(peers.peers, tuple(served.peerList[: codec.MAX_PEERS]))  # type: ignore[union-attr]
+        self.assertEqual(peers.peers, tuple(served.peerList[: MAX_PEERS]))  # type: ignore[union-attr]
 
     def test_getBlock(self) -> None:
         """

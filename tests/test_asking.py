@@ -11,11 +11,11 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pd.engine.interfaces import SPPError
-from p2pd.engine.meta import FileMeta
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
 from p2pd.spp import codec
 from p2pd.spp.asking import ConnectionGone, RemoteFile
-from p2pd.spp.codec import ErrorCode
 from tests.test_protocol import BLOCK, URL, ErrorAssertions, Wire, content, ready
 
 
@@ -83,7 +83,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
             hashlib.sha256(data[i : i + BLOCK]).digest()
             for i in range(0, len(data), BLOCK)
         )
-        peers = (codec.Peer("10.0.0.7", 1111),)
+        peers = (Peer("10.0.0.7", 1111),)
         wire.feed(
             codec.Opened(1, len(data), BLOCK, True, "sha256", "v1"),
             codec.Digests(2, 0, digests),
@@ -290,7 +290,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         """
         wire, remote = self._remote()
         d = remote.getPeers()
-        peers = (codec.Peer("10.0.0.3", 1111), codec.Peer("::1", 80, True))
+        peers = (Peer("10.0.0.3", 1111), Peer("::1", 80, True))
         wire.feed(codec.Peers(2, peers))
         self.assertEqual(tuple(self.successResultOf(d)), peers)
 

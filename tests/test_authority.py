@@ -30,13 +30,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from p2pd.engine import node
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
+from p2pd.engine import backoff, node
 from p2pd.engine.download import Download, DownloadFailed
-from p2pd.engine.interfaces import IServedFile, ISPPNode, SPPError
-from p2pd.engine.meta import FileMeta
+from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.engine.node import Node
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
 from p2pd.store.cache import BlockCache
@@ -171,8 +172,6 @@ class InMemoryFixture(test_node.NodeFixture):
 
     def setUp(self) -> None:
         super().setUp()
-        self.pair = test_node.Pair(self.clock, self.threads)
-        self.node.connector = self.pair.connector(self.node, ORIGIN)
         self.pair.nodes[(ORIGIN, PORT)] = self.node
         self.liar = Liar()
         self.pair.nodes[(LIAR_HOST, LIAR_PORT)] = self.liar  # type: ignore[assignment]
@@ -182,9 +181,19 @@ class InMemoryFixture(test_node.NodeFixture):
         )
         self.liar.learn(self.meta)
 
+    def originConnector(self, node: Node) -> Any:
+        """
+        The publishing node's connector reaches the others through pumps.
+        """
+        self.pair = test_node.Pair(self.clock, self.threads)
+        return self.pair.connector(node, ORIGIN)
+
     def addClient(self, cacheName: str = "client-cache") -> Node:
-        client = Node(self.clock, None, self.makeCache(cacheName))  # type: ignore[arg-type]
-        client.connector = self.pair.connector(client, CLIENT_HOST)
+        client = Node(
+            self.clock,
+            lambda node: self.pair.connector(node, CLIENT_HOST),
+            self.makeCache(cacheName),
+        )
         client.listenPort = CLIENT_PORT
         self.pair.nodes[(CLIENT_HOST, CLIENT_PORT)] = client
         self.addCleanup(client.stop)
@@ -462,9 +471,9 @@ class MirrorTests(InMemoryFixture):
             PublicDirectory(self.publicDir),
             self.mirrorIndex,
             Tracker(mirrors=[Peer(LIAR_HOST, LIAR_PORT, True)]),
+            connectorFor=lambda node: self.pair.connector(node, MIRROR_HOST),
         )
         mirror.listenPort = PORT
-        mirror.connector = self.pair.connector(mirror, MIRROR_HOST)
         self.pair.nodes[(MIRROR_HOST, PORT)] = mirror
 
     def test_namedByOrigin(self) -> None:
@@ -866,10 +875,10 @@ class DocsTests(SynchronousTestCase):
         with open(path, encoding="utf-8") as f:
             text = f.read()
         for value, name in [
-            (f"{node.PEER_RETRY:g} s", "PEER_RETRY"),
-            (f"{node.PEER_RETRY_MAX:g} s", "PEER_RETRY_MAX"),
-            (f"{node.NOT_SPP_RETRY:g} s", "NOT_SPP_RETRY"),
-            (f"{node.MAX_PEER_ADDRESSES}", "MAX_PEER_ADDRESSES"),
+            (f"{backoff.PEER_RETRY:g} s", "PEER_RETRY"),
+            (f"{backoff.PEER_RETRY_MAX:g} s", "PEER_RETRY_MAX"),
+            (f"{backoff.NOT_SPP_RETRY:g} s", "NOT_SPP_RETRY"),
+            (f"{backoff.MAX_PEER_ADDRESSES}", "MAX_PEER_ADDRESSES"),
             (f"{node.PRIVILEGED_PORTS}", "PRIVILEGED_PORTS"),
         ]:
             self.assertIn(f"{value} (`{name}`)", text)

@@ -17,7 +17,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 import p2pd
-from p2pd.engine.meta import BlockRuns, FileMeta
+from p2pd.core.meta import BlockRuns, FileMeta
 from p2pd.store.cache import BlockCache, CachedFile
 
 from . import crashwriter

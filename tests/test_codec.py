@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.core.peers import MAX_PEERS, Peer
 from p2pd.spp import codec
 from p2pd.spp.codec import DecodeError
 
@@ -54,9 +55,9 @@ _ranges = st.integers(0, codec.MAX_BLOCKS - 1).flatmap(
 )
 
 
-def _peer() -> st.SearchStrategy[codec.Peer]:
+def _peer() -> st.SearchStrategy[Peer]:
     return st.builds(
-        codec.Peer,
+        Peer,
         host=st.ip_addresses().map(str),
         port=st.integers(1, 0xFFFF),
         server=st.booleans(),
@@ -109,7 +110,7 @@ STRATEGIES: dict[type, st.SearchStrategy[typing.Any]] = {
     codec.Peers: st.builds(
         codec.Peers,
         request=_u32,
-        peers=st.lists(_peer(), max_size=codec.MAX_PEERS).map(tuple),
+        peers=st.lists(_peer(), max_size=MAX_PEERS).map(tuple),
     ),
     codec.KeepAlive: st.just(codec.KeepAlive()),
 }
@@ -205,7 +206,7 @@ class RoundTripTests(SynchronousTestCase):
             codec.Error(0xFFFFFFFF, 0xFFFF, "m" * codec.MAX_ERROR_MESSAGE),
             codec.Have(1, ((0, 1),) * codec.MAX_HAVE_RANGES),
             codec.Have(1, ((0, codec.MAX_BLOCKS),)),
-            codec.Peers(1, (codec.Peer("::1", 1, True),) * codec.MAX_PEERS),
+            codec.Peers(1, (Peer("::1", 1, True),) * MAX_PEERS),
             codec.GetDigests(1, 1, 0, codec.MAX_DIGESTS_PER_REQUEST),
             codec.Digests(
                 1, 0, b"d" * codec.MAX_DIGESTS_PER_REQUEST * codec.MAX_DIGEST_SIZE
@@ -577,19 +578,19 @@ class LimitTests(SynchronousTestCase):
 
     def test_tooManyPeers(self) -> None:
         """
-        More than L{codec.MAX_PEERS} entries in Peers is an error, for the
+        More than L{MAX_PEERS} entries in Peers is an error, for the
         decoder and for the encoder.
         """
         self.assertRaises(
-            DecodeError, codec.decode, _peers(*[_peer4()] * (codec.MAX_PEERS + 1))
+            DecodeError, codec.decode, _peers(*[_peer4()] * (MAX_PEERS + 1))
         )
         self.assertRaises(
             ValueError,
             codec.encode,
-            codec.Peers(1, (codec.Peer("127.0.0.1", 1),) * (codec.MAX_PEERS + 1)),
+            codec.Peers(1, (Peer("127.0.0.1", 1),) * (MAX_PEERS + 1)),
         )
-        decoded = codec.decode(_peers(*[_peer4()] * codec.MAX_PEERS))
-        self.assertEqual(len(decoded.peers), codec.MAX_PEERS)  # type: ignore[union-attr]
+        decoded = codec.decode(_peers(*[_peer4()] * MAX_PEERS))
+        self.assertEqual(len(decoded.peers), MAX_PEERS)  # type: ignore[union-attr]
 
     def test_peerPortZero(self) -> None:
         """
@@ -615,7 +616,7 @@ class LimitTests(SynchronousTestCase):
             codec.decode(_peers(_peer4(), v6)),
             codec.Peers(
                 1,
-                (codec.Peer("127.0.0.1", 1111, False), codec.Peer("::1", 80, True)),
+                (Peer("127.0.0.1", 1111, False), Peer("::1", 80, True)),
             ),
         )
 

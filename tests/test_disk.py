@@ -21,20 +21,18 @@ from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
-from zope.interface import implementer
 
+from p2pd.core.meta import FileMeta
 from p2pd.engine import download as dl
 from p2pd.engine.download import DIGEST_CHUNK, Download, Reader
-from p2pd.engine.interfaces import ISource
-from p2pd.engine.meta import FileMeta
 from p2pd.spp import codec
 from p2pd.store import cache as cachemodule
 from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache
 from p2pd.web import stream
 from tests import clients
-from tests.fakes import MemoryStore, makeFile
+from tests.fakes import FakeSource, MemoryStore, makeFile
 from tests.nodes import Nodes
-from tests.test_download import FakeSource, readAll
+from tests.test_download import readAll
 from tests.test_protocol import URL, ready
 
 BLOCK = 16 * 1024
@@ -62,7 +60,7 @@ class FailingDisk:
         self.half = False
         self.appendsOnly = False
         self.refused = 0
-        realWrite, realAppend = cachemodule._writeAll, cachemodule._appendAll
+        realWrite, realAppend = cachemodule.writeAll, cachemodule.appendAll
 
         def writeAll(fd: int, data: bytes, offset: int) -> None:
             if self.full and not self.appendsOnly:
@@ -74,8 +72,8 @@ class FailingDisk:
                 self._refuse(lambda part: realAppend(fd, part), data)
             realAppend(fd, data)
 
-        testCase.patch(cachemodule, "_writeAll", writeAll)
-        testCase.patch(cachemodule, "_appendAll", appendAll)
+        testCase.patch(cachemodule, "writeAll", writeAll)
+        testCase.patch(cachemodule, "appendAll", appendAll)
 
     def _refuse(self, write: Callable[[bytes], None], data: bytes) -> None:
         self.refused += 1
@@ -529,8 +527,7 @@ HUGE_BLOCK = 4 * 1024 * 1024
 HUGE = FileMeta("spp://o:1/huge", 2**44, HUGE_BLOCK, "sha512", "v1")
 
 
-@implementer(ISource)
-class HugeOrigin:
+class HugeOrigin(FakeSource):
     """
     An origin of L{HUGE}, 16 TiB of zeros, answering at once: every block
     is the same bytes object, so that memory measured is the download's own.
@@ -538,20 +535,12 @@ class HugeOrigin:
     as from an origin that is slow to hash.
     """
 
-    name = "origin"
-    authoritative = True
-    onHave = None
-    onLost = None
-
     def __init__(self, background: int) -> None:
+        super().__init__("origin", b"", HUGE, authoritative=True)
         self.zeros = bytes(HUGE_BLOCK)
         self.digest = HUGE.digest(self.zeros)
         self.background = background
-        self.requested: list[int] = []
         self.digestsAsked = 0
-
-    def has(self, index: int) -> bool:
-        return True
 
     def getBlock(self, index: int) -> "defer.Deferred[bytes]":
         self.requested.append(index)
@@ -564,12 +553,6 @@ class HugeOrigin:
                 return defer.Deferred()
             self.background -= 1
         return defer.succeed(self.digest * count)
-
-    def getPeers(self) -> "defer.Deferred[list[Any]]":
-        return defer.succeed([])
-
-    def close(self) -> None:
-        pass
 
 
 class AnnouncedSizeTests(SynchronousTestCase):

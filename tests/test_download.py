@@ -3,95 +3,18 @@ Tests for L{p2pd.engine.download}: scheduling, verification and readers,
 with fake sources on a fake clock.
 """
 
-import hashlib
 import random
 
 from twisted.internet import defer, task
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
 from p2pd.engine import download as dl
 from p2pd.engine.download import Download, DownloadFailed
-from p2pd.engine.interfaces import ISource, SPPError
-from p2pd.engine.meta import FileMeta
-from p2pd.spp.codec import ErrorCode
-from tests.fakes import MemoryStore, QueuedThreads
+from tests.fakes import FakeSource, MemoryStore, QueuedThreads
 
 BLOCK = 16 * 1024
-
-
-@implementer(ISource)
-class FakeSource:
-    """
-    A source whose requests the test answers by hand (or automatically).
-    """
-
-    onHave = None
-    onLost = None
-
-    def __init__(self, name, content, meta, authoritative=False, holds=(), auto=False):
-        self.name = name
-        self.content = content
-        self.meta = meta
-        self.authoritative = authoritative
-        self.holds = set(holds)
-        self.auto = auto
-        self.requests: dict[int, defer.Deferred] = {}
-        self.requested: list[int] = []
-        self.cancelled: list[int] = []
-        self.closed = False
-        self.corrupt = False
-
-    def has(self, index):
-        return self.authoritative or index in self.holds
-
-    def block(self, index):
-        start = index * self.meta.blockSize
-        data = self.content[start : start + self.meta.blockSize]
-        return b"X" * len(data) if self.corrupt else data
-
-    def getBlock(self, index):
-        self.requested.append(index)
-        if self.auto:
-            return defer.succeed(self.block(index))
-
-        def cancel(d):
-            self.cancelled.append(index)
-            self.requests.pop(index, None)
-
-        d = defer.Deferred(cancel)
-        self.requests[index] = d
-        return d
-
-    def answer(self, index):
-        self.requests.pop(index).callback(self.block(index))
-
-    def answerAll(self):
-        while self.requests:
-            self.answer(min(self.requests))
-
-    def getDigests(self, first, count):
-        digests = b"".join(
-            hashlib.sha256(
-                self.block(i) if not self.corrupt else self._real(i)
-            ).digest()
-            for i in range(first, first + count)
-        )
-        return defer.succeed(digests)
-
-    def _real(self, index):
-        start = index * self.meta.blockSize
-        return self.content[start : start + self.meta.blockSize]
-
-    def getPeers(self):
-        return defer.succeed([])
-
-    def close(self):
-        self.closed = True
-
-    def lose(self):
-        self.onLost(Failure(ConnectionError("gone")))
 
 
 def makeDownload(blocks=40, extra=100):

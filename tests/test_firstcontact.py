@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
-from p2pd.engine.interfaces import SelfConnection
+from p2pd.core.errors import SelfConnection
 from p2pd.web.firstcontact import (
     FIRST_CONTACT_GRACE,
     TRANSITIONS,

@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.core.errors import ErrorCode
 from p2pd.spp import codec
-from p2pd.spp.codec import ErrorCode
 from p2pd.spp.framing import HEADER, FrameReader, FrameTooLarge, frameHeader
+from tests.fakes import FakeServedFile
 from tests.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,
-    FakeServedFile,
     Wire,
     content,
     frame,

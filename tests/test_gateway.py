@@ -17,14 +17,14 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.engine.download import DownloadFailed
-from p2pd.engine.interfaces import SPPError
-from p2pd.spp.codec import ErrorCode
 from p2pd.tap import NodeSite
 from p2pd.web.access import granted, isLocalHost, resolverFor
 from p2pd.web.gateway import gatewayURL
 from p2pd.web.root import NodeRoot
 from tests import clients
+from tests.fakes import FakeWebNode
 from tests.media import getMedia
 from tests.nodes import Nodes
 from tests.test_proxy import (
@@ -34,7 +34,6 @@ from tests.test_proxy import (
     SIZE,
     SPP_URL,
     STRANGER,
-    FakeNode,
     ProxyHarness,
     get,
     parseResponses,
@@ -178,7 +177,7 @@ class GatewayURLTests(SynchronousTestCase):
 class GatewayHarness(ProxyHarness):
     """
     A node's real HTTP side whose root is a L{NodeRoot} (no published
-    directory) with the gateway on, over a L{FakeNode}.
+    directory) with the gateway on, over a L{FakeWebNode}.
     """
 
     def __init__(self, testCase, node=None, grants=(), allowHosts=()):
@@ -263,7 +262,7 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(responses[0].status, 200)
         self.assertEqual(responses[0].headers[b"content-length"], b"%d" % SIZE)
         self.assertTrue(transport.value().endswith(b"\r\n\r\n"))
-        self.assertEqual(self.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(self.node.made[SPP_URL].readers, set())
 
     def test_stranger(self):
         """
@@ -413,7 +412,7 @@ class GatewayTests(SynchronousTestCase):
         channel.dataReceived(get(GATEWAY_PATH))
         self.gateway.close(channel, transport)
         self.node.waiting[0].callback(self.node.make(SPP_URL))
-        self.assertEqual(self.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(self.node.made[SPP_URL].readers, set())
         self.assertEqual(transport.value(), b"")
 
     def test_failureBeforeStartAfterClientGone(self):
@@ -432,10 +431,10 @@ class GatewayTests(SynchronousTestCase):
         A download failing mid-body aborts the connection after the bytes
         sent, and closes the reader.
         """
-        gateway = GatewayHarness(self, FakeNode(auto=False))
+        gateway = GatewayHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = gateway.connect()
         channel.dataReceived(get(GATEWAY_PATH))
-        download = gateway.node.downloads[SPP_URL]
+        download = gateway.node.made[SPP_URL]
         gateway.node.origins[SPP_URL].answer(0)
         download.fail(Failure(DownloadFailed("no source holds block 1")))
         (response,) = parseResponses(transport.value())
@@ -449,10 +448,10 @@ class GatewayTests(SynchronousTestCase):
         block no source holds, the origin gone) gets a 502 saying why, not
         a connection closed with no answer.
         """
-        gateway = GatewayHarness(self, FakeNode(auto=False))
+        gateway = GatewayHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = gateway.connect()
         channel.dataReceived(get(GATEWAY_PATH, f"Range: bytes={3 * BLOCK}-"))
-        download = gateway.node.downloads[SPP_URL]
+        download = gateway.node.made[SPP_URL]
         download.fail(Failure(DownloadFailed("no source holds block 3")))
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.status, 502)
@@ -464,10 +463,10 @@ class GatewayTests(SynchronousTestCase):
         """
         A client leaving mid-body closes its reader.
         """
-        gateway = GatewayHarness(self, FakeNode(auto=False))
+        gateway = GatewayHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = gateway.connect()
         channel.dataReceived(get(GATEWAY_PATH))
-        download = gateway.node.downloads[SPP_URL]
+        download = gateway.node.made[SPP_URL]
         self.assertEqual(len(download.readers), 1)
         gateway.close(channel, transport)
         self.assertEqual(download.readers, set())

@@ -25,8 +25,9 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from p2pd.core.errors import ErrorCode
+from p2pd.core.peers import Peer
 from p2pd.spp import codec
-from p2pd.spp.codec import ErrorCode
 from tests import clients
 from tests.nodes import Nodes, nodeEnvironment
 
@@ -745,7 +746,7 @@ class RequestTests(HostileTestCase):
         frames = yield second.waitForFrames(2)
         second.transport.write(frame(codec.GetPeers(2, frames[1].request)))
         frames = yield second.waitForFrames(3)
-        self.assertEqual(frames[2], codec.Peers(2, (codec.Peer("127.0.0.1", 40001),)))
+        self.assertEqual(frames[2], codec.Peers(2, (Peer("127.0.0.1", 40001),)))
         # Close the handle, and wait for an answer on the same connection so
         # the node has seen the Close.
         first.transport.write(

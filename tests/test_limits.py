@@ -19,8 +19,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd import listener
-from p2pd.engine.interfaces import SPPError
-from p2pd.engine.meta import FileMeta
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import MAX_PEERS, Peer
 from p2pd.engine.serving import (
     CACHED_FILE_DESCRIPTORS,
     MAX_DESCRIPTORS,
@@ -32,16 +33,15 @@ from p2pd.engine.serving import (
     descriptorLimit,
 )
 from p2pd.spp import codec
-from p2pd.spp.codec import ErrorCode
 from p2pd.store.published import PublicDirectory
+from tests.fakes import FakeServedFile
 from tests.test_node import BLOCK as NODE_BLOCK
 from tests.test_node import URL as NODE_URL
-from tests.test_node import FakeConnection, NodeFixture, writeFile
+from tests.test_node import NodeFixture, fakeConnection, writeFile
 from tests.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,
-    FakeServedFile,
     Wire,
     content,
     frame,
@@ -90,7 +90,7 @@ class CodecLimitTests(SynchronousTestCase):
                 "v" * codec.MAX_VERSION_STAMP,
             ),
             codec.Have(1, ((0, 1),) * codec.MAX_HAVE_RANGES),
-            codec.Peers(1, (codec.Peer("::1", 1, True),) * codec.MAX_PEERS),
+            codec.Peers(1, (Peer("::1", 1, True),) * MAX_PEERS),
             codec.GetDigests(1, 1, 0, codec.MAX_DIGESTS_PER_REQUEST),
         ]:
             self.assertLessEqual(len(codec.encode(message)), codec.MAX_SMALL_FRAME)
@@ -416,7 +416,7 @@ class SharedDescriptorTests(NodeFixture):
         it once; closing them all closes it.
         """
         before = openDescriptors()
-        handles = [self.node.open(NODE_URL, "", FakeConnection({})) for _ in range(100)]
+        handles = [self.node.open(NODE_URL, "", fakeConnection({})) for _ in range(100)]
         for served in handles:
             self.assertTrue(self.successResultOf(served.readBlock(1)))
         self.assertEqual(openDescriptors(), before + 1)

@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
+from p2pd.core.errors import ErrorCode
 from p2pd.engine.serving import descriptorLimit
 from p2pd.listener import (
     CONNECTIONS_SHARE,
@@ -426,6 +427,6 @@ class CapTests(SynchronousTestCase):
         self.assertEqual(shared.refusals, {codec.MAGIC[:1]: SPP_BUSY})
         self.assertEqual(
             codec.decode(SPP_BUSY[4:]),
-            codec.Error(0, codec.ErrorCode.BUSY, "too many connections"),
+            codec.Error(0, ErrorCode.BUSY, "too many connections"),
         )
         self.assertEqual(int.from_bytes(SPP_BUSY[:4], "big"), len(SPP_BUSY) - 4)

@@ -14,7 +14,7 @@ import gc
 import hashlib
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, task
@@ -23,30 +23,28 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel, capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
-from p2pd.engine.interfaces import IServedFile, ISource, SPPError
-from p2pd.engine.meta import FileMeta
-from p2pd.engine.node import (
-    IDLE_DOWNLOAD,
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
+from p2pd.engine.backoff import (
     MAX_PEER_ADDRESSES,
     NOT_SPP_RETRY,
-    PEER_INTERVAL,
     PEER_RETRY,
     PEER_RETRY_MAX,
-    Node,
     PeerBackoff,
 )
+from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
+from p2pd.engine.interfaces import IServedFile
+from p2pd.engine.node import IDLE_DOWNLOAD, PEER_INTERVAL, Node
 from p2pd.engine.tracker import Tracker
 from p2pd.spp.asking import ConnectionGone
-from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.protocol import SPPFactory, SPPProtocol
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
-from tests.fakes import QueuedThreads
+from tests.fakes import FakeConnection, FakeConnector, QueuedThreads
 from tests.helpers import FakeTransport, connectedServerAndClient
 
 BLOCK = 16 * 1024
@@ -74,137 +72,21 @@ def versionOf(data: bytes, mtimeNs: int = MTIME_NS) -> str:
     return f"{len(data):x}-{mtimeNs:x}"
 
 
-class FakeConnector:
+def fakeConnection(
+    files: dict[str, bytes],
+    host: str = ORIGIN,
+    port: int = PORT,
+    initiator: bool = True,
+) -> FakeConnection:
     """
-    A connector whose connection attempts the test completes by hand.
+    A fake connection to a node publishing C{files} (URL: data) as this
+    module's files are published.
     """
-
-    def __init__(self) -> None:
-        self.attempts: list[tuple[str, int, defer.Deferred[Any]]] = []
-
-    def connect(self, host: str, port: int) -> "defer.Deferred[Any]":
-        d: defer.Deferred[Any] = defer.Deferred()
-        self.attempts.append((host, port, d))
-        return d
-
-    def succeed(self, connection: "FakeConnection") -> None:
-        """
-        Complete every pending attempt with C{connection}.
-        """
-        attempts, self.attempts = self.attempts, []
-        for _, _, d in attempts:
-            d.callback(connection)
-
-    def fail(self, reason: Exception) -> None:
-        attempts, self.attempts = self.attempts, []
-        for _, _, d in attempts:
-            d.errback(reason)
-
-
-@implementer(ISource)
-class FakeRemoteFile:
-    """
-    A file opened on a fake connection: a source claiming authority, whose
-    answers arrive when the test calls L{FakeConnection.flush}. The node
-    decides whether to believe it.
-    """
-
-    onHave = None
-    onLost = None
-
-    def __init__(self, connection: "FakeConnection", meta: FileMeta, data: bytes):
-        self.connection = connection
-        self.meta = meta
-        self.data = data
-        self.name = connection.remoteName
-        self.claimsAuthority = True
-        self.authoritative = False
-        self.closed = False
-
-    def believe(self) -> None:
-        self.authoritative = self.claimsAuthority
-
-    def has(self, index: int) -> bool:
-        return 0 <= index < self.meta.blocks
-
-    def _later(self, value: Any) -> "defer.Deferred[Any]":
-        d: defer.Deferred[Any] = defer.Deferred()
-        self.connection.pending.append((d, value))
-        return d
-
-    def getBlock(self, index: int) -> "defer.Deferred[bytes]":
-        self.connection.blocksAsked.append(index)
-        start = self.meta.blockStart(index)
-        return self._later(self.data[start : start + self.meta.blockLength(index)])
-
-    def getDigests(self, first: int, count: int) -> "defer.Deferred[bytes]":
-        return self._later(
-            b"".join(
-                self.meta.digest(self.data[i * BLOCK : (i + 1) * BLOCK])
-                for i in range(first, first + count)
-            )
-        )
-
-    def getPeers(self) -> "defer.Deferred[Any]":
-        return self._later(list(self.connection.peers))
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeConnection:
-    """
-    A connection to a node publishing C{files} (URL: data); answers come
-    when the test calls L{flush}. It is one this node dialed unless
-    C{initiator} is false.
-    """
-
-    def __init__(
-        self,
-        files: dict[str, bytes],
-        host: str = ORIGIN,
-        port: int = PORT,
-        initiator: bool = True,
-    ) -> None:
-        self.files = files
-        self.initiator = initiator
-        self.ready: defer.Deferred[Any] = defer.succeed(self)
-        self.remoteHost = host
-        self.remoteListenPort = port
-        self.remoteName = f"{host}:{port}"
-        self.opened: list[tuple[str, str]] = []
-        self.early: list[tuple[int, tuple[int, ...], bool]] = []
-        self.pending: list[tuple[defer.Deferred[Any], Any]] = []
-        self.remoteFiles: list[FakeRemoteFile] = []
-        self.blocksAsked: list[int] = []
-        self.peers: list[Peer] = []
-
-    def open(
-        self,
-        url: str,
-        version: str = "",
-        digests: int = 0,
-        blocks: Sequence[int] = (),
-        peers: bool = False,
-    ) -> "defer.Deferred[Any]":
-        self.opened.append((url, version))
-        self.early.append((digests, tuple(blocks), peers))
-        if url not in self.files:
-            return defer.fail(SPPError(ErrorCode.NOT_FOUND, "no such file"))
-        data = self.files[url]
-        meta = FileMeta(url, len(data), BLOCK, "sha256", versionOf(data))
-        remote = FakeRemoteFile(self, meta, data)
-        self.remoteFiles.append(remote)
-        return defer.succeed(remote)
-
-    def flush(self) -> None:
-        """
-        Answer every request, including those the answers cause.
-        """
-        while self.pending:
-            d, value = self.pending.pop(0)
-            if not d.called:
-                d.callback(value)
+    described = {
+        url: (FileMeta(url, len(data), BLOCK, "sha256", versionOf(data)), data)
+        for url, data in files.items()
+    }
+    return FakeConnection(described, host, port, initiator)
 
 
 def readAll(testCase: SynchronousTestCase, download: Download, *flushes: Any) -> bytes:
@@ -252,9 +134,19 @@ class NodeFixture(SynchronousTestCase):
         self.addCleanup(self.digestIndex.close)
         self.tracker = Tracker()
         self.node = self.makeNode(
-            self.cache, PublicDirectory(self.publicDir), self.digestIndex, self.tracker
+            self.cache,
+            PublicDirectory(self.publicDir),
+            self.digestIndex,
+            self.tracker,
+            connectorFor=self.originConnector,
         )
         self.node.listenPort = PORT
+
+    def originConnector(self, node: Node) -> Any:
+        """
+        The connector of the fixture's publishing node: the fake one.
+        """
+        return self.connector
 
     def assertSameBytes(self, got: bytes, expected: bytes) -> None:
         """
@@ -276,13 +168,29 @@ class NodeFixture(SynchronousTestCase):
     def makeCache(self, name: str) -> BlockCache:
         return BlockCache(os.path.join(self.base, name))
 
-    def makeNode(self, cache: Any, *args: Any, **kwargs: Any) -> Node:
-        node = Node(self.clock, self.connector, cache, *args, **kwargs)
+    def makeNode(
+        self,
+        cache: Any,
+        *args: Any,
+        connectorFor: Callable[[Node], Any] | None = None,
+        **kwargs: Any,
+    ) -> Node:
+        """
+        A node on the test's clock, its connector made by C{connectorFor}
+        (by default, the fixture's fake connector).
+        """
+        node = Node(
+            self.clock,
+            connectorFor or (lambda node: self.connector),
+            cache,
+            *args,
+            **kwargs,
+        )
         self.addCleanup(node.stop)
         return node
 
     def openServed(self, url: str, version: str = "", node: Node | None = None) -> Any:
-        served = (node or self.node).open(url, version, FakeConnection({}))
+        served = (node or self.node).open(url, version, fakeConnection({}))
         self.addCleanup(served.close)
         return served
 
@@ -291,7 +199,7 @@ class NodeFixture(SynchronousTestCase):
         The error code C{open} raises, or C{"opened"}.
         """
         try:
-            served = self.node.open(url, version, FakeConnection({}))
+            served = self.node.open(url, version, fakeConnection({}))
         except SPPError as e:
             return ErrorCode(e.code)
         served.close()
@@ -469,9 +377,9 @@ class OpenPublishedTests(NodeFixture):
         NOT_FOUND.
         """
         node = self.makeNode(self.makeCache("other"))
-        self.assertRaises(SPPError, node.open, URL, "", FakeConnection({}))
+        self.assertRaises(SPPError, node.open, URL, "", fakeConnection({}))
         try:
-            node.open(URL, "", FakeConnection({}))
+            node.open(URL, "", fakeConnection({}))
         except SPPError as e:
             self.assertEqual(e.code, ErrorCode.NOT_FOUND)
 
@@ -640,7 +548,7 @@ class DownloadTests(NodeFixture):
     def setUp(self) -> None:
         super().setUp()
         self.client = self.makeNode(self.makeCache("client-cache"))
-        self.origin = FakeConnection({URL: self.movie})
+        self.origin = fakeConnection({URL: self.movie})
 
     def test_shared(self) -> None:
         """
@@ -765,7 +673,7 @@ class DownloadTests(NodeFixture):
         node, which is then stopped.
         """
         node = self.makeNode(self.makeCache(cacheName))
-        origin = FakeConnection({URL: self.movie})
+        origin = fakeConnection({URL: self.movie})
         d = node.download(URL)
         self.connector.succeed(origin)
         self.assertSameBytes(readAll(self, self.successResultOf(d), origin), self.movie)
@@ -870,7 +778,7 @@ class DownloadTests(NodeFixture):
         self.fillCache("withdrawn")
         node = self.makeNode(self.makeCache("withdrawn"))
         d = node.download(URL)
-        self.connector.succeed(FakeConnection({}))
+        self.connector.succeed(fakeConnection({}))
         failure = self.failureResultOf(d, SPPError)
         self.assertEqual(failure.value.code, ErrorCode.NOT_FOUND)
 
@@ -881,7 +789,7 @@ class DownloadTests(NodeFixture):
         """
         self.cacheBlocks("resume", range(3))
         node = self.makeNode(self.makeCache("resume"))
-        origin = FakeConnection({URL: self.movie})
+        origin = fakeConnection({URL: self.movie})
         d = node.download(URL)
         self.connector.succeed(origin)
         download = self.successResultOf(d)
@@ -905,7 +813,7 @@ class ServingDownloadTests(NodeFixture):
     def setUp(self) -> None:
         super().setUp()
         self.client = self.makeNode(self.makeCache("client-cache"))
-        self.origin = FakeConnection({URL: self.movie})
+        self.origin = fakeConnection({URL: self.movie})
         d = self.client.download(URL)
         self.connector.succeed(self.origin)
         self.download = self.successResultOf(d)
@@ -920,7 +828,7 @@ class ServingDownloadTests(NodeFixture):
         reader = self.download.read(0, BLOCK)
         self.successResultOf(_flushed(reader.read(), self.origin))
         reader.close()
-        peer = FakeConnection({URL: self.movie}, "10.0.0.7", 7777)
+        peer = fakeConnection({URL: self.movie}, "10.0.0.7", 7777)
         served = self.client.open(URL, self.version, peer)
         self.addCleanup(served.close)
         self.assertFalse(served.authoritative)
@@ -938,12 +846,25 @@ class ServingDownloadTests(NodeFixture):
         self.addCleanup(again.close)
         self.assertEqual(peer.opened, [(URL, self.version)])
 
+    def test_badSourceDropped(self) -> None:
+        """
+        A peer whose block failed its digest has its connection dropped.
+        """
+        peer = fakeConnection({URL: self.movie}, "10.0.0.7", 7777)
+        served = self.client.open(URL, self.version, peer)
+        self.addCleanup(served.close)
+        (remote,) = peer.remoteFiles
+        assert self.download.onBadSource is not None
+        self.download.onBadSource(remote)
+        self.assertTrue(peer.dropped)
+        self.assertFalse(self.origin.dropped)
+
     def test_peerOpensOtherVersion(self) -> None:
         """
         A version the node neither downloads nor caches is NOT_FOUND.
         """
         try:
-            self.client.open(URL, "1-1", FakeConnection({}))
+            self.client.open(URL, "1-1", fakeConnection({}))
         except SPPError as e:
             self.assertEqual(e.code, ErrorCode.NOT_FOUND)
         else:
@@ -955,7 +876,7 @@ class ServingDownloadTests(NodeFixture):
         current version": only the origin knows it.
         """
         try:
-            self.client.open(URL, "", FakeConnection({}))
+            self.client.open(URL, "", fakeConnection({}))
         except SPPError as e:
             self.assertEqual(e.code, ErrorCode.NOT_FOUND)
         else:
@@ -965,7 +886,7 @@ class ServingDownloadTests(NodeFixture):
         """
         A block the node does not hold yet is UNAVAILABLE.
         """
-        served = self.client.open(URL, self.version, FakeConnection({}))
+        served = self.client.open(URL, self.version, fakeConnection({}))
         self.addCleanup(served.close)
         try:
             served.readBlock(5)
@@ -981,7 +902,7 @@ class ServingDownloadTests(NodeFixture):
         """
         self.assertSameBytes(readAll(self, self.download, self.origin), self.movie)
         self.client.stop()
-        served = self.client.open(URL, self.version, FakeConnection({}))
+        served = self.client.open(URL, self.version, fakeConnection({}))
         self.addCleanup(served.close)
         self.assertEqual(served.held(), [(0, 6)])
         self.assertSameBytes(
@@ -1000,19 +921,37 @@ class CachedServingTests(NodeFixture):
         are closed again, however many times peers opened it.
         """
         node = self.makeNode(self.makeCache("client-cache"))
-        origin = FakeConnection({URL: self.movie})
+        origin = fakeConnection({URL: self.movie})
         d = node.download(URL)
         self.connector.succeed(origin)
         self.assertSameBytes(readAll(self, self.successResultOf(d), origin), self.movie)
         node.stop()
         before = sorted(os.listdir("/proc/self/fd"))
         for _ in range(3):
-            served = node.open(URL, versionOf(self.movie), FakeConnection({}))
+            served = node.open(URL, versionOf(self.movie), fakeConnection({}))
             self.assertSameBytes(
                 self.successResultOf(served.readBlock(1)), self.movie[BLOCK:][:BLOCK]
             )
             served.close()
         self.assertEqual(sorted(os.listdir("/proc/self/fd")), before)
+
+    def test_hasCached(self) -> None:
+        """
+        L{Node.hasCached} tells whether the cache holds some version of a
+        URL, and leaves none of the cache's files open.
+        """
+        node = self.makeNode(self.makeCache("client-cache"))
+        self.assertFalse(node.hasCached(URL))
+        origin = fakeConnection({URL: self.movie})
+        d = node.download(URL)
+        self.connector.succeed(origin)
+        readAll(self, self.successResultOf(d), origin)
+        node.stop()
+        before = sorted(os.listdir("/proc/self/fd"))
+        self.assertTrue(node.hasCached(URL))
+        self.assertFalse(node.hasCached(URL.replace("movie", "other")))
+        self.assertEqual(sorted(os.listdir("/proc/self/fd")), before)
+        self.assertFalse(self.makeNode(None).hasCached(URL))
 
 
 class Pair:
@@ -1071,13 +1010,21 @@ class InMemorySPPTests(NodeFixture):
 
     def setUp(self) -> None:
         super().setUp()
-        self.pair = Pair(self.clock, self.threads)
-        self.node.connector = self.pair.connector(self.node, ORIGIN)
         self.pair.nodes[(ORIGIN, PORT)] = self.node
 
+    def originConnector(self, node: Node) -> Any:
+        """
+        The publishing node's connector reaches the others through pumps.
+        """
+        self.pair = Pair(self.clock, self.threads)
+        return self.pair.connector(node, ORIGIN)
+
     def addClient(self, host: str, port: int) -> Node:
-        client = Node(self.clock, None, self.makeCache(f"cache-{host}"))  # type: ignore[arg-type]
-        client.connector = self.pair.connector(client, host)
+        client = Node(
+            self.clock,
+            lambda node: self.pair.connector(node, host),
+            self.makeCache(f"cache-{host}"),
+        )
         client.listenPort = port
         self.pair.nodes[(host, port)] = client
         self.addCleanup(client.stop)
@@ -1166,7 +1113,7 @@ class PeerAddressTests(NodeFixture):
     def setUp(self) -> None:
         super().setUp()
         self.client = self.makeNode(self.makeCache("client-cache"))
-        self.origin = FakeConnection({URL: self.movie})
+        self.origin = fakeConnection({URL: self.movie})
 
     def start(self, url: str = URL) -> None:
         """
@@ -1245,7 +1192,7 @@ class PeerAddressTests(NodeFixture):
         When the origin's own port is below 1024, so may its peers' be.
         """
         url = f"spp://{ORIGIN}:80/movie.ts"
-        self.origin = FakeConnection({url: self.movie}, port=80)
+        self.origin = fakeConnection({url: self.movie}, port=80)
         self.origin.peers = [Peer("10.0.0.7", 80)]
         self.start(url)
         self.assertEqual(
@@ -1261,7 +1208,7 @@ class PeerAddressTests(NodeFixture):
         self.start()
 
         def garbage(d: "defer.Deferred[Any]") -> None:
-            connection = FakeConnection({}, *PEER)
+            connection = fakeConnection({}, *PEER)
             connection.ready = defer.Deferred()
             d.callback(connection)
             connection.ready.errback(ConnectionGone("bad magic"))
@@ -1283,7 +1230,7 @@ class PeerAddressTests(NodeFixture):
         self.start()
 
         def busy(d: "defer.Deferred[Any]") -> None:
-            connection = FakeConnection({}, *PEER)
+            connection = fakeConnection({}, *PEER)
             connection.ready = defer.Deferred()
             d.callback(connection)
             connection.ready.errback(SPPError(ErrorCode.BUSY, "too many"))
@@ -1345,10 +1292,13 @@ class RoutineFailureTests(NodeFixture):
         pumps = []
 
         class Connector:
-            def connect(_, host: str, port: int) -> "defer.Deferred[Any]":
+            def __init__(self, node: Node) -> None:
+                self.node = node
+
+            def connect(connector, host: str, port: int) -> "defer.Deferred[Any]":
                 client, server, pump = connectedServerAndClient(
                     GarbageServer,
-                    lambda: SPPFactory(self.node, self.clock, True).buildProtocol(
+                    lambda: SPPFactory(connector.node, self.clock, True).buildProtocol(
                         there
                     ),
                     clientTransportFactory=lambda p: FakeTransport(
@@ -1362,9 +1312,9 @@ class RoutineFailureTests(NodeFixture):
                 pumps.append(pump)
                 return defer.succeed(client)
 
-        self.node.connector = Connector()
+        node = self.makeNode(self.makeCache("client-cache"), connectorFor=Connector)
         seen = self.levels()
-        d = self.node.download(URL)
+        d = node.download(URL)
         pumps[0].flush()
         self.failureResultOf(d, ConnectionGone)
         del d, pumps[:]
@@ -1392,10 +1342,11 @@ class RoutineFailureTests(NodeFixture):
         quietly.
         """
         pair = Pair(self.clock, self.threads)
-        self.node.connector = pair.connector(self.node, ORIGIN)
         pair.nodes[(ORIGIN, PORT)] = self.node
-        client = self.makeNode(self.makeCache("client-cache"))
-        client.connector = pair.connector(client, "10.0.0.2")
+        client = self.makeNode(
+            self.makeCache("client-cache"),
+            connectorFor=lambda node: pair.connector(node, "10.0.0.2"),
+        )
         seen = self.levels()
         d = client.download(URL)
         pair.flush()

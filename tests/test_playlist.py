@@ -1,6 +1,7 @@
 """
 Tests for L{p2pd.playlist}: the PLS playlists a C{--redirect} server answers
-with, and the URLs in them.
+with, and the URLs in them; and for L{tests.playlists}, which reads them
+back.
 """
 
 from urllib.parse import unquote, urlsplit
@@ -9,18 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.core.url import DIRECT_PREFIX
 from p2pd.playlist import (
     CONTENT_TYPE,
-    DIRECT_PREFIX,
     Entry,
-    PlaylistError,
     directURL,
     forFile,
-    parse,
     quotePath,
     render,
     sppURL,
 )
+from tests.playlists import PlaylistError, parse
 
 # The brief's example (section 4), with the fallback URL filled in.
 BRIEF_EXAMPLE = (

@@ -11,30 +11,20 @@ import gc
 import hashlib
 import re
 import struct
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
 from p2pd import __version__
-from p2pd.engine.interfaces import (
-    IServedFile,
-    ISource,
-    ISPPNode,
-    SelfConnection,
-    SPPError,
-)
-from p2pd.engine.meta import FileMeta
+from p2pd.core.errors import ErrorCode, SelfConnection
+from p2pd.core.peers import Peer
 from p2pd.spp import codec
-from p2pd.spp.asking import ConnectionGone, RemoteFile
-from p2pd.spp.codec import ErrorCode
+from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.protocol import (
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
@@ -43,6 +33,7 @@ from p2pd.spp.protocol import (
     SPPProtocol,
     State,
 )
+from tests.fakes import FakeServedFile, FakeSPPNode
 from tests.helpers import FakeTransport, connectedServerAndClient
 from tests.test_spec import SPEC, _section
 
@@ -86,134 +77,6 @@ def parseFrames(data: bytes) -> list[codec.Message]:
     return messages
 
 
-@implementer(IServedFile)
-class FakeServedFile:
-    """
-    A file served from memory. With C{manual}, reads and digests wait for
-    the test to fire them.
-    """
-
-    def __init__(
-        self,
-        data: bytes = b"",
-        blockSize: int = BLOCK,
-        authoritative: bool = True,
-        version: str = "v1",
-        held: Sequence[tuple[int, int]] = (),
-        manual: bool = False,
-    ) -> None:
-        self.data = data
-        self.size = len(data)
-        self.blockSize = blockSize
-        self.digestName = "sha256"
-        self.version = version
-        self.authoritative = authoritative
-        self.heldRanges = list(held)
-        self.manual = manual
-        self.readIndexes: list[int] = []
-        self.reads: list[tuple[int, defer.Deferred[bytes]]] = []
-        self.cancelled: list[int] = []
-        self.pendingDigests: list[tuple[defer.Deferred[bytes], bytes]] = []
-        self.watchers: list[Callable[[Sequence[tuple[int, int]]], None]] = []
-        self.peerList: list[codec.Peer] = []
-        self.askers: list[tuple[str, int]] = []
-        self.closed = 0
-        self.readError: Exception | None = None
-
-    @property
-    def blocks(self) -> int:
-        return -(-self.size // self.blockSize)
-
-    def block(self, index: int) -> bytes:
-        return self.data[index * self.blockSize : (index + 1) * self.blockSize]
-
-    def digestsOf(self, first: int, count: int) -> bytes:
-        return b"".join(
-            hashlib.sha256(self.block(i)).digest() for i in range(first, first + count)
-        )
-
-    def digests(self, first: int, count: int) -> "defer.Deferred[bytes]":
-        if not self.authoritative:
-            raise SPPError(ErrorCode.NOT_FOUND, "no digests here")
-        if first + count > self.blocks:
-            raise SPPError(ErrorCode.BAD_REQUEST, "past the end")
-        if self.manual:
-            d: defer.Deferred[bytes] = defer.Deferred()
-            self.pendingDigests.append((d, self.digestsOf(first, count)))
-            return d
-        return defer.succeed(self.digestsOf(first, count))
-
-    def readBlock(self, index: int) -> "defer.Deferred[bytes]":
-        self.readIndexes.append(index)
-        if not 0 <= index < self.blocks:
-            raise SPPError(ErrorCode.BAD_REQUEST, "past the end")
-        if self.readError is not None:
-            return defer.fail(self.readError)
-        if self.manual:
-            d: defer.Deferred[bytes] = defer.Deferred(
-                lambda _: self.cancelled.append(index)
-            )
-            self.reads.append((index, d))
-            return d
-        return defer.succeed(self.block(index))
-
-    def finishRead(self, index: int) -> None:
-        """
-        Complete the first outstanding read of block C{index}.
-        """
-        for i, (readIndex, d) in enumerate(self.reads):
-            if readIndex == index:
-                del self.reads[i]
-                d.callback(self.block(index))
-                return
-        raise AssertionError(f"block {index} is not being read")
-
-    def held(self) -> Sequence[tuple[int, int]]:
-        return self.heldRanges
-
-    def watch(self, callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
-        self.watchers.append(callback)
-
-    def peers(self, host: str, port: int) -> Sequence[codec.Peer]:
-        self.askers.append((host, port))
-        return self.peerList
-
-    def close(self) -> None:
-        self.closed += 1
-
-
-@implementer(ISPPNode)
-class FakeNode:
-    """
-    A node serving the files in C{files}, recording what its connections
-    tell it.
-    """
-
-    def __init__(self, nodeId: bytes = OUR_ID, listenPort: int = 1111) -> None:
-        self.nodeId = nodeId
-        self.listenPort = listenPort
-        self.files: dict[str, FakeServedFile] = {}
-        self.openError: SPPError | None = None
-        self.opens: list[tuple[str, str, Any]] = []
-        self.ready: list[Any] = []
-        self.gone: list[Any] = []
-
-    def open(self, url: str, version: str, connection: object) -> IServedFile:
-        self.opens.append((url, version, connection))
-        if self.openError is not None:
-            raise self.openError
-        served = self.files.get(url)
-        if served is None:
-            raise SPPError(ErrorCode.NOT_FOUND, "not here")
-        return served
-
-    def connectionReady(self, connection: object) -> None:
-        self.ready.append(connection)
-
-    def connectionGone(self, connection: object) -> None:
-        self.gone.append(connection)
-
-
 class Wire:
     """
     One L{SPPProtocol} on a L{StringTransport}; the test plays the other
@@ -222,9 +85,9 @@ class Wire:
     @ivar greeting: what an initiator wrote on connecting.
     """
 
-    def __init__(self, initiator: bool = False, node: FakeNode | None = None) -> None:
+    def __init__(self, initiator: bool = False, node: FakeSPPNode | None = None) -> None:
         self.clock = task.Clock()
-        self.node = node or FakeNode()
+        self.node = node or FakeSPPNode()
         self.protocol = SPPProtocol(self.node, self.clock, initiator)
         self.readyResults: list[Any] = []
         self.protocol.ready.addBoth(self.readyResults.append)
@@ -313,28 +176,16 @@ class ErrorAssertions:
         assert wire.closed, "connection not closed"
 
 
-class FakesTests(SynchronousTestCase):
+class FactoryTests(SynchronousTestCase):
     """
-    The test doubles provide the interfaces they stand in for.
+    L{SPPFactory}.
     """
-
-    def test_interfaces(self) -> None:
-        """
-        L{FakeNode} is an L{ISPPNode} and L{FakeServedFile} an
-        L{IServedFile}; L{RemoteFile} is an L{ISource}.
-        """
-        self.assertTrue(verifyObject(ISPPNode, FakeNode()))
-        self.assertTrue(verifyObject(IServedFile, FakeServedFile()))
-        wire = ready(initiator=True)
-        remote = RemoteFile(wire.protocol, 1)
-        remote.opened(FileMeta(URL, 1, BLOCK, "sha256", "v"), True)
-        self.assertTrue(verifyObject(ISource, remote))
 
     def test_factory(self) -> None:
         """
         L{SPPFactory} builds protocols for its node, clock and side.
         """
-        node, clock = FakeNode(), task.Clock()
+        node, clock = FakeSPPNode(), task.Clock()
         factory = SPPFactory(node, clock, initiator=False)
         protocol = factory.buildProtocol(PEER)
         self.assertIs(protocol.node, node)
@@ -380,7 +231,7 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
             transport = StringTransport(hostAddress=HOST, peerAddress=PEER)
             settings: list[bool] = []
             transport.setTcpNoDelay = settings.append  # type: ignore[attr-defined]
-            SPPProtocol(FakeNode(), task.Clock(), initiator).makeConnection(transport)
+            SPPProtocol(FakeSPPNode(), task.Clock(), initiator).makeConnection(transport)
             self.assertEqual(settings, [True])
 
     def test_initiatorGreets(self) -> None:
@@ -847,7 +698,7 @@ class LostTests(SynchronousTestCase, ErrorAssertions):
         A responder lost before its handshake (nobody waits on its
         C{ready}) does not log an unhandled error.
         """
-        protocol = SPPProtocol(FakeNode(), task.Clock(), False)
+        protocol = SPPProtocol(FakeSPPNode(), task.Clock(), False)
         protocol.makeConnection(StringTransport(peerAddress=PEER))
         protocol.dataReceived(b"nonsense")
         protocol.connectionLost(Failure(ConnectionDone()))
@@ -862,7 +713,7 @@ class InMemoryTests(SynchronousTestCase):
     """
 
     def _connect(
-        self, serverNode: FakeNode, clientNode: FakeNode
+        self, serverNode: FakeSPPNode, clientNode: FakeSPPNode
     ) -> tuple[SPPProtocol, SPPProtocol, Any, task.Clock]:
         clock = task.Clock()
         client, server, pump = connectedServerAndClient(
@@ -887,10 +738,10 @@ class InMemoryTests(SynchronousTestCase):
         """
         data = content(2 * BLOCK + 1000)
         served = FakeServedFile(data)
-        served.peerList = [codec.Peer("10.0.0.3", 1111)]
-        serverNode = FakeNode(OUR_ID, 1111)
+        served.peerList = [Peer("10.0.0.3", 1111)]
+        serverNode = FakeSPPNode(OUR_ID, 1111)
         serverNode.files[URL] = served
-        clientNode = FakeNode(THEIR_ID, 2222)
+        clientNode = FakeSPPNode(THEIR_ID, 2222)
         client, server, pump, clock = self._connect(serverNode, clientNode)
         self.assertEqual(serverNode.ready, [server])
         self.assertEqual(clientNode.ready, [client])
@@ -928,7 +779,7 @@ class InMemoryTests(SynchronousTestCase):
         independent handles and request ids.
         """
         serverData, clientData = content(BLOCK + 5, b"s"), content(BLOCK + 7, b"c")
-        serverNode, clientNode = FakeNode(OUR_ID, 1111), FakeNode(THEIR_ID, 2222)
+        serverNode, clientNode = FakeSPPNode(OUR_ID, 1111), FakeSPPNode(THEIR_ID, 2222)
         serverNode.files[URL] = FakeServedFile(serverData)
         clientNode.files[OTHER_URL] = FakeServedFile(clientData, authoritative=False)
         clientNode.files[OTHER_URL].heldRanges = [(1, 1)]
@@ -956,7 +807,7 @@ class InMemoryTests(SynchronousTestCase):
         Two idle nodes keep their connection open with keepalives.
         """
         client, server, pump, clock = self._connect(
-            FakeNode(OUR_ID), FakeNode(THEIR_ID)
+            FakeSPPNode(OUR_ID), FakeSPPNode(THEIR_ID)
         )
         for _ in range(int(3 * IDLE_TIMEOUT // 10)):
             clock.advance(10)

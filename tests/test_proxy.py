@@ -11,7 +11,6 @@ to a L{MemoryReactorClock}; the test plays the origin server on the
 connection it was asked to make.
 """
 
-import hashlib
 import ipaddress
 import random
 from dataclasses import dataclass
@@ -27,19 +26,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-from zope.interface import implementer
 
-from p2pd.engine.download import Download, DownloadFailed
-from p2pd.engine.interfaces import ISource, SPPError
-from p2pd.engine.meta import FileMeta
-from p2pd.spp.codec import ErrorCode
-from p2pd.spp.url import parse
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.engine.download import DownloadFailed
 from p2pd.tap import NodeSite
 from p2pd.web.access import Access
 from p2pd.web.firstcontact import FIRST_CONTACT_GRACE
 from p2pd.web.forward import HOP_BY_HOP, endToEnd
 from p2pd.web.proxy import NodeRequest, ProxyConfig
-from tests.fakes import MemoryStore
+from tests.fakes import FakeWebNode
 
 BLOCK = 16 * 1024
 CONTENT = random.Random(7).randbytes(20 * BLOCK - 100)
@@ -54,117 +49,6 @@ REMOTE_SPP_URL = "spp://192.0.2.10:1111/movie.ts"
 VIEWER = IPv4Address("TCP", "127.0.0.2", 1111)
 LOCAL_CLIENT = IPv4Address("TCP", "127.0.0.2", 40000)
 STRANGER = IPv4Address("TCP", "10.1.2.3", 40000)
-
-
-@implementer(ISource)
-class FakeOrigin:
-    """
-    An authoritative source of C{content}: it answers block requests at once
-    (C{auto}) or when the test calls L{answer}.
-    """
-
-    name = "origin"
-    authoritative = True
-    onHave = None
-    onLost = None
-
-    def __init__(self, content: bytes, meta: FileMeta, auto: bool = True) -> None:
-        self.content = content
-        self.meta = meta
-        self.auto = auto
-        self.requests: dict[int, defer.Deferred[bytes]] = {}
-        self.cancelled: list[int] = []
-        self.closed = False
-
-    def has(self, index):
-        return True
-
-    def block(self, index):
-        start = index * self.meta.blockSize
-        return self.content[start : start + self.meta.blockSize]
-
-    def getBlock(self, index):
-        if self.auto:
-            return defer.succeed(self.block(index))
-
-        def cancel(d):
-            self.cancelled.append(index)
-            self.requests.pop(index, None)
-
-        d: defer.Deferred[bytes] = defer.Deferred(cancel)
-        self.requests[index] = d
-        return d
-
-    def answer(self, index):
-        self.requests.pop(index).callback(self.block(index))
-
-    def getDigests(self, first, count):
-        return defer.succeed(
-            b"".join(
-                hashlib.sha256(self.block(i)).digest()
-                for i in range(first, first + count)
-            )
-        )
-
-    def getPeers(self):
-        return defer.succeed([])
-
-    def close(self):
-        self.closed = True
-
-
-class FakeNode:
-    """
-    The part of L{p2pd.engine.node.Node} the proxy uses: one shared
-    L{Download} per URL, made on the first C{download(url)}.
-
-    @ivar urls: every URL asked for, in order.
-    @ivar copies: the URLs whose files the cache holds.
-    @ivar failure: if set, what every C{download} fails with.
-    @ivar pending: if set, C{download} returns Deferreds that the test
-        fires (they are collected in C{waiting}).
-    """
-
-    def __init__(self, content: bytes = CONTENT, auto: bool = True) -> None:
-        self.content = content
-        self.auto = auto
-        self.urls: list[str] = []
-        self.copies: set[str] = set()
-        self.downloads: dict[str, Download] = {}
-        self.origins: dict[str, FakeOrigin] = {}
-        self.failure: Exception | None = None
-        self.pending = False
-        self.waiting: list[defer.Deferred[Download]] = []
-
-    def download(self, url: str) -> "defer.Deferred[Download]":
-        self.urls.append(url)
-        try:
-            key = str(parse(url))
-        except ValueError as e:
-            return defer.fail(e)
-        if self.failure is not None:
-            return defer.fail(self.failure)
-        if self.pending:
-            d: defer.Deferred[Download] = defer.Deferred()
-            self.waiting.append(d)
-            return d
-        return defer.succeed(self.make(key))
-
-    def hasCopy(self, url: str) -> bool:
-        return url in self.copies
-
-    def make(self, key: str) -> Download:
-        """
-        The download of C{key}, made on first use.
-        """
-        if key not in self.downloads:
-            meta = FileMeta(key, len(self.content), BLOCK, "sha256", "v1")
-            download = Download(meta, MemoryStore(meta), MemoryReactorClock())
-            origin = FakeOrigin(self.content, meta, self.auto)
-            download.addSource(origin)
-            self.downloads[key] = download
-            self.origins[key] = origin
-        return self.downloads[key]
 
 
 class OwnPage(Resource):
@@ -266,12 +150,12 @@ class SendingTransport(StringTransport):
 class ProxyHarness:
     """
     A node's real HTTP side (L{NodeSite} with a L{ProxyConfig}) around a
-    L{FakeNode}, for raw connections.
+    L{FakeWebNode}, for raw connections.
     """
 
     def __init__(self, testCase, node=None, grants=(), allowHosts=()):
         self.testCase = testCase
-        self.node = node or FakeNode()
+        self.node = node or FakeWebNode(CONTENT, BLOCK)
         self.reactor = MemoryReactorClock()
         self.resolved = {}
         self.access = Access(self.resolve, grants, allowHosts)
@@ -481,7 +365,7 @@ class SPPContentTests(SynchronousTestCase):
         )
         self.assertEqual(response.status, 416)
         self.assertEqual(response.headers[b"content-range"], b"bytes */%d" % SIZE)
-        self.assertEqual(self.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(self.node.made[SPP_URL].readers, set())
 
     def test_malformedRangeIgnored(self):
         """
@@ -502,7 +386,7 @@ class SPPContentTests(SynchronousTestCase):
         self.assertEqual(response.headers[b"content-length"], b"%d" % SIZE)
         self.assertEqual(response.headers[b"content-type"], b"video/mp2t")
         self.assertTrue(transport.value().endswith(b"\r\n\r\n"))
-        self.assertEqual(self.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(self.node.made[SPP_URL].readers, set())
 
     def test_headRange(self):
         """
@@ -569,7 +453,7 @@ class SPPContentTests(SynchronousTestCase):
         readers left.
         """
         self.proxy.one(get(SPP_URL))
-        self.assertEqual(self.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(self.node.made[SPP_URL].readers, set())
 
     def test_sppPostRefused(self):
         """
@@ -911,7 +795,7 @@ class FailureTests(SynchronousTestCase):
         channel.dataReceived(get(SPP_URL))
         proxy.close(channel, transport)
         proxy.node.waiting[0].callback(proxy.node.make(SPP_URL))
-        self.assertEqual(proxy.node.downloads[SPP_URL].readers, set())
+        self.assertEqual(proxy.node.made[SPP_URL].readers, set())
         self.assertEqual(transport.value(), b"")
 
     def test_failureMidStream(self):
@@ -920,10 +804,10 @@ class FailureTests(SynchronousTestCase):
         connection is aborted (the player sees a short body and retries with
         a Range) and the reader is closed.
         """
-        proxy = ProxyHarness(self, FakeNode(auto=False))
+        proxy = ProxyHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = proxy.connect()
         channel.dataReceived(get(SPP_URL))
-        download = proxy.node.downloads[SPP_URL]
+        download = proxy.node.made[SPP_URL]
         proxy.node.origins[SPP_URL].answer(0)
         download.fail(Failure(DownloadFailed("no source holds block 1")))
         (response,) = parseResponses(transport.value())
@@ -978,11 +862,11 @@ class StreamingTests(SynchronousTestCase):
         on the reader and no more bytes are written, however many blocks
         arrive; when it resumes, the rest follows.
         """
-        proxy = ProxyHarness(self, FakeNode(auto=False))
+        proxy = ProxyHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = proxy.connect()
         channel.dataReceived(get(SPP_URL))
         origin = proxy.node.origins[SPP_URL]
-        (reader,) = proxy.node.downloads[SPP_URL].readers
+        (reader,) = proxy.node.made[SPP_URL].readers
         reads = []
         read = reader.read
         reader.read = lambda: reads.append(reader.position) or read()
@@ -1008,7 +892,7 @@ class StreamingTests(SynchronousTestCase):
         as the block is verified, not when the reactor next goes round its
         sockets; later blocks are left to the reactor.
         """
-        proxy = ProxyHarness(self, FakeNode(auto=False))
+        proxy = ProxyHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         transport = SendingTransport(hostAddress=VIEWER, peerAddress=LOCAL_CLIENT)
         channel, _ = proxy.connect(transport=transport)
         channel.dataReceived(get(SPP_URL, "Range: bytes=%d-" % (4 * BLOCK)))
@@ -1047,10 +931,10 @@ class StreamingTests(SynchronousTestCase):
         A client that disconnects mid-body releases its reader: the download
         has no readers, and requests only that reader needed are cancelled.
         """
-        proxy = ProxyHarness(self, FakeNode(auto=False))
+        proxy = ProxyHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         channel, transport = proxy.connect()
         channel.dataReceived(get(SPP_URL, "Range: bytes=%d-" % (8 * BLOCK)))
-        download = proxy.node.downloads[SPP_URL]
+        download = proxy.node.made[SPP_URL]
         origin = proxy.node.origins[SPP_URL]
         origin.answer(8)
         self.assertEqual(len(download.readers), 1)
@@ -1063,12 +947,12 @@ class StreamingTests(SynchronousTestCase):
         Two clients of the same content read the same download, each with
         its own reader, and each gets its own range.
         """
-        proxy = ProxyHarness(self, FakeNode(auto=False))
+        proxy = ProxyHarness(self, FakeWebNode(CONTENT, BLOCK, auto=False))
         first, firstTransport = proxy.connect()
         second, secondTransport = proxy.connect()
         first.dataReceived(get(SPP_URL, "Range: bytes=0-9"))
         second.dataReceived(get(f"http://{ORIGIN}/.direct/movie.ts", "Range: bytes=-5"))
-        self.assertEqual(len(proxy.node.downloads[SPP_URL].readers), 2)
+        self.assertEqual(len(proxy.node.made[SPP_URL].readers), 2)
         origin = proxy.node.origins[SPP_URL]
         origin.answer(0)
         origin.answer(19)

@@ -6,7 +6,6 @@ real C{Site} in memory.
 import ipaddress
 import json
 import os
-from types import SimpleNamespace
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail
@@ -20,6 +19,8 @@ from p2pd import playlist
 from p2pd.store.published import PublicDirectory
 from p2pd.web.access import Access
 from p2pd.web.root import NodeRoot
+from tests import playlists
+from tests.fakes import FakeWebNode
 
 from .helpers import InMemoryHTTP, parseResponse
 
@@ -285,7 +286,7 @@ class RedirectTests(_RootTestCase):
         Fetching the playlist's HTTP fallback URL gives the media bytes.
         """
         response, body = self.get("http://h.example:1111/movie.mpg")
-        [entry] = [e for e in playlist.parse(body) if e.url.startswith("http:")]
+        [entry] = [e for e in playlists.parse(body) if e.url.startswith("http:")]
         response, body = self.get(entry.url)
         self.assertEqual((response.code, body), (http.OK, MOVIE))
 
@@ -470,19 +471,6 @@ class NoPublicDirectoryTests(SynchronousTestCase):
             self.assertEqual(event["path"], path)
 
 
-class _IdleNode:
-    """
-    What C{/.status} reads of a node that has served and fetched nothing.
-    """
-
-    nodeId = b"\x01" * 8
-    listenPort = 1111
-    counters = SimpleNamespace(blocksServed=0, bytesServed=0, bytesByFile={})
-
-    def downloads(self) -> list[object]:
-        return []
-
-
 def _noNames(host: str, port: int) -> "Deferred[list[str]]":
     return fail(DNSLookupError(host))
 
@@ -495,7 +483,7 @@ class StatusAccessTests(SynchronousTestCase):
 
     def status(self, peer: str) -> tuple[int, bytes]:
         access = Access(_noNames, [ipaddress.ip_network("10.1.0.0/16")])
-        http_ = InMemoryHTTP(self, NodeRoot(None, node=_IdleNode(), access=access))
+        http_ = InMemoryHTTP(self, NodeRoot(None, node=FakeWebNode(b"", 16 * 1024), access=access))
         raw = http_.raw(
             b"GET /.status HTTP/1.1\r\nHost: n\r\n\r\n",
             peer=IPv4Address("TCP", peer, 40000),

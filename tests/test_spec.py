@@ -10,8 +10,9 @@ import typing
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from p2pd.core.errors import ErrorCode
+from p2pd.core.peers import MAX_PEERS
 from p2pd.spp import answering, codec, protocol
-from p2pd.spp.codec import ErrorCode
 
 SPEC = FilePath(__file__).parent().parent().child("docs").child("protocol.md")
 
@@ -114,7 +115,7 @@ class SpecTests(SynchronousTestCase):
         )
         self.assertEqual(_size(limits["blocks per file"]), codec.MAX_BLOCKS)
         self.assertEqual(_size(limits["Have ranges per frame"]), codec.MAX_HAVE_RANGES)
-        self.assertEqual(_size(limits["peers per answer"]), codec.MAX_PEERS)
+        self.assertEqual(_size(limits["peers per answer"]), MAX_PEERS)
         self.assertEqual(
             _size(limits["open handles per connection"]), answering.MAX_OPEN_FILES
         )
@@ -193,7 +194,7 @@ class SpecTests(SynchronousTestCase):
             f"1 ≤ count ≤ {codec.MAX_DIGESTS_PER_REQUEST}", rows["GetDigests"]
         )
         self.assertIn(f"n ≤ {codec.MAX_HAVE_RANGES}", rows["Have"])
-        self.assertIn(f"≤ {codec.MAX_PEERS} entries", rows["Peers"])
+        self.assertIn(f"≤ {MAX_PEERS} entries", rows["Peers"])
 
     def test_magicAndVersion(self) -> None:
         """

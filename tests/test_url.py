@@ -1,13 +1,14 @@
 # -*- test-case-name: tests.test_url -*-
 """
-Tests for L{p2pd.spp.url}: parsing and normalising C{spp://} URLs.
+Tests for L{p2pd.core.url}: parsing and normalising C{spp://} URLs.
 """
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pd.spp.url import DEFAULT_PORT, SPPURL, BadURL, parse
+from p2pd.core.net import DEFAULT_PORT
+from p2pd.core.url import SPPURL, BadURL, parse
 
 
 class ParseTests(SynchronousTestCase):

@@ -31,9 +31,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from p2pd.engine.interfaces import ISource, errorCode
-from p2pd.engine.meta import BlockRuns, FileMeta
-from p2pd.spp.codec import ErrorCode
+from p2pd.core.errors import ErrorCode, errorCode
+from p2pd.core.meta import BlockRuns, FileMeta
+from p2pd.engine.interfaces import ISource
 
 READAHEAD_BYTES = 16 * 1024 * 1024
 URGENT_BLOCKS = 4
@@ -262,6 +262,14 @@ class Download:
     def _notAlone(self) -> None:
         self._alone = None
         self._schedule()
+
+    def setSearching(self, searching: bool) -> None:
+        """
+        Whether the node may still find more sources (L{searching}).
+        """
+        if searching != self.searching:
+            self.searching = searching
+            self._schedule()
 
     # -- sources
 

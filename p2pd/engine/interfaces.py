@@ -1,10 +1,13 @@
+# -*- test-case-name: tests.test_fakes -*-
 """
 The seams between the engine and the layers around it.
 
-The protocol implements L{ISource} (a file opened on another node) and calls
-L{ISPPNode} (this node, answering other nodes); the engine implements
-L{ISPPNode} and L{IServedFile} and drives L{ISource}s. Tests put ten-line
-doubles behind these interfaces.
+The protocol implements L{IConnection} (a connection to another node, made
+by an L{IConnector}) and L{IRemoteFile} (a file opened on it, an
+L{ISource}), and calls L{ISPPNode} (this node, answering other nodes); the
+engine implements L{ISPPNode}, L{IServedFile} and L{IWebNode} (what the
+HTTP side asks of the node) and drives the others. Tests put small doubles
+behind these interfaces (tests/fakes.py).
 """
 
 from collections.abc import Callable, Sequence
@@ -14,43 +17,9 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
-    from twisted.python.failure import Failure
 
-    from p2pd.spp.codec import Peer
-
-
-class SPPError(Exception):
-    """
-    A request failed with an SPP error code (L{p2pd.spp.codec.ErrorCode}).
-    """
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        from p2pd.spp.codec import ErrorCode
-
-        try:
-            name = ErrorCode(self.code).name
-        except ValueError:
-            name = f"error {self.code}"
-        return f"{name}: {self.message}"
-
-
-def errorCode(reason: "Failure") -> int | None:
-    """
-    The SPP error code a failure carries, or None if it is not an L{SPPError}.
-    """
-    value = reason.value
-    return value.code if isinstance(value, SPPError) else None
-
-
-class SelfConnection(Exception):
-    """
-    A node connected to itself: a URL named this very node.
-    """
+    from p2pd.core.peers import Peer
+    from p2pd.engine.download import Download
 
 
 class ISource(Interface):
@@ -155,8 +124,9 @@ class ISPPNode(Interface):
 
     def open(url: str, version: str, connection: object) -> IServedFile:
         """
-        Open a file for the peer on C{connection} (an SPP protocol, with
-        C{remoteHost}, C{remoteListenPort} and C{remoteNodeId}).
+        Open a file for the peer on C{connection}, an L{IConnection}
+        (typed C{object}: the answering side knows its connection by what it
+        needs of it, not by this interface).
 
         @raise SPPError: NOT_FOUND, FORBIDDEN, CHANGED.
         """
@@ -169,4 +139,91 @@ class ISPPNode(Interface):
     def connectionGone(connection: object) -> None:
         """
         A connection closed.
+        """
+
+
+class IRemoteFile(ISource):
+    """
+    A file this node opened on another node, before and after the node
+    decides whether to believe it.
+    """
+
+    meta = Attribute("FileMeta: the file as the other node described it")
+    connection = Attribute("IConnection: the connection it was opened on")
+
+    def believe() -> None:
+        """
+        Count the file as an authority if it claimed to be one: the node
+        dialed the URL's origin, or a mirror the origin named.
+        """
+
+
+class IConnection(Interface):
+    """
+    What the node needs of an SPP connection
+    (L{p2pd.spp.protocol.SPPProtocol}).
+    """
+
+    remoteHost = Attribute("str: the other node's address")
+    remoteListenPort = Attribute("int: the port its Hello names, 0 if none")
+    remoteName = Attribute("str: host:port, for logs")
+    initiator = Attribute("bool: this node dialed the connection")
+    ready = Attribute(
+        "Deferred firing with the connection when the handshake completes,"
+        " or failing if it does not"
+    )
+
+    def open(
+        url: str,
+        version: str = "",
+        digests: int = 0,
+        blocks: Sequence[int] = (),
+        peers: bool = False,
+    ) -> "Deferred[IRemoteFile]":
+        """
+        Open C{url} on the other node; with C{digests}, C{blocks} and
+        C{peers}, ask at once for those too.
+        """
+
+    def drop() -> None:
+        """
+        Close the connection: its node is not to be used again.
+        """
+
+
+class IConnector(Interface):
+    """
+    Makes connections to other nodes.
+    """
+
+    def connect(host: str, port: int) -> "Deferred[IConnection]":
+        """
+        A new connection to the node at C{host}:C{port}; requests may be
+        sent on it at once, behind the handshake.
+        """
+
+
+class IWebNode(Interface):
+    """
+    What the HTTP side (proxy, gateway, C{/.status}) needs of the node.
+    """
+
+    nodeId = Attribute("bytes: 16 random bytes naming this node")
+    listenPort = Attribute("int: the port this node accepts SPP on, 0 if none")
+    counters = Attribute("Counters: what this node served to other nodes")
+
+    def download(url: str) -> "Deferred[Download]":
+        """
+        The download of C{url}, shared with every other reader of it.
+        """
+
+    def downloads() -> "list[Download]":
+        """
+        The downloads running now.
+        """
+
+    def hasCached(url: str) -> bool:
+        """
+        Whether this node's cache holds some version of C{url}, to play
+        when its origin cannot be reached.
         """

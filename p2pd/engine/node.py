@@ -14,9 +14,7 @@ source only lends blocks, checked against those digests.
 """
 
 import os
-from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,14 +23,20 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SPPError, errorCode
+from p2pd.core.peers import Peer
+from p2pd.core.url import BadURL, parse
+from p2pd.engine.backoff import Address, PeerBackoff
+from p2pd.engine.connections import Connections
 from p2pd.engine.download import DIGEST_CHUNK, Download
 from p2pd.engine.interfaces import (
+    IConnection,
+    IConnector,
+    IRemoteFile,
     IServedFile,
     ISource,
     ISPPNode,
-    SelfConnection,
-    SPPError,
-    errorCode,
+    IWebNode,
 )
 from p2pd.engine.serving import (
     CachedServedFile,
@@ -41,99 +45,23 @@ from p2pd.engine.serving import (
     ServedFiles,
 )
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode, Peer
-from p2pd.spp.url import BadURL, parse
+from p2pd.store.cache import CachedFile
+from p2pd.store.digests import DigestIndex
+from p2pd.store.interfaces import IBlockCache
 from p2pd.store.published import NotPublished, PublicDirectory
 
 PEER_INTERVAL = 5.0
 MAX_PEERS_PER_DOWNLOAD = 16
 IDLE_DOWNLOAD = 60.0
 LOG_DELAY = 0.05
-# An address from a peer list is tried at most once per period, which
-# doubles with each failure; one that accepted TCP but did not speak SPP is
-# left alone for an hour. Only the latest addresses are remembered.
-PEER_RETRY = 5.0
-PEER_RETRY_MAX = 600.0
-NOT_SPP_RETRY = 3600.0
-MAX_PEER_ADDRESSES = 4096
 # Peers on ports below this are not dialed unless the origin's port is too.
 PRIVILEGED_PORTS = 1024
 
-Address = tuple[str, int]
 
 
-class IConnection(Protocol):
-    """
-    What the node needs of an SPP connection (L{p2pd.spp.protocol.SPPProtocol}).
-    """
-
-    remoteHost: str
-    remoteListenPort: int
-    remoteName: str
-    initiator: bool
-    ready: "defer.Deferred[Any]"
-
-    def open(
-        self, url: str, version: str = "", digests: int = 0, blocks: Sequence[int] = ()
-    ) -> "defer.Deferred[Any]": ...
-
-
-class IConnector(Protocol):
-    def connect(self, host: str, port: int) -> "defer.Deferred[Any]": ...
-
-
-class PeerBackoff:
-    """
-    When each address from a peer list may be tried again, so that a peer
-    list naming some other service makes this node knock there once per
-    period, not every few seconds.
-    """
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
-        # address -> (failures in a row, time it may be tried again)
-        self._entries: OrderedDict[Address, tuple[int, float]] = OrderedDict()
-
-    def mayTry(self, address: Address) -> bool:
-        entry = self._entries.get(address)
-        return entry is None or self.clock.seconds() >= entry[1]
-
-    def tried(self, address: Address) -> None:
-        failures = self._failures(address)
-        self._set(address, failures, self.clock.seconds() + _period(failures))
-
-    def failed(self, address: Address) -> None:
-        failures = self._failures(address) + 1
-        self._set(address, failures, self.clock.seconds() + _period(failures))
-
-    def notSPP(self, address: Address) -> None:
-        """
-        C{address} accepted a connection but did not speak SPP.
-        """
-        failures = self._failures(address) + 1
-        self._set(address, failures, self.clock.seconds() + NOT_SPP_RETRY)
-
-    def worked(self, address: Address) -> None:
-        entry = self._entries.get(address)
-        if entry is not None:
-            self._entries[address] = (0, entry[1])
-
-    def _failures(self, address: Address) -> int:
-        return self._entries.get(address, (0, 0.0))[0]
-
-    def _set(self, address: Address, failures: int, until: float) -> None:
-        until = max(until, self._entries.get(address, (0, 0.0))[1])
-        self._entries[address] = (failures, until)
-        self._entries.move_to_end(address)
-        while len(self._entries) > MAX_PEER_ADDRESSES:
-            self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def _period(failures: int) -> float:
-    return min(PEER_RETRY * (1 << min(failures, 32)), PEER_RETRY_MAX)
+# Makes the node's connector, which needs the node to answer on the
+# connections it makes.
+ConnectorFactory = Callable[[ISPPNode], IConnector]
 
 
 class _Swarm:
@@ -142,18 +70,21 @@ class _Swarm:
     connections already serve it.
     """
 
-    def __init__(self, url: str, origin: Address, download: Download) -> None:
+    def __init__(
+        self, url: str, origin: Address, download: Download, store: CachedFile
+    ) -> None:
         self.url = url
         self.origin = origin
         self.download = download
-        self.peerConnections: set[Any] = set()
+        self.store = store
+        self.peerConnections: set[IConnection] = set()
         self.connecting: set[tuple[str, int]] = set()
         self.lookingUp = False
         self.timer: IDelayedCall | None = None
         self.idleSince: float | None = None
 
 
-@implementer(ISPPNode)
+@implementer(ISPPNode, IWebNode)
 class Node:
     """
     One p2pd node.
@@ -167,16 +98,15 @@ class Node:
     def __init__(
         self,
         clock: IReactorTime,
-        connector: IConnector,
-        cache: Any,
+        connectorFor: ConnectorFactory,
+        cache: IBlockCache | None,
         public: PublicDirectory | None = None,
-        digestIndex: Any = None,
+        digestIndex: DigestIndex | None = None,
         tracker: Tracker | None = None,
         nodeId: bytes | None = None,
         hashing: ThreadPool | None = None,
     ) -> None:
         self.clock = clock
-        self.connector = connector
         self.cache = cache
         self.public = public
         self.digestIndex = digestIndex
@@ -187,19 +117,16 @@ class Node:
         self.counters = Counters()
         self.servedFiles = ServedFiles()
         self.backoff = PeerBackoff(clock)
-        # Connections this node dialed, by the address dialed: the only ones
-        # an origin or a mirror is reached by. Accepted ones, by the remote
-        # address and the listen port its Hello claims: peers only.
-        self._dialed: dict[Address, Any] = {}
-        self._accepted: dict[Address, Any] = {}
-        self._connecting: dict[Address, list[defer.Deferred[Any]]] = {}
         self._swarms: dict[str, _Swarm] = {}
         self._opening: dict[str, list[defer.Deferred[Download]]] = {}
         self._banned: set[tuple[str, int]] = set()
+        self.connections = Connections(
+            connectorFor(self), self.backoff, self.connectionGone
+        )
 
     # -- ISPPNode: answering other nodes
 
-    def open(self, url: str, version: str, connection: Any) -> IServedFile:
+    def open(self, url: str, version: str, connection: object) -> IServedFile:
         try:
             parsed = parse(url)
         except BadURL as e:
@@ -224,90 +151,22 @@ class Node:
             raise SPPError(ErrorCode.NOT_FOUND, "not published here")
         swarm = self._swarms.get(key)
         if swarm is not None and swarm.download.meta.version == version:
-            self._offerSource(swarm, connection)
-            store: Any = swarm.download.store
+            self._offerSource(swarm, IConnection(connection))
             return CachedServedFile(
-                store, swarm.download, self.counters, self.servedFiles
+                swarm.store, swarm.download, self.counters, self.servedFiles
             )
         cached = self.cache.find(key, version) if self.cache is not None else None
         if cached is not None:
             return CachedServedFile(cached, None, self.counters, self.servedFiles)
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
-    def connectionReady(self, connection: Any) -> None:
-        if not connection.initiator and connection.remoteListenPort:
-            address = (connection.remoteHost, connection.remoteListenPort)
-            self._accepted.setdefault(address, connection)
+    def connectionReady(self, connection: object) -> None:
+        self.connections.ready(IConnection(connection))
 
-    def connectionGone(self, connection: Any) -> None:
-        for table in (self._dialed, self._accepted):
-            for address, known in list(table.items()):
-                if known is connection:
-                    del table[address]
+    def connectionGone(self, connection: object) -> None:
+        self.connections.forget(connection)
         for swarm in self._swarms.values():
             swarm.peerConnections.discard(connection)
-
-    # -- connections
-
-    def _connect(
-        self, host: str, port: int, peer: bool = False
-    ) -> "defer.Deferred[Any]":
-        """
-        A connection to the node at C{host}:C{port}: one this node dialed
-        there, or a new one. For a C{peer}, a connection it accepted from
-        that address will do too; never for an origin or a mirror, as the
-        other end of an accepted connection is whoever it says it is.
-        """
-        address = (host, port)
-        known = self._dialed.get(address)
-        if known is None and peer:
-            known = self._accepted.get(address)
-        if known is not None:
-            return defer.succeed(known)
-        result: defer.Deferred[Any] = defer.Deferred()
-        waiting = self._connecting.get(address)
-        if waiting is not None:
-            waiting.append(result)
-            return result
-        self._connecting[address] = [result]
-
-        def done(outcome: Any) -> None:
-            waiting = self._connecting.pop(address, [])
-            if isinstance(outcome, Failure):
-                for d in waiting:
-                    d.errback(outcome)
-                return
-            self._dialed.setdefault(address, outcome)
-            outcome.ready.addErrback(self._handshakeFailed, address, outcome)
-            for d in waiting:
-                d.callback(outcome)
-
-        self.connector.connect(host, port).addBoth(done)
-        return result
-
-    def _handshakeFailed(
-        self, reason: Failure, address: Address, connection: Any
-    ) -> None:
-        """
-        A node dialed accepted the connection but did not speak SPP (or was
-        this very node, or refused us as busy): its requests fail with the
-        connection, which is forgotten even if it closed before it was
-        handed over.
-        """
-        self.connectionGone(connection)
-        if reason.check(SPPError):
-            # A node that refused us (BUSY) speaks SPP: try it again later.
-            self.backoff.failed(address)
-            return
-        self.backoff.notSPP(address)
-        if reason.check(SelfConnection):
-            return  # a URL naming this very node: its callers handle that
-        self._log.info(
-            "{host}:{port} does not speak SPP: {why}",
-            host=address[0],
-            port=address[1],
-            why=reason.getErrorMessage(),
-        )
 
     # -- downloads
 
@@ -332,7 +191,7 @@ class Node:
             return result
         self._opening[key] = [result]
         origin = (parsed.host, parsed.port)
-        d = self._connect(*origin)
+        d = self.connections.connect(*origin)
         # The first digests and block and the first peers travel with the
         # Open (and the Open behind the Hello): a player's first bytes come
         # one round trip after the connection is made, with nothing else
@@ -352,7 +211,9 @@ class Node:
         )
         return result
 
-    def _opened(self, remoteFile: Any, key: str, origin: tuple[str, int]) -> None:
+    def _opened(
+        self, remoteFile: IRemoteFile, key: str, origin: tuple[str, int]
+    ) -> None:
         remoteFile.believe()
         if not remoteFile.authoritative:
             remoteFile.close()
@@ -367,6 +228,7 @@ class Node:
         if old is not None:
             self._closeSwarm(old)
         try:
+            assert self.cache is not None, "a node that downloads has a cache"
             store = self.cache.open(meta)
         except OSError:
             remoteFile.close()
@@ -376,10 +238,10 @@ class Node:
         download = Download(meta, store, self.clock, hashing=self.hashing)
         download.onBadSource = self._badSource
         download.firstBlockAlone()
-        swarm = _Swarm(key, origin, download)
+        swarm = _Swarm(key, origin, download, store)
         self._swarms[key] = swarm
-        # Logged a moment later: writing a log line takes a fifth of a
-        # millisecond, and the first block is on its way to a player.
+        # Logged a moment later: writing a log line takes time, and the
+        # first block is on its way to a player.
         self.clock.callLater(
             LOG_DELAY,
             self._log.info,
@@ -390,8 +252,8 @@ class Node:
             held=store.heldCount,
             blocks=meta.blocks,
         )
-        # Callers first, then the source: a player's first byte came 0.8 ms
-        # sooner this way (cold viewers through the proxy, 10 samples each).
+        # Callers first, then the source: the readers a player opens are
+        # there before the source's first answers, which then go to it.
         for waiting in self._opening.pop(key, []):
             waiting.callback(download)
         self._addSource(swarm, remoteFile)
@@ -412,7 +274,7 @@ class Node:
                 )
                 download.searching = False
                 parsed = parse(key)
-                swarm = _Swarm(key, (parsed.host, parsed.port), download)
+                swarm = _Swarm(key, (parsed.host, parsed.port), download, cached)
                 self._swarms[key] = swarm
                 # Keep trying the origin, and close the download when idle.
                 swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
@@ -422,14 +284,13 @@ class Node:
         for w in waiting:
             w.errback(reason)
 
-    def _addSource(self, swarm: _Swarm, remoteFile: ISource) -> None:
-        connection = getattr(remoteFile, "connection", None)
+    def _addSource(self, swarm: _Swarm, remoteFile: IRemoteFile) -> None:
         if swarm.download.addSource(remoteFile):
-            swarm.peerConnections.add(connection)
+            swarm.peerConnections.add(remoteFile.connection)
         else:
             remoteFile.close()
 
-    def _offerSource(self, swarm: _Swarm, connection: Any) -> None:
+    def _offerSource(self, swarm: _Swarm, connection: IConnection) -> None:
         """
         A node opened our download's file on us: use it as a source too, a
         peer whatever its Opened claims.
@@ -444,10 +305,9 @@ class Node:
         )
 
     def _badSource(self, source: ISource) -> None:
-        connection = getattr(source, "connection", None)
-        if connection is not None:
-            self._banned.add((connection.remoteHost, connection.remoteListenPort))
-            connection.transport.loseConnection()
+        connection = IRemoteFile(source).connection
+        self._banned.add((connection.remoteHost, connection.remoteListenPort))
+        connection.drop()
 
     def _maintain(self, swarm: _Swarm) -> None:
         """
@@ -491,10 +351,10 @@ class Node:
         if swarm.origin in swarm.connecting:
             return
         swarm.connecting.add(swarm.origin)
-        d = self._connect(*swarm.origin)
+        d = self.connections.connect(*swarm.origin)
         d.addCallback(lambda c: c.open(swarm.url, swarm.download.meta.version))
 
-        def opened(remoteFile: Any) -> None:
+        def opened(remoteFile: IRemoteFile) -> None:
             remoteFile.believe()
             self._addSource(swarm, remoteFile)
 
@@ -506,8 +366,8 @@ class Node:
         d.addBoth(lambda _: self._doneConnecting(swarm, swarm.origin))
 
     def _isOrigin(self, swarm: _Swarm, source: ISource) -> bool:
-        connection = getattr(source, "connection", None)
-        return connection is not None and self._dialed.get(swarm.origin) is connection
+        connection = IRemoteFile(source).connection
+        return self.connections.dialed(swarm.origin) is connection
 
     def _connectPeers(
         self, swarm: _Swarm, peers: Sequence[Peer], fromOrigin: bool
@@ -521,9 +381,7 @@ class Node:
             if len(swarm.peerConnections) >= MAX_PEERS_PER_DOWNLOAD:
                 break
             mirror = fromOrigin and peer.server
-            known = self._dialed.get(address)
-            if known is None and not mirror:
-                known = self._accepted.get(address)
+            known = self.connections.known(address, peer=not mirror)
             if (
                 address in self._banned
                 or address in swarm.connecting
@@ -534,20 +392,20 @@ class Node:
                 continue
             self.backoff.tried(address)
             swarm.connecting.add(address)
-            d = self._connect(*address, peer=not mirror)
+            d = self.connections.connect(*address, peer=not mirror)
             d.addCallback(self._openOnPeer, swarm, address, mirror)
             d.addErrback(self._peerFailed, address)
             d.addBoth(self._connectedPeer, swarm, address)
         self._updateSearching(swarm)
 
     def _openOnPeer(
-        self, connection: Any, swarm: _Swarm, address: Address, mirror: bool
-    ) -> Any:
+        self, connection: IConnection, swarm: _Swarm, address: Address, mirror: bool
+    ) -> "defer.Deferred[None] | None":
         if connection in swarm.peerConnections:
             return None
         swarm.peerConnections.add(connection)
 
-        def opened(remoteFile: Any) -> None:
+        def opened(remoteFile: IRemoteFile) -> None:
             if mirror:
                 remoteFile.believe()
             self.backoff.worked(address)
@@ -583,10 +441,7 @@ class Node:
         self._updateSearching(swarm)
 
     def _updateSearching(self, swarm: _Swarm) -> None:
-        searching = bool(swarm.connecting) or swarm.lookingUp
-        if swarm.download.searching != searching:
-            swarm.download.searching = searching
-            swarm.download._schedule()
+        swarm.download.setSearching(bool(swarm.connecting) or swarm.lookingUp)
 
     def _closeSwarm(self, swarm: _Swarm) -> None:
         if swarm.timer is not None and swarm.timer.active():
@@ -596,12 +451,18 @@ class Node:
     def downloads(self) -> list[Download]:
         return [s.download for s in self._swarms.values()]
 
-    def hasCopy(self, url: str) -> bool:
+    def hasCached(self, url: str) -> bool:
         """
         Whether the cache holds a version of C{url}: its download then
         starts even while the origin is unreachable.
         """
-        return self.cache is not None and self.cache.find(url) is not None
+        if self.cache is None:
+            return False
+        cached = self.cache.find(url)
+        if cached is None:
+            return False
+        cached.close()
+        return True
 
     def stop(self) -> None:
         """

@@ -10,17 +10,19 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pd.engine.interfaces import IServedFile, SPPError
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.peers import Peer
+from p2pd.engine.interfaces import IServedFile
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import ErrorCode, Peer
+from p2pd.store.digests import DigestIndex, FileChanged
 from p2pd.store.published import NotPublished, PublishedFile
 
 if TYPE_CHECKING:
     from p2pd.engine.download import Download
     from p2pd.store.cache import CachedFile
-    from p2pd.store.digests import DigestIndex
 
 
 class Counters:
@@ -126,6 +128,16 @@ def _checkRange(first: int, count: int, blocks: int) -> None:
         )
 
 
+def _wireError(reason: Failure) -> Failure:
+    """
+    The store's errors as the SPP errors a peer is answered with (the range
+    was checked before asking the store).
+    """
+    if reason.check(FileChanged):
+        return Failure(SPPError(ErrorCode.CHANGED, str(reason.value)))
+    return reason
+
+
 @implementer(IServedFile)
 class PublishedServedFile:
     """
@@ -138,7 +150,7 @@ class PublishedServedFile:
     def __init__(
         self,
         published: PublishedFile,
-        digestIndex: "DigestIndex",
+        digestIndex: DigestIndex,
         tracker: Tracker,
         counters: Counters,
         files: ServedFiles,
@@ -158,7 +170,8 @@ class PublishedServedFile:
 
     def digests(self, first: int, count: int) -> "defer.Deferred[bytes]":
         _checkRange(first, count, self.blocks)
-        return self.digestIndex.digests(self.published, first, count)
+        d = self.digestIndex.digests(self.published, first, count)
+        return d.addErrback(_wireError)
 
     def readBlock(self, index: int) -> "defer.Deferred[bytes]":
         _checkRange(index, 1, self.blocks)

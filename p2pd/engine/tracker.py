@@ -10,9 +10,8 @@ it closes the file or goes away, so lists hold live nodes only.
 import ipaddress
 from collections.abc import Sequence
 
-from p2pd.spp.codec import MAX_PEERS, Peer
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from p2pd.core.net import Network
+from p2pd.core.peers import MAX_PEERS, Peer
 
 
 class Tracker:

@@ -19,9 +19,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pd.engine.interfaces import IServedFile, ISPPNode, SPPError
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.peers import MAX_PEERS
+from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.spp import codec
-from p2pd.spp.codec import ErrorCode
 
 MAX_OPEN_FILES = 64
 MAX_PENDING_REQUESTS = 64
@@ -230,7 +231,7 @@ class Answerer:
         peers = served.peers(
             self.connection.remoteHost, self.connection.remoteListenPort
         )
-        self._send(codec.Peers(message.request, tuple(peers[: codec.MAX_PEERS])))
+        self._send(codec.Peers(message.request, tuple(peers[: MAX_PEERS])))
 
     def _answering(self) -> int:
         """

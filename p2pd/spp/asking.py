@@ -16,10 +16,11 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pd.engine.interfaces import ISource, SPPError
-from p2pd.engine.meta import FileMeta
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import FileMeta
+from p2pd.core.peers import Peer
+from p2pd.engine.interfaces import IRemoteFile
 from p2pd.spp import codec
-from p2pd.spp.codec import ErrorCode
 
 
 class ConnectionGone(Exception):
@@ -46,10 +47,10 @@ class Connection(Protocol):
     def closeRemote(self, remoteFile: "RemoteFile") -> None: ...
 
 
-@implementer(ISource)
+@implementer(IRemoteFile)
 class RemoteFile:
     """
-    A file opened on the other end of a connection: an L{ISource}.
+    A file opened on the other end of a connection: an L{IRemoteFile}.
 
     Its handle is the id of the Open request, so requests for it can be sent
     before the Open is answered (L{Asker.open}); their Deferreds wait here
@@ -76,7 +77,7 @@ class RemoteFile:
         self._closed = False
         self._earlyBlocks: dict[int, defer.Deferred[bytes]] = {}
         self._earlyDigests: dict[int, tuple[int, defer.Deferred[bytes]]] = {}
-        self._earlyPeers: defer.Deferred[Sequence[codec.Peer]] | None = None
+        self._earlyPeers: defer.Deferred[Sequence[Peer]] | None = None
 
     def opened(self, meta: FileMeta, claimsAuthority: bool) -> None:
         """
@@ -170,7 +171,7 @@ class RemoteFile:
             deferred.addErrback(lambda _: None)
             deferred.cancel()
 
-    def getPeers(self) -> "defer.Deferred[Sequence[codec.Peer]]":
+    def getPeers(self) -> "defer.Deferred[Sequence[Peer]]":
         early, self._earlyPeers = self._earlyPeers, None
         if early is not None:
             return early
@@ -232,7 +233,7 @@ class Asker:
 
     def open(
         self, url: str, version: str, digests: int, blocks: Sequence[int], peers: bool
-    ) -> "defer.Deferred[RemoteFile]":
+    ) -> "defer.Deferred[IRemoteFile]":
         """
         Open C{url} on the other node, asking at once for what
         L{RemoteFile.askEarly} asks for.

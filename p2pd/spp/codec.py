@@ -10,8 +10,9 @@ docs/protocol.md is the specification; this module must match it.
 import ipaddress
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import ClassVar, Union, get_args
+
+from p2pd.core.peers import MAX_PEERS, Peer
 
 MAGIC = b"\x89SPP"
 VERSION = 1
@@ -31,27 +32,9 @@ MIN_DIGEST_SIZE = 16
 MAX_DIGEST_SIZE = 64
 MAX_DIGESTS_PER_REQUEST = 4096
 MAX_HAVE_RANGES = 1024
-MAX_PEERS = 64
 MAX_AGENT = 64
 MAX_ERROR_MESSAGE = 512
 MAX_BLOCKS = 2**22
-
-
-class ErrorCode(IntEnum):
-    """
-    Why a request (or, with request id 0, the whole connection) failed.
-    """
-
-    BAD_REQUEST = 1
-    NOT_FOUND = 2
-    FORBIDDEN = 3
-    BUSY = 4
-    UNSUPPORTED_VERSION = 5
-    CHANGED = 6
-    UNAVAILABLE = 7
-    TIMEOUT = 8
-    INTERNAL = 9
-    CANCELLED = 10
 
 
 class DecodeError(ValueError):
@@ -441,17 +424,6 @@ class GetPeers:
     def decode(cls, r: _Reader) -> "GetPeers":
         request, handle = r.unpack(cls._FIXED)
         return cls(request, handle)
-
-
-@dataclass(frozen=True)
-class Peer:
-    """
-    A node's SPP address; C{server} marks a mirror publishing the file.
-    """
-
-    host: str
-    port: int
-    server: bool = False
 
 
 _PEER_KIND_V4 = 4

@@ -6,20 +6,16 @@ Opening SPP connections to other nodes over TCP.
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-)
-from twisted.internet.interfaces import IStreamClientEndpoint
+from zope.interface import implementer
 
-from p2pd.engine.interfaces import ISPPNode
-from p2pd.spp.protocol import SPPFactory, SPPProtocol
+from p2pd.core.net import endpointFor
+from p2pd.engine.interfaces import IConnection, IConnector, ISPPNode
+from p2pd.spp.protocol import SPPFactory
 
 CONNECT_TIMEOUT = 10
 
 
+@implementer(IConnector)
 class TCPConnector:
     """
     Connects to C{host:port} and starts the SPP handshake; requests may be
@@ -39,33 +35,8 @@ class TCPConnector:
         self.factory = SPPFactory(node, reactor, initiator=True)
         self.factory.noisy = False
 
-    def connect(self, host: str, port: int) -> "defer.Deferred[SPPProtocol]":
+    def connect(self, host: str, port: int) -> "defer.Deferred[IConnection]":
         bind = (self.bindHost, 0) if self.bindHost else None
         endpoint = endpointFor(self.reactor, host, port, CONNECT_TIMEOUT, bind)
         connected: defer.Deferred[Any] = endpoint.connect(self.factory)
         return connected
-
-
-def endpointFor(
-    reactor: Any,
-    host: str,
-    port: int,
-    timeout: float,
-    bindAddress: tuple[str, int] | None = None,
-) -> IStreamClientEndpoint:
-    """
-    A TCP endpoint for C{host:port}. An IP address needs no resolving: a
-    plain endpoint connects at once, where a HostnameEndpoint goes through
-    the resolver's thread first (a millisecond on a player's first byte).
-    """
-    if isIPAddress(host):
-        return TCP4ClientEndpoint(
-            reactor, host, port, timeout=timeout, bindAddress=bindAddress
-        )
-    if isIPv6Address(host):
-        return TCP6ClientEndpoint(
-            reactor, host, port, timeout=timeout, bindAddress=bindAddress
-        )
-    return HostnameEndpoint(
-        reactor, host, port, timeout=timeout, bindAddress=bindAddress
-    )

@@ -22,13 +22,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from p2pd import __version__
-from p2pd.engine.interfaces import ISPPNode, SelfConnection, SPPError
+from p2pd.core.errors import ErrorCode, SelfConnection, SPPError
+from p2pd.engine.interfaces import IConnection, IRemoteFile, ISPPNode
 from p2pd.spp import codec
 from p2pd.spp.answering import Answerer
 from p2pd.spp.asking import Asker, ConnectionGone, RemoteFile
-from p2pd.spp.codec import ErrorCode
 from p2pd.spp.framing import HEADER, FrameReader, FrameTooLarge, frameHeader
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -55,6 +56,7 @@ _LARGE_ANSWERS: dict[int, type[codec.Message]] = {
 }
 
 
+@implementer(IConnection)
 class SPPProtocol(Protocol):
     """
     One SPP connection, either end.
@@ -389,7 +391,7 @@ class SPPProtocol(Protocol):
         digests: int = 0,
         blocks: Sequence[int] = (),
         peers: bool = False,
-    ) -> "defer.Deferred[RemoteFile]":
+    ) -> "defer.Deferred[IRemoteFile]":
         """
         Open C{url} (an origin URL) on the other node. With C{digests},
         C{blocks} and C{peers}, also ask at once for the digests of the first
@@ -412,6 +414,12 @@ class SPPProtocol(Protocol):
         Tell the other node this side is done with C{remoteFile}.
         """
         self.asker.closeRemote(remoteFile)
+
+    def drop(self) -> None:
+        """
+        Close the connection: its node is not to be used again.
+        """
+        self.transport.loseConnection()
 
 
 class SPPFactory(Factory):

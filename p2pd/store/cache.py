@@ -51,15 +51,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from p2pd.engine.meta import BlockRuns, FileMeta
+from p2pd.core.meta import BlockRuns, FileMeta
 from p2pd.store.digests import DigestRecords
+from p2pd.store.fileio import TEMP_SUFFIX, appendAll, readAll, writeAll
+from p2pd.store.interfaces import IBlockCache
 
 _JOURNAL = struct.Struct("!IB3x")
 _CHECK = 8
 _JOURNAL_RECORD = _JOURNAL.size + _CHECK
 _FORMAT = 1
-_TEMP_SUFFIX = ".tmp"
 # Journal records read at once when a cached file is opened.
 _JOURNAL_CHUNK = 4096
 # What a cached file's state knows of each block's digest.
@@ -88,42 +90,16 @@ def _identity(meta: FileMeta) -> bytes:
     ).encode("ascii")
 
 
-def _writeAll(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-
-
-def _appendAll(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _readAll(fd: int, length: int, offset: int) -> bytes:
-    parts = []
-    while length > 0:
-        chunk = os.pread(fd, length, offset)
-        if not chunk:
-            break
-        parts.append(chunk)
-        length -= len(chunk)
-        offset += len(chunk)
-    return b"".join(parts)
-
-
 def _replaceFile(path: str, content: bytes) -> None:
     """
     Make C{path} hold C{content}, all or nothing, on disk before this
     returns.
     """
     directory, name = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=_TEMP_SUFFIX, dir=directory)
+    fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=TEMP_SUFFIX, dir=directory)
     try:
         try:
-            _writeAll(fd, content, 0)
+            writeAll(fd, content, 0)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -267,7 +243,7 @@ def _makeDirectory(directory: str, meta: FileMeta) -> None:
         0o600,
     )
     try:
-        _appendAll(fd, _identity(meta))
+        appendAll(fd, _identity(meta))
     finally:
         os.close(fd)
 
@@ -303,7 +279,6 @@ class _CachedState:
         self.meta = meta
         self.disk = disk
         self.handles = 0
-        self.removed = False
         identity = _identity(meta)
         self.records = DigestRecords(meta.digestSize, identity, b"p2pd-cache-dg")
         self._journalKey = hashlib.sha256(identity).digest()
@@ -387,7 +362,7 @@ class _CachedState:
         it was written, so later records stay aligned.
         """
         try:
-            _appendAll(self.journalFd, self.journalRecord(index, held))
+            appendAll(self.journalFd, self.journalRecord(index, held))
         except OSError:
             try:
                 os.ftruncate(self.journalFd, self._journalSize)
@@ -410,7 +385,7 @@ class _CachedState:
         records = 0
         held = self.held
         for offset in range(0, whole, _JOURNAL_CHUNK * _JOURNAL_RECORD):
-            raw = _readAll(self.journalFd, _JOURNAL_CHUNK * _JOURNAL_RECORD, offset)
+            raw = readAll(self.journalFd, _JOURNAL_CHUNK * _JOURNAL_RECORD, offset)
             for start in range(0, len(raw) - _JOURNAL_RECORD + 1, _JOURNAL_RECORD):
                 records += 1
                 head = raw[start : start + _JOURNAL.size]
@@ -478,7 +453,7 @@ class _CachedState:
             return None
         size = self.records.recordSize
         try:
-            raw = _readAll(self.digestsFd, size, index * size)
+            raw = readAll(self.digestsFd, size, index * size)
         except OSError:
             return None
         digest = self.records.unpack(index, raw, 1)[0]
@@ -519,7 +494,7 @@ class _CachedState:
 
     def _writeDigests(self, first: int, digests: bytes) -> None:
         size = self.records.recordSize
-        _writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
+        writeAll(self.digestsFd, self.records.pack(first, digests), first * size)
 
     def _flushDigests(self) -> None:
         """
@@ -556,7 +531,7 @@ class _CachedState:
                 self._flushDigests()
             else:
                 self._makeOnDisk()
-            _writeAll(self.dataFd, data, self.meta.blockStart(index))
+            writeAll(self.dataFd, data, self.meta.blockStart(index))
             self._journal(index, True)
         except OSError as e:
             self.disk.refused(e)
@@ -572,7 +547,7 @@ class _CachedState:
         verified = index in self.verified
         why = None
         try:
-            data = _readAll(self.dataFd, length, self.meta.blockStart(index))
+            data = readAll(self.dataFd, length, self.meta.blockStart(index))
             digest = None if verified else self.digest(index)
         except OSError as e:
             why = str(e)
@@ -714,6 +689,7 @@ class CachedFile:
             self._cache._release(state)
 
 
+@implementer(IBlockCache)
 class BlockCache:
     """
     The cache of fetched, verified blocks, under C{root} (created, private
@@ -841,7 +817,6 @@ class BlockCache:
         Forget C{state}: its handles keep working until closed, but it is
         not handed out again.
         """
-        state.removed = True
         key = (state.meta.url, state.meta.version)
         if self._states.get(key) is state:
             del self._states[key]

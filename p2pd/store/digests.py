@@ -35,8 +35,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from p2pd.engine.interfaces import SPPError
-from p2pd.spp.codec import ErrorCode
+from p2pd.store.fileio import TEMP_SUFFIX, readAll, writeAll
 from p2pd.store.published import PublishedFile
 
 if TYPE_CHECKING:
@@ -49,7 +48,6 @@ _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _MAGIC = b"P2PDIDX1"
 _ALIGN = 4096
-_TEMP_SUFFIX = ".tmp"
 
 
 class DigestRecords:
@@ -131,31 +129,20 @@ def _sameFile(st: os.stat_result, published: PublishedFile) -> bool:
     )
 
 
-def _changed(published: PublishedFile, why: str) -> SPPError:
-    return SPPError(ErrorCode.CHANGED, f"{published.name}: {why}")
+class FileChanged(Exception):
+    """
+    The file on disk is not (or stopped being) the version asked about.
+    """
 
 
-def _preadFull(fd: int, length: int, offset: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    if len(data) == length or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < length:
-        more = os.pread(fd, length - got, offset + got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
+class BlocksOutOfRange(ValueError):
+    """
+    Digests asked for blocks outside the file.
+    """
 
 
-def _writeFull(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
+def _changed(published: PublishedFile, why: str) -> FileChanged:
+    return FileChanged(f"{published.name}: {why}")
 
 
 def _hashRuns(
@@ -168,7 +155,7 @@ def _hashRuns(
     Hash the blocks of C{runs} (C{(first, count)} each) of C{published}, in
     order, reading each run at once.
 
-    @raise SPPError: CHANGED if the file is not (or stops being, before the
+    @raise FileChanged: if the file is not (or stops being, before the
         last digest is computed) the version C{published} describes.
     """
     try:
@@ -182,7 +169,7 @@ def _hashRuns(
         for first, count in runs:
             offset = first * blockSize
             length = min(count * blockSize, published.size - offset)
-            data = _preadFull(fd, length, offset)
+            data = readAll(fd, length, offset)
             if len(data) != length:
                 raise _changed(published, "shrank while hashing")
             view = memoryview(data)
@@ -216,7 +203,7 @@ def _hashChunk(
     known: list[bytes | None] = [None] * count
     if index is not None:
         try:
-            raw = _preadFull(
+            raw = readAll(
                 index.fd,
                 count * records.recordSize,
                 index.base + first * records.recordSize,
@@ -241,7 +228,7 @@ def _hashChunk(
         known[start - first : start - first + length] = computed
         if index is not None and problem is None:
             try:
-                _writeFull(
+                writeAll(
                     index.fd,
                     records.pack(start, b"".join(computed)),
                     index.base + start * records.recordSize,
@@ -282,15 +269,15 @@ def _openIndex(path: str, header: bytes) -> _IndexFile:
         pass
     else:
         try:
-            if _preadFull(fd, len(head), 0) == head:
+            if readAll(fd, len(head), 0) == head:
                 return _IndexFile(fd, base)
         except OSError:
             pass
         os.close(fd)
     directory, name = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=_TEMP_SUFFIX, dir=directory)
+    fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=TEMP_SUFFIX, dir=directory)
     try:
-        _writeFull(fd, head, 0)
+        writeAll(fd, head, 0)
         os.fsync(fd)
         os.replace(temp, path)
     except BaseException:
@@ -440,7 +427,7 @@ class DigestIndex:
         self._refusing = False
         os.makedirs(self.indexDir, mode=0o700, exist_ok=True)
         for name in os.listdir(self.indexDir):
-            if name.endswith(_TEMP_SUFFIX):
+            if name.endswith(TEMP_SUFFIX):
                 try:
                     os.unlink(os.path.join(self.indexDir, name))
                 except OSError:
@@ -453,17 +440,14 @@ class DigestIndex:
         Digests of blocks C{[first, first + count)} of C{published},
         concatenated.
 
-        Fails with L{SPPError} CHANGED if the file on disk is not (or stops
-        being, while hashing) C{published.version}, and BAD_REQUEST if the
-        range is not inside the file.
+        Fails with L{FileChanged} if the file on disk is not (or stops
+        being, while hashing) C{published.version}, and L{BlocksOutOfRange}
+        if the range is not inside the file.
         """
         blocks = -(-published.size // self.blockSize)
         if first < 0 or count < 0 or first + count > blocks:
             return fail(
-                SPPError(
-                    ErrorCode.BAD_REQUEST,
-                    f"blocks {first}+{count} outside a file of {blocks}",
-                )
+                BlocksOutOfRange(f"blocks {first}+{count} outside a file of {blocks}")
             )
         if count == 0:
             return succeed(b"")

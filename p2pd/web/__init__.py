@@ -1,4 +1,4 @@
 """
-The HTTP side of p2pd: published files, playlists, the viewer's proxy and
-the gateway.
+The HTTP side of p2pd: published files, playlists, the proxy, the gateway
+and C{/.status}.
 """

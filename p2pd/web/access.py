@@ -21,7 +21,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IHostResolution, IResolutionReceiver
 from zope.interface import implementer
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from p2pd.core.net import Network
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Resolves a host name (and port) to the addresses a connection would try.

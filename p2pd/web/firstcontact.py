@@ -25,8 +25,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.iweb import IResponse
 
+from p2pd.core.errors import SelfConnection
 from p2pd.engine.download import Download
-from p2pd.engine.interfaces import SelfConnection
 from p2pd.web.forward import discard, fromP2pd
 
 # How long a first contact waits for SPP before forwarding the request too:

@@ -17,7 +17,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
-from p2pd.spp.connector import endpointFor
+from p2pd.core.net import endpointFor
 from p2pd.twistedinternals import requestGone
 
 FORWARD_TIMEOUT = 30

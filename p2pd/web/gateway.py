@@ -12,7 +12,6 @@ node's own loopback and link-local addresses through it.
 """
 
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import quote
 
 from twisted.logger import Logger
@@ -20,10 +19,10 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET, Request
 
+from p2pd.core.errors import SelfConnection
+from p2pd.core.url import DIRECT_PREFIX, BadURL, parse
 from p2pd.engine.download import Download
-from p2pd.engine.interfaces import SelfConnection
-from p2pd.playlist import DIRECT_PREFIX
-from p2pd.spp.url import BadURL, parse
+from p2pd.engine.interfaces import IWebNode
 from p2pd.twistedinternals import requestGone
 from p2pd.web import stream
 from p2pd.web.access import Access
@@ -46,7 +45,7 @@ def gatewayURL(segments: Sequence[bytes]) -> str | None:
     return f"spp://{authority}/{path}"
 
 
-def serve(request: Request, node: Any, url: str, access: Access) -> bytes | int:
+def serve(request: Request, node: IWebNode, url: str, access: Access) -> bytes | int:
     """
     Stream C{url}'s content to C{request}, if the client may ask for it.
     """
@@ -71,7 +70,7 @@ def serve(request: Request, node: Any, url: str, access: Access) -> bytes | int:
     return NOT_DONE_YET
 
 
-def _fetch(request: Request, node: Any, url: str) -> None:
+def _fetch(request: Request, node: IWebNode, url: str) -> None:
     name = url.rsplit("/", 1)[-1]
 
     def started(download: Download) -> None:

@@ -30,9 +30,11 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IResponse
 from twisted.web.proxy import ProxyRequest
 
+from p2pd.core.errors import SelfConnection
+from p2pd.core.net import DEFAULT_PORT
+from p2pd.core.url import DIRECT_PREFIX
 from p2pd.engine.download import Download
-from p2pd.engine.interfaces import SelfConnection
-from p2pd.playlist import DIRECT_PREFIX
+from p2pd.engine.interfaces import IWebNode
 from p2pd.twistedinternals import requestGone
 from p2pd.web import forward, stream
 from p2pd.web.access import Access, Verdict
@@ -82,7 +84,7 @@ class ProxyConfig:
     what it has learned.
     """
 
-    def __init__(self, node: Any, reactor: Any, access: Access) -> None:
+    def __init__(self, node: IWebNode, reactor: Any, access: Access) -> None:
         self.node = node
         self.reactor = reactor
         self.access = access
@@ -121,7 +123,7 @@ class NodeRequest(ProxyRequest, server.Request):
     and replaces the rest.
     """
 
-    ports = {b"http": 80, b"spp": 1111}
+    ports = {b"http": 80, b"spp": DEFAULT_PORT}
     _log = Logger()
     _bodyLength = 0
 
@@ -291,7 +293,7 @@ class NodeRequest(ProxyRequest, server.Request):
             return forward.relay(self, response)
 
         def failed(reason: Failure) -> None:
-            if proxy.node.hasCopy(url):
+            if proxy.node.hasCached(url):
                 self._serveSPP(proxy, url)
                 return
             self._forwardFailed(reason)

@@ -12,7 +12,6 @@ shadow a published file.
 """
 
 import re
-from typing import Any
 from urllib.parse import quote
 
 from twisted.logger import Logger
@@ -21,6 +20,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from p2pd import __version__, playlist
+from p2pd.core.url import DIRECT_PREFIX
+from p2pd.engine.interfaces import IWebNode
 from p2pd.store.published import NotPublished, PublicDirectory
 from p2pd.web import gateway, status
 from p2pd.web.access import Access, granted
@@ -57,7 +58,7 @@ class NodeRoot(Resource):
         public: PublicDirectory | None,
         redirect: bool = False,
         direct: bool = True,
-        node: Any = None,
+        node: IWebNode | None = None,
         access: Access | None = None,
     ) -> None:
         super().__init__()
@@ -89,7 +90,7 @@ class NodeRoot(Resource):
             if url is None:
                 return self._notFound(request, "gateway path names no file")
             return gateway.serve(request, self.node, url, self.access)  # type: ignore[arg-type]
-        wantsBytes = bool(segments) and segments[0] == playlist.DIRECT_PREFIX.encode()
+        wantsBytes = bool(segments) and segments[0] == DIRECT_PREFIX.encode()
         if wantsBytes:
             segments = segments[1:]
         if self.public is None:

@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 from p2pd import __version__
+from p2pd.engine.interfaces import IWebNode
 
 
-def nodeStatus(node: Any) -> dict[str, Any]:
+def nodeStatus(node: IWebNode) -> dict[str, Any]:
     """
-    A JSON-ready summary of C{node} (a L{p2pd.engine.node.Node}): what it
+    A JSON-ready summary of C{node}: what it
     served and what it is downloading.
     """
     counters = node.counters
@@ -43,5 +44,5 @@ def nodeStatus(node: Any) -> dict[str, Any]:
     }
 
 
-def render(node: Any) -> bytes:
+def render(node: IWebNode) -> bytes:
     return json.dumps(nodeStatus(node), indent=2).encode("utf-8") + b"\n"

@@ -17,11 +17,10 @@ from twisted.web import http
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.url import BadURL
 from p2pd.engine.download import Download, Reader
-from p2pd.engine.interfaces import SPPError
 from p2pd.mediatypes import contentType
-from p2pd.spp.codec import ErrorCode
-from p2pd.spp.url import BadURL
 from p2pd.twistedinternals import sendNow, sendWholeWrites
 from p2pd.web import ranges
 

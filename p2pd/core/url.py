@@ -1,13 +1,20 @@
 # -*- test-case-name: tests.test_url -*-
 """
-SPP URLs: C{spp://host[:port]/path}, naming a file by its origin.
+SPP URLs: C{spp://host[:port]/path}, naming a file by its origin; and where
+a node's HTTP side gives a published file's bytes.
 """
 
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-DEFAULT_PORT = 1111
+from p2pd.core.net import DEFAULT_PORT
+
+# The HTTP path prefix giving a published file's bytes, never a playlist
+# (the fallback URL). Published names never start with a dot, so this prefix
+# cannot shadow one.
+DIRECT_PREFIX = ".direct"
+
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)$")
 
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_meta -*-
+# -*- test-case-name: tests.test_download,tests.test_cache -*-
 """
 What the origin says about a file version, and the block arithmetic on it.
 """

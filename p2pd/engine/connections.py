@@ -1,0 +1,135 @@
+# -*- test-case-name: tests.test_node,tests.test_authority -*-
+"""
+The SPP connections a node holds, and which of them may reach whom.
+
+A connection the node dialed is kept by the address it dialed: the only
+kind an origin or a mirror is reached by. One it accepted is kept by the
+remote address and the listen port its Hello claims, which its other end
+chose: a peer only (docs/security.md).
+"""
+
+from collections.abc import Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2pd.core.errors import SelfConnection, SPPError
+from p2pd.engine.backoff import Address, PeerBackoff
+from p2pd.engine.interfaces import IConnection, IConnector
+
+
+class Connections:
+    """
+    The node's connections, dialed and accepted.
+
+    @ivar connector: makes new connections.
+    @ivar gone: called with a dialed connection whose handshake failed.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        connector: IConnector,
+        backoff: PeerBackoff,
+        gone: Callable[[IConnection], None],
+    ) -> None:
+        self.connector = connector
+        self.backoff = backoff
+        self.gone = gone
+        self._dialed: dict[Address, IConnection] = {}
+        self._accepted: dict[Address, IConnection] = {}
+        self._connecting: dict[Address, list[defer.Deferred[IConnection]]] = {}
+
+    def dialed(self, address: Address) -> IConnection | None:
+        """
+        The connection this node dialed to C{address}, if any.
+        """
+        return self._dialed.get(address)
+
+    def known(self, address: Address, peer: bool) -> IConnection | None:
+        """
+        A connection to the node at C{address}: one this node dialed or, for
+        a C{peer}, one it accepted from there.
+        """
+        known = self._dialed.get(address)
+        if known is None and peer:
+            known = self._accepted.get(address)
+        return known
+
+    def connect(
+        self, host: str, port: int, peer: bool = False
+    ) -> "defer.Deferred[IConnection]":
+        """
+        A connection to the node at C{host}:C{port}: one this node dialed
+        there, or a new one. For a C{peer}, a connection it accepted from
+        that address will do too; never for an origin or a mirror, as the
+        other end of an accepted connection is whoever it says it is.
+        """
+        address = (host, port)
+        known = self.known(address, peer)
+        if known is not None:
+            return defer.succeed(known)
+        result: defer.Deferred[IConnection] = defer.Deferred()
+        waiting = self._connecting.get(address)
+        if waiting is not None:
+            waiting.append(result)
+            return result
+        self._connecting[address] = [result]
+
+        def done(outcome: IConnection | Failure) -> None:
+            waiting = self._connecting.pop(address, [])
+            if isinstance(outcome, Failure):
+                for d in waiting:
+                    d.errback(outcome)
+                return
+            self._dialed.setdefault(address, outcome)
+            outcome.ready.addErrback(self._handshakeFailed, address, outcome)
+            for d in waiting:
+                d.callback(outcome)
+
+        self.connector.connect(host, port).addBoth(done)
+        return result
+
+    def ready(self, connection: IConnection) -> None:
+        """
+        C{connection} finished its handshake: one accepted from a node that
+        listens is kept for that node as a peer.
+        """
+        if not connection.initiator and connection.remoteListenPort:
+            address = (connection.remoteHost, connection.remoteListenPort)
+            self._accepted.setdefault(address, connection)
+
+    def forget(self, connection: object) -> None:
+        """
+        C{connection} closed.
+        """
+        for table in (self._dialed, self._accepted):
+            for address, known in list(table.items()):
+                if known is connection:
+                    del table[address]
+
+    def _handshakeFailed(
+        self, reason: Failure, address: Address, connection: IConnection
+    ) -> None:
+        """
+        A node dialed accepted the connection but did not speak SPP (or was
+        this very node, or refused us as busy): its requests fail with the
+        connection, which is forgotten even if it closed before it was
+        handed over.
+        """
+        self.gone(connection)
+        if reason.check(SPPError):
+            # A node that refused us (BUSY) speaks SPP: try it again later.
+            self.backoff.failed(address)
+            return
+        self.backoff.notSPP(address)
+        if reason.check(SelfConnection):
+            return  # a URL naming this very node: its callers handle that
+        self._log.info(
+            "{host}:{port} does not speak SPP: {why}",
+            host=address[0],
+            port=address[1],
+            why=reason.getErrorMessage(),
+        )

@@ -1,0 +1,38 @@
+# -*- test-case-name: tests.test_fakes -*-
+"""
+What the layers above need of the store.
+"""
+
+from typing import TYPE_CHECKING
+
+from zope.interface import Interface
+
+if TYPE_CHECKING:
+    from p2pd.core.meta import FileMeta
+    from p2pd.store.cache import CachedFile
+
+
+class IBlockCache(Interface):
+    """
+    The fetched blocks of files, by URL and version
+    (L{p2pd.store.cache.BlockCache}).
+    """
+
+    def open(meta: "FileMeta") -> "CachedFile":
+        """
+        The cached file for C{meta}, made empty if it is not cached yet;
+        every other cached version of its URL is removed.
+
+        @raise OSError: the cache cannot hold it.
+        """
+
+    def find(url: str, version: str = "") -> "CachedFile | None":
+        """
+        The cached file for C{url} at C{version} or, with C{""}, its newest
+        cached version; L{None} if there is none.
+        """
+
+    def hasAnyVersion(url: str) -> bool:
+        """
+        Whether some version of C{url} may be cached, cheaply.
+        """
