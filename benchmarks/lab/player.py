@@ -22,6 +22,7 @@ Run in a viewer's namespace by the lab:
 import argparse
 import http.client
 import json
+import math
 import sys
 import time
 import urllib.parse
@@ -49,6 +50,7 @@ class Playback:
         self.requested = requested
         self.bitrate = bitrate
         self.play = play
+        self.total = math.ceil(play * bitrate)
         self.start = start
         self.clock = requested
         self.available = 0.0
@@ -94,7 +96,9 @@ class Playback:
         C{received} bytes of the segment have arrived by C{now}.
         """
         self.advance(now)
-        self.available = received / self.bitrate
+        self.available = (
+            self.play if received >= self.total else received / self.bitrate
+        )
         self._resume()
 
     def positionAt(self, now):
@@ -106,7 +110,7 @@ class Playback:
         How many bytes the player reads by C{now}: up to its read-ahead.
         """
         ahead = self.positionAt(now) + READ_AHEAD_SECONDS
-        return int(min(ahead, self.play) * self.bitrate)
+        return min(math.ceil(ahead * self.bitrate), self.total)
 
 
 def replay(segment, bitrate):
@@ -116,7 +120,10 @@ def replay(segment, bitrate):
     playback = Playback(segment["requested"], bitrate, segment["play"])
     for t, received in segment["arrivals"]:
         playback.arrive(t, received)
-    if playback.playing:
+    # Until the viewer stopped: a stall lasts until then at most.
+    if "ended" in segment:
+        playback.advance(segment["ended"])
+    elif playback.playing:
         playback.advance(playback.clock + segment["play"])
     return playback
 
@@ -217,7 +224,7 @@ def readSegment(url, proxy, offset, bitrate, play, deadline):
             received += len(data)
             playback.arrive(now, received)
             recorder.record(now, received)
-            if playback.wanted(now) <= received and received >= play * bitrate:
+            if received >= playback.total:
                 break
         recorder.record(time.monotonic(), received, force=True)
     except (OSError, http.client.HTTPException) as e:

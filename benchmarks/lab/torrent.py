@@ -60,6 +60,10 @@ def settings(lt, address):
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
         "unchoke_slots_limit": 64,
+        # A viewer holding every piece of its window is "finished" for
+        # libtorrent, which would then drop its connections to seeds and
+        # not dial them again for a minute.
+        "close_redundant_connections": False,
         "tick_interval": 100,
         "alert_mask": category.status_notification
         | category.piece_progress_notification
