@@ -212,8 +212,10 @@ def picture(outcome, path):
     ax.set_ylabel("origin up Mbit/s")
     ax.set_xlabel("seconds since the first viewer arrived")
     ax.legend(fontsize=7, loc="upper right")
-    figure.suptitle(f"{scenario.name} ({p2pdVersion()}): {scenario.summary}",
-                    fontsize=9)
+    figure.suptitle(
+        f"{scenario.name}, p2pd {p2pdVersion()}: {scenario.viewers} viewers "
+        f"{scenario.stagger:g} s apart, {scenario.play:g} s played, origin "
+        f"{mbit(scenario.originUp)} Mbit/s up", fontsize=9)
     figure.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     figure.savefig(path, dpi=80)
