@@ -101,6 +101,8 @@ def commandLine(args):
         words += ["--contestants", args.contestants]
     if args.synthetic:
         words.append("--synthetic")
+    if args.mpv:
+        words.append("--mpv")
     return " ".join(words)
 
 
@@ -112,11 +114,13 @@ def runCommand(args):
                  if getattr(args, k) is not None}
     scenario = dataclasses.replace(scenario, **overrides)
     contestants = [c for c in args.contestants.split(",") if c]
+    if args.mpv and "libtorrent" in contestants:
+        contestants.remove("libtorrent")
     for c in contestants:
         if c not in run.CONTESTANTS:
             raise SystemExit(f"unknown contestant {c!r}: {', '.join(run.CONTESTANTS)}")
     started = time.monotonic()
-    outcome = run.runScenario(scenario, contestants, args.synthetic)
+    outcome = run.runScenario(scenario, contestants, args.synthetic, mpv=args.mpv)
     log(f"{scenario.name}: {time.monotonic() - started:.0f} s")
     print(report.terminal(outcome))
     os.makedirs(RESULTS, exist_ok=True)
@@ -152,6 +156,9 @@ def main():
                       help="comma-separated, from %(default)s")
     runs.add_argument("--synthetic", action="store_true",
                       help="random bytes instead of an MPEG-TS made with ffmpeg")
+    runs.add_argument("--mpv", action="store_true",
+                      help="real players: mpv at real-time speed for http and p2pd "
+                      "(libtorrent is left out)")
     runs.add_argument("--write-docs", action="store_true",
                       help="write the figures into docs/performance.md and the "
                       "picture into docs/lab/")

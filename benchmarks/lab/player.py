@@ -17,12 +17,19 @@ Run in a viewer's namespace by the lab:
 
     python3 -m benchmarks.lab.player URL --bitrate BYTES_PER_S --play S
         [--proxy HOST:PORT] [--segments OFFSET:SECONDS,...] --json FILE
+        [--mpv]
+
+With C{--mpv}, a real player instead: mpv at real-time speed, its start-up
+and buffering events read from its log (L{mpv}).
 """
 
 import argparse
 import http.client
 import json
 import math
+import os
+import re
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -240,6 +247,51 @@ def readSegment(url, proxy, offset, bitrate, play, deadline):
     return recorder.segment
 
 
+MPV_TIME = re.compile(r"^\[\s*(\d+\.\d+)\]")
+
+
+def mpv(url, proxy, seconds, timeout):
+    """
+    Play the first C{seconds} of C{url} with mpv at real-time speed (no
+    video or audio output), with a cache like the model's (start after
+    L{START_SECONDS}, at most L{READ_AHEAD_SECONDS} ahead); its start-up
+    and its buffering events from its log.
+    """
+    env = dict(os.environ)
+    if proxy:
+        env["http_proxy"] = f"http://{proxy}"
+    command = [
+        "mpv", "--no-config", "--vo=null", "--ao=null", "--ytdl=no",
+        "--msg-level=all=no,cplayer=v", "--msg-time", "--cache=yes",
+        f"--cache-secs={READ_AHEAD_SECONDS:g}",
+        f"--demuxer-readahead-secs={READ_AHEAD_SECONDS:g}",
+        "--cache-pause-initial=yes", f"--cache-pause-wait={START_SECONDS:g}",
+        f"--length={seconds:g}", url,
+    ]
+    result = {"startup_s": None, "stalls": 0, "stall_s": 0.0, "complete": False}
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else ""
+        result["error"] = "timed out"
+    else:
+        out = done.stdout + done.stderr
+        result["complete"] = done.returncode == 0
+    for line in out.splitlines():
+        match = MPV_TIME.match(line)
+        if match is None:
+            continue
+        if "playback restart complete" in line and result["startup_s"] is None:
+            result["startup_s"] = float(match.group(1))
+        elif "Enter buffering" in line:
+            result["stalls"] += 1
+        elif waited := re.search(r"End buffering \(waited ([\d.]+) secs\)", line):
+            result["stall_s"] += float(waited.group(1))
+    result["played_s"] = seconds if result["complete"] else None
+    return result
+
+
 def parseSegments(text):
     return [(int(o), float(s)) for o, s in (part.split(":") for part in text.split(","))]
 
@@ -254,7 +306,16 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, required=True,
                         help="seconds after which the viewer stops, whatever happened")
     parser.add_argument("--json", required=True)
+    parser.add_argument("--mpv", action="store_true",
+                        help="play with mpv instead of the model (one segment)")
     args = parser.parse_args(argv)
+    if args.mpv:
+        (offset, seconds), = parseSegments(args.segments)
+        assert offset == 0, "mpv plays from the start only"
+        with open(args.json, "w") as f:
+            json.dump({"segments": [],
+                       "mpv": mpv(args.url, args.proxy, seconds, args.timeout)}, f)
+        return
     deadline = time.monotonic() + args.timeout
     segments = []
     for offset, seconds in parseSegments(args.segments):

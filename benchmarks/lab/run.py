@@ -36,6 +36,7 @@ SLACK_SECONDS = 60.0
 SAMPLE_SECONDS = 0.5
 START_TIMEOUT = 30.0
 CONTESTANTS = ("http", "p2pd", "libtorrent")
+MAX_VIEWERS = 60
 
 
 def originCache(work):
@@ -113,7 +114,8 @@ class Contestant:
 
     name = ""
 
-    def __init__(self, network, scenario, path, bitrate, work):
+    def __init__(self, network, scenario, path, bitrate, work, mpv=False):
+        self.mpv = mpv
         self.network = network
         self.lab = network.lab
         self.scenario = scenario
@@ -160,6 +162,19 @@ class Contestant:
     def timeout(self):
         return self.scenario.play + SLACK_SECONDS
 
+    def playerCommand(self, n, proxy=None):
+        """
+        The viewer's player: the model, or mpv.
+        """
+        argv = [sys.executable, "-m", "benchmarks.lab.player", self.url(),
+                "--bitrate", str(self.bitrate), "--segments", self.segmentArgument(n),
+                "--timeout", str(self.timeout()), "--json", self.result(n)]
+        if proxy is not None:
+            argv += ["--proxy", proxy]
+        if self.mpv:
+            argv.append("--mpv")
+        return argv
+
     def result(self, n):
         return os.path.join(self.work, f"viewer{n + 1}.json")
 
@@ -195,12 +210,8 @@ class HTTP(Contestant):
                     cache=originCache(self.work))
 
     def startViewer(self, n):
-        host = self.network.viewers[n]
-        return self.spawn(host, [sys.executable, "-m", "benchmarks.lab.player",
-                                 self.url(), "--bitrate", str(self.bitrate),
-                                 "--segments", self.segmentArgument(n),
-                                 "--timeout", str(self.timeout()),
-                                 "--json", self.result(n)], f"player{n + 1}")
+        return self.spawn(self.network.viewers[n], self.playerCommand(n),
+                          f"player{n + 1}")
 
 
 def nodeStatus(host, address="127.0.0.1"):
@@ -232,12 +243,7 @@ class P2pd(Contestant):
         host = self.network.viewers[n]
         proxy = (f"{cacheAddress()}:{PORT}" if self.scenario.behindCache(n)
                  else f"127.0.0.1:{PORT}")
-        return self.spawn(host, [sys.executable, "-m", "benchmarks.lab.player",
-                                 self.url(), "--proxy", proxy,
-                                 "--bitrate", str(self.bitrate),
-                                 "--segments", self.segmentArgument(n),
-                                 "--timeout", str(self.timeout()),
-                                 "--json", self.result(n)], f"player{n + 1}")
+        return self.spawn(host, self.playerCommand(n, proxy), f"player{n + 1}")
 
     def collect(self, n):
         status = nodeStatus(self.network.viewers[n])
@@ -294,12 +300,12 @@ def resultWritten(contestant, n):
     return os.path.exists(contestant.result(n))
 
 
-def runContestant(network, scenario, kind, path, bitrate, work):
+def runContestant(network, scenario, kind, path, bitrate, work, mpv=False):
     """
     One contestant through the scenario: its viewers' records, the origin's
     uplink over time, every node's upload.
     """
-    contestant = KINDS[kind](network, scenario, path, bitrate, work)
+    contestant = KINDS[kind](network, scenario, path, bitrate, work, mpv)
     log(f"== {scenario.name}: {kind}")
     try:
         contestant.start()
@@ -357,6 +363,8 @@ def runContestant(network, scenario, kind, path, bitrate, work):
 
 
 def summarizeViewer(record, bitrate):
+    if "mpv" in record:
+        return {"seek_waits_s": [], "errors": [], **record["mpv"]}
     summary = player.summarize(record["segments"], bitrate)
     if record.get("missing") or not record["segments"]:
         summary["complete"] = False
@@ -370,6 +378,8 @@ def playedBytes(viewers, bitrate, size):
     """
     intervals = []
     for record in viewers:
+        if "mpv" in record:
+            intervals.append((0, int((record["mpv"]["played_s"] or 0) * bitrate)))
         for segment in record["segments"]:
             playback = player.replay(segment, bitrate)
             begin = segment.get("offset", 0)
@@ -404,12 +414,16 @@ def summarizeRun(run, scenario, bitrate, size):
     }
 
 
-def runScenario(scenario, contestants, synthetic=False, fileSeconds=90):
+def runScenario(scenario, contestants, synthetic=False, fileSeconds=90, mpv=False):
     """
-    Build the network, run every contestant, remove everything.
+    Build the network, run every contestant, remove everything; with
+    C{mpv}, the players of http and p2pd are mpv (libtorrent has no HTTP
+    side for it).
     """
-    if scenario.viewers > 60:
-        raise SystemExit("the lab runs at most 60 viewers")
+    if scenario.viewers > MAX_VIEWERS:
+        raise SystemExit(f"the lab runs at most {MAX_VIEWERS} viewers")
+    if mpv and (synthetic or scenario.seekEvery is not None):
+        raise SystemExit("mpv plays the MPEG-TS from its start: no --synthetic, no seeks")
     path = media.make(fileSeconds, synthetic)
     bitrate = media.bitrate(path, fileSeconds)
     work = os.path.join(ROOT, "benchmarks", "work", "lab", "runs", scenario.name)
@@ -420,7 +434,7 @@ def runScenario(scenario, contestants, synthetic=False, fileSeconds=90):
         network = Network(lab, scenario)
         hashOrigin(network, path, work)
         for kind in contestants:
-            run = runContestant(network, scenario, kind, path, bitrate, work)
+            run = runContestant(network, scenario, kind, path, bitrate, work, mpv)
             run["summary"] = summarizeRun(run, scenario, bitrate, os.path.getsize(path))
             results[kind] = run
     finally:
