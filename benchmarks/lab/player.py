@@ -278,18 +278,42 @@ def mpv(url, proxy, seconds, timeout):
     else:
         out = done.stdout + done.stderr
         result["complete"] = done.returncode == 0
+    # With --cache-pause-initial, mpv's first playback restart is paused,
+    # and playback starts when that first buffering ends: not a stall.
+    result["log"] = []
+    waitingForStart = False
     for line in out.splitlines():
         match = MPV_TIME.match(line)
-        if match is None:
+        if match is None or not re.search("buffering|playback restart", line):
             continue
+        result["log"].append(line)
+        at = float(match.group(1))
         if "playback restart complete" in line and result["startup_s"] is None:
-            result["startup_s"] = float(match.group(1))
+            if "(paused)" in line:
+                waitingForStart = True
+            else:
+                result["startup_s"] = at
+        elif "End buffering" in line and waitingForStart:
+            waitingForStart = False
+            result["startup_s"] = at
+        elif result["startup_s"] is None:
+            continue
         elif "Enter buffering" in line:
             result["stalls"] += 1
         elif waited := re.search(r"End buffering \(waited ([\d.]+) secs\)", line):
             result["stall_s"] += float(waited.group(1))
     result["played_s"] = seconds if result["complete"] else None
     return result
+
+
+def writeResult(path, result):
+    """
+    Write a viewer's result whole: the lab takes its appearance for the
+    viewer's end.
+    """
+    with open(path + ".part", "w") as f:
+        json.dump(result, f)
+    os.replace(path + ".part", path)
 
 
 def parseSegments(text):
@@ -312,17 +336,15 @@ def main(argv=None):
     if args.mpv:
         (offset, seconds), = parseSegments(args.segments)
         assert offset == 0, "mpv plays from the start only"
-        with open(args.json, "w") as f:
-            json.dump({"segments": [],
-                       "mpv": mpv(args.url, args.proxy, seconds, args.timeout)}, f)
+        writeResult(args.json, {"segments": [], "mpv": mpv(args.url, args.proxy,
+                                                             seconds, args.timeout)})
         return
     deadline = time.monotonic() + args.timeout
     segments = []
     for offset, seconds in parseSegments(args.segments):
         segments.append(readSegment(args.url, args.proxy, offset, args.bitrate,
                                     seconds, deadline))
-    with open(args.json, "w") as f:
-        json.dump({"segments": segments}, f)
+    writeResult(args.json, {"segments": segments})
 
 
 if __name__ == "__main__":

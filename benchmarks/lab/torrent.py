@@ -21,7 +21,6 @@ than its read-ahead. Every setting is given to the session's constructor
 """
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ from benchmarks.lab.player import (
     Playback,
     Recorder,
     parseSegments,
+    writeResult,
 )
 
 PORT = 6881
@@ -192,8 +192,7 @@ def view(lt, args):
         recorder.segment["ended"] = time.monotonic()
         recorder.segment["offset"] = offset
         segments.append(recorder.segment)
-    with open(args.json, "w") as f:
-        json.dump({"segments": segments, "bytesBySource": bySource}, f)
+    writeResult(args.json, {"segments": segments, "bytesBySource": bySource})
     if args.linger:
         # Play on as a peer for the others until the lab stops it.
         handle.prioritize_pieces([0] * window.pieces)
