@@ -73,18 +73,25 @@ def check():
         ]:
             receiving = subprocess.Popen(
                 receiver.command([sys.executable, "-c", RECEIVER, receiver.address]),
-                stdout=subprocess.PIPE, text=True)
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             lab.processes.append(receiving)
             before = sender.uplinkBytes()
             started = time.monotonic()
-            net.run(*sender.command([sys.executable, "-c", SENDER, receiver.address,
-                                     str(CHECK_SECONDS)]))
+            net.run(
+                *sender.command(
+                    [sys.executable, "-c", SENDER, receiver.address, str(CHECK_SECONDS)]
+                )
+            )
             wire = (sender.uplinkBytes() - before) * 8 / (time.monotonic() - started)
             goodput = float(receiving.communicate(timeout=30)[0])
-            print(f"{what}, tbf at {limit / 1e6:g} Mbit/s: TCP goodput "
-                  f"{goodput:.2f} Mbit/s over {CHECK_SECONDS:g} s "
-                  f"({goodput / (limit / 1e6):.0%}); the sender's qdisc sent "
-                  f"{wire / 1e6:.2f} Mbit/s")
+            print(
+                f"{what}, tbf at {limit / 1e6:g} Mbit/s: TCP goodput "
+                f"{goodput:.2f} Mbit/s over {CHECK_SECONDS:g} s "
+                f"({goodput / (limit / 1e6):.0%}); the sender's qdisc sent "
+                f"{wire / 1e6:.2f} Mbit/s"
+            )
     finally:
         lab.close()
 
@@ -110,8 +117,11 @@ def runCommand(args):
     scenario = scenarios.PRESETS[args.scenario]
     if args.quick:
         scenario = scenarios.quick(scenario)
-    overrides = {k: getattr(args, k) for k in ("viewers", "play", "stagger")
-                 if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("viewers", "play", "stagger")
+        if getattr(args, k) is not None
+    }
     scenario = dataclasses.replace(scenario, **overrides)
     contestants = [c for c in args.contestants.split(",") if c]
     if args.mpv and "libtorrent" in contestants:
@@ -126,11 +136,18 @@ def runCommand(args):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"{scenario.name}.json")
     with open(path, "w") as f:
-        json.dump({**outcome, "scenario": dataclasses.asdict(scenario),
-                   "command": commandLine(args)}, f)
+        json.dump(
+            {
+                **outcome,
+                "scenario": dataclasses.asdict(scenario),
+                "command": commandLine(args),
+            },
+            f,
+        )
     log(f"wrote {relative(path)}")
-    picture = os.path.join(report.PICTURES if args.write_docs else RESULTS,
-                           f"{scenario.name}.png")
+    picture = os.path.join(
+        report.PICTURES if args.write_docs else RESULTS, f"{scenario.name}.png"
+    )
     report.picture(outcome, picture)
     log(f"wrote {relative(picture)}")
     if args.write_docs:
@@ -142,33 +159,57 @@ def main():
     parser = argparse.ArgumentParser(
         prog="python3 -m benchmarks.lab",
         description="p2pd, plain HTTP and libtorrent streaming to viewers on "
-        "shaped links, each node in its own network namespace (root only).")
+        "shaped links, each node in its own network namespace (root only).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     runs = commands.add_parser("run", help="run one scenario with every contestant")
     runs.add_argument("scenario", choices=sorted(scenarios.PRESETS))
-    runs.add_argument("--quick", action="store_true",
-                      help="a smoke run: at most 4 viewers, 20 s played")
+    runs.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: at most 4 viewers, 20 s played",
+    )
     runs.add_argument("--viewers", type=int, help="override the number of viewers")
     runs.add_argument("--play", type=float, help="override the seconds played")
-    runs.add_argument("--stagger", type=float,
-                      help="override the seconds between arrivals")
-    runs.add_argument("--contestants", default=",".join(run.CONTESTANTS),
-                      help="comma-separated, from %(default)s")
-    runs.add_argument("--synthetic", action="store_true",
-                      help="random bytes instead of an MPEG-TS made with ffmpeg")
-    runs.add_argument("--mpv", action="store_true",
-                      help="real players: mpv at real-time speed for http and p2pd "
-                      "(libtorrent is left out)")
-    runs.add_argument("--write-docs", action="store_true",
-                      help="write the figures into docs/performance.md and the "
-                      "picture into docs/lab/")
+    runs.add_argument(
+        "--stagger", type=float, help="override the seconds between arrivals"
+    )
+    runs.add_argument(
+        "--contestants",
+        default=",".join(run.CONTESTANTS),
+        help="comma-separated, from %(default)s",
+    )
+    runs.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="random bytes instead of an MPEG-TS made with ffmpeg",
+    )
+    runs.add_argument(
+        "--mpv",
+        action="store_true",
+        help="real players: mpv at real-time speed for http and p2pd "
+        "(libtorrent is left out)",
+    )
+    runs.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write the figures into docs/performance.md and the "
+        "picture into docs/lab/",
+    )
     commands.add_parser("list", help="the scenarios")
-    commands.add_parser("check", help="measure the shaping with one TCP transfer "
-                        "through an uplink and one through a downlink")
-    cleanups = commands.add_parser("cleanup", help="remove what runs whose runner "
-                                   "died left behind (namespaces, links, processes)")
-    cleanups.add_argument("--all", action="store_true",
-                          help="also those of runs still going")
+    commands.add_parser(
+        "check",
+        help="measure the shaping with one TCP transfer "
+        "through an uplink and one through a downlink",
+    )
+    cleanups = commands.add_parser(
+        "cleanup",
+        help="remove what runs whose runner "
+        "died left behind (namespaces, links, processes)",
+    )
+    cleanups.add_argument(
+        "--all", action="store_true", help="also those of runs still going"
+    )
     args = parser.parse_args()
     if args.command == "list":
         for name, s in scenarios.PRESETS.items():

@@ -49,9 +49,10 @@ def parseRate(text):
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]?)", text.strip().upper())
     if match is None:
         raise ValueError(f"{text!r} is not a rate like 6M")
-    return int(float(match.group(1)) * {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}[
-        match.group(2)
-    ])
+    return int(
+        float(match.group(1))
+        * {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}[match.group(2)]
+    )
 
 
 def tbf(device, bitsPerSecond, namespace):
@@ -63,8 +64,19 @@ def tbf(device, bitsPerSecond, namespace):
     burst = max(MIN_BURST, bytesPerSecond // 100)
     limit = burst + int(bytesPerSecond * QUEUE_SECONDS)
     run(
-        "tc", "qdisc", "replace", "dev", device, "root", "tbf",
-        "rate", str(bitsPerSecond), "burst", str(burst), "limit", str(limit),
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        device,
+        "root",
+        "tbf",
+        "rate",
+        str(bitsPerSecond),
+        "burst",
+        str(burst),
+        "limit",
+        str(limit),
         namespace=namespace,
     )
 
@@ -102,16 +114,43 @@ class Host:
         run("ip", "netns", "add", ns)
         self.lab.namespaces.append(ns)
         sw = self.lab.switch
-        run("ip", "link", "add", self.device, "netns", ns, "type", "veth",
-            "peer", "name", self.switchPort, "netns", sw)
-        run("ip", "link", "set", self.switchPort, "master", self.lab.bridge,
-            namespace=sw)
+        run(
+            "ip",
+            "link",
+            "add",
+            self.device,
+            "netns",
+            ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            self.switchPort,
+            "netns",
+            sw,
+        )
+        run(
+            "ip",
+            "link",
+            "set",
+            self.switchPort,
+            "master",
+            self.lab.bridge,
+            namespace=sw,
+        )
         run("ip", "link", "set", self.switchPort, "up", namespace=sw)
         run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", namespace=ns)
         run("sysctl", "-qw", "net.ipv4.tcp_no_metrics_save=1", namespace=ns)
         run("ip", "link", "set", "lo", "up", namespace=ns)
-        run("ip", "addr", "add", f"{self.address}/{NETWORK_BITS}", "dev",
-            self.device, namespace=ns)
+        run(
+            "ip",
+            "addr",
+            "add",
+            f"{self.address}/{NETWORK_BITS}",
+            "dev",
+            self.device,
+            namespace=ns,
+        )
         run("ip", "link", "set", self.device, "up", namespace=ns)
         self.shape()
 
@@ -181,12 +220,21 @@ class Lab:
         return process
 
     def close(self):
-        for process in self.processes:
-            stop(process)
-        self.processes = []
-        for namespace in reversed(self.namespaces):
-            removeNamespace(namespace)
-        self.namespaces = []
+        # A second Ctrl-C must not leave half of the lab behind.
+        previous = {
+            n: signal.signal(n, signal.SIG_IGN)
+            for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        try:
+            for process in self.processes:
+                stop(process)
+            self.processes = []
+            for namespace in reversed(self.namespaces):
+                removeNamespace(namespace)
+            self.namespaces = []
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def stop(process, timeout=10.0):
@@ -217,8 +265,9 @@ def removeNamespace(namespace):
     interfaces; a veth's peer goes too).
     """
     for attempt in range(50):
-        pids = [int(p) for p in run("ip", "netns", "pids", namespace,
-                                    check=False).split()]
+        pids = [
+            int(p) for p in run("ip", "netns", "pids", namespace, check=False).split()
+        ]
         if not pids:
             break
         for pid in pids:
@@ -235,10 +284,15 @@ def leftovers(everything=False):
     Namespaces and host interfaces of lab runs whose runner is gone (or of
     every run, with C{everything}).
     """
-    names = [line.split()[0] for line in run("ip", "netns", "list").splitlines()
-             if line.strip()]
-    links = [line.split(":")[1].strip().split("@")[0]
-             for line in run("ip", "-o", "link", "show").splitlines()]
+    names = [
+        line.split()[0]
+        for line in run("ip", "netns", "list").splitlines()
+        if line.strip()
+    ]
+    links = [
+        line.split(":")[1].strip().split("@")[0]
+        for line in run("ip", "-o", "link", "show").splitlines()
+    ]
 
     def stale(name):
         match = PREFIX_PATTERN.match(name)

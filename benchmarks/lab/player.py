@@ -139,8 +139,14 @@ def summarize(segments, bitrate):
     """
     Start-up, seek waits and stalls of a viewer's recorded segments.
     """
-    result = {"startup_s": None, "seek_waits_s": [], "stalls": 0, "stall_s": 0.0,
-              "played_s": 0.0, "complete": True}
+    result = {
+        "startup_s": None,
+        "seek_waits_s": [],
+        "stalls": 0,
+        "stall_s": 0.0,
+        "played_s": 0.0,
+        "complete": True,
+    }
     for n, segment in enumerate(segments):
         playback = replay(segment, bitrate)
         if playback.started is None:
@@ -169,7 +175,9 @@ def bufferSeries(segments, bitrate, step=0.1):
     for segment in segments:
         playback = Playback(segment["requested"], bitrate, segment["play"])
         arrivals = list(segment["arrivals"])
-        end = segment.get("ended", arrivals[-1][0] if arrivals else segment["requested"])
+        end = segment.get(
+            "ended", arrivals[-1][0] if arrivals else segment["requested"]
+        )
         t = segment["requested"]
         index = 0
         while t <= end + segment["play"] and not playback.finished:
@@ -261,17 +269,26 @@ def mpv(url, proxy, seconds, timeout):
     if proxy:
         env["http_proxy"] = f"http://{proxy}"
     command = [
-        "mpv", "--no-config", "--vo=null", "--ao=null", "--ytdl=no",
-        "--msg-level=all=no,cplayer=v", "--msg-time", "--cache=yes",
+        "mpv",
+        "--no-config",
+        "--vo=null",
+        "--ao=null",
+        "--ytdl=no",
+        "--msg-level=all=no,cplayer=v",
+        "--msg-time",
+        "--cache=yes",
         f"--cache-secs={READ_AHEAD_SECONDS:g}",
         f"--demuxer-readahead-secs={READ_AHEAD_SECONDS:g}",
-        "--cache-pause-initial=yes", f"--cache-pause-wait={START_SECONDS:g}",
-        f"--length={seconds:g}", url,
+        "--cache-pause-initial=yes",
+        f"--cache-pause-wait={START_SECONDS:g}",
+        f"--length={seconds:g}",
+        url,
     ]
     result = {"startup_s": None, "stalls": 0, "stall_s": 0.0, "complete": False}
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else ""
         result["error"] = "timed out"
@@ -317,33 +334,48 @@ def writeResult(path, result):
 
 
 def parseSegments(text):
-    return [(int(o), float(s)) for o, s in (part.split(":") for part in text.split(","))]
+    return [
+        (int(o), float(s)) for o, s in (part.split(":") for part in text.split(","))
+    ]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="A lab viewer: the player model over HTTP.")
+    parser = argparse.ArgumentParser(
+        description="A lab viewer: the player model over HTTP."
+    )
     parser.add_argument("url")
     parser.add_argument("--proxy", help="HOST:PORT of an HTTP proxy")
     parser.add_argument("--bitrate", type=float, required=True, help="bytes/s")
-    parser.add_argument("--segments", required=True,
-                        help="OFFSET:SECONDS,... played in turn")
-    parser.add_argument("--timeout", type=float, required=True,
-                        help="seconds after which the viewer stops, whatever happened")
+    parser.add_argument(
+        "--segments", required=True, help="OFFSET:SECONDS,... played in turn"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        required=True,
+        help="seconds after which the viewer stops, whatever happened",
+    )
     parser.add_argument("--json", required=True)
-    parser.add_argument("--mpv", action="store_true",
-                        help="play with mpv instead of the model (one segment)")
+    parser.add_argument(
+        "--mpv",
+        action="store_true",
+        help="play with mpv instead of the model (one segment)",
+    )
     args = parser.parse_args(argv)
     if args.mpv:
-        (offset, seconds), = parseSegments(args.segments)
+        ((offset, seconds),) = parseSegments(args.segments)
         assert offset == 0, "mpv plays from the start only"
-        writeResult(args.json, {"segments": [], "mpv": mpv(args.url, args.proxy,
-                                                             seconds, args.timeout)})
+        writeResult(
+            args.json,
+            {"segments": [], "mpv": mpv(args.url, args.proxy, seconds, args.timeout)},
+        )
         return
     deadline = time.monotonic() + args.timeout
     segments = []
     for offset, seconds in parseSegments(args.segments):
-        segments.append(readSegment(args.url, args.proxy, offset, args.bitrate,
-                                    seconds, deadline))
+        segments.append(
+            readSegment(args.url, args.proxy, offset, args.bitrate, seconds, deadline)
+        )
     writeResult(args.json, {"segments": segments})
 
 

@@ -60,8 +60,11 @@ def environment():
     What every process of the lab runs with: this checkout first on the
     path, no proxy variables.
     """
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")
+    }
     env["PYTHONPATH"] = ROOT
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -75,10 +78,14 @@ class Network:
 
     def __init__(self, lab, scenario):
         self.lab = lab
-        self.origin = lab.add("o", ORIGIN_ADDRESS, scenario.originUp, scenario.originDown)
+        self.origin = lab.add(
+            "o", ORIGIN_ADDRESS, scenario.originUp, scenario.originDown
+        )
         self.cache = None
         if scenario.cache:
-            self.cache = lab.add("c", cacheAddress(), scenario.cacheUp, scenario.cacheDown)
+            self.cache = lab.add(
+                "c", cacheAddress(), scenario.cacheUp, scenario.cacheDown
+            )
         self.viewers = [
             lab.add(f"v{n + 1}", viewerAddress(n), scenario.up(n), scenario.down)
             for n in range(scenario.viewers)
@@ -130,8 +137,13 @@ class Contestant:
         self.bySource = {}
 
     def spawn(self, host, argv, name):
-        process = self.lab.spawn(host, argv, os.path.join(self.work, name + ".log"),
-                                 env=environment(), cwd=ROOT)
+        process = self.lab.spawn(
+            host,
+            argv,
+            os.path.join(self.work, name + ".log"),
+            env=environment(),
+            cwd=ROOT,
+        )
         self.processes.append(process)
         return process
 
@@ -140,11 +152,15 @@ class Contestant:
         A p2pd node in C{host}'s namespace, listening on every address of it.
         """
         cache = cache or os.path.join(self.work, name + "-cache")
-        argv = twistdCommand() + ["-n", "--pidfile=", "p2pd", "-c", cache,
-                                  "--listen", f"tcp:{PORT}"] + list(options)
+        argv = (
+            twistdCommand()
+            + ["-n", "--pidfile=", "p2pd", "-c", cache, "--listen", f"tcp:{PORT}"]
+            + list(options)
+        )
         process = self.spawn(host, argv, name)
-        waitForLine(os.path.join(self.work, name + ".log"), "serving HTTP and SPP",
-                    process)
+        waitForLine(
+            os.path.join(self.work, name + ".log"), "serving HTTP and SPP", process
+        )
         return process
 
     def url(self):
@@ -166,9 +182,20 @@ class Contestant:
         """
         The viewer's player: the model, or mpv.
         """
-        argv = [sys.executable, "-m", "benchmarks.lab.player", self.url(),
-                "--bitrate", str(self.bitrate), "--segments", self.segmentArgument(n),
-                "--timeout", str(self.timeout()), "--json", self.result(n)]
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.lab.player",
+            self.url(),
+            "--bitrate",
+            str(self.bitrate),
+            "--segments",
+            self.segmentArgument(n),
+            "--timeout",
+            str(self.timeout()),
+            "--json",
+            self.result(n),
+        ]
         if proxy is not None:
             argv += ["--proxy", proxy]
         if self.mpv:
@@ -206,12 +233,18 @@ class HTTP(Contestant):
     name = "http"
 
     def start(self):
-        self.twistd(self.network.origin, "origin", "-p", os.path.dirname(self.path),
-                    cache=originCache(self.work))
+        self.twistd(
+            self.network.origin,
+            "origin",
+            "-p",
+            os.path.dirname(self.path),
+            cache=originCache(self.work),
+        )
 
     def startViewer(self, n):
-        return self.spawn(self.network.viewers[n], self.playerCommand(n),
-                          f"player{n + 1}")
+        return self.spawn(
+            self.network.viewers[n], self.playerCommand(n), f"player{n + 1}"
+        )
 
 
 def nodeStatus(host, address="127.0.0.1"):
@@ -219,8 +252,20 @@ def nodeStatus(host, address="127.0.0.1"):
     A node's /.status, asked from inside its namespace; None if it does not
     answer.
     """
-    out = net.run(*host.command(["curl", "-s", "--noproxy", "*", "-m", "5",
-                                 f"http://{address}:{PORT}/.status"]), check=False)
+    out = net.run(
+        *host.command(
+            [
+                "curl",
+                "-s",
+                "--noproxy",
+                "*",
+                "-m",
+                "5",
+                f"http://{address}:{PORT}/.status",
+            ]
+        ),
+        check=False,
+    )
     try:
         return json.loads(out)
     except ValueError:
@@ -231,18 +276,28 @@ class P2pd(Contestant):
     name = "p2pd"
 
     def start(self):
-        self.twistd(self.network.origin, "origin", "-p", os.path.dirname(self.path),
-                    cache=originCache(self.work))
+        self.twistd(
+            self.network.origin,
+            "origin",
+            "-p",
+            os.path.dirname(self.path),
+            cache=originCache(self.work),
+        )
         if self.network.cache is not None:
-            self.twistd(self.network.cache, "cache", "-n", f"198.18.0.0/{net.NETWORK_BITS}")
+            self.twistd(
+                self.network.cache, "cache", "-n", f"198.18.0.0/{net.NETWORK_BITS}"
+            )
         for n, host in enumerate(self.network.viewers):
             if not self.scenario.behindCache(n):
                 self.nodes[n] = self.twistd(host, f"node{n + 1}")
 
     def startViewer(self, n):
         host = self.network.viewers[n]
-        proxy = (f"{cacheAddress()}:{PORT}" if self.scenario.behindCache(n)
-                 else f"127.0.0.1:{PORT}")
+        proxy = (
+            f"{cacheAddress()}:{PORT}"
+            if self.scenario.behindCache(n)
+            else f"127.0.0.1:{PORT}"
+        )
         return self.spawn(host, self.playerCommand(n, proxy), f"player{n + 1}")
 
     def collect(self, n):
@@ -274,9 +329,19 @@ class Libtorrent(Contestant):
         self.torrent = os.path.join(self.work, "movie.torrent")
         torrent.makeTorrent(lt, self.path, self.torrent)
         origin = self.network.origin
-        process = self.spawn(origin, [sys.executable, "-m", "benchmarks.lab.torrent",
-                                      "seed", self.torrent, os.path.dirname(self.path),
-                                      origin.address], "seeder")
+        process = self.spawn(
+            origin,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.lab.torrent",
+                "seed",
+                self.torrent,
+                os.path.dirname(self.path),
+                origin.address,
+            ],
+            "seeder",
+        )
         waitForLine(os.path.join(self.work, "seeder.log"), "seeding", process)
 
     def startViewer(self, n):
@@ -284,10 +349,25 @@ class Libtorrent(Contestant):
         directory = os.path.join(self.work, f"viewer{n + 1}-data")
         os.makedirs(directory)
         peers = [ORIGIN_ADDRESS] + [viewerAddress(m) for m in range(n)]
-        argv = [sys.executable, "-m", "benchmarks.lab.torrent", "view", self.torrent,
-                directory, host.address, "--peers", ",".join(peers),
-                "--bitrate", str(self.bitrate), "--segments", self.segmentArgument(n),
-                "--timeout", str(self.timeout()), "--json", self.result(n)]
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.lab.torrent",
+            "view",
+            self.torrent,
+            directory,
+            host.address,
+            "--peers",
+            ",".join(peers),
+            "--bitrate",
+            str(self.bitrate),
+            "--segments",
+            self.segmentArgument(n),
+            "--timeout",
+            str(self.timeout()),
+            "--json",
+            self.result(n),
+        ]
         if not self.scenario.leaves(n):
             argv.append("--linger")
         return self.spawn(host, argv, f"viewer{n + 1}")
@@ -324,14 +404,19 @@ def runContestant(network, scenario, kind, path, bitrate, work, mpv=False):
                     players[n] = contestant.startViewer(n)
                     log(f"  viewer {n + 1} arrives at {now - started:.1f} s")
             for n, process in players.items():
-                if n not in done and (process.poll() is not None
-                                      or resultWritten(contestant, n)):
+                if n not in done and (
+                    process.poll() is not None or resultWritten(contestant, n)
+                ):
                     done.add(n)
                     contestant.viewerDone(n)
                     log(f"  viewer {n + 1} done at {time.monotonic() - started:.1f} s")
             if now >= nextSample:
-                samples.append((now - started, network.origin.uplinkBytes()
-                                - before[network.origin.name]))
+                samples.append(
+                    (
+                        now - started,
+                        network.origin.uplinkBytes() - before[network.origin.name],
+                    )
+                )
                 nextSample += SAMPLE_SECONDS
             time.sleep(0.05)
         contestant.finish()
@@ -383,7 +468,9 @@ def playedBytes(viewers, bitrate, size):
         for segment in record["segments"]:
             playback = player.replay(segment, bitrate)
             begin = segment.get("offset", 0)
-            intervals.append((begin, min(size, begin + int(playback.position * bitrate))))
+            intervals.append(
+                (begin, min(size, begin + int(playback.position * bitrate)))
+            )
     total, reach = 0, 0
     for begin, end in sorted(intervals):
         begin = max(begin, reach)
@@ -409,8 +496,10 @@ def summarizeRun(run, scenario, bitrate, size):
         "played_bytes": played,
         "origin_up_bytes": originUp,
         "origin_copies": originUp / played if played else None,
-        "seek_wait_max_s": max((w for v in viewers for w in v["seek_waits_s"]
-                                if w is not None), default=None),
+        "seek_wait_max_s": max(
+            (w for v in viewers for w in v["seek_waits_s"] if w is not None),
+            default=None,
+        ),
     }
 
 
@@ -423,7 +512,9 @@ def runScenario(scenario, contestants, synthetic=False, fileSeconds=90, mpv=Fals
     if scenario.viewers > MAX_VIEWERS:
         raise SystemExit(f"the lab runs at most {MAX_VIEWERS} viewers")
     if mpv and (synthetic or scenario.seekEvery is not None):
-        raise SystemExit("mpv plays the MPEG-TS from its start: no --synthetic, no seeks")
+        raise SystemExit(
+            "mpv plays the MPEG-TS from its start: no --synthetic, no seeks"
+        )
     path = media.make(fileSeconds, synthetic)
     bitrate = media.bitrate(path, fileSeconds)
     work = os.path.join(ROOT, "benchmarks", "work", "lab", "runs", scenario.name)
@@ -439,8 +530,13 @@ def runScenario(scenario, contestants, synthetic=False, fileSeconds=90, mpv=Fals
             results[kind] = run
     finally:
         lab.close()
-    return {"scenario": scenario, "bitrate": bitrate, "file": path,
-            "size": os.path.getsize(path), "results": results}
+    return {
+        "scenario": scenario,
+        "bitrate": bitrate,
+        "file": path,
+        "size": os.path.getsize(path),
+        "results": results,
+    }
 
 
 def hashOrigin(network, path, work):
@@ -455,16 +551,37 @@ def hashOrigin(network, path, work):
     lab = network.lab
     origin = network.origin
     log_ = os.path.join(directory, "origin.log")
-    argv = twistdCommand() + ["-n", "--pidfile=", "p2pd", "-c",
-                              originCache(directory),
-                              "--listen", f"tcp:{PORT}", "-p", os.path.dirname(path)]
+    argv = twistdCommand() + [
+        "-n",
+        "--pidfile=",
+        "p2pd",
+        "-c",
+        originCache(directory),
+        "--listen",
+        f"tcp:{PORT}",
+        "-p",
+        os.path.dirname(path),
+    ]
     process = lab.spawn(origin, argv, log_, env=environment(), cwd=ROOT)
     try:
         waitForLine(log_, "serving HTTP and SPP", process)
-        net.run(*origin.command([sys.executable, "-m", "p2pd", "fetch", "-q",
-                                 f"spp://127.0.0.1:{PORT}/{media.NAME}",
-                                 "-o", os.devnull, "-c",
-                                 os.path.join(directory, "fetch-cache")]),
-                env=environment(), cwd=ROOT)
+        net.run(
+            *origin.command(
+                [
+                    sys.executable,
+                    "-m",
+                    "p2pd",
+                    "fetch",
+                    "-q",
+                    f"spp://127.0.0.1:{PORT}/{media.NAME}",
+                    "-o",
+                    os.devnull,
+                    "-c",
+                    os.path.join(directory, "fetch-cache"),
+                ]
+            ),
+            env=environment(),
+            cwd=ROOT,
+        )
     finally:
         net.stop(process)

@@ -130,16 +130,18 @@ class Window:
         Playback is at C{position} seconds into a segment from C{offset}.
         """
         start = offset + int(position * self.bitrate)
-        window = self.piecesUnder(start, min(self.size, start + int(
-            WINDOW_SECONDS * self.bitrate)))
+        window = self.piecesUnder(
+            start, min(self.size, start + int(WINDOW_SECONDS * self.bitrate))
+        )
         if window != self.current:
             priorities = [0] * self.pieces
             for piece in window:
                 priorities[piece] = 7
             self.handle.prioritize_pieces(priorities)
             self.current = window
-        urgent = self.piecesUnder(start, min(self.size, start + int(
-            DEADLINE_SECONDS * self.bitrate)))
+        urgent = self.piecesUnder(
+            start, min(self.size, start + int(DEADLINE_SECONDS * self.bitrate))
+        )
         for piece in urgent:
             if piece not in self.deadlines and not self.handle.have_piece(piece):
                 ahead = (piece * self.pieceLength - start) / self.bitrate
