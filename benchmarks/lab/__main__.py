@@ -217,7 +217,7 @@ def main():
         return
     if os.geteuid() != 0:
         raise SystemExit("the lab makes network namespaces: run it as root")
-    for number in (signal.SIGTERM, signal.SIGHUP):
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, interrupt)
     if args.command == "cleanup":
         for name in net.cleanup(args.all):
@@ -229,4 +229,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        # The lab is gone by now: Lab.close ran on the way out.
+        sys.exit(f"interrupted ({e}); everything the run made is removed")
