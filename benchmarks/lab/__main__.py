@@ -102,6 +102,8 @@ def commandLine(args):
         value = getattr(args, option)
         if value is not None:
             words += [f"--{option}", f"{value:g}"]
+    if args.rounds != 1:
+        words += ["--rounds", str(args.rounds)]
     if args.quick:
         words.append("--quick")
     if args.contestants != ",".join(run.CONTESTANTS):
@@ -116,6 +118,10 @@ def commandLine(args):
 def runCommand(args):
     scenario = scenarios.PRESETS[args.scenario]
     if args.quick:
+        if args.write_docs:
+            raise SystemExit(
+                "a --quick run is a smoke test: its figures stay out of the docs"
+            )
         scenario = scenarios.quick(scenario)
     overrides = {
         k: getattr(args, k)
@@ -130,11 +136,14 @@ def runCommand(args):
         if c not in run.CONTESTANTS:
             raise SystemExit(f"unknown contestant {c!r}: {', '.join(run.CONTESTANTS)}")
     started = time.monotonic()
-    outcome = run.runScenario(scenario, contestants, args.synthetic, mpv=args.mpv)
+    outcome = run.runScenario(
+        scenario, contestants, args.synthetic, mpv=args.mpv, rounds=args.rounds
+    )
     log(f"{scenario.name}: {time.monotonic() - started:.0f} s")
     print(report.terminal(outcome))
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{scenario.name}.json")
+    stem = scenario.name + ("-quick" if args.quick else "")
+    path = os.path.join(RESULTS, f"{stem}.json")
     with open(path, "w") as f:
         json.dump(
             {
@@ -146,7 +155,7 @@ def runCommand(args):
         )
     log(f"wrote {relative(path)}")
     picture = os.path.join(
-        report.PICTURES if args.write_docs else RESULTS, f"{scenario.name}.png"
+        report.PICTURES if args.write_docs else RESULTS, f"{stem}.png"
     )
     report.picture(outcome, picture)
     log(f"wrote {relative(picture)}")
@@ -178,6 +187,12 @@ def main():
         "--contestants",
         default=",".join(run.CONTESTANTS),
         help="comma-separated, from %(default)s",
+    )
+    runs.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every contestant this many times, in a rotating order",
     )
     runs.add_argument(
         "--synthetic",

@@ -22,6 +22,7 @@ included.
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 
@@ -37,6 +38,7 @@ SAMPLE_SECONDS = 0.5
 START_TIMEOUT = 30.0
 CONTESTANTS = ("http", "p2pd", "libtorrent")
 MAX_VIEWERS = 60
+MAX_ROUNDS = 5
 
 
 def originCache(work):
@@ -120,8 +122,10 @@ class Contestant:
     """
 
     name = ""
+    # Seconds before its arrival a viewer's process starts.
+    lead = 0.0
 
-    def __init__(self, network, scenario, path, bitrate, work, mpv=False):
+    def __init__(self, network, scenario, path, bitrate, work, mpv=False, label=None):
         self.mpv = mpv
         self.network = network
         self.lab = network.lab
@@ -129,7 +133,7 @@ class Contestant:
         self.path = path
         self.bitrate = bitrate
         self.fileSeconds = os.path.getsize(path) / bitrate
-        self.work = os.path.join(work, self.name)
+        self.work = os.path.join(work, (label or self.name).replace(" #", "-"))
         shutil.rmtree(self.work, ignore_errors=True)
         os.makedirs(self.work)
         self.processes = []
@@ -210,7 +214,10 @@ class Contestant:
         Start the servers (and nodes) before the first viewer arrives.
         """
 
-    def startViewer(self, n):
+    def startViewer(self, n, at):
+        """
+        Start viewer C{n}, which asks for the file at C{at} (monotonic).
+        """
         raise NotImplementedError
 
     def viewerDone(self, n):
@@ -241,7 +248,7 @@ class HTTP(Contestant):
             cache=originCache(self.work),
         )
 
-    def startViewer(self, n):
+    def startViewer(self, n, at):
         return self.spawn(
             self.network.viewers[n], self.playerCommand(n), f"player{n + 1}"
         )
@@ -291,7 +298,7 @@ class P2pd(Contestant):
             if not self.scenario.behindCache(n):
                 self.nodes[n] = self.twistd(host, f"node{n + 1}")
 
-    def startViewer(self, n):
+    def startViewer(self, n, at):
         host = self.network.viewers[n]
         proxy = (
             f"{cacheAddress()}:{PORT}"
@@ -322,6 +329,9 @@ class P2pd(Contestant):
 
 class Libtorrent(Contestant):
     name = "libtorrent"
+    # A session runs before its viewer asks, as TorrServer's does: it has
+    # its listening socket and its first tick behind it.
+    lead = 3.0
 
     def start(self):
         import libtorrent as lt
@@ -344,7 +354,7 @@ class Libtorrent(Contestant):
         )
         waitForLine(os.path.join(self.work, "seeder.log"), "seeding", process)
 
-    def startViewer(self, n):
+    def startViewer(self, n, at):
         host = self.network.viewers[n]
         directory = os.path.join(self.work, f"viewer{n + 1}-data")
         os.makedirs(directory)
@@ -370,27 +380,47 @@ class Libtorrent(Contestant):
         ]
         if not self.scenario.leaves(n):
             argv.append("--linger")
-        return self.spawn(host, argv, f"viewer{n + 1}")
+        return self.spawn(host, argv + ["--start-at", str(at)], f"viewer{n + 1}")
 
 
 KINDS = {c.name: c for c in (HTTP, P2pd, Libtorrent)}
+
+
+def cpuTimes():
+    """
+    The machine's CPU time so far: (busy, total), in ticks.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def busy(before, after):
+    """
+    How busy the machine's CPUs were in between, 0 to 1: a lab on a
+    saturated machine measures the machine, not the links.
+    """
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
 
 
 def resultWritten(contestant, n):
     return os.path.exists(contestant.result(n))
 
 
-def runContestant(network, scenario, kind, path, bitrate, work, mpv=False):
+def runContestant(network, scenario, kind, path, bitrate, work, mpv=False, label=None):
     """
     One contestant through the scenario: its viewers' records, the origin's
     uplink over time, every node's upload.
     """
-    contestant = KINDS[kind](network, scenario, path, bitrate, work, mpv)
-    log(f"== {scenario.name}: {kind}")
+    contestant = KINDS[kind](network, scenario, path, bitrate, work, mpv, label)
+    log(f"== {scenario.name}: {label or kind}")
     try:
         contestant.start()
         before = network.uplinks()
-        started = time.monotonic()
+        cpuBefore = cpuTimes()
+        started = time.monotonic() + contestant.lead
         arrivals = [started + n * scenario.stagger for n in range(scenario.viewers)]
         bound = arrivals[-1] + contestant.timeout() + 5.0
         players = {}
@@ -400,8 +430,8 @@ def runContestant(network, scenario, kind, path, bitrate, work, mpv=False):
         while len(done) < scenario.viewers and time.monotonic() < bound:
             now = time.monotonic()
             for n, at in enumerate(arrivals):
-                if n not in players and now >= at:
-                    players[n] = contestant.startViewer(n)
+                if n not in players and now >= at - contestant.lead:
+                    players[n] = contestant.startViewer(n, at)
                     log(f"  viewer {n + 1} arrives at {now - started:.1f} s")
             for n, process in players.items():
                 if n not in done and (
@@ -421,6 +451,7 @@ def runContestant(network, scenario, kind, path, bitrate, work, mpv=False):
             time.sleep(0.05)
         contestant.finish()
         after = network.uplinks()
+        cpuAfter = cpuTimes()
     finally:
         contestant.stop()
     viewers = []
@@ -440,10 +471,11 @@ def runContestant(network, scenario, kind, path, bitrate, work, mpv=False):
             segment["arrivals"] = [[t - started, b] for t, b in segment["arrivals"]]
         viewers.append(record)
     return {
-        "contestant": kind,
+        "kind": kind,
         "viewers": viewers,
         "origin_samples": samples,
         "upload": {name: after[name] - before[name] for name in after},
+        "cpu_busy": busy(cpuBefore, cpuAfter),
     }
 
 
@@ -491,7 +523,7 @@ def summarizeRun(run, scenario, bitrate, size):
         "stalled": sum(1 for v in viewers if v["stalls"] or not v["complete"]),
         "stall_s": sum(v["stall_s"] for v in viewers),
         "no_start": sum(1 for s in startups if s is None),
-        "startup_median_s": known[len(known) // 2] if known else None,
+        "startup_median_s": statistics.median(known) if known else None,
         "startup_max_s": None if None in startups or not known else known[-1],
         "played_bytes": played,
         "origin_up_bytes": originUp,
@@ -503,14 +535,18 @@ def summarizeRun(run, scenario, bitrate, size):
     }
 
 
-def runScenario(scenario, contestants, synthetic=False, fileSeconds=90, mpv=False):
+def runScenario(
+    scenario, contestants, synthetic=False, fileSeconds=90, mpv=False, rounds=1
+):
     """
-    Build the network, run every contestant, remove everything; with
-    C{mpv}, the players of http and p2pd are mpv (libtorrent has no HTTP
-    side for it).
+    Build the network, run every contestant (C{rounds} times, in a rotating
+    order), remove everything; with C{mpv}, the players of http and p2pd
+    are mpv (libtorrent has no HTTP side for it).
     """
     if scenario.viewers > MAX_VIEWERS:
         raise SystemExit(f"the lab runs at most {MAX_VIEWERS} viewers")
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise SystemExit(f"the lab runs 1 to {MAX_ROUNDS} rounds")
     if mpv and (synthetic or scenario.seekEvery is not None):
         raise SystemExit(
             "mpv plays the MPEG-TS from its start: no --synthetic, no seeks"
@@ -524,12 +560,26 @@ def runScenario(scenario, contestants, synthetic=False, fileSeconds=90, mpv=Fals
         lab.open()
         network = Network(lab, scenario)
         hashOrigin(network, path, work)
-        for kind in contestants:
-            run = runContestant(network, scenario, kind, path, bitrate, work, mpv)
-            run["summary"] = summarizeRun(run, scenario, bitrate, os.path.getsize(path))
-            results[kind] = run
+        for r in range(rounds):
+            shift = r % len(contestants)
+            for kind in contestants[shift:] + contestants[:shift]:
+                label = kind if rounds == 1 else f"{kind} #{r + 1}"
+                run = runContestant(
+                    network, scenario, kind, path, bitrate, work, mpv, label
+                )
+                run["round"] = r + 1
+                run["summary"] = summarizeRun(
+                    run, scenario, bitrate, os.path.getsize(path)
+                )
+                results[label] = run
     finally:
         lab.close()
+    results = dict(
+        sorted(
+            results.items(),
+            key=lambda item: (CONTESTANTS.index(item[1]["kind"]), item[1]["round"]),
+        )
+    )
     return {
         "scenario": scenario,
         "bitrate": bitrate,

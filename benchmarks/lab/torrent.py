@@ -2,22 +2,23 @@
 libtorrent streaming the way TorrServer and peerflix do, tuned to stream its
 best: the lab's third contestant.
 
-One session per viewer, in the viewer's namespace, connected to the seeder
-(in the origin's namespace) and to the viewers that arrived before it; TCP
-only; sequential download; piece priorities only over the next
-L{WINDOW_SECONDS} of playback (every other piece the viewer does not hold
-is priority 0), and C{set_piece_deadline} over the next
-L{DEADLINE_SECONDS} (libtorrent 2.1 fetches deadline pieces in random
-order, so deadlines over the whole window start slowly; and wanting every
-piece at once crowds the origin). The player model (L{player.Playback})
-reads the pieces as they become contiguous from its position, no further
-than its read-ahead. Every setting is given to the session's constructor
-(L{settings}).
+One session per viewer, in the viewer's namespace, running before its
+viewer asks, connected to the seeder (in the origin's namespace) and to the
+viewers that arrived before it; TCP only; sequential download; piece
+priorities only over the next L{WINDOW_SECONDS} of playback (every other
+piece is priority 0): the highest, with C{set_piece_deadline}, over the
+next L{DEADLINE_SECONDS}, the lowest over the rest. libtorrent 2.1 fetches
+deadline pieces in random order, so deadlines over the whole window start
+slowly, and wanting every piece at once crowds the origin; with one
+priority over the whole window it picks those in random order too. The
+player model (L{player.Playback}) reads the pieces as they become
+contiguous from its position, no further than its read-ahead. Every
+setting is given to the session's constructor (L{settings}).
 
     python3 -m benchmarks.lab.torrent seed TORRENT DIR ADDRESS
     python3 -m benchmarks.lab.torrent view TORRENT DIR ADDRESS --peers A,B,...
         --bitrate BYTES_PER_S --segments OFFSET:SECONDS,... --timeout S
-        --json FILE [--linger]
+        --json FILE [--linger] [--start-at MONOTONIC]
 """
 
 import argparse
@@ -37,6 +38,7 @@ from benchmarks.lab.player import (
 PORT = 6881
 WINDOW_SECONDS = READ_AHEAD_SECONDS
 DEADLINE_SECONDS = 2.0
+URGENT_PRIORITY = 7
 # How often the viewer looks at its pieces and moves its window.
 TICK = 0.05
 
@@ -133,15 +135,18 @@ class Window:
         window = self.piecesUnder(
             start, min(self.size, start + int(WINDOW_SECONDS * self.bitrate))
         )
-        if window != self.current:
-            priorities = [0] * self.pieces
-            for piece in window:
-                priorities[piece] = 7
-            self.handle.prioritize_pieces(priorities)
-            self.current = window
         urgent = self.piecesUnder(
             start, min(self.size, start + int(DEADLINE_SECONDS * self.bitrate))
         )
+        if window != self.current:
+            # With one priority over the window, libtorrent 2.1 picks its
+            # pieces in random order, not sequentially: the urgent ones
+            # first (7), the rest of the window after them, in order (1).
+            priorities = [0] * self.pieces
+            for piece in window:
+                priorities[piece] = URGENT_PRIORITY if piece in urgent else 1
+            self.handle.prioritize_pieces(priorities)
+            self.current = window
         for piece in urgent:
             if piece not in self.deadlines and not self.handle.have_piece(piece):
                 ahead = (piece * self.pieceLength - start) / self.bitrate
@@ -161,6 +166,8 @@ class Window:
 def view(lt, args):
     session = lt.session(settings(lt, args.address))
     info = lt.torrent_info(args.torrent)
+    # The viewer asks at its arrival; the session runs already.
+    time.sleep(max(0.0, args.start_at - time.monotonic()))
     handle = addTorrent(lt, session, args.torrent, args.directory)
     handle.set_flags(lt.torrent_flags.sequential_download)
     window = Window(handle, info, args.bitrate)
@@ -215,6 +222,9 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float)
     parser.add_argument("--json")
     parser.add_argument("--linger", action="store_true")
+    parser.add_argument(
+        "--start-at", type=float, default=0.0, help="when to ask (monotonic clock)"
+    )
     args = parser.parse_args(argv)
     if args.role == "seed":
         seed(lt, args.torrent, args.directory, args.address)
