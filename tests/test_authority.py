@@ -610,16 +610,18 @@ class RealSocketFixture(TestCase):
     @defer.inlineCallbacks
     def play(self, viewer: Any, *extra: str) -> Any:
         """
-        curl the file through C{viewer}'s gateway: the bytes it got, which
-        may be cut short.
+        curl the file through C{viewer}'s gateway: the media bytes it got,
+        which may be cut short (none when the answer is an HTTP error, as
+        when no source is left before the first byte).
         """
         output = os.path.abspath(self.mktemp())
         url = f"http://{viewer.authority}/.spp/{self.origin.authority}/{NAME}"
-        yield clients.run(
-            ["curl", "-sS", "--max-time", "60", "-o", output, *extra, url],
+        result = yield clients.run(
+            ["curl", "-sS", "--max-time", "60", "-o", output, "-w", "%{http_code}"]
+            + [*extra, url],
             timeout=90,
         )
-        if not os.path.exists(output):
+        if not os.path.exists(output) or not result.out.startswith(b"2"):
             return b""
         with open(output, "rb") as f:
             return f.read()

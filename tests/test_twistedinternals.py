@@ -8,7 +8,7 @@ Twisted upgrade names the trick to rework.
 import socket
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet import defer, tcp
+from twisted.internet import defer, task, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
@@ -100,7 +100,9 @@ class RequestGoneTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.resource = _Pending()
-        self.channel = server.Site(self.resource).buildProtocol(CLIENT)
+        # The site's clock, not the reactor's: no idle timeout left behind.
+        site = server.Site(self.resource, reactor=task.Clock())
+        self.channel = site.buildProtocol(CLIENT)
         assert self.channel is not None
         self.channel.makeConnection(StringTransport())
         self.channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -238,6 +240,8 @@ class ChannelTests(SynchronousTestCase):
         self.channel.seen = []
         self.channel.requestFactory = server.Request
         self.channel.site = server.Site(_Pending())  # type: ignore[attr-defined]
+        # The idle timeout on a fake clock, not left in the reactor.
+        self.channel.callLater = task.Clock().callLater  # type: ignore[method-assign]
         self.channel.makeConnection(StringTransport())
 
     def test_requestLine(self) -> None:
