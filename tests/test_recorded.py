@@ -30,6 +30,7 @@ class RecordedSource(FakeSource):
     def __init__(self, log, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.log = log
+        self.lateDigests: list[tuple[defer.Deferred[bytes], int, int]] | None = None
 
     def getBlock(self, index):
         self.log.append(f"{self.name} block {index}")
@@ -44,7 +45,16 @@ class RecordedSource(FakeSource):
 
     def getDigests(self, first, count):
         self.log.append(f"{self.name} digests {first} {count}")
-        return super().getDigests(first, count)
+        if self.lateDigests is None:
+            return super().getDigests(first, count)
+        late: defer.Deferred[bytes] = defer.Deferred()
+        self.lateDigests.append((late, first, count))
+        return late
+
+    def answerDigests(self):
+        late, first, count = self.lateDigests.pop(0)
+        self.log.append(f"{self.name} digests answered")
+        super().getDigests(first, count).chainDeferred(late)
 
     def close(self):
         self.log.append(f"{self.name} closed")
@@ -70,6 +80,8 @@ class Scenario:
 
     @ivar peers: C{(name, holds fraction, auto)} for each peer; one named
         C{"silent"} never answers.
+    @ivar lateDigests: whether the origin answers digests when the script
+        says, rather than at once.
     """
 
     def __init__(
@@ -85,6 +97,7 @@ class Scenario:
         alone=False,
         errors=False,
         corrupt=False,
+        lateDigests=False,
     ):
         self.seed = seed
         self.blocks = blocks
@@ -97,6 +110,7 @@ class Scenario:
         self.alone = alone
         self.errors = errors
         self.corrupt = corrupt
+        self.lateDigests = lateDigests
 
     def run(self):
         """
@@ -114,6 +128,8 @@ class Scenario:
         if self.alone:
             download.firstBlockAlone(0.3)
         origin = RecordedSource(log, "origin", content, meta, authoritative=True)
+        if self.lateDigests:
+            origin.lateDigests = []
         sources = [origin]
         download.addSource(origin)
         for name, fraction, auto in self.peers:
@@ -160,8 +176,10 @@ class Scenario:
                 log.append(f"disk full {store.full}")
             elif action < 0.93 and download.searching and step > self.steps // 3:
                 download.searching = False
-                download._schedule()
+                download.schedule()
                 log.append("searching over")
+            elif action < 0.96 and origin.lateDigests:
+                origin.answerDigests()
         download.close()
         log.append(f"held {store.held()}")
         return log
@@ -248,3 +266,30 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.5, False), ("p2", 0.5, False))
         scenario = Scenario(8, peers=peers, errors=True, corrupt=True, steps=600)
         self.check(scenario, (536, "7e441263550eb2e0"))
+
+    def test_lateDigests(self):
+        """
+        Digests that come after blocks: the blocks wait for them, one
+        handed to a waiting reader while the others still wait.
+        """
+        peers = (("p1", 0.5, False), ("p2", 0.4, True))
+        scenario = Scenario(
+            9, peers=peers, threads=True, lateDigests=True, readers=(0, 30), steps=600
+        )
+        self.check(scenario, (405, "cecb3597da81fd4f"))
+
+    def test_lateDigestsRefusingDisk(self):
+        """
+        Late digests, a large file and a disk that refuses blocks now and
+        then, no peers to come.
+        """
+        scenario = Scenario(
+            10,
+            blocks=300,
+            refusing=True,
+            lateDigests=True,
+            searching=False,
+            readers=(3,),
+            steps=500,
+        )
+        self.check(scenario, (535, "02ae4c58b5ab1ece"))
