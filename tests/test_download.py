@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from p2pd.engine import download as dl
+from p2pd.engine import scheduling
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import ISource, SPPError
 from p2pd.engine.meta import FileMeta
@@ -172,10 +173,10 @@ class DownloadTests(SynchronousTestCase):
         download.searching = False
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
-        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE)
         download.read(20 * BLOCK)
-        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
-        self.assertTrue(set(range(20, 20 + dl.URGENT_BLOCKS)) <= set(origin.requests))
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
+        self.assertTrue(set(range(20, 20 + scheduling.URGENT_BLOCKS)) <= set(origin.requests))
 
     def test_peersPreferredForNonUrgent(self):
         """
@@ -188,7 +189,7 @@ class DownloadTests(SynchronousTestCase):
         download.addSource(origin)
         download.addSource(peer)
         download.read(0)
-        far = [i for i in origin.requested if i >= dl.URGENT_BLOCKS and i < 30]
+        far = [i for i in origin.requested if i >= scheduling.URGENT_BLOCKS and i < 30]
         self.assertEqual(far, [])
         self.assertTrue(peer.requested)
 
@@ -228,7 +229,7 @@ class DownloadTests(SynchronousTestCase):
         # The digests come from an authority; add one that never answers blocks.
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
-        clock.advance(dl.LAG_MIN + dl.CHECK_INTERVAL)
+        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
         clock.advance(dl.CHECK_INTERVAL)
         self.assertEqual(self.successResultOf(d), content[:BLOCK])
 
@@ -256,7 +257,7 @@ class DownloadTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(0)
-        for _ in range(int(dl.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1):
+        for _ in range(int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1):
             clock.advance(dl.CHECK_INTERVAL)
         self.assertTrue(origin.closed)
         self.assertEqual(download.sources, [])
@@ -273,7 +274,7 @@ class DownloadTests(SynchronousTestCase):
         origin.lose()
         self.assertNoResult(d)
         download.searching = False
-        download._schedule()
+        download.schedule()
         self.failureResultOf(d, DownloadFailed)
 
     def test_unavailableBlockRetried(self):
@@ -407,7 +408,7 @@ class SchedulingTests(SynchronousTestCase):
         download.read(50 * BLOCK)
         self.assertTrue(all(i < 54 or i in download._edges for i in origin.requested))
         download.searching = False
-        download._schedule()
+        download.schedule()
         self.assertTrue(any(54 <= i < 90 for i in origin.requested))
 
     def test_peerPreferredForUrgentBlocks(self):
@@ -546,7 +547,7 @@ class DigestTests(SynchronousTestCase):
         origin.lose()
         download.addSource(peer)
         download.searching = False
-        download._schedule()
+        download.schedule()
         self.failureResultOf(d, DownloadFailed)
 
 
@@ -583,13 +584,13 @@ class SwarmPolicyTests(SynchronousTestCase):
         download.addSource(origin)
         download.addSource(peer)
         download.read(50 * BLOCK)
-        urgent = set(range(50, 50 + dl.URGENT_BLOCKS))
+        urgent = set(range(50, 50 + scheduling.URGENT_BLOCKS))
         self.assertTrue(urgent <= set(origin.requested))
         self.assertFalse(set(origin.requested) - urgent - set(download._edges))
         peer.holds.add(70)
         peer.onHave([(70, 1)])
         origin.answerAll()
-        clock.advance(dl.ORIGIN_DELAY)
+        clock.advance(scheduling.ORIGIN_DELAY)
         self.assertIn(70, peer.requested)
         self.assertNotIn(70, origin.requested)
         self.assertTrue(any(60 <= i < 90 and i != 70 for i in origin.requested))
@@ -603,7 +604,7 @@ class SwarmPolicyTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(50 * BLOCK)
-        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
 
 
 class ThreadClock(task.Clock):
@@ -691,7 +692,7 @@ class SchedulingCostTests(SynchronousTestCase):
         self._inflightAgrees(download)
         self.assertTrue(download._inflight)
         # The slow peer lags: its urgent blocks are asked of the origin too.
-        clock.advance(dl.LAG_MIN + dl.CHECK_INTERVAL)
+        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
         self.assertEqual(download._inflight[0], 2)
         self._inflightAgrees(download)
         origin.answer(0)
@@ -721,27 +722,27 @@ class SchedulingCostTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         reader = download.read(50 * BLOCK)
-        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
-        for index in range(50, 50 + dl.URGENT_BLOCKS):
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
+        for index in range(50, 50 + scheduling.URGENT_BLOCKS):
             origin.answer(index)
-        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE)
         sent = len(origin.requested)
         ahead = sorted(origin.requests)
-        for index in ahead[: dl.REQUEST_BATCH - 1]:
+        for index in ahead[: scheduling.REQUEST_BATCH - 1]:
             origin.answer(index)
         self.assertEqual(len(origin.requested), sent)
-        origin.answer(ahead[dl.REQUEST_BATCH - 1])
-        self.assertEqual(len(origin.requested), sent + dl.REQUEST_BATCH)
-        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        origin.answer(ahead[scheduling.REQUEST_BATCH - 1])
+        self.assertEqual(len(origin.requested), sent + scheduling.REQUEST_BATCH)
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE)
         # The reader moves on: the blocks that turn urgent are asked for at
         # once, though the pipeline is full.
-        for _ in range(dl.URGENT_BLOCKS):
+        for _ in range(scheduling.URGENT_BLOCKS):
             self.successResultOf(reader.read())
         self.assertNoResult(reader.read())
-        urgent = set(range(reader.block, reader.block + dl.URGENT_BLOCKS))
+        urgent = set(range(reader.block, reader.block + scheduling.URGENT_BLOCKS))
         self.assertTrue(urgent <= set(origin.requests))
-        self.assertGreater(len(origin.requests), dl.PIPELINE)
-        self.assertLessEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+        self.assertGreater(len(origin.requests), scheduling.PIPELINE)
+        self.assertLessEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
 
     def test_orderFollowsReaders(self):
         """
@@ -753,7 +754,7 @@ class SchedulingCostTests(SynchronousTestCase):
 
         def fromScratch():
             urgency: dict[int, int] = {}
-            window = dl.READAHEAD_BYTES // BLOCK
+            window = scheduling.READAHEAD_BYTES // BLOCK
             for r in download.readers:
                 if r.position >= r.stop:
                     continue
@@ -761,22 +762,22 @@ class SchedulingCostTests(SynchronousTestCase):
                 for index in range(r.block, last + 1):
                     urgency[index] = min(urgency.get(index, 999), index - r.block)
             for index in download._edges:
-                urgency.setdefault(index, dl.URGENT_BLOCKS)
+                urgency.setdefault(index, scheduling.URGENT_BLOCKS)
             return sorted((u, i) for i, u in urgency.items())
 
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
         a = download.read(100 * BLOCK + 5, 110 * BLOCK)
-        order = download._order()
-        self.assertEqual(order, fromScratch())
-        self.assertIs(download._order(), order)
+        wants = download._wantsNow()
+        self.assertEqual(wants.order, fromScratch())
+        self.assertIs(download._wantsNow(), wants)
         a.position += 10
-        self.assertIs(download._order(), order)
+        self.assertIs(download._wantsNow(), wants)
         a.position = 101 * BLOCK
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
         download.read(197 * BLOCK)
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
         download.read(98 * BLOCK)
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
 
     def _threaded(self):
         content = random.Random(3).randbytes(40 * BLOCK)

@@ -22,34 +22,42 @@ what readers ask for, never the size the origin announces.
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource, errorCode
 from p2pd.engine.meta import BlockRuns, FileMeta
+from p2pd.engine.reading import Reader
+from p2pd.engine.scheduling import (
+    PIPELINE,
+    SOURCE_TIMEOUT,
+    URGENT_BLOCKS,
+    Ask,
+    Wants,
+)
+from p2pd.engine.verification import Verifier
 from p2pd.spp.codec import ErrorCode
 
-READAHEAD_BYTES = 16 * 1024 * 1024
-URGENT_BLOCKS = 4
-EDGE_BYTES = 512 * 1024
-EDGE_MAX_BLOCKS = 4
-PIPELINE = 8
-REQUEST_BATCH = 4
+# Digests asked for ahead of readers at once, and in the background.
 DIGEST_CHUNK = 64
 DIGESTS_AT_ONCE = 4096
+# How often sources are checked for lagging.
 CHECK_INTERVAL = 0.5
-LAG_MIN = 1.0
-SOURCE_TIMEOUT = 10.0
+# A peer that cannot serve this many blocks it announced is dropped.
 MAX_MISSES = 8
+# The recent blocks a download keeps in memory (per reader while the store
+# refuses blocks).
 MEMORY_BYTES = 4 * 1024 * 1024
-ORIGIN_DELAY = 2.0
+# How long a new download's first block is asked for alone, at most.
 FIRST_BLOCK_ALONE = 0.005
+# Nothing wanted yet.
+NOTHING = Wants([], frozenset())
 
 
 class DownloadFailed(Exception):
@@ -83,9 +91,6 @@ class _Source:
         self.source = source
         self.inflight: dict[int, tuple[defer.Deferred[bytes], float]] = {}
         self.rate = 0.0
-        # Requests this scheduling pass may still make of it beyond urgent
-        # ones.
-        self.room = 0
         self.lastProgress = now
         self.misses = 0
 
@@ -93,79 +98,14 @@ class _Source:
     def free(self) -> int:
         return PIPELINE - len(self.inflight)
 
-
-def _rate(state: _Source) -> float:
-    return state.rate
-
-
-class Reader:
-    """
-    Bytes C{start} to C{stop} of a download, in order, one block at a time.
-    """
-
-    def __init__(self, download: "Download", start: int, stop: int) -> None:
-        self.download = download
-        self.position = start
-        self.stop = stop
-        self._waiting: defer.Deferred[bytes] | None = None
-        self.closed = False
-
-    @property
-    def block(self) -> int:
-        return self.download.meta.blockAt(self.position)
-
-    def read(self) -> "defer.Deferred[bytes]":
+    def view(self) -> "scheduling.Source[_Source]":
         """
-        The next bytes (up to the end of the current block); b"" at the end.
-
-        Only one read may be outstanding; cancelling it is allowed.
+        The source as the scheduling policy sees it.
         """
-        assert self._waiting is None, "a read is already outstanding"
-        if self.position >= self.stop or self.closed:
-            return defer.succeed(b"")
-        data = self.download._blockData(self.block)
-        if data is not None:
-            return defer.succeed(self._take(data))
-        failure = self.download.failure
-        if failure is not None:
-            return defer.fail(failure)
-
-        def cancel(d: defer.Deferred[bytes]) -> None:
-            self._waiting = None
-
-        waiting: defer.Deferred[bytes] = defer.Deferred(cancel)
-        self._waiting = waiting
-        self.download._schedule()
-        return waiting
-
-    def _take(self, data: bytes) -> bytes:
-        start = self.download.meta.blockStart(self.block)
-        piece = data[self.position - start : self.stop - start]
-        self.position += len(piece)
-        self.download._moved = True
-        return piece
-
-    def _available(self, index: int) -> None:
-        if self._waiting is not None and index == self.block:
-            data = self.download._blockData(index)
-            if data is not None:
-                waiting, self._waiting = self._waiting, None
-                waiting.callback(self._take(data))
-
-    def _failed(self, reason: Failure) -> None:
-        if self._waiting is not None:
-            waiting, self._waiting = self._waiting, None
-            waiting.errback(reason)
-
-    def close(self) -> None:
-        """
-        The reader is done; work only it needed stops.
-        """
-        if not self.closed:
-            self.closed = True
-            if self._waiting is not None:
-                self._waiting.cancel()
-            self.download._readerClosed(self)
+        source = self.source
+        return scheduling.Source(
+            self, source.authoritative, source.has, len(self.inflight), self.rate
+        )
 
 
 class Download:
@@ -194,8 +134,6 @@ class Download:
         self.store = store
         self.clock = clock
         self.rng = rng or random.Random()
-        self.hashing = hashing
-        self._verifying: set[int] = set()
         self.readers: set[Reader] = set()
         self.searching = True
         self.failure: Failure | None = None
@@ -206,7 +144,7 @@ class Download:
         # scheduling need not look through every source's requests.
         self._inflight: dict[int, int] = {}
         self._banned: set[str] = set()
-        self._unverified: dict[int, tuple[ISource, bytes]] = {}
+        self._verifier = Verifier(meta, store, clock, hashing, self._checked)
         self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
         self._background: tuple[int, int] | None = None
         self._digestCursor = 0
@@ -226,9 +164,9 @@ class Download:
         self._delivering = False
         self._scheduling = False
         self._rescheduled = False
-        # What readers want: their blocks, and the (urgency, block) pairs
-        # and the blocks that follow from them (blocks asked for are kept).
-        self._plan: tuple[object, list[tuple[int, int]], set[int]] = (None, [], set())
+        # What readers want, and the readers' blocks it was worked out for.
+        self._wants = NOTHING
+        self._wantsFor: object = None
         # Every reader it had has closed: it fetches nothing for itself.
         self._deserted = False
         # Whether a reader has moved since the last scheduling pass.
@@ -241,11 +179,7 @@ class Download:
         # reader, and the blocks they still want.
         self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._recentBlocks = max(2, memoryBytes // meta.blockSize)
-        blocks = meta.blocks
-        edge = min(EDGE_MAX_BLOCKS, max(1, EDGE_BYTES // meta.blockSize))
-        self._edges = [i for i in range(min(edge, blocks))] + [
-            i for i in range(max(edge, blocks - edge), blocks)
-        ]
+        self._edges = scheduling.headAndTail(meta.blocks, meta.blockSize)
 
     def firstBlockAlone(self, seconds: float = FIRST_BLOCK_ALONE) -> None:
         """
@@ -261,7 +195,7 @@ class Download:
 
     def _notAlone(self) -> None:
         self._alone = None
-        self._schedule()
+        self.schedule()
 
     # -- sources
 
@@ -278,7 +212,7 @@ class Download:
         self._sources[source] = _Source(source, self.clock.seconds())
         source.onHave = lambda ranges: self._scheduleSoon()
         source.onLost = lambda reason: self._sourceLost(source, reason)
-        self._schedule()
+        self.schedule()
         return True
 
     def _sourceLost(self, source: ISource, reason: Failure) -> None:
@@ -293,7 +227,7 @@ class Download:
         )
         for deferred, _ in list(state.inflight.values()):
             deferred.cancel()
-        self._schedule()
+        self.schedule()
 
     def dropSource(self, source: ISource, why: str) -> None:
         """
@@ -313,7 +247,7 @@ class Download:
         source.onLost = None
         source.onHave = None
         source.close()
-        self._schedule()
+        self.schedule()
 
     # -- readers
 
@@ -324,10 +258,13 @@ class Download:
         reader = Reader(self, start, self.meta.size if stop is None else stop)
         self.readers.add(reader)
         self._deserted = False
-        self._schedule()
+        self.schedule()
         return reader
 
-    def _readerClosed(self, reader: Reader) -> None:
+    def readerClosed(self, reader: Reader) -> None:
+        """
+        C{reader} is done: what only it wanted is not fetched any more.
+        """
         self.readers.discard(reader)
         if not self.readers:
             # Nobody plays it now: its blocks in memory (megabytes for large
@@ -335,7 +272,7 @@ class Download:
             # nor are its head and tail fetched any more.
             self._recent.clear()
             self._deserted = True
-        self._schedule()
+        self.schedule()
 
     def _have(self, index: int) -> bool:
         """
@@ -343,7 +280,13 @@ class Download:
         """
         return index in self._recent or self.store.has(index)
 
-    def _blockData(self, index: int) -> bytes | None:
+    def readerMoved(self) -> None:
+        """
+        A reader has taken bytes: the next pass may want other blocks.
+        """
+        self._moved = True
+
+    def blockData(self, index: int) -> bytes | None:
         """
         A verified block: from the recent blocks in memory, else from the
         store (which checks it against its digest if this process has not).
@@ -369,7 +312,7 @@ class Download:
         excess = len(recent) - limit
         # The oldest go first, but never a block only here that a reader
         # still wants.
-        wanted, has = self._plan[2], self.store.has
+        wanted, has = self._wants.kept, self.store.has
         for old in list(recent) if excess > 0 else ():
             if old not in wanted or has(old):
                 del recent[old]
@@ -395,66 +338,35 @@ class Download:
 
     def _wanted(self) -> list[tuple[int, int]]:
         """
-        (urgency, block) pairs, most urgent first: blocks ahead of each
-        reader, then the file's head and tail, less those held.
+        (urgency, block) pairs, most urgent first, less those held.
         """
         have = self._have
-        return [pair for pair in self._order() if not have(pair[1])]
+        return [pair for pair in self._wantsNow().order if not have(pair[1])]
 
-    def _order(self) -> list[tuple[int, int]]:
+    def _wantsNow(self) -> Wants:
         """
-        (urgency, block) pairs, most urgent first, held or not: worked out
-        again only when a reader has moved to another block (or come, or
-        gone), or the store has refused a block or taken one again, not for
-        every pass. While the store refuses blocks, only those just ahead of
-        readers: what is fetched must stay in memory until read. Blocks
-        further ahead asked for before are still taken and kept, not asked
-        for again later.
+        What readers want: worked out again only when a reader has moved to
+        another block (or come, or gone), or the store has refused a block
+        or taken one again, not for every pass.
         """
-        meta = self.meta
-        key = (
-            tuple(
-                (meta.blockAt(reader.position), reader.stop)
-                for reader in self.readers
-                if reader.position < reader.stop
-            ),
-            self._unstored,
-            self._deserted,
+        blockAt = self.meta.blockAt
+        readers = tuple(
+            (blockAt(reader.position), blockAt(reader.stop - 1))
+            for reader in self.readers
+            if reader.position < reader.stop
         )
-        if key == self._plan[0]:
-            return self._plan[1]
-        readahead = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
-        if self._unstored or self._deserted:
-            window, edges = self._recentBlocks, []
-        else:
-            window, edges = readahead, self._edges
-        readers = key[0]
-        if len(readers) == 1:
-            # One reader, the usual case: its blocks are in order already.
-            first, stop = readers[0]
-            last = min(meta.blockAt(stop - 1), first + window - 1)
-            order = [(index - first, index) for index in range(first, last + 1)]
-            extra = [(URGENT_BLOCKS, i) for i in edges if not first <= i <= last]
-            if extra:
-                order = sorted(order + extra)
-        else:
-            urgency: dict[int, int] = {}
-            for first, stop in readers:
-                last = min(meta.blockAt(stop - 1), first + window - 1)
-                for distance, index in enumerate(range(first, last + 1)):
-                    if distance < urgency.get(index, distance + 1):
-                        urgency[index] = distance
-            for index in edges:
-                urgency.setdefault(index, URGENT_BLOCKS)
-            order = sorted((u, i) for i, u in urgency.items())
-        kept = {i for _, i in order}
-        if self._unstored:
-            for first, stop in readers:
-                kept.update(
-                    range(first, min(meta.blockAt(stop - 1) + 1, first + readahead))
-                )
-        self._plan = (key, order, kept)
-        return order
+        key = (readers, self._unstored, self._deserted)
+        if key != self._wantsFor:
+            self._wantsFor = key
+            self._wants = scheduling.wanted(
+                readers,
+                self._edges,
+                self.meta.blockSize,
+                self._recentBlocks,
+                self._unstored,
+                self._deserted,
+            )
+        return self._wants
 
     def _scheduleSoon(self) -> None:
         """
@@ -466,9 +378,9 @@ class Download:
 
     def _scheduleNow(self) -> None:
         self._soon = None
-        self._schedule()
+        self.schedule()
 
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
         """
         Give every source with room the most urgent blocks it can serve.
 
@@ -489,146 +401,84 @@ class Download:
             self._scheduling = False
 
     def _assign(self) -> None:
+        """
+        One scheduling pass: send what L{scheduling.plan} asks for, until a
+        source answers at once (the next pass goes on).
+        """
         self._moved = False
         if not self._sources:
             # Nothing can be asked of anyone: readers only learn whether
             # waiting is any use.
             self._checkExhausted()
             return
-        order = self._order()
-        self._cancelUnwanted()
+        wants = self._wantsNow()
+        self._cancelUnwanted(wants)
+        order = wants.order
         if self._alone is not None:
-            waited = {r.block for r in self.readers if r._waiting is not None}
+            waited = {r.block for r in self.readers if r.waiting}
             order = [pair for pair in order if pair[1] in waited]
         self._fetchDigests(order)
         if self._rescheduled:
             # Digests came at once and verified blocks: the next pass sees
             # them.
             return
-        states = list(self._sources.values())
-        peers = [s for s in states if not s.source.authoritative]
-        # Sources are given non-urgent blocks in batches, once a few of
-        # their requests are answered: fewer, larger writes.
-        batch = min(REQUEST_BATCH, PIPELINE)
-        for state in states:
-            state.room = state.free if state.free >= batch else 0
-        room = any(s.room > 0 for s in states)
-        have = self._have
-        inflight, unverified, verifying = (
-            self._inflight,
-            self._unverified,
-            self._verifying,
+        now = self.clock.seconds()
+        state = scheduling.State(
+            order,
+            self._busy,
+            [source.view() for source in self._sources.values()],
+            self.searching,
+            now,
+            self._originAfter,
         )
-        originOnly: list[int] = []
-        for urgency, index in order:
-            urgent = urgency < URGENT_BLOCKS
-            if not (urgent or (room and not self.searching) or peers):
-                # Only origins, and none with room or peers may yet be found:
-                # nothing more to ask now.
-                break
-            if (
-                index in inflight
-                or index in unverified
-                or index in verifying
-                or have(index)
-            ):
-                continue
-            holders = [s for s in peers if s.source.has(index)] if peers else peers
-            if urgent:
-                # Urgent blocks are asked for at once, and may go past a
-                # source's pipeline, so the head and tail fetched early
-                # never delay the block a player waits for.
-                need = 1 - URGENT_BLOCKS
-                candidates = [
-                    s
-                    for s in (holders or states)
-                    if s.free >= need and s.source.has(index)
-                ]
-            elif holders:
-                # A busy peer is still preferred to the origin: if it lags,
-                # the lag check asks someone else.
-                candidates = [s for s in holders if s.room > 0]
-            else:
-                if (
-                    not self.searching
-                    and any(s.source.has(index) for s in states)
-                    and self._originMayServe(index)
-                ):
-                    originOnly.append(index)
-                continue
-            if candidates:
-                self._take(max(candidates, key=_rate), index)
-                if self._rescheduled:
-                    return  # answered at once: the next pass goes on
-                room = any(s.room > 0 for s in states)
-        # Blocks only an origin holds, once no more peers are being looked
-        # for, in random order: nodes reading the same part of a file then
-        # fetch different blocks and trade them. Only as many are drawn as
-        # the origins have room for.
-        free = sum(s.room for s in states if s.source.authoritative)
-        if free < len(originOnly):
-            originOnly = self.rng.sample(originOnly, free)
-        else:
-            self.rng.shuffle(originOnly)
-        for index in originOnly:
-            if index in inflight:
-                continue
-            holders = [s for s in states if s.room > 0 and s.source.has(index)]
-            if holders:
-                self._take(max(holders, key=_rate), index)
+        for step in scheduling.plan(state, self.rng):
+            if isinstance(step, Ask):
+                self._request(step.source, step.block)
                 if self._rescheduled:
                     return
+            else:
+                self._originAfter[step.block] = step.until
+                if step.until > now:
+                    self._wakeAt(step.until, now)
         self._checkExhausted()
         self._armTimer()
 
-    def _take(self, state: _Source, index: int) -> None:
+    def _busy(self, index: int) -> bool:
         """
-        Ask C{state} for block C{index} in this pass.
+        Whether block C{index} needs no request: asked for, being verified,
+        or here.
         """
-        if state.room > 0:
-            state.room -= 1
-        self._request(state, index)
+        return (
+            index in self._inflight
+            or self._verifier.pending(index)
+            or self._have(index)
+        )
 
-    def _originMayServe(self, index: int) -> bool:
+    def _wakeAt(self, when: float, now: float) -> None:
         """
-        Whether a block only the origin holds, and nobody needs yet, may be
-        asked of the origin now. With peers about, each node waits a random
-        while first: nodes reading in step would otherwise all ask the origin
-        for the same block, when one copy can go round the swarm.
+        Plan again at C{when} (a block held back for peers may then go to
+        the origin).
         """
-        if not any(not s.source.authoritative for s in self._sources.values()):
-            return True
-        now = self.clock.seconds()
-        after = self._originAfter.get(index)
-        if after is None:
-            after = now + self.rng.uniform(0, ORIGIN_DELAY)
-            self._originAfter[index] = after
-        if after <= now:
-            return True
         if self._wake is None or not self._wake.active():
-            self._wake = self.clock.callLater(after - now, self._scheduleNow)
-        elif self._wake.getTime() > after:
-            self._wake.reset(after - now)
-        return False
+            self._wake = self.clock.callLater(when - now, self._scheduleNow)
+        elif self._wake.getTime() > when:
+            self._wake.reset(when - now)
 
-    def _cancelUnwanted(self) -> None:
+    def _cancelUnwanted(self, wants: Wants) -> None:
         """
-        Cancel requests for blocks no reader wants any more (a player
-        closed its connection, or seeked elsewhere).
+        Cancel requests for blocks no reader wants any more.
         """
-        wanted, have = self._plan[2], self._have
-        unwanted = [i for i in self._inflight if i not in wanted or have(i)]
+        have = self._have
+        unwanted = scheduling.unwanted(self._inflight, wants.kept, have)
         for state in list(self._sources.values()) if unwanted else ():
             for index in unwanted:
                 deferred = self._untrack(state, index)
                 if deferred is not None:
                     deferred.cancel()
         if self._originAfter:
-            for index in [i for i in self._originAfter if i not in wanted or have(i)]:
+            kept = wants.kept
+            for index in [i for i in self._originAfter if i not in kept or have(i)]:
                 del self._originAfter[index]
-
-    def _requested(self, index: int) -> bool:
-        return index in self._inflight
 
     def _untrack(self, state: _Source, index: int) -> defer.Deferred[bytes] | None:
         """
@@ -655,23 +505,17 @@ class Download:
             return
         authority = any(s.source.authoritative for s in self._sources.values())
         for reader in list(self.readers):
-            if reader._waiting is None:
+            if not reader.waiting:
                 continue
             index = reader.block
             if not self._digestKnown(index) and not authority:
-                reader._failed(
+                reader.fail(
                     Failure(DownloadFailed(f"no source of the digest of block {index}"))
                 )
-            elif (
-                index in self._unverified
-                or index in self._verifying
-                or self._requested(index)
-            ):
+            elif self._verifier.pending(index) or index in self._inflight:
                 continue
             elif not any(s.source.has(index) for s in self._sources.values()):
-                reader._failed(
-                    Failure(DownloadFailed(f"no source holds block {index}"))
-                )
+                reader.fail(Failure(DownloadFailed(f"no source holds block {index}")))
 
     def fail(self, reason: Failure) -> None:
         """
@@ -679,7 +523,7 @@ class Download:
         """
         self.failure = reason
         for reader in list(self.readers):
-            reader._failed(reason)
+            reader.fail(reason)
 
     # -- requests
 
@@ -711,7 +555,7 @@ class Download:
         else:
             self.dropSource(state.source, reason.getErrorMessage())
             return
-        self._schedule()
+        self.schedule()
 
     def _arrived(self, data: bytes, state: _Source, index: int) -> None:
         now = self.clock.seconds()
@@ -731,36 +575,23 @@ class Download:
                     deferred.cancel()
         if not self._have(index):
             self._verify(state.source, index, data)
-        self._schedule()
+        self.schedule()
 
     def _verify(self, source: ISource, index: int, data: bytes) -> None:
         """
-        Check a block against its digest (in the hashing threads, if there
-        are any: hashing is the biggest cost of a download), then keep it.
+        Check a block against its digest, then keep it (L{_checked}); at
+        once if a reader waits for it.
         """
-        digest = self.store.digest(index)
-        if digest is None:
+        waitedFor = any(r.waiting and r.block == index for r in self.readers)
+        if not self._verifier.check(source, index, data, waitedFor):
             # Asked for by the next pass, should the store have forgotten it.
             self._knownDigests.discard(index)
-            self._unverified[index] = (source, data)
-            return
-        waitedFor = any(
-            r._waiting is not None and r.block == index for r in self.readers
-        )
-        if self.hashing is None or waitedFor:
-            # A block a player waits for is hashed at once (0.15 ms for
-            # 256 KiB) rather than queued behind others in the threads.
-            self._checked(self.meta.digest(data) == digest, source, index, data)
-            return
-        self._verifying.add(index)
-        reactor: Any = self.clock  # the reactor, when there are threads
-        hashed = deferToThreadPool(reactor, self.hashing, self.meta.digest, data)
-        hashed.addCallback(
-            lambda actual: self._checked(actual == digest, source, index, data)
-        )
 
     def _checked(self, good: bool, source: ISource, index: int, data: bytes) -> None:
-        self._verifying.discard(index)
+        """
+        Block C{index} from C{source} is checked: keep it and hand it to
+        readers, or drop the source that sent it corrupt.
+        """
         if self._closed or self._have(index):
             return
         if not good:
@@ -787,7 +618,7 @@ class Download:
         self._delivering = True
         try:
             for reader in list(self.readers):
-                reader._available(index)
+                reader.available(index)
         finally:
             self._delivering = False
         unstored = self._unstored
@@ -811,9 +642,9 @@ class Download:
         # A reader that took the block and waits for the next has had the
         # pass it needs already.
         if unstored != self._unstored or (
-            self.hashing is not None and (self._moved or first)
+            self._verifier.hashing is not None and (self._moved or first)
         ):
-            self._schedule()
+            self.schedule()
 
     # -- digests
 
@@ -911,12 +742,10 @@ class Download:
         self._digestsDone(first, count)
         self.store.setDigests(first, digests)
         self._knownDigests.add(first, count)
-        for index, (source, data) in list(self._unverified.items()):
-            if first <= index < first + count:
-                del self._unverified[index]
-                if not self._have(index):
-                    self._verify(source, index, data)
-        self._schedule()
+        for source, index, data in self._verifier.release(first, count):
+            if not self._have(index):
+                self._verify(source, index, data)
+        self.schedule()
 
     def _digestsFailed(
         self, reason: Failure, first: int, count: int, source: ISource
@@ -952,8 +781,7 @@ class Download:
             if quiet >= SOURCE_TIMEOUT:
                 self.dropSource(state.source, f"no data for {quiet:.0f} s")
                 continue
-            expected = self.meta.blockSize / state.rate if state.rate else 0.0
-            if quiet < max(LAG_MIN, 4 * expected):
+            if not scheduling.lagging(quiet, state.rate, self.meta.blockSize):
                 continue
             for index in [i for i in state.inflight if i in urgent]:
                 others = [
@@ -966,7 +794,7 @@ class Download:
                 ]
                 if others:
                     self._request(max(others, key=lambda s: s.rate), index)
-        self._schedule()
+        self.schedule()
         self._armTimer()
 
     def close(self) -> None:
@@ -988,9 +816,9 @@ class Download:
             state.source.close()
         self._sources.clear()
         for reader in list(self.readers):
-            reader._failed(Failure(DownloadFailed("download closed")))
+            reader.fail(Failure(DownloadFailed("download closed")))
         self._recent.clear()
-        self._unverified.clear()
-        self._plan = (None, [], set())
+        self._verifier.clear()
+        self._wants, self._wantsFor = NOTHING, None
         if not self._delivering:
             self.store.close()

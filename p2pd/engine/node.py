@@ -586,7 +586,7 @@ class Node:
         searching = bool(swarm.connecting) or swarm.lookingUp
         if swarm.download.searching != searching:
             swarm.download.searching = searching
-            swarm.download._schedule()
+            swarm.download.schedule()
 
     def _closeSwarm(self, swarm: _Swarm) -> None:
         if swarm.timer is not None and swarm.timer.active():

@@ -17,8 +17,9 @@ from twisted.web import http
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from p2pd.engine.download import Download, Reader
+from p2pd.engine.download import Download
 from p2pd.engine.interfaces import SPPError
+from p2pd.engine.reading import Reader
 from p2pd.mediatypes import contentType
 from p2pd.spp.codec import ErrorCode
 from p2pd.spp.url import BadURL
