@@ -24,10 +24,11 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from p2pd.engine import scheduling
-from p2pd.engine.download import DIGEST_CHUNK, Download
+from p2pd.engine.download import Download
 from p2pd.engine.interfaces import ISource
 from p2pd.engine.meta import FileMeta
 from p2pd.engine.reading import Reader
+from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp import codec
 from p2pd.store import cache as cachemodule
 from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from p2pd.engine import download as dl
-from p2pd.engine import scheduling
+from p2pd.engine import scheduling, verification
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import ISource, SPPError
 from p2pd.engine.meta import FileMeta
@@ -175,8 +175,12 @@ class DownloadTests(SynchronousTestCase):
         download.addSource(origin)
         self.assertEqual(len(origin.requests), scheduling.PIPELINE)
         download.read(20 * BLOCK)
-        self.assertEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
-        self.assertTrue(set(range(20, 20 + scheduling.URGENT_BLOCKS)) <= set(origin.requests))
+        self.assertEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
+        self.assertTrue(
+            set(range(20, 20 + scheduling.URGENT_BLOCKS)) <= set(origin.requests)
+        )
 
     def test_peersPreferredForNonUrgent(self):
         """
@@ -526,9 +530,9 @@ class DigestTests(SynchronousTestCase):
         )
         download.addSource(origin)
         download.read(0, 10 * BLOCK)
-        self.assertTrue(all(count <= dl.DIGEST_CHUNK for _, count in asked))
+        self.assertTrue(all(count <= verification.DIGEST_CHUNK for _, count in asked))
         origin.answer(min(origin.requests))
-        self.assertGreater(max(count for _, count in asked), dl.DIGEST_CHUNK)
+        self.assertGreater(max(count for _, count in asked), verification.DIGEST_CHUNK)
         self.assertLessEqual(len(asked), 6)
         self.assertTrue(all(download.store.digest(i) for i in range(300)))
 
@@ -604,7 +608,9 @@ class SwarmPolicyTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(50 * BLOCK)
-        self.assertEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
+        self.assertEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
 
 
 class ThreadClock(task.Clock):
@@ -722,7 +728,9 @@ class SchedulingCostTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         reader = download.read(50 * BLOCK)
-        self.assertEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
+        self.assertEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
         for index in range(50, 50 + scheduling.URGENT_BLOCKS):
             origin.answer(index)
         self.assertEqual(len(origin.requests), scheduling.PIPELINE)
@@ -742,7 +750,9 @@ class SchedulingCostTests(SynchronousTestCase):
         urgent = set(range(reader.block, reader.block + scheduling.URGENT_BLOCKS))
         self.assertTrue(urgent <= set(origin.requests))
         self.assertGreater(len(origin.requests), scheduling.PIPELINE)
-        self.assertLessEqual(len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS)
+        self.assertLessEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
 
     def test_orderFollowsReaders(self):
         """

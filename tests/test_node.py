@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
+from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile, ISource, SPPError
 from p2pd.engine.meta import FileMeta
 from p2pd.engine.node import (
@@ -40,6 +40,7 @@ from p2pd.engine.node import (
     PeerBackoff,
 )
 from p2pd.engine.tracker import Tracker
+from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.protocol import SPPFactory, SPPProtocol

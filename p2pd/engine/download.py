@@ -32,7 +32,7 @@ from twisted.python.threadpool import ThreadPool
 
 from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource, errorCode
-from p2pd.engine.meta import BlockRuns, FileMeta
+from p2pd.engine.meta import FileMeta
 from p2pd.engine.reading import Reader
 from p2pd.engine.scheduling import (
     PIPELINE,
@@ -41,12 +41,9 @@ from p2pd.engine.scheduling import (
     Ask,
     Wants,
 )
-from p2pd.engine.verification import Verifier
+from p2pd.engine.verification import Digests, Verifier
 from p2pd.spp.codec import ErrorCode
 
-# Digests asked for ahead of readers at once, and in the background.
-DIGEST_CHUNK = 64
-DIGESTS_AT_ONCE = 4096
 # How often sources are checked for lagging.
 CHECK_INTERVAL = 0.5
 # A peer that cannot serve this many blocks it announced is dropped.
@@ -145,12 +142,7 @@ class Download:
         self._inflight: dict[int, int] = {}
         self._banned: set[str] = set()
         self._verifier = Verifier(meta, store, clock, hashing, self._checked)
-        self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
-        self._background: tuple[int, int] | None = None
-        self._digestCursor = 0
-        # Blocks whose digests the store has (or had: it may forget some
-        # before they are on disk), so scheduling need not ask it each pass.
-        self._knownDigests = BlockRuns()
+        self._digests = Digests(meta, store, self._digestsArrived, self._digestsFailed)
         # Whether the store refused the last block it was given.
         self._unstored = False
         self._blocksIn = any(count for _, count in store.held())
@@ -417,7 +409,20 @@ class Download:
         if self._alone is not None:
             waited = {r.block for r in self.readers if r.waiting}
             order = [pair for pair in order if pair[1] in waited]
-        self._fetchDigests(order)
+        origin = next(
+            (s.source for s in self._sources.values() if s.source.authoritative),
+            None,
+        )
+        if origin is not None:
+            # The rest of the digests only once a first block is in (the
+            # answer would otherwise queue in front of that block on the
+            # connection), and only while the store keeps them.
+            self._digests.fetch(
+                origin,
+                (index for _, index in order),
+                self._have,
+                self._blocksIn and not self._unstored,
+            )
         if self._rescheduled:
             # Digests came at once and verified blocks: the next pass sees
             # them.
@@ -508,7 +513,7 @@ class Download:
             if not reader.waiting:
                 continue
             index = reader.block
-            if not self._digestKnown(index) and not authority:
+            if not self._digests.known(index) and not authority:
                 reader.fail(
                     Failure(DownloadFailed(f"no source of the digest of block {index}"))
                 )
@@ -585,7 +590,7 @@ class Download:
         waitedFor = any(r.waiting and r.block == index for r in self.readers)
         if not self._verifier.check(source, index, data, waitedFor):
             # Asked for by the next pass, should the store have forgotten it.
-            self._knownDigests.discard(index)
+            self._digests.forget(index)
 
     def _checked(self, good: bool, source: ISource, index: int, data: bytes) -> None:
         """
@@ -648,111 +653,13 @@ class Download:
 
     # -- digests
 
-    def _fetchDigests(self, order: list[tuple[int, int]]) -> None:
-        """
-        Ask an authoritative source for the digests that wanted blocks need
-        (a small range, so the first bytes come fast), and meanwhile for the
-        rest of the file in large ranges, one at a time: once they are all
-        here, playback can finish from peers if the origin goes away.
-        """
-        origins = [s.source for s in self._sources.values() if s.source.authoritative]
-        if not origins:
-            return
-        have, known = self._have, self._knownDigests
-        # The wanted blocks come mostly in runs: one request found to cover
-        # a block, or one run of digests known, usually covers the next ones
-        # too.
-        start = end = 0
-        for _, index in order:
-            if start <= index < end:
-                continue
-            run = known.runAt(index)
-            if run is not None:
-                start, end = run
-                continue
-            if have(index) or self._digestKnown(index):
-                continue
-            covering = self._digestsAsked(index)
-            if covering is None:
-                first = index - index % DIGEST_CHUNK
-                count = self._askDigests(origins[0], first, DIGEST_CHUNK, False)
-                covering = (first, count)
-            start, end = covering[0], covering[0] + covering[1]
-        # The rest of the digests only once a first block is in (the answer
-        # would otherwise queue in front of that block on the connection),
-        # and only while the store keeps them.
-        if self._background is None and self._blocksIn and not self._unstored:
-            while self._digestCursor < self.meta.blocks and self._digestKnown(
-                self._digestCursor
-            ):
-                self._digestCursor += 1
-            if self._digestCursor < self.meta.blocks:
-                self._askDigests(
-                    origins[0], self._digestCursor, DIGESTS_AT_ONCE, background=True
-                )
-
-    def _digestKnown(self, index: int) -> bool:
-        """
-        Whether the store has block C{index}'s digest, remembered here so
-        scheduling does not look it up again and again.
-        """
-        if index in self._knownDigests:
-            return True
-        if self.store.digest(index) is None:
-            return False
-        self._knownDigests.add(index)
-        return True
-
-    def _digestsAsked(self, index: int) -> tuple[int, int] | None:
-        """
-        The digest request, C{(first, count)}, covering block C{index}, if
-        one is on its way.
-        """
-        for first, count in self._digestRequests:
-            if first <= index < first + count:
-                return first, count
-        return None
-
-    def _askDigests(
-        self, source: ISource, first: int, count: int, background: bool
-    ) -> int:
-        """
-        Ask C{source} for C{count} digests from block C{first} (fewer at the
-        end of the file); how many were asked for.
-        """
-        count = min(count, self.meta.blocks - first)
-        deferred = source.getDigests(first, count)
-        self._digestRequests[(first, count)] = deferred
-        if background:
-            self._background = (first, count)
-        deferred.addCallbacks(
-            self._digestsArrived,
-            self._digestsFailed,
-            callbackArgs=(first, count),
-            errbackArgs=(first, count, source),
-        )
-        return count
-
-    def _digestsDone(self, first: int, count: int) -> None:
-        self._digestRequests.pop((first, count), None)
-        if self._background == (first, count):
-            self._background = None
-
-    def _digestsArrived(self, digests: bytes, first: int, count: int) -> None:
-        self._digestsDone(first, count)
-        self.store.setDigests(first, digests)
-        self._knownDigests.add(first, count)
+    def _digestsArrived(self, first: int, count: int) -> None:
         for source, index, data in self._verifier.release(first, count):
             if not self._have(index):
                 self._verify(source, index, data)
         self.schedule()
 
-    def _digestsFailed(
-        self, reason: Failure, first: int, count: int, source: ISource
-    ) -> None:
-        self._digestsDone(first, count)
-        if reason.check(defer.CancelledError):
-            return
+    def _digestsFailed(self, reason: Failure, source: ISource) -> None:
         if errorCode(reason) == ErrorCode.CHANGED:
             self.fail(reason)
             return
@@ -806,8 +713,7 @@ class Download:
             if call is not None and call.active():
                 call.cancel()
         self._timer = self._soon = self._wake = self._alone = None
-        for request in list(self._digestRequests.values()):
-            request.cancel()
+        self._digests.close()
         for state in list(self._sources.values()):
             for deferred, _ in list(state.inflight.values()):
                 deferred.cancel()

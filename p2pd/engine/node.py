@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from p2pd.engine.download import DIGEST_CHUNK, Download
+from p2pd.engine.download import Download
 from p2pd.engine.interfaces import (
     IServedFile,
     ISource,
@@ -41,6 +41,7 @@ from p2pd.engine.serving import (
     ServedFiles,
 )
 from p2pd.engine.tracker import Tracker
+from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp.codec import ErrorCode, Peer
 from p2pd.spp.url import BadURL, parse
 from p2pd.store.published import NotPublished, PublicDirectory
