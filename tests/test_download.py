@@ -676,10 +676,10 @@ class SchedulingCostTests(SynchronousTestCase):
 
     def _inflightAgrees(self, download):
         counts: dict[int, int] = {}
-        for state in download._sources.values():
+        for state in download._sources:
             for index in state.inflight:
                 counts[index] = counts.get(index, 0) + 1
-        self.assertEqual(download._inflight, counts)
+        self.assertEqual(download._sources.inflight, counts)
 
     def test_inflightIndex(self):
         """
@@ -696,15 +696,15 @@ class SchedulingCostTests(SynchronousTestCase):
         reader = download.read(0)
         d = reader.read()
         self._inflightAgrees(download)
-        self.assertTrue(download._inflight)
+        self.assertTrue(download._sources.inflight)
         # The slow peer lags: its urgent blocks are asked of the origin too.
         clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
-        self.assertEqual(download._inflight[0], 2)
+        self.assertEqual(download._sources.inflight[0], 2)
         self._inflightAgrees(download)
         origin.answer(0)
         self.assertEqual(self.successResultOf(d), content[:BLOCK])
         self.assertIn(0, slow.cancelled)
-        self.assertNotIn(0, download._inflight)
+        self.assertNotIn(0, download._sources.inflight)
         self._inflightAgrees(download)
         index = min(origin.requests)
         origin.requests.pop(index).errback(SPPError(ErrorCode.BUSY, "busy"))
@@ -715,7 +715,7 @@ class SchedulingCostTests(SynchronousTestCase):
         slow.lose()
         self._inflightAgrees(download)
         download.close()
-        self.assertEqual(download._inflight, {})
+        self.assertEqual(download._sources.inflight, {})
 
     def test_requestsInBatches(self):
         """

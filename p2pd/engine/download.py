@@ -24,7 +24,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -34,13 +33,8 @@ from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource, errorCode
 from p2pd.engine.meta import FileMeta
 from p2pd.engine.reading import Reader
-from p2pd.engine.scheduling import (
-    PIPELINE,
-    SOURCE_TIMEOUT,
-    URGENT_BLOCKS,
-    Ask,
-    Wants,
-)
+from p2pd.engine.scheduling import SOURCE_TIMEOUT, URGENT_BLOCKS, Ask, Wants
+from p2pd.engine.sources import Sources, SourceState
 from p2pd.engine.verification import Digests, Verifier
 from p2pd.spp.codec import ErrorCode
 
@@ -79,32 +73,6 @@ class IBlockStore(Protocol):
     def close(self) -> None: ...
 
 
-class _Source:
-    """
-    The download's bookkeeping for one source.
-    """
-
-    def __init__(self, source: ISource, now: float) -> None:
-        self.source = source
-        self.inflight: dict[int, tuple[defer.Deferred[bytes], float]] = {}
-        self.rate = 0.0
-        self.lastProgress = now
-        self.misses = 0
-
-    @property
-    def free(self) -> int:
-        return PIPELINE - len(self.inflight)
-
-    def view(self) -> "scheduling.Source[_Source]":
-        """
-        The source as the scheduling policy sees it.
-        """
-        source = self.source
-        return scheduling.Source(
-            self, source.authoritative, source.has, len(self.inflight), self.rate
-        )
-
-
 class Download:
     """
     One version of one file, fetched from many sources for many readers.
@@ -136,10 +104,7 @@ class Download:
         self.failure: Failure | None = None
         self.onBadSource: Callable[[ISource], None] | None = None
         self.bytesBySource: dict[str, int] = {}
-        self._sources: dict[ISource, _Source] = {}
-        # How many sources each block is asked of (usually one), so
-        # scheduling need not look through every source's requests.
-        self._inflight: dict[int, int] = {}
+        self._sources = Sources(clock, self._arrived, self._refused)
         self._banned: set[str] = set()
         self._verifier = Verifier(meta, store, clock, hashing, self._checked)
         self._digests = Digests(meta, store, self._digestsArrived, self._digestsFailed)
@@ -193,7 +158,7 @@ class Download:
 
     @property
     def sources(self) -> list[ISource]:
-        return list(self._sources)
+        return self._sources.sources
 
     def addSource(self, source: ISource) -> bool:
         """
@@ -201,15 +166,14 @@ class Download:
         """
         if source.name in self._banned or source in self._sources or self._closed:
             return False
-        self._sources[source] = _Source(source, self.clock.seconds())
+        self._sources.add(source)
         source.onHave = lambda ranges: self._scheduleSoon()
         source.onLost = lambda reason: self._sourceLost(source, reason)
         self.schedule()
         return True
 
     def _sourceLost(self, source: ISource, reason: Failure) -> None:
-        state = self._sources.pop(source, None)
-        if state is None:
+        if self._sources.remove(source) is None:
             return
         self._log.info(
             "{url}: source {source} gone: {reason}",
@@ -217,16 +181,13 @@ class Download:
             source=source.name,
             reason=reason.getErrorMessage(),
         )
-        for deferred, _ in list(state.inflight.values()):
-            deferred.cancel()
         self.schedule()
 
     def dropSource(self, source: ISource, why: str) -> None:
         """
         Stop using C{source} (it lags, or misbehaves) and close it.
         """
-        state = self._sources.pop(source, None)
-        if state is None:
+        if self._sources.remove(source) is None:
             return
         self._log.info(
             "{url}: dropping source {source}: {why}",
@@ -234,8 +195,6 @@ class Download:
             source=source.name,
             why=why,
         )
-        for deferred, _ in list(state.inflight.values()):
-            deferred.cancel()
         source.onLost = None
         source.onHave = None
         source.close()
@@ -410,7 +369,7 @@ class Download:
             waited = {r.block for r in self.readers if r.waiting}
             order = [pair for pair in order if pair[1] in waited]
         origin = next(
-            (s.source for s in self._sources.values() if s.source.authoritative),
+            (s.source for s in self._sources if s.source.authoritative),
             None,
         )
         if origin is not None:
@@ -431,14 +390,14 @@ class Download:
         state = scheduling.State(
             order,
             self._busy,
-            [source.view() for source in self._sources.values()],
+            [source.view() for source in self._sources],
             self.searching,
             now,
             self._originAfter,
         )
         for step in scheduling.plan(state, self.rng):
             if isinstance(step, Ask):
-                self._request(step.source, step.block)
+                self._sources.ask(step.source, step.block)
                 if self._rescheduled:
                     return
             else:
@@ -454,7 +413,7 @@ class Download:
         or here.
         """
         return (
-            index in self._inflight
+            index in self._sources.inflight
             or self._verifier.pending(index)
             or self._have(index)
         )
@@ -474,31 +433,13 @@ class Download:
         Cancel requests for blocks no reader wants any more.
         """
         have = self._have
-        unwanted = scheduling.unwanted(self._inflight, wants.kept, have)
-        for state in list(self._sources.values()) if unwanted else ():
-            for index in unwanted:
-                deferred = self._untrack(state, index)
-                if deferred is not None:
-                    deferred.cancel()
+        unwanted = scheduling.unwanted(self._sources.inflight, wants.kept, have)
+        if unwanted:
+            self._sources.cancel(unwanted)
         if self._originAfter:
             kept = wants.kept
             for index in [i for i in self._originAfter if i not in kept or have(i)]:
                 del self._originAfter[index]
-
-    def _untrack(self, state: _Source, index: int) -> defer.Deferred[bytes] | None:
-        """
-        Forget C{state}'s request for block C{index}; its Deferred, if it
-        was still outstanding.
-        """
-        entry = state.inflight.pop(index, None)
-        if entry is None:
-            return None
-        count = self._inflight[index] - 1
-        if count:
-            self._inflight[index] = count
-        else:
-            del self._inflight[index]
-        return entry[0]
 
     def _checkExhausted(self) -> None:
         """
@@ -508,7 +449,7 @@ class Download:
         """
         if self.searching:
             return
-        authority = any(s.source.authoritative for s in self._sources.values())
+        authority = any(s.source.authoritative for s in self._sources)
         for reader in list(self.readers):
             if not reader.waiting:
                 continue
@@ -517,9 +458,9 @@ class Download:
                 reader.fail(
                     Failure(DownloadFailed(f"no source of the digest of block {index}"))
                 )
-            elif self._verifier.pending(index) or index in self._inflight:
+            elif self._verifier.pending(index) or index in self._sources.inflight:
                 continue
-            elif not any(s.source.has(index) for s in self._sources.values()):
+            elif not any(s.source.has(index) for s in self._sources):
                 reader.fail(Failure(DownloadFailed(f"no source holds block {index}")))
 
     def fail(self, reason: Failure) -> None:
@@ -532,21 +473,10 @@ class Download:
 
     # -- requests
 
-    def _request(self, state: _Source, index: int) -> None:
-        deferred = state.source.getBlock(index)
-        state.inflight[index] = (deferred, self.clock.seconds())
-        self._inflight[index] = self._inflight.get(index, 0) + 1
-        deferred.addCallbacks(
-            self._arrived,
-            self._requestFailed,
-            callbackArgs=(state, index),
-            errbackArgs=(state, index),
-        )
-
-    def _requestFailed(self, reason: Failure, state: _Source, index: int) -> None:
-        self._untrack(state, index)
-        if reason.check(defer.CancelledError):
-            return
+    def _refused(self, reason: Failure, state: SourceState) -> None:
+        """
+        C{state}'s source failed a request.
+        """
         if errorCode(reason) == ErrorCode.UNAVAILABLE:
             state.misses += 1
             if state.misses > MAX_MISSES:
@@ -562,22 +492,9 @@ class Download:
             return
         self.schedule()
 
-    def _arrived(self, data: bytes, state: _Source, index: int) -> None:
-        now = self.clock.seconds()
-        issued = state.inflight[index][1] if index in state.inflight else now
-        self._untrack(state, index)
-        elapsed = now - max(issued, state.lastProgress)
-        if elapsed > 0:
-            sample = len(data) / elapsed
-            state.rate = sample if not state.rate else 0.7 * state.rate + 0.3 * sample
-        state.lastProgress = now
+    def _arrived(self, state: SourceState, index: int, data: bytes) -> None:
         name = state.source.name
         self.bytesBySource[name] = self.bytesBySource.get(name, 0) + len(data)
-        if index in self._inflight:
-            for other in list(self._sources.values()):
-                deferred = self._untrack(other, index)
-                if deferred is not None:
-                    deferred.cancel()
         if not self._have(index):
             self._verify(state.source, index, data)
         self.schedule()
@@ -668,7 +585,7 @@ class Download:
     # -- lagging sources
 
     def _armTimer(self) -> None:
-        busy = any(s.inflight for s in self._sources.values())
+        busy = any(s.inflight for s in self._sources)
         if busy and self._timer is None:
             self._timer = self.clock.callLater(CHECK_INTERVAL, self._check)
 
@@ -679,12 +596,10 @@ class Download:
         self._timer = None
         now = self.clock.seconds()
         urgent = {i for u, i in self._wanted() if u < URGENT_BLOCKS}
-        for state in list(self._sources.values()):
+        for state in self._sources:
             if not state.inflight:
                 continue
-            quiet = now - max(
-                state.lastProgress, min(t for _, t in state.inflight.values())
-            )
+            quiet = state.quiet(now)
             if quiet >= SOURCE_TIMEOUT:
                 self.dropSource(state.source, f"no data for {quiet:.0f} s")
                 continue
@@ -693,14 +608,14 @@ class Download:
             for index in [i for i in state.inflight if i in urgent]:
                 others = [
                     s
-                    for s in self._sources.values()
+                    for s in self._sources
                     if s is not state
                     and s.free > 0
                     and s.source.has(index)
                     and index not in s.inflight
                 ]
                 if others:
-                    self._request(max(others, key=lambda s: s.rate), index)
+                    self._sources.ask(max(others, key=lambda s: s.rate), index)
         self.schedule()
         self._armTimer()
 
@@ -714,13 +629,11 @@ class Download:
                 call.cancel()
         self._timer = self._soon = self._wake = self._alone = None
         self._digests.close()
-        for state in list(self._sources.values()):
-            for deferred, _ in list(state.inflight.values()):
-                deferred.cancel()
+        for state in self._sources:
+            self._sources.remove(state.source)
             state.source.onLost = None
             state.source.onHave = None
             state.source.close()
-        self._sources.clear()
         for reader in list(self.readers):
             reader.fail(Failure(DownloadFailed("download closed")))
         self._recent.clear()

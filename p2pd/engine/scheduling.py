@@ -280,6 +280,15 @@ def unwanted(
     return [i for i in inflight if i not in kept or have(i)]
 
 
+def measured(rate: float, size: int, elapsed: float) -> float:
+    """
+    A source's rate, in bytes per second, once it has sent C{size} bytes in
+    C{elapsed} seconds: a moving average, the first sample taken as is.
+    """
+    sample = size / elapsed
+    return sample if not rate else 0.7 * rate + 0.3 * sample
+
+
 def lagging(quiet: float, rate: float, blockSize: int) -> bool:
     """
     Whether a source that has sent nothing for C{quiet} seconds lags, at
