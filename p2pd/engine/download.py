@@ -6,17 +6,19 @@ verified, stored, and handed to readers in order.
 A reader says "bytes from X on, in order". The download wants the blocks just
 ahead of every reader (nearest first), the head and tail of the file early
 (players probe both), and every digest eventually, so playback can finish
-from peers if the origin goes away. Peers are preferred; the origin (and
-mirrors) serve what no peer holds and anything urgent. A source that lags has
-its urgent blocks asked of another; a source that sends a bad block is dropped
-and not asked again.
+from peers if the origin goes away. What to ask of whom is the scheduling
+policy's (L{p2pd.engine.scheduling}); the download runs its passes, and
+keeps the books: its sources and their requests (L{p2pd.engine.sources}),
+blocks checked against digests (L{p2pd.engine.verification}), its readers
+(L{p2pd.engine.reading}). A source that lags has its urgent blocks asked of
+another; a source that sends a bad block is dropped and not asked again.
 
 When the store refuses a block (a full or failing disk), the stream goes on
 from memory: the download then asks only for the few blocks just ahead of
 its readers (L{MEMORY_BYTES} each), keeps them (and any it asked for before,
-up to L{READAHEAD_BYTES} ahead) until read, and asks for nothing when no
-reader wants anything, until the store takes a block again. Memory follows
-what readers ask for, never the size the origin announces.
+up to L{scheduling.READAHEAD_BYTES} ahead) until read, and asks for nothing
+when no reader wants anything, until the store takes a block again. Memory
+follows what readers ask for, never the size the origin announces.
 """
 
 import random
