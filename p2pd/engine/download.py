@@ -22,7 +22,6 @@ follows what readers ask for, never the size the origin announces.
 """
 
 import random
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -33,9 +32,10 @@ from twisted.python.threadpool import ThreadPool
 
 from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource, errorCode
+from p2pd.engine.memory import RecentBlocks
 from p2pd.engine.meta import FileMeta
 from p2pd.engine.reading import Reader
-from p2pd.engine.scheduling import SOURCE_TIMEOUT, URGENT_BLOCKS, Ask, Wants
+from p2pd.engine.scheduling import URGENT_BLOCKS, Ask, Wants
 from p2pd.engine.sources import Sources, SourceState
 from p2pd.engine.verification import Digests, Verifier
 from p2pd.spp.codec import ErrorCode
@@ -130,13 +130,7 @@ class Download:
         self._deserted = False
         # Whether a reader has moved since the last scheduling pass.
         self._moved = False
-        # Blocks just verified or read, so readers close behind the download
-        # (the usual case) get them without reading them back. A few MiB do:
-        # blocks this process verified are read back without hashing, and
-        # every stream's memory counts against a viewer's. While the store
-        # refuses blocks, this is all readers have: it keeps a few MiB per
-        # reader, and the blocks they still want.
-        self._recent: OrderedDict[int, bytes] = OrderedDict()
+        self._recent = RecentBlocks()
         self._recentBlocks = max(2, memoryBytes // meta.blockSize)
         self._edges = scheduling.headAndTail(meta.blocks, meta.blockSize)
 
@@ -246,7 +240,6 @@ class Download:
         """
         data = self._recent.get(index)
         if data is not None:
-            self._recent.move_to_end(index)
             return data
         if not self.store.has(index):
             return None
@@ -256,22 +249,14 @@ class Download:
         return data
 
     def _remember(self, index: int, data: bytes) -> None:
-        recent = self._recent
-        recent[index] = data
-        recent.move_to_end(index)
+        """
+        Keep block C{index} in memory: a few MiB, per reader while the store
+        refuses blocks.
+        """
         limit = self._recentBlocks
         if self._unstored:
             limit *= max(1, len(self.readers))
-        excess = len(recent) - limit
-        # The oldest go first, but never a block only here that a reader
-        # still wants.
-        wanted, has = self._wants.kept, self.store.has
-        for old in list(recent) if excess > 0 else ():
-            if old not in wanted or has(old):
-                del recent[old]
-                excess -= 1
-                if not excess:
-                    break
+        self._recent.keep(index, data, limit, self._wants.kept, self.store.has)
 
     @property
     def complete(self) -> bool:
@@ -596,30 +581,15 @@ class Download:
         Move urgent blocks away from lagging sources; drop silent ones.
         """
         self._timer = None
-        now = self.clock.seconds()
         urgent = {i for u, i in self._wanted() if u < URGENT_BLOCKS}
-        for state in self._sources:
-            if not state.inflight:
-                continue
-            quiet = state.quiet(now)
-            if quiet >= SOURCE_TIMEOUT:
-                self.dropSource(state.source, f"no data for {quiet:.0f} s")
-                continue
-            if not scheduling.lagging(quiet, state.rate, self.meta.blockSize):
-                continue
-            for index in [i for i in state.inflight if i in urgent]:
-                others = [
-                    s
-                    for s in self._sources
-                    if s is not state
-                    and s.free > 0
-                    and s.source.has(index)
-                    and index not in s.inflight
-                ]
-                if others:
-                    self._sources.ask(max(others, key=lambda s: s.rate), index)
+        self._sources.relieve(
+            self.clock.seconds(), urgent, self.meta.blockSize, self._silent
+        )
         self.schedule()
         self._armTimer()
+
+    def _silent(self, state: SourceState, quiet: float) -> None:
+        self.dropSource(state.source, f"no data for {quiet:.0f} s")
 
     def close(self) -> None:
         """

@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.test_download -*-
 """
 The sources of a download and the blocks asked of them: the requests in
-flight to each, and what its answers tell of it (its rate, its misses).
+flight to each, what its answers tell of it (its rate, its misses), and
+sources that lag or fall silent.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -12,7 +13,7 @@ from twisted.python.failure import Failure
 
 from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource
-from p2pd.engine.scheduling import PIPELINE
+from p2pd.engine.scheduling import PIPELINE, SOURCE_TIMEOUT
 
 
 class SourceState:
@@ -128,6 +129,39 @@ class Sources:
                 deferred = self._untrack(state, index)
                 if deferred is not None:
                     deferred.cancel()
+
+    def relieve(
+        self,
+        now: float,
+        urgent: Container[int],
+        blockSize: int,
+        silent: Callable[[SourceState, float], None],
+    ) -> None:
+        """
+        Ask the blocks C{urgent} that lagging sources were asked for of
+        another source as well (the fastest with room that holds them);
+        call C{silent(state, quiet)} for each source silent too long.
+        """
+        for state in self:
+            if not state.inflight:
+                continue
+            quiet = state.quiet(now)
+            if quiet >= SOURCE_TIMEOUT:
+                silent(state, quiet)
+                continue
+            if not scheduling.lagging(quiet, state.rate, blockSize):
+                continue
+            for index in [i for i in state.inflight if i in urgent]:
+                others = [
+                    s
+                    for s in self
+                    if s is not state
+                    and s.free > 0
+                    and s.source.has(index)
+                    and index not in s.inflight
+                ]
+                if others:
+                    self.ask(max(others, key=lambda s: s.rate), index)
 
     def _untrack(self, state: SourceState, index: int) -> defer.Deferred[bytes] | None:
         """
