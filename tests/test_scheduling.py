@@ -53,9 +53,16 @@ def run(
     searching: bool = False,
     originAfter: dict[int, float] | None = None,
     seed: int = 0,
+    due: float | None = None,
 ) -> list[Ask[str] | Hold]:
     state = State(
-        wanted, set(busy).__contains__, sources, searching, NOW, originAfter or {}
+        wanted,
+        set(busy).__contains__,
+        sources,
+        searching,
+        NOW,
+        originAfter or {},
+        due,
     )
     return list(plan(state, random.Random(seed)))
 
@@ -173,7 +180,8 @@ class PlanTableTests(SynchronousTestCase):
         """
         With peers about and none holding it, a block that is not urgent is
         held back for a random while of at most ORIGIN_DELAY, drawn once:
-        the download remembers it, and asks the origin once it is over.
+        the download remembers it, plans again then unless a pass is due
+        before, and asks the origin once it is over.
         """
         sources = [source("o"), source("p", holds=[])]
         wanted = [(URGENT_BLOCKS, 70)]
@@ -182,6 +190,9 @@ class PlanTableTests(SynchronousTestCase):
         self.assertEqual(steps, [Hold(70, until)])
         self.assertEqual(
             run(sources, wanted, originAfter={70: until}), [Hold(70, until)]
+        )
+        self.assertEqual(
+            run(sources, wanted, originAfter={70: until}, due=until - 0.1), []
         )
         self.assertEqual(run(sources, wanted, originAfter={70: NOW}), [Ask("o", 70)])
 
@@ -192,7 +203,9 @@ class PlanTableTests(SynchronousTestCase):
         the generator where it was.
         """
         rng = random.Random(4)
-        state = State(ahead(0, 10), set().__contains__, [source("o")], False, NOW, {})
+        state = State(
+            ahead(0, 10), set().__contains__, [source("o")], False, NOW, {}, None
+        )
         before = rng.getstate()
         self.assertEqual(next(plan(state, rng)), Ask("o", 0))
         self.assertEqual(rng.getstate(), before)
@@ -321,7 +334,10 @@ def situations(draw: st.DrawFn) -> tuple[State[str], int]:
     after = draw(
         st.dictionaries(st.integers(0, blocks - 1), st.floats(NOW - 3, NOW + 3))
     )
-    state = State(wanted, busy.__contains__, sources, draw(st.booleans()), NOW, after)
+    due = draw(st.none() | st.floats(NOW, NOW + 3))
+    state = State(
+        wanted, busy.__contains__, sources, draw(st.booleans()), NOW, after, due
+    )
     return state, draw(st.integers(0, 1000))
 
 

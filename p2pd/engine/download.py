@@ -238,7 +238,7 @@ class Download:
         A verified block: from the recent blocks in memory, else from the
         store (which checks it against its digest if this process has not).
         """
-        data = self._recent.get(index)
+        data = self._recent.recall(index)
         if data is not None:
             return data
         if not self.store.has(index):
@@ -381,6 +381,7 @@ class Download:
             self.searching,
             now,
             self._originAfter,
+            self._wake.getTime() if self._wake and self._wake.active() else None,
         )
         for step in scheduling.plan(state, self.rng):
             if isinstance(step, Ask):
@@ -397,12 +398,14 @@ class Download:
     def _busy(self, index: int) -> bool:
         """
         Whether block C{index} needs no request: asked for, being verified,
-        or here.
+        or here (as L{_have}, inline: this runs for every wanted block of
+        every pass).
         """
         return (
             index in self._sources.inflight
             or self._verifier.pending(index)
-            or self._have(index)
+            or index in self._recent
+            or self.store.has(index)
         )
 
     def _wakeAt(self, when: float, now: float) -> None:

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Container
 
 
-class RecentBlocks:
+class RecentBlocks(OrderedDict[int, bytes]):
     """
     Blocks just verified or read, so readers close behind the download (the
     usual case) get them without reading them back. A few MiB do: blocks
@@ -17,22 +17,13 @@ class RecentBlocks:
     still want.
     """
 
-    def __init__(self) -> None:
-        self._blocks: OrderedDict[int, bytes] = OrderedDict()
-
-    def __contains__(self, index: int) -> bool:
-        return index in self._blocks
-
-    def __len__(self) -> int:
-        return len(self._blocks)
-
-    def get(self, index: int) -> bytes | None:
+    def recall(self, index: int) -> bytes | None:
         """
         Block C{index}, if it is here; it is then the last to go.
         """
-        data = self._blocks.get(index)
+        data = self.get(index)
         if data is not None:
-            self._blocks.move_to_end(index)
+            self.move_to_end(index)
         return data
 
     def keep(
@@ -48,16 +39,12 @@ class RecentBlocks:
         first, but never a block only here (not C{stored}) that a reader
         still C{wanted}.
         """
-        blocks = self._blocks
-        blocks[index] = data
-        blocks.move_to_end(index)
-        excess = len(blocks) - limit
-        for old in list(blocks) if excess > 0 else ():
+        self[index] = data
+        self.move_to_end(index)
+        excess = len(self) - limit
+        for old in list(self) if excess > 0 else ():
             if old not in wanted or stored(old):
-                del blocks[old]
+                del self[old]
                 excess -= 1
                 if not excess:
                     break
-
-    def clear(self) -> None:
-        self._blocks.clear()

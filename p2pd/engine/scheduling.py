@@ -27,7 +27,7 @@ trade them.
 import random
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 # How far ahead of a reader blocks are fetched.
 READAHEAD_BYTES = 16 * 1024 * 1024
@@ -129,7 +129,7 @@ def wanted(
     return Wants(order, frozenset(kept))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Source(Generic[K]):
     """
     What scheduling knows of one source.
@@ -160,6 +160,7 @@ class State(Generic[K]):
     @ivar searching: whether the node may still find more sources.
     @ivar originAfter: when each block only an origin holds may be asked of
         it (drawn by earlier passes).
+    @ivar due: when the next pass is set to run, if it is.
     """
 
     wanted: Sequence[tuple[int, int]]
@@ -168,10 +169,10 @@ class State(Generic[K]):
     searching: bool
     now: float
     originAfter: Mapping[int, float]
+    due: float | None
 
 
-@dataclass(frozen=True)
-class Ask(Generic[K]):
+class Ask(NamedTuple, Generic[K]):
     """
     Ask source C{source} for block C{block}.
     """
@@ -180,11 +181,10 @@ class Ask(Generic[K]):
     block: int
 
 
-@dataclass(frozen=True)
-class Hold:
+class Hold(NamedTuple):
     """
-    Block C{block} is for the origin only from C{until} (the download
-    remembers it, and plans again then).
+    Block C{block} is for the origin only from C{until}: the download
+    remembers it, and plans again then (unless a pass is due before).
     """
 
     block: int
@@ -199,7 +199,8 @@ def plan(state: State[K], rng: random.Random) -> Iterator[Ask[K] | Hold]:
     answers at once) stops taking steps and plans again, and the steps not
     taken have drawn nothing from C{rng}.
     """
-    sources = state.sources
+    sources, busy, searching = state.sources, state.busy, state.searching
+    now, originAfter, due = state.now, state.originAfter, state.due
     peers = [s for s in sources if not s.authoritative]
     free = {s: PIPELINE - s.inflight for s in sources}
     # Blocks that are not urgent go to a source only in batches.
@@ -209,11 +210,11 @@ def plan(state: State[K], rng: random.Random) -> Iterator[Ask[K] | Hold]:
     originOnly: list[int] = []
     for urgency, index in state.wanted:
         urgent = urgency < URGENT_BLOCKS
-        if not (urgent or (anyRoom and not state.searching) or peers):
+        if not (urgent or (anyRoom and not searching) or peers):
             # Only origins, and none with room or peers may yet be found:
             # nothing more to ask now.
             break
-        if state.busy(index):
+        if busy(index):
             continue
         holders = [s for s in peers if s.has(index)] if peers else peers
         if urgent:
@@ -229,18 +230,23 @@ def plan(state: State[K], rng: random.Random) -> Iterator[Ask[K] | Hold]:
             # lag check asks someone else.
             candidates = [s for s in holders if room[s] > 0]
         else:
-            if not state.searching and any(s.has(index) for s in sources):
+            if not searching and any(s.has(index) for s in sources):
                 if not peers:
                     originOnly.append(index)
                     continue
-                after = state.originAfter.get(index)
+                after = originAfter.get(index)
+                drawn = after is None
                 if after is None:
-                    after = state.now + rng.uniform(0, ORIGIN_DELAY)
-                    yield Hold(index, after)
-                elif after > state.now:
-                    yield Hold(index, after)
-                if after <= state.now:
+                    after = now + rng.uniform(0, ORIGIN_DELAY)
+                if after <= now:
+                    if drawn:
+                        yield Hold(index, after)
                     originOnly.append(index)
+                elif drawn or due is None or after < due:
+                    # Remembered, and a pass then, unless one is due before.
+                    yield Hold(index, after)
+                    if due is None or after < due:
+                        due = after
             continue
         if candidates:
             source = fastest(candidates)
