@@ -12,8 +12,8 @@ and keeps its books.
   - L{plan}: given what is wanted, what is already here or asked for, and
     each source's pipeline, holdings and measured rate, the requests to
     send, in order.
-  - L{unwanted}: requests to cancel; L{lagging}: sources too slow for the
-    urgent blocks they were asked for.
+  - L{unwanted}: requests to cancel; L{measured}: a source's rate;
+    L{lagging}: sources too slow for the urgent blocks they were asked for.
 
 Peers are preferred; the origin (and mirrors) serve what no peer holds and
 anything urgent. While the node may still find peers, blocks only an origin
