@@ -23,8 +23,10 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from p2pd.core.meta import FileMeta
-from p2pd.engine import download as dl
-from p2pd.engine.download import DIGEST_CHUNK, Download, Reader
+from p2pd.engine import scheduling
+from p2pd.engine.download import Download
+from p2pd.engine.reading import Reader
+from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp import codec
 from p2pd.store import cache as cachemodule
 from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache
@@ -416,7 +418,7 @@ class RefusedWritesMixin:
         asked = list(self.origin.requested)
         for _ in range(10):
             self.clock.advance(STORE_RETRY)
-            self.download._schedule()
+            self.download.schedule()
         self.assertEqual(self.origin.requested, asked)
         self.assertEqual(self.disk.refused, 1)
 
@@ -451,7 +453,7 @@ class RefusedWritesMixin:
         Two players reading 20 blocks apart in turns, on a disk that stores
         nothing, each get their bytes, and no block is fetched twice: what
         the one ahead has fetched is kept for the other, as it is within
-        L{dl.READAHEAD_BYTES} of it.
+        L{scheduling.READAHEAD_BYTES} of it.
         """
         self.disk.full = True
         self.download.addSource(self.origin)
@@ -468,12 +470,12 @@ class RefusedWritesMixin:
 
     def test_farApartReaders(self) -> None:
         """
-        Two players further apart than L{dl.READAHEAD_BYTES}: each block is
-        fetched once for each player that reads it, and memory holds only
-        what is ahead of each, not all that lies between them.
+        Two players further apart than L{scheduling.READAHEAD_BYTES}: each
+        block is fetched once for each player that reads it, and memory holds
+        only what is ahead of each, not all that lies between them.
         """
         self.disk.full = True
-        self.patch(dl, "READAHEAD_BYTES", 8 * BLOCK)
+        self.patch(scheduling, "READAHEAD_BYTES", 8 * BLOCK)
         self.download.addSource(self.origin)
         first = self.download.read(0)
         second = self.download.read(20 * BLOCK)
@@ -584,7 +586,7 @@ class AnnouncedSizeTests(SynchronousTestCase):
             self.assertEqual(self.successResultOf(readAll(reader)), bytes(10))
             reader.close()
         clock.advance(2 * STORE_RETRY)
-        download._schedule()
+        download.schedule()
         self.assertEqual(origin.digestsAsked, 2 * DIGEST_CHUNK + 8 * 4096 + 4096)
         peak = tracemalloc.get_traced_memory()[1]
         # ext4 refuses the last block of a 16 TiB file (EFBIG): it is then

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.engine import download as dl
+from p2pd.engine import scheduling, verification
 from p2pd.engine.download import Download, DownloadFailed
 from tests.fakes import FakeSource, MemoryStore, QueuedThreads
 
@@ -95,10 +96,14 @@ class DownloadTests(SynchronousTestCase):
         download.searching = False
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
-        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE)
         download.read(20 * BLOCK)
-        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
-        self.assertTrue(set(range(20, 20 + dl.URGENT_BLOCKS)) <= set(origin.requests))
+        self.assertEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
+        self.assertTrue(
+            set(range(20, 20 + scheduling.URGENT_BLOCKS)) <= set(origin.requests)
+        )
 
     def test_peersPreferredForNonUrgent(self):
         """
@@ -111,7 +116,7 @@ class DownloadTests(SynchronousTestCase):
         download.addSource(origin)
         download.addSource(peer)
         download.read(0)
-        far = [i for i in origin.requested if i >= dl.URGENT_BLOCKS and i < 30]
+        far = [i for i in origin.requested if i >= scheduling.URGENT_BLOCKS and i < 30]
         self.assertEqual(far, [])
         self.assertTrue(peer.requested)
 
@@ -151,7 +156,7 @@ class DownloadTests(SynchronousTestCase):
         # The digests come from an authority; add one that never answers blocks.
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
-        clock.advance(dl.LAG_MIN + dl.CHECK_INTERVAL)
+        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
         clock.advance(dl.CHECK_INTERVAL)
         self.assertEqual(self.successResultOf(d), content[:BLOCK])
 
@@ -179,7 +184,7 @@ class DownloadTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(0)
-        for _ in range(int(dl.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1):
+        for _ in range(int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1):
             clock.advance(dl.CHECK_INTERVAL)
         self.assertTrue(origin.closed)
         self.assertEqual(download.sources, [])
@@ -196,7 +201,7 @@ class DownloadTests(SynchronousTestCase):
         origin.lose()
         self.assertNoResult(d)
         download.searching = False
-        download._schedule()
+        download.schedule()
         self.failureResultOf(d, DownloadFailed)
 
     def test_unavailableBlockRetried(self):
@@ -330,7 +335,7 @@ class SchedulingTests(SynchronousTestCase):
         download.read(50 * BLOCK)
         self.assertTrue(all(i < 54 or i in download._edges for i in origin.requested))
         download.searching = False
-        download._schedule()
+        download.schedule()
         self.assertTrue(any(54 <= i < 90 for i in origin.requested))
 
     def test_peerPreferredForUrgentBlocks(self):
@@ -448,9 +453,9 @@ class DigestTests(SynchronousTestCase):
         )
         download.addSource(origin)
         download.read(0, 10 * BLOCK)
-        self.assertTrue(all(count <= dl.DIGEST_CHUNK for _, count in asked))
+        self.assertTrue(all(count <= verification.DIGEST_CHUNK for _, count in asked))
         origin.answer(min(origin.requests))
-        self.assertGreater(max(count for _, count in asked), dl.DIGEST_CHUNK)
+        self.assertGreater(max(count for _, count in asked), verification.DIGEST_CHUNK)
         self.assertLessEqual(len(asked), 6)
         self.assertTrue(all(download.store.digest(i) for i in range(300)))
 
@@ -469,7 +474,7 @@ class DigestTests(SynchronousTestCase):
         origin.lose()
         download.addSource(peer)
         download.searching = False
-        download._schedule()
+        download.schedule()
         self.failureResultOf(d, DownloadFailed)
 
 
@@ -506,13 +511,13 @@ class SwarmPolicyTests(SynchronousTestCase):
         download.addSource(origin)
         download.addSource(peer)
         download.read(50 * BLOCK)
-        urgent = set(range(50, 50 + dl.URGENT_BLOCKS))
+        urgent = set(range(50, 50 + scheduling.URGENT_BLOCKS))
         self.assertTrue(urgent <= set(origin.requested))
         self.assertFalse(set(origin.requested) - urgent - set(download._edges))
         peer.holds.add(70)
         peer.onHave([(70, 1)])
         origin.answerAll()
-        clock.advance(dl.ORIGIN_DELAY)
+        clock.advance(scheduling.ORIGIN_DELAY)
         self.assertIn(70, peer.requested)
         self.assertNotIn(70, origin.requested)
         self.assertTrue(any(60 <= i < 90 and i != 70 for i in origin.requested))
@@ -526,7 +531,9 @@ class SwarmPolicyTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(50 * BLOCK)
-        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+        self.assertEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
 
 
 class ThreadClock(task.Clock):
@@ -592,10 +599,10 @@ class SchedulingCostTests(SynchronousTestCase):
 
     def _inflightAgrees(self, download):
         counts: dict[int, int] = {}
-        for state in download._sources.values():
+        for state in download._sources:
             for index in state.inflight:
                 counts[index] = counts.get(index, 0) + 1
-        self.assertEqual(download._inflight, counts)
+        self.assertEqual(download._sources.inflight, counts)
 
     def test_inflightIndex(self):
         """
@@ -612,15 +619,15 @@ class SchedulingCostTests(SynchronousTestCase):
         reader = download.read(0)
         d = reader.read()
         self._inflightAgrees(download)
-        self.assertTrue(download._inflight)
+        self.assertTrue(download._sources.inflight)
         # The slow peer lags: its urgent blocks are asked of the origin too.
-        clock.advance(dl.LAG_MIN + dl.CHECK_INTERVAL)
-        self.assertEqual(download._inflight[0], 2)
+        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
+        self.assertEqual(download._sources.inflight[0], 2)
         self._inflightAgrees(download)
         origin.answer(0)
         self.assertEqual(self.successResultOf(d), content[:BLOCK])
         self.assertIn(0, slow.cancelled)
-        self.assertNotIn(0, download._inflight)
+        self.assertNotIn(0, download._sources.inflight)
         self._inflightAgrees(download)
         index = min(origin.requests)
         origin.requests.pop(index).errback(SPPError(ErrorCode.BUSY, "busy"))
@@ -631,7 +638,7 @@ class SchedulingCostTests(SynchronousTestCase):
         slow.lose()
         self._inflightAgrees(download)
         download.close()
-        self.assertEqual(download._inflight, {})
+        self.assertEqual(download._sources.inflight, {})
 
     def test_requestsInBatches(self):
         """
@@ -644,27 +651,31 @@ class SchedulingCostTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         reader = download.read(50 * BLOCK)
-        self.assertEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
-        for index in range(50, 50 + dl.URGENT_BLOCKS):
+        self.assertEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
+        for index in range(50, 50 + scheduling.URGENT_BLOCKS):
             origin.answer(index)
-        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE)
         sent = len(origin.requested)
         ahead = sorted(origin.requests)
-        for index in ahead[: dl.REQUEST_BATCH - 1]:
+        for index in ahead[: scheduling.REQUEST_BATCH - 1]:
             origin.answer(index)
         self.assertEqual(len(origin.requested), sent)
-        origin.answer(ahead[dl.REQUEST_BATCH - 1])
-        self.assertEqual(len(origin.requested), sent + dl.REQUEST_BATCH)
-        self.assertEqual(len(origin.requests), dl.PIPELINE)
+        origin.answer(ahead[scheduling.REQUEST_BATCH - 1])
+        self.assertEqual(len(origin.requested), sent + scheduling.REQUEST_BATCH)
+        self.assertEqual(len(origin.requests), scheduling.PIPELINE)
         # The reader moves on: the blocks that turn urgent are asked for at
         # once, though the pipeline is full.
-        for _ in range(dl.URGENT_BLOCKS):
+        for _ in range(scheduling.URGENT_BLOCKS):
             self.successResultOf(reader.read())
         self.assertNoResult(reader.read())
-        urgent = set(range(reader.block, reader.block + dl.URGENT_BLOCKS))
+        urgent = set(range(reader.block, reader.block + scheduling.URGENT_BLOCKS))
         self.assertTrue(urgent <= set(origin.requests))
-        self.assertGreater(len(origin.requests), dl.PIPELINE)
-        self.assertLessEqual(len(origin.requests), dl.PIPELINE + dl.URGENT_BLOCKS)
+        self.assertGreater(len(origin.requests), scheduling.PIPELINE)
+        self.assertLessEqual(
+            len(origin.requests), scheduling.PIPELINE + scheduling.URGENT_BLOCKS
+        )
 
     def test_orderFollowsReaders(self):
         """
@@ -676,7 +687,7 @@ class SchedulingCostTests(SynchronousTestCase):
 
         def fromScratch():
             urgency: dict[int, int] = {}
-            window = dl.READAHEAD_BYTES // BLOCK
+            window = scheduling.READAHEAD_BYTES // BLOCK
             for r in download.readers:
                 if r.position >= r.stop:
                     continue
@@ -684,22 +695,22 @@ class SchedulingCostTests(SynchronousTestCase):
                 for index in range(r.block, last + 1):
                     urgency[index] = min(urgency.get(index, 999), index - r.block)
             for index in download._edges:
-                urgency.setdefault(index, dl.URGENT_BLOCKS)
+                urgency.setdefault(index, scheduling.URGENT_BLOCKS)
             return sorted((u, i) for i, u in urgency.items())
 
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
         a = download.read(100 * BLOCK + 5, 110 * BLOCK)
-        order = download._order()
-        self.assertEqual(order, fromScratch())
-        self.assertIs(download._order(), order)
+        wants = download._wantsNow()
+        self.assertEqual(wants.order, fromScratch())
+        self.assertIs(download._wantsNow(), wants)
         a.position += 10
-        self.assertIs(download._order(), order)
+        self.assertIs(download._wantsNow(), wants)
         a.position = 101 * BLOCK
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
         download.read(197 * BLOCK)
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
         download.read(98 * BLOCK)
-        self.assertEqual(download._order(), fromScratch())
+        self.assertEqual(download._wantsNow().order, fromScratch())
 
     def _threaded(self):
         content = random.Random(3).randbytes(40 * BLOCK)

@@ -35,10 +35,11 @@ from p2pd.engine.backoff import (
     PEER_RETRY_MAX,
     PeerBackoff,
 )
-from p2pd.engine.download import DIGEST_CHUNK, Download, DownloadFailed
+from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile
 from p2pd.engine.node import IDLE_DOWNLOAD, PEER_INTERVAL, Node
 from p2pd.engine.tracker import Tracker
+from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.protocol import SPPFactory, SPPProtocol
 from p2pd.store.cache import BlockCache

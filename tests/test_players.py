@@ -29,7 +29,7 @@ from twisted.web.server import Site
 from twisted.web.static import File
 
 from p2pd.core.sizes import parseSize
-from p2pd.engine.download import DIGEST_CHUNK
+from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.tap import DEFAULT_BLOCK_SIZE
 from tests import clients
 from tests.media import getMedia

@@ -6,50 +6,51 @@ verified, stored, and handed to readers in order.
 A reader says "bytes from X on, in order". The download wants the blocks just
 ahead of every reader (nearest first), the head and tail of the file early
 (players probe both), and every digest eventually, so playback can finish
-from peers if the origin goes away. Peers are preferred; the origin (and
-mirrors) serve what no peer holds and anything urgent. A source that lags has
-its urgent blocks asked of another; a source that sends a bad block is dropped
-and not asked again.
+from peers if the origin goes away. What to ask of whom is the scheduling
+policy's (L{p2pd.engine.scheduling}); the download runs its passes, and
+keeps the books: its sources and their requests (L{p2pd.engine.sources}),
+blocks checked against digests (L{p2pd.engine.verification}), its readers
+(L{p2pd.engine.reading}). A source that lags has its urgent blocks asked of
+another; a source that sends a bad block is dropped and not asked again.
 
 When the store refuses a block (a full or failing disk), the stream goes on
 from memory: the download then asks only for the few blocks just ahead of
 its readers (L{MEMORY_BYTES} each), keeps them (and any it asked for before,
-up to L{READAHEAD_BYTES} ahead) until read, and asks for nothing when no
-reader wants anything, until the store takes a block again. Memory follows
-what readers ask for, never the size the origin announces.
+up to L{scheduling.READAHEAD_BYTES} ahead) until read, and asks for nothing
+when no reader wants anything, until the store takes a block again. Memory
+follows what readers ask for, never the size the origin announces.
 """
 
 import random
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from p2pd.core.errors import ErrorCode, errorCode
-from p2pd.core.meta import BlockRuns, FileMeta
+from p2pd.core.meta import FileMeta
+from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource
+from p2pd.engine.memory import RecentBlocks
+from p2pd.engine.reading import Reader
+from p2pd.engine.scheduling import URGENT_BLOCKS, Ask, Wants
+from p2pd.engine.sources import Sources, SourceState
+from p2pd.engine.verification import Digests, Verifier
 
-READAHEAD_BYTES = 16 * 1024 * 1024
-URGENT_BLOCKS = 4
-EDGE_BYTES = 512 * 1024
-EDGE_MAX_BLOCKS = 4
-PIPELINE = 8
-REQUEST_BATCH = 4
-DIGEST_CHUNK = 64
-DIGESTS_AT_ONCE = 4096
+# How often sources are checked for lagging.
 CHECK_INTERVAL = 0.5
-LAG_MIN = 1.0
-SOURCE_TIMEOUT = 10.0
+# A peer that cannot serve this many blocks it announced is dropped.
 MAX_MISSES = 8
+# The recent blocks a download keeps in memory (per reader while the store
+# refuses blocks).
 MEMORY_BYTES = 4 * 1024 * 1024
-ORIGIN_DELAY = 2.0
+# How long a new download's first block is asked for alone, at most.
 FIRST_BLOCK_ALONE = 0.005
+# Nothing wanted yet.
+NOTHING = Wants([], frozenset())
 
 
 class DownloadFailed(Exception):
@@ -72,100 +73,6 @@ class IBlockStore(Protocol):
     def setDigests(self, first: int, digests: bytes) -> None: ...
     def held(self) -> list[tuple[int, int]]: ...
     def close(self) -> None: ...
-
-
-class _Source:
-    """
-    The download's bookkeeping for one source.
-    """
-
-    def __init__(self, source: ISource, now: float) -> None:
-        self.source = source
-        self.inflight: dict[int, tuple[defer.Deferred[bytes], float]] = {}
-        self.rate = 0.0
-        # Requests this scheduling pass may still make of it beyond urgent
-        # ones.
-        self.room = 0
-        self.lastProgress = now
-        self.misses = 0
-
-    @property
-    def free(self) -> int:
-        return PIPELINE - len(self.inflight)
-
-
-def _rate(state: _Source) -> float:
-    return state.rate
-
-
-class Reader:
-    """
-    Bytes C{start} to C{stop} of a download, in order, one block at a time.
-    """
-
-    def __init__(self, download: "Download", start: int, stop: int) -> None:
-        self.download = download
-        self.position = start
-        self.stop = stop
-        self._waiting: defer.Deferred[bytes] | None = None
-        self.closed = False
-
-    @property
-    def block(self) -> int:
-        return self.download.meta.blockAt(self.position)
-
-    def read(self) -> "defer.Deferred[bytes]":
-        """
-        The next bytes (up to the end of the current block); b"" at the end.
-
-        Only one read may be outstanding; cancelling it is allowed.
-        """
-        assert self._waiting is None, "a read is already outstanding"
-        if self.position >= self.stop or self.closed:
-            return defer.succeed(b"")
-        data = self.download._blockData(self.block)
-        if data is not None:
-            return defer.succeed(self._take(data))
-        failure = self.download.failure
-        if failure is not None:
-            return defer.fail(failure)
-
-        def cancel(d: defer.Deferred[bytes]) -> None:
-            self._waiting = None
-
-        waiting: defer.Deferred[bytes] = defer.Deferred(cancel)
-        self._waiting = waiting
-        self.download._schedule()
-        return waiting
-
-    def _take(self, data: bytes) -> bytes:
-        start = self.download.meta.blockStart(self.block)
-        piece = data[self.position - start : self.stop - start]
-        self.position += len(piece)
-        self.download._moved = True
-        return piece
-
-    def _available(self, index: int) -> None:
-        if self._waiting is not None and index == self.block:
-            data = self.download._blockData(index)
-            if data is not None:
-                waiting, self._waiting = self._waiting, None
-                waiting.callback(self._take(data))
-
-    def _failed(self, reason: Failure) -> None:
-        if self._waiting is not None:
-            waiting, self._waiting = self._waiting, None
-            waiting.errback(reason)
-
-    def close(self) -> None:
-        """
-        The reader is done; work only it needed stops.
-        """
-        if not self.closed:
-            self.closed = True
-            if self._waiting is not None:
-                self._waiting.cancel()
-            self.download._readerClosed(self)
 
 
 class Download:
@@ -194,25 +101,15 @@ class Download:
         self.store = store
         self.clock = clock
         self.rng = rng or random.Random()
-        self.hashing = hashing
-        self._verifying: set[int] = set()
         self.readers: set[Reader] = set()
         self.searching = True
         self.failure: Failure | None = None
         self.onBadSource: Callable[[ISource], None] | None = None
         self.bytesBySource: dict[str, int] = {}
-        self._sources: dict[ISource, _Source] = {}
-        # How many sources each block is asked of (usually one), so
-        # scheduling need not look through every source's requests.
-        self._inflight: dict[int, int] = {}
+        self._sources = Sources(clock, self._arrived, self._refused)
         self._banned: set[str] = set()
-        self._unverified: dict[int, tuple[ISource, bytes]] = {}
-        self._digestRequests: dict[tuple[int, int], defer.Deferred[bytes]] = {}
-        self._background: tuple[int, int] | None = None
-        self._digestCursor = 0
-        # Blocks whose digests the store has (or had: it may forget some
-        # before they are on disk), so scheduling need not ask it each pass.
-        self._knownDigests = BlockRuns()
+        self._verifier = Verifier(meta, store, clock, hashing, self._checked)
+        self._digests = Digests(meta, store, self._digestsArrived, self._digestsFailed)
         # Whether the store refused the last block it was given.
         self._unstored = False
         self._blocksIn = any(count for _, count in store.held())
@@ -226,26 +123,16 @@ class Download:
         self._delivering = False
         self._scheduling = False
         self._rescheduled = False
-        # What readers want: their blocks, and the (urgency, block) pairs
-        # and the blocks that follow from them (blocks asked for are kept).
-        self._plan: tuple[object, list[tuple[int, int]], set[int]] = (None, [], set())
+        # What readers want, and the readers' blocks it was worked out for.
+        self._wants = NOTHING
+        self._wantsFor: object = None
         # Every reader it had has closed: it fetches nothing for itself.
         self._deserted = False
         # Whether a reader has moved since the last scheduling pass.
         self._moved = False
-        # Blocks just verified or read, so readers close behind the download
-        # (the usual case) get them without reading them back. A few MiB do:
-        # blocks this process verified are read back without hashing, and
-        # every stream's memory counts against a viewer's. While the store
-        # refuses blocks, this is all readers have: it keeps a few MiB per
-        # reader, and the blocks they still want.
-        self._recent: OrderedDict[int, bytes] = OrderedDict()
+        self._recent = RecentBlocks()
         self._recentBlocks = max(2, memoryBytes // meta.blockSize)
-        blocks = meta.blocks
-        edge = min(EDGE_MAX_BLOCKS, max(1, EDGE_BYTES // meta.blockSize))
-        self._edges = [i for i in range(min(edge, blocks))] + [
-            i for i in range(max(edge, blocks - edge), blocks)
-        ]
+        self._edges = scheduling.headAndTail(meta.blocks, meta.blockSize)
 
     def firstBlockAlone(self, seconds: float = FIRST_BLOCK_ALONE) -> None:
         """
@@ -261,7 +148,7 @@ class Download:
 
     def _notAlone(self) -> None:
         self._alone = None
-        self._schedule()
+        self.schedule()
 
     def setSearching(self, searching: bool) -> None:
         """
@@ -269,13 +156,13 @@ class Download:
         """
         if searching != self.searching:
             self.searching = searching
-            self._schedule()
+            self.schedule()
 
     # -- sources
 
     @property
     def sources(self) -> list[ISource]:
-        return list(self._sources)
+        return self._sources.sources
 
     def addSource(self, source: ISource) -> bool:
         """
@@ -283,15 +170,14 @@ class Download:
         """
         if source.name in self._banned or source in self._sources or self._closed:
             return False
-        self._sources[source] = _Source(source, self.clock.seconds())
+        self._sources.add(source)
         source.onHave = lambda ranges: self._scheduleSoon()
         source.onLost = lambda reason: self._sourceLost(source, reason)
-        self._schedule()
+        self.schedule()
         return True
 
     def _sourceLost(self, source: ISource, reason: Failure) -> None:
-        state = self._sources.pop(source, None)
-        if state is None:
+        if self._sources.remove(source) is None:
             return
         self._log.info(
             "{url}: source {source} gone: {reason}",
@@ -299,16 +185,13 @@ class Download:
             source=source.name,
             reason=reason.getErrorMessage(),
         )
-        for deferred, _ in list(state.inflight.values()):
-            deferred.cancel()
-        self._schedule()
+        self.schedule()
 
     def dropSource(self, source: ISource, why: str) -> None:
         """
         Stop using C{source} (it lags, or misbehaves) and close it.
         """
-        state = self._sources.pop(source, None)
-        if state is None:
+        if self._sources.remove(source) is None:
             return
         self._log.info(
             "{url}: dropping source {source}: {why}",
@@ -316,12 +199,10 @@ class Download:
             source=source.name,
             why=why,
         )
-        for deferred, _ in list(state.inflight.values()):
-            deferred.cancel()
         source.onLost = None
         source.onHave = None
         source.close()
-        self._schedule()
+        self.schedule()
 
     # -- readers
 
@@ -332,10 +213,13 @@ class Download:
         reader = Reader(self, start, self.meta.size if stop is None else stop)
         self.readers.add(reader)
         self._deserted = False
-        self._schedule()
+        self.schedule()
         return reader
 
-    def _readerClosed(self, reader: Reader) -> None:
+    def readerClosed(self, reader: Reader) -> None:
+        """
+        C{reader} is done: what only it wanted is not fetched any more.
+        """
         self.readers.discard(reader)
         if not self.readers:
             # Nobody plays it now: its blocks in memory (megabytes for large
@@ -343,7 +227,7 @@ class Download:
             # nor are its head and tail fetched any more.
             self._recent.clear()
             self._deserted = True
-        self._schedule()
+        self.schedule()
 
     def _have(self, index: int) -> bool:
         """
@@ -351,14 +235,19 @@ class Download:
         """
         return index in self._recent or self.store.has(index)
 
-    def _blockData(self, index: int) -> bytes | None:
+    def readerMoved(self) -> None:
+        """
+        A reader has taken bytes: the next pass may want other blocks.
+        """
+        self._moved = True
+
+    def blockData(self, index: int) -> bytes | None:
         """
         A verified block: from the recent blocks in memory, else from the
         store (which checks it against its digest if this process has not).
         """
-        data = self._recent.get(index)
+        data = self._recent.recall(index)
         if data is not None:
-            self._recent.move_to_end(index)
             return data
         if not self.store.has(index):
             return None
@@ -368,22 +257,14 @@ class Download:
         return data
 
     def _remember(self, index: int, data: bytes) -> None:
-        recent = self._recent
-        recent[index] = data
-        recent.move_to_end(index)
+        """
+        Keep block C{index} in memory: a few MiB, per reader while the store
+        refuses blocks.
+        """
         limit = self._recentBlocks
         if self._unstored:
             limit *= max(1, len(self.readers))
-        excess = len(recent) - limit
-        # The oldest go first, but never a block only here that a reader
-        # still wants.
-        wanted, has = self._plan[2], self.store.has
-        for old in list(recent) if excess > 0 else ():
-            if old not in wanted or has(old):
-                del recent[old]
-                excess -= 1
-                if not excess:
-                    break
+        self._recent.keep(index, data, limit, self._wants.kept, self.store.has)
 
     @property
     def complete(self) -> bool:
@@ -403,66 +284,35 @@ class Download:
 
     def _wanted(self) -> list[tuple[int, int]]:
         """
-        (urgency, block) pairs, most urgent first: blocks ahead of each
-        reader, then the file's head and tail, less those held.
+        (urgency, block) pairs, most urgent first, less those held.
         """
         have = self._have
-        return [pair for pair in self._order() if not have(pair[1])]
+        return [pair for pair in self._wantsNow().order if not have(pair[1])]
 
-    def _order(self) -> list[tuple[int, int]]:
+    def _wantsNow(self) -> Wants:
         """
-        (urgency, block) pairs, most urgent first, held or not: worked out
-        again only when a reader has moved to another block (or come, or
-        gone), or the store has refused a block or taken one again, not for
-        every pass. While the store refuses blocks, only those just ahead of
-        readers: what is fetched must stay in memory until read. Blocks
-        further ahead asked for before are still taken and kept, not asked
-        for again later.
+        What readers want: worked out again only when a reader has moved to
+        another block (or come, or gone), or the store has refused a block
+        or taken one again, not for every pass.
         """
-        meta = self.meta
-        key = (
-            tuple(
-                (meta.blockAt(reader.position), reader.stop)
-                for reader in self.readers
-                if reader.position < reader.stop
-            ),
-            self._unstored,
-            self._deserted,
+        blockAt = self.meta.blockAt
+        readers = tuple(
+            (blockAt(reader.position), blockAt(reader.stop - 1))
+            for reader in self.readers
+            if reader.position < reader.stop
         )
-        if key == self._plan[0]:
-            return self._plan[1]
-        readahead = max(URGENT_BLOCKS + 1, READAHEAD_BYTES // meta.blockSize)
-        if self._unstored or self._deserted:
-            window, edges = self._recentBlocks, []
-        else:
-            window, edges = readahead, self._edges
-        readers = key[0]
-        if len(readers) == 1:
-            # One reader, the usual case: its blocks are in order already.
-            first, stop = readers[0]
-            last = min(meta.blockAt(stop - 1), first + window - 1)
-            order = [(index - first, index) for index in range(first, last + 1)]
-            extra = [(URGENT_BLOCKS, i) for i in edges if not first <= i <= last]
-            if extra:
-                order = sorted(order + extra)
-        else:
-            urgency: dict[int, int] = {}
-            for first, stop in readers:
-                last = min(meta.blockAt(stop - 1), first + window - 1)
-                for distance, index in enumerate(range(first, last + 1)):
-                    if distance < urgency.get(index, distance + 1):
-                        urgency[index] = distance
-            for index in edges:
-                urgency.setdefault(index, URGENT_BLOCKS)
-            order = sorted((u, i) for i, u in urgency.items())
-        kept = {i for _, i in order}
-        if self._unstored:
-            for first, stop in readers:
-                kept.update(
-                    range(first, min(meta.blockAt(stop - 1) + 1, first + readahead))
-                )
-        self._plan = (key, order, kept)
-        return order
+        key = (readers, self._unstored, self._deserted)
+        if key != self._wantsFor:
+            self._wantsFor = key
+            self._wants = scheduling.wanted(
+                readers,
+                self._edges,
+                self.meta.blockSize,
+                self._recentBlocks,
+                self._unstored,
+                self._deserted,
+            )
+        return self._wants
 
     def _scheduleSoon(self) -> None:
         """
@@ -474,9 +324,9 @@ class Download:
 
     def _scheduleNow(self) -> None:
         self._soon = None
-        self._schedule()
+        self.schedule()
 
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
         """
         Give every source with room the most urgent blocks it can serve.
 
@@ -497,161 +347,97 @@ class Download:
             self._scheduling = False
 
     def _assign(self) -> None:
+        """
+        One scheduling pass: send what L{scheduling.plan} asks for, until a
+        source answers at once (the next pass goes on).
+        """
         self._moved = False
         if not self._sources:
             # Nothing can be asked of anyone: readers only learn whether
             # waiting is any use.
             self._checkExhausted()
             return
-        order = self._order()
-        self._cancelUnwanted()
+        wants = self._wantsNow()
+        self._cancelUnwanted(wants)
+        order = wants.order
         if self._alone is not None:
-            waited = {r.block for r in self.readers if r._waiting is not None}
+            waited = {r.block for r in self.readers if r.waiting}
             order = [pair for pair in order if pair[1] in waited]
-        self._fetchDigests(order)
+        origin = next(
+            (s.source for s in self._sources if s.source.authoritative),
+            None,
+        )
+        if origin is not None:
+            # The rest of the digests only once a first block is in (the
+            # answer would otherwise queue in front of that block on the
+            # connection), and only while the store keeps them.
+            self._digests.fetch(
+                origin,
+                (index for _, index in order),
+                self._have,
+                self._blocksIn and not self._unstored,
+            )
         if self._rescheduled:
             # Digests came at once and verified blocks: the next pass sees
             # them.
             return
-        states = list(self._sources.values())
-        peers = [s for s in states if not s.source.authoritative]
-        # Sources are given non-urgent blocks in batches, once a few of
-        # their requests are answered: fewer, larger writes.
-        batch = min(REQUEST_BATCH, PIPELINE)
-        for state in states:
-            state.room = state.free if state.free >= batch else 0
-        room = any(s.room > 0 for s in states)
-        have = self._have
-        inflight, unverified, verifying = (
-            self._inflight,
-            self._unverified,
-            self._verifying,
+        now = self.clock.seconds()
+        state = scheduling.State(
+            order,
+            self._busy,
+            [source.view() for source in self._sources],
+            self.searching,
+            now,
+            self._originAfter,
+            self._wake.getTime() if self._wake and self._wake.active() else None,
         )
-        originOnly: list[int] = []
-        for urgency, index in order:
-            urgent = urgency < URGENT_BLOCKS
-            if not (urgent or (room and not self.searching) or peers):
-                # Only origins, and none with room or peers may yet be found:
-                # nothing more to ask now.
-                break
-            if (
-                index in inflight
-                or index in unverified
-                or index in verifying
-                or have(index)
-            ):
-                continue
-            holders = [s for s in peers if s.source.has(index)] if peers else peers
-            if urgent:
-                # Urgent blocks are asked for at once, and may go past a
-                # source's pipeline, so the head and tail fetched early
-                # never delay the block a player waits for.
-                need = 1 - URGENT_BLOCKS
-                candidates = [
-                    s
-                    for s in (holders or states)
-                    if s.free >= need and s.source.has(index)
-                ]
-            elif holders:
-                # A busy peer is still preferred to the origin: if it lags,
-                # the lag check asks someone else.
-                candidates = [s for s in holders if s.room > 0]
-            else:
-                if (
-                    not self.searching
-                    and any(s.source.has(index) for s in states)
-                    and self._originMayServe(index)
-                ):
-                    originOnly.append(index)
-                continue
-            if candidates:
-                self._take(max(candidates, key=_rate), index)
-                if self._rescheduled:
-                    return  # answered at once: the next pass goes on
-                room = any(s.room > 0 for s in states)
-        # Blocks only an origin holds, once no more peers are being looked
-        # for, in random order: nodes reading the same part of a file then
-        # fetch different blocks and trade them. Only as many are drawn as
-        # the origins have room for.
-        free = sum(s.room for s in states if s.source.authoritative)
-        if free < len(originOnly):
-            originOnly = self.rng.sample(originOnly, free)
-        else:
-            self.rng.shuffle(originOnly)
-        for index in originOnly:
-            if index in inflight:
-                continue
-            holders = [s for s in states if s.room > 0 and s.source.has(index)]
-            if holders:
-                self._take(max(holders, key=_rate), index)
+        for step in scheduling.plan(state, self.rng):
+            if isinstance(step, Ask):
+                self._sources.ask(step.source, step.block)
                 if self._rescheduled:
                     return
+            else:
+                self._originAfter[step.block] = step.until
+                if step.until > now:
+                    self._wakeAt(step.until, now)
         self._checkExhausted()
         self._armTimer()
 
-    def _take(self, state: _Source, index: int) -> None:
+    def _busy(self, index: int) -> bool:
         """
-        Ask C{state} for block C{index} in this pass.
+        Whether block C{index} needs no request: asked for, being verified,
+        or here (as L{_have}, inline: this runs for every wanted block of
+        every pass).
         """
-        if state.room > 0:
-            state.room -= 1
-        self._request(state, index)
+        return (
+            index in self._sources.inflight
+            or self._verifier.pending(index)
+            or index in self._recent
+            or self.store.has(index)
+        )
 
-    def _originMayServe(self, index: int) -> bool:
+    def _wakeAt(self, when: float, now: float) -> None:
         """
-        Whether a block only the origin holds, and nobody needs yet, may be
-        asked of the origin now. With peers about, each node waits a random
-        while first: nodes reading in step would otherwise all ask the origin
-        for the same block, when one copy can go round the swarm.
+        Plan again at C{when} (a block held back for peers may then go to
+        the origin).
         """
-        if not any(not s.source.authoritative for s in self._sources.values()):
-            return True
-        now = self.clock.seconds()
-        after = self._originAfter.get(index)
-        if after is None:
-            after = now + self.rng.uniform(0, ORIGIN_DELAY)
-            self._originAfter[index] = after
-        if after <= now:
-            return True
         if self._wake is None or not self._wake.active():
-            self._wake = self.clock.callLater(after - now, self._scheduleNow)
-        elif self._wake.getTime() > after:
-            self._wake.reset(after - now)
-        return False
+            self._wake = self.clock.callLater(when - now, self._scheduleNow)
+        elif self._wake.getTime() > when:
+            self._wake.reset(when - now)
 
-    def _cancelUnwanted(self) -> None:
+    def _cancelUnwanted(self, wants: Wants) -> None:
         """
-        Cancel requests for blocks no reader wants any more (a player
-        closed its connection, or seeked elsewhere).
+        Cancel requests for blocks no reader wants any more.
         """
-        wanted, have = self._plan[2], self._have
-        unwanted = [i for i in self._inflight if i not in wanted or have(i)]
-        for state in list(self._sources.values()) if unwanted else ():
-            for index in unwanted:
-                deferred = self._untrack(state, index)
-                if deferred is not None:
-                    deferred.cancel()
+        have = self._have
+        unwanted = scheduling.unwanted(self._sources.inflight, wants.kept, have)
+        if unwanted:
+            self._sources.cancel(unwanted)
         if self._originAfter:
-            for index in [i for i in self._originAfter if i not in wanted or have(i)]:
+            kept = wants.kept
+            for index in [i for i in self._originAfter if i not in kept or have(i)]:
                 del self._originAfter[index]
-
-    def _requested(self, index: int) -> bool:
-        return index in self._inflight
-
-    def _untrack(self, state: _Source, index: int) -> defer.Deferred[bytes] | None:
-        """
-        Forget C{state}'s request for block C{index}; its Deferred, if it
-        was still outstanding.
-        """
-        entry = state.inflight.pop(index, None)
-        if entry is None:
-            return None
-        count = self._inflight[index] - 1
-        if count:
-            self._inflight[index] = count
-        else:
-            del self._inflight[index]
-        return entry[0]
 
     def _checkExhausted(self) -> None:
         """
@@ -661,25 +447,19 @@ class Download:
         """
         if self.searching:
             return
-        authority = any(s.source.authoritative for s in self._sources.values())
+        authority = any(s.source.authoritative for s in self._sources)
         for reader in list(self.readers):
-            if reader._waiting is None:
+            if not reader.waiting:
                 continue
             index = reader.block
-            if not self._digestKnown(index) and not authority:
-                reader._failed(
+            if not self._digests.known(index) and not authority:
+                reader.fail(
                     Failure(DownloadFailed(f"no source of the digest of block {index}"))
                 )
-            elif (
-                index in self._unverified
-                or index in self._verifying
-                or self._requested(index)
-            ):
+            elif self._verifier.pending(index) or index in self._sources.inflight:
                 continue
-            elif not any(s.source.has(index) for s in self._sources.values()):
-                reader._failed(
-                    Failure(DownloadFailed(f"no source holds block {index}"))
-                )
+            elif not any(s.source.has(index) for s in self._sources):
+                reader.fail(Failure(DownloadFailed(f"no source holds block {index}")))
 
     def fail(self, reason: Failure) -> None:
         """
@@ -687,25 +467,14 @@ class Download:
         """
         self.failure = reason
         for reader in list(self.readers):
-            reader._failed(reason)
+            reader.fail(reason)
 
     # -- requests
 
-    def _request(self, state: _Source, index: int) -> None:
-        deferred = state.source.getBlock(index)
-        state.inflight[index] = (deferred, self.clock.seconds())
-        self._inflight[index] = self._inflight.get(index, 0) + 1
-        deferred.addCallbacks(
-            self._arrived,
-            self._requestFailed,
-            callbackArgs=(state, index),
-            errbackArgs=(state, index),
-        )
-
-    def _requestFailed(self, reason: Failure, state: _Source, index: int) -> None:
-        self._untrack(state, index)
-        if reason.check(defer.CancelledError):
-            return
+    def _refused(self, reason: Failure, state: SourceState) -> None:
+        """
+        C{state}'s source failed a request.
+        """
         if errorCode(reason) == ErrorCode.UNAVAILABLE:
             state.misses += 1
             if state.misses > MAX_MISSES:
@@ -719,56 +488,30 @@ class Download:
         else:
             self.dropSource(state.source, reason.getErrorMessage())
             return
-        self._schedule()
+        self.schedule()
 
-    def _arrived(self, data: bytes, state: _Source, index: int) -> None:
-        now = self.clock.seconds()
-        issued = state.inflight[index][1] if index in state.inflight else now
-        self._untrack(state, index)
-        elapsed = now - max(issued, state.lastProgress)
-        if elapsed > 0:
-            sample = len(data) / elapsed
-            state.rate = sample if not state.rate else 0.7 * state.rate + 0.3 * sample
-        state.lastProgress = now
+    def _arrived(self, state: SourceState, index: int, data: bytes) -> None:
         name = state.source.name
         self.bytesBySource[name] = self.bytesBySource.get(name, 0) + len(data)
-        if index in self._inflight:
-            for other in list(self._sources.values()):
-                deferred = self._untrack(other, index)
-                if deferred is not None:
-                    deferred.cancel()
         if not self._have(index):
             self._verify(state.source, index, data)
-        self._schedule()
+        self.schedule()
 
     def _verify(self, source: ISource, index: int, data: bytes) -> None:
         """
-        Check a block against its digest (in the hashing threads, if there
-        are any: hashing is the biggest cost of a download), then keep it.
+        Check a block against its digest, then keep it (L{_checked}); at
+        once if a reader waits for it.
         """
-        digest = self.store.digest(index)
-        if digest is None:
+        waitedFor = any(r.waiting and r.block == index for r in self.readers)
+        if not self._verifier.check(source, index, data, waitedFor):
             # Asked for by the next pass, should the store have forgotten it.
-            self._knownDigests.discard(index)
-            self._unverified[index] = (source, data)
-            return
-        waitedFor = any(
-            r._waiting is not None and r.block == index for r in self.readers
-        )
-        if self.hashing is None or waitedFor:
-            # A block a player waits for is hashed at once (0.15 ms for
-            # 256 KiB) rather than queued behind others in the threads.
-            self._checked(self.meta.digest(data) == digest, source, index, data)
-            return
-        self._verifying.add(index)
-        reactor: Any = self.clock  # the reactor, when there are threads
-        hashed = deferToThreadPool(reactor, self.hashing, self.meta.digest, data)
-        hashed.addCallback(
-            lambda actual: self._checked(actual == digest, source, index, data)
-        )
+            self._digests.forget(index)
 
     def _checked(self, good: bool, source: ISource, index: int, data: bytes) -> None:
-        self._verifying.discard(index)
+        """
+        Block C{index} from C{source} is checked: keep it and hand it to
+        readers, or drop the source that sent it corrupt.
+        """
         if self._closed or self._have(index):
             return
         if not good:
@@ -795,7 +538,7 @@ class Download:
         self._delivering = True
         try:
             for reader in list(self.readers):
-                reader._available(index)
+                reader.available(index)
         finally:
             self._delivering = False
         unstored = self._unstored
@@ -819,119 +562,19 @@ class Download:
         # A reader that took the block and waits for the next has had the
         # pass it needs already.
         if unstored != self._unstored or (
-            self.hashing is not None and (self._moved or first)
+            self._verifier.hashing is not None and (self._moved or first)
         ):
-            self._schedule()
+            self.schedule()
 
     # -- digests
 
-    def _fetchDigests(self, order: list[tuple[int, int]]) -> None:
-        """
-        Ask an authoritative source for the digests that wanted blocks need
-        (a small range, so the first bytes come fast), and meanwhile for the
-        rest of the file in large ranges, one at a time: once they are all
-        here, playback can finish from peers if the origin goes away.
-        """
-        origins = [s.source for s in self._sources.values() if s.source.authoritative]
-        if not origins:
-            return
-        have, known = self._have, self._knownDigests
-        # The wanted blocks come mostly in runs: one request found to cover
-        # a block, or one run of digests known, usually covers the next ones
-        # too.
-        start = end = 0
-        for _, index in order:
-            if start <= index < end:
-                continue
-            run = known.runAt(index)
-            if run is not None:
-                start, end = run
-                continue
-            if have(index) or self._digestKnown(index):
-                continue
-            covering = self._digestsAsked(index)
-            if covering is None:
-                first = index - index % DIGEST_CHUNK
-                count = self._askDigests(origins[0], first, DIGEST_CHUNK, False)
-                covering = (first, count)
-            start, end = covering[0], covering[0] + covering[1]
-        # The rest of the digests only once a first block is in (the answer
-        # would otherwise queue in front of that block on the connection),
-        # and only while the store keeps them.
-        if self._background is None and self._blocksIn and not self._unstored:
-            while self._digestCursor < self.meta.blocks and self._digestKnown(
-                self._digestCursor
-            ):
-                self._digestCursor += 1
-            if self._digestCursor < self.meta.blocks:
-                self._askDigests(
-                    origins[0], self._digestCursor, DIGESTS_AT_ONCE, background=True
-                )
+    def _digestsArrived(self, first: int, count: int) -> None:
+        for source, index, data in self._verifier.release(first, count):
+            if not self._have(index):
+                self._verify(source, index, data)
+        self.schedule()
 
-    def _digestKnown(self, index: int) -> bool:
-        """
-        Whether the store has block C{index}'s digest, remembered here so
-        scheduling does not look it up again and again.
-        """
-        if index in self._knownDigests:
-            return True
-        if self.store.digest(index) is None:
-            return False
-        self._knownDigests.add(index)
-        return True
-
-    def _digestsAsked(self, index: int) -> tuple[int, int] | None:
-        """
-        The digest request, C{(first, count)}, covering block C{index}, if
-        one is on its way.
-        """
-        for first, count in self._digestRequests:
-            if first <= index < first + count:
-                return first, count
-        return None
-
-    def _askDigests(
-        self, source: ISource, first: int, count: int, background: bool
-    ) -> int:
-        """
-        Ask C{source} for C{count} digests from block C{first} (fewer at the
-        end of the file); how many were asked for.
-        """
-        count = min(count, self.meta.blocks - first)
-        deferred = source.getDigests(first, count)
-        self._digestRequests[(first, count)] = deferred
-        if background:
-            self._background = (first, count)
-        deferred.addCallbacks(
-            self._digestsArrived,
-            self._digestsFailed,
-            callbackArgs=(first, count),
-            errbackArgs=(first, count, source),
-        )
-        return count
-
-    def _digestsDone(self, first: int, count: int) -> None:
-        self._digestRequests.pop((first, count), None)
-        if self._background == (first, count):
-            self._background = None
-
-    def _digestsArrived(self, digests: bytes, first: int, count: int) -> None:
-        self._digestsDone(first, count)
-        self.store.setDigests(first, digests)
-        self._knownDigests.add(first, count)
-        for index, (source, data) in list(self._unverified.items()):
-            if first <= index < first + count:
-                del self._unverified[index]
-                if not self._have(index):
-                    self._verify(source, index, data)
-        self._schedule()
-
-    def _digestsFailed(
-        self, reason: Failure, first: int, count: int, source: ISource
-    ) -> None:
-        self._digestsDone(first, count)
-        if reason.check(defer.CancelledError):
-            return
+    def _digestsFailed(self, reason: Failure, source: ISource) -> None:
         if errorCode(reason) == ErrorCode.CHANGED:
             self.fail(reason)
             return
@@ -940,7 +583,7 @@ class Download:
     # -- lagging sources
 
     def _armTimer(self) -> None:
-        busy = any(s.inflight for s in self._sources.values())
+        busy = any(s.inflight for s in self._sources)
         if busy and self._timer is None:
             self._timer = self.clock.callLater(CHECK_INTERVAL, self._check)
 
@@ -949,33 +592,15 @@ class Download:
         Move urgent blocks away from lagging sources; drop silent ones.
         """
         self._timer = None
-        now = self.clock.seconds()
         urgent = {i for u, i in self._wanted() if u < URGENT_BLOCKS}
-        for state in list(self._sources.values()):
-            if not state.inflight:
-                continue
-            quiet = now - max(
-                state.lastProgress, min(t for _, t in state.inflight.values())
-            )
-            if quiet >= SOURCE_TIMEOUT:
-                self.dropSource(state.source, f"no data for {quiet:.0f} s")
-                continue
-            expected = self.meta.blockSize / state.rate if state.rate else 0.0
-            if quiet < max(LAG_MIN, 4 * expected):
-                continue
-            for index in [i for i in state.inflight if i in urgent]:
-                others = [
-                    s
-                    for s in self._sources.values()
-                    if s is not state
-                    and s.free > 0
-                    and s.source.has(index)
-                    and index not in s.inflight
-                ]
-                if others:
-                    self._request(max(others, key=lambda s: s.rate), index)
-        self._schedule()
+        self._sources.relieve(
+            self.clock.seconds(), urgent, self.meta.blockSize, self._silent
+        )
+        self.schedule()
         self._armTimer()
+
+    def _silent(self, state: SourceState, quiet: float) -> None:
+        self.dropSource(state.source, f"no data for {quiet:.0f} s")
 
     def close(self) -> None:
         """
@@ -986,19 +611,16 @@ class Download:
             if call is not None and call.active():
                 call.cancel()
         self._timer = self._soon = self._wake = self._alone = None
-        for request in list(self._digestRequests.values()):
-            request.cancel()
-        for state in list(self._sources.values()):
-            for deferred, _ in list(state.inflight.values()):
-                deferred.cancel()
+        self._digests.close()
+        for state in self._sources:
+            self._sources.remove(state.source)
             state.source.onLost = None
             state.source.onHave = None
             state.source.close()
-        self._sources.clear()
         for reader in list(self.readers):
-            reader._failed(Failure(DownloadFailed("download closed")))
+            reader.fail(Failure(DownloadFailed("download closed")))
         self._recent.clear()
-        self._unverified.clear()
-        self._plan = (None, [], set())
+        self._verifier.clear()
+        self._wants, self._wantsFor = NOTHING, None
         if not self._delivering:
             self.store.close()

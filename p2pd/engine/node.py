@@ -28,7 +28,7 @@ from p2pd.core.peers import Peer
 from p2pd.core.url import BadURL, parse
 from p2pd.engine.backoff import Address, PeerBackoff
 from p2pd.engine.connections import Connections
-from p2pd.engine.download import DIGEST_CHUNK, Download
+from p2pd.engine.download import Download
 from p2pd.engine.interfaces import (
     IConnection,
     IConnector,
@@ -45,6 +45,7 @@ from p2pd.engine.serving import (
     ServedFiles,
 )
 from p2pd.engine.tracker import Tracker
+from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.store.cache import CachedFile
 from p2pd.store.digests import DigestIndex
 from p2pd.store.interfaces import IBlockCache

@@ -19,7 +19,8 @@ from zope.interface import implementer
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.url import BadURL
-from p2pd.engine.download import Download, Reader
+from p2pd.engine.download import Download
+from p2pd.engine.reading import Reader
 from p2pd.mediatypes import contentType
 from p2pd.twistedinternals import sendNow, sendWholeWrites
 from p2pd.web import ranges

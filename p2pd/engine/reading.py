@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.test_download -*-
+"""
+A reader of a download: bytes from X on, in order, one block at a time.
+"""
+
+from typing import Protocol
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from p2pd.core.meta import FileMeta
+
+
+class IReadable(Protocol):
+    """
+    What a reader needs of its download.
+    """
+
+    @property
+    def meta(self) -> FileMeta: ...
+
+    @property
+    def failure(self) -> Failure | None:
+        """
+        Why the download gave up, if it has.
+        """
+
+    def blockData(self, index: int) -> bytes | None:
+        """
+        Block C{index}, verified, if it is here.
+        """
+
+    def schedule(self) -> None:
+        """
+        A reader waits: ask for what it needs.
+        """
+
+    def readerMoved(self) -> None:
+        """
+        A reader has taken bytes and may be at another block.
+        """
+
+    def readerClosed(self, reader: "Reader") -> None:
+        """
+        C{reader} is done.
+        """
+
+
+class Reader:
+    """
+    Bytes C{start} to C{stop} of a download, in order, one block at a time.
+    """
+
+    def __init__(self, download: IReadable, start: int, stop: int) -> None:
+        self.download = download
+        self.position = start
+        self.stop = stop
+        self._waiting: defer.Deferred[bytes] | None = None
+        self.closed = False
+
+    @property
+    def block(self) -> int:
+        return self.download.meta.blockAt(self.position)
+
+    @property
+    def waiting(self) -> bool:
+        """
+        Whether a read is outstanding: the reader waits for L{block}.
+        """
+        return self._waiting is not None
+
+    def read(self) -> "defer.Deferred[bytes]":
+        """
+        The next bytes (up to the end of the current block); b"" at the end.
+
+        Only one read may be outstanding; cancelling it is allowed.
+        """
+        assert self._waiting is None, "a read is already outstanding"
+        if self.position >= self.stop or self.closed:
+            return defer.succeed(b"")
+        data = self.download.blockData(self.block)
+        if data is not None:
+            return defer.succeed(self._consume(data))
+        failure = self.download.failure
+        if failure is not None:
+            return defer.fail(failure)
+
+        def cancel(d: defer.Deferred[bytes]) -> None:
+            self._waiting = None
+
+        waiting: defer.Deferred[bytes] = defer.Deferred(cancel)
+        self._waiting = waiting
+        self.download.schedule()
+        return waiting
+
+    def _consume(self, data: bytes) -> bytes:
+        """
+        The bytes of block C{data} from the reader's position on; the
+        reader moves past them.
+        """
+        start = self.download.meta.blockStart(self.block)
+        piece = data[self.position - start : self.stop - start]
+        self.position += len(piece)
+        self.download.readerMoved()
+        return piece
+
+    def available(self, index: int) -> None:
+        """
+        Block C{index} is here: a read waiting for it gets it.
+        """
+        if self._waiting is not None and index == self.block:
+            data = self.download.blockData(index)
+            if data is not None:
+                waiting, self._waiting = self._waiting, None
+                waiting.callback(self._consume(data))
+
+    def fail(self, reason: Failure) -> None:
+        """
+        A read waiting fails with C{reason}.
+        """
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting.errback(reason)
+
+    def close(self) -> None:
+        """
+        The reader is done; work only it needed stops.
+        """
+        if not self.closed:
+            self.closed = True
+            if self._waiting is not None:
+                self._waiting.cancel()
+            self.download.readerClosed(self)
