@@ -459,6 +459,44 @@ class DigestTests(SynchronousTestCase):
         self.assertLessEqual(len(asked), 6)
         self.assertTrue(all(download.store.digest(i) for i in range(300)))
 
+    def test_desertedAsksNoMoreDigests(self):
+        """
+        Once its readers have all closed, a download asks for no more of
+        the file's digests in the background (those of a 16 TiB file with
+        sha512 are 256 MiB); a new reader brings the background asks back.
+        """
+        self.patch(verification, "DIGESTS_AT_ONCE", 16)
+        download, content, meta, clock = makeDownload(blocks=300)
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        pending = []
+        getDigests = origin.getDigests
+
+        def later(first, count):
+            d = defer.Deferred()
+            pending.append((d, first, count))
+            return d
+
+        origin.getDigests = later
+        download.addSource(origin)
+        reader = download.read(0, BLOCK)
+
+        def answerDigests():
+            for d, first, count in pending[:]:
+                pending.remove((d, first, count))
+                d.callback(self.successResultOf(getDigests(first, count)))
+
+        answerDigests()
+        self.assertEqual(self.successResultOf(reader.read()), content[:BLOCK])
+        answerDigests()
+        self.assertNotEqual(pending, [])  # the background asks go on
+        reader.close()
+        answerDigests()
+        clock.advance(dl.CHECK_INTERVAL * 4)
+        self.assertEqual(pending, [])
+        self.assertFalse(all(download.store.digest(i) for i in range(300)))
+        download.read(150 * BLOCK)
+        self.assertNotEqual(pending, [])
+
     def test_noDigestSourceFailsReader(self):
         """
         A reader waiting for a block whose digest nobody can give (the origin

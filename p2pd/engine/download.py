@@ -370,12 +370,13 @@ class Download:
         if origin is not None:
             # The rest of the digests only once a first block is in (the
             # answer would otherwise queue in front of that block on the
-            # connection), and only while the store keeps them.
+            # connection), only while the store keeps them, and only while
+            # somebody reads (a 16 TiB file's are 256 MiB).
             self._digests.fetch(
                 origin,
                 (index for _, index in order),
                 self._have,
-                self._blocksIn and not self._unstored,
+                self._blocksIn and not self._unstored and not self._deserted,
             )
         if self._rescheduled:
             # Digests came at once and verified blocks: the next pass sees
