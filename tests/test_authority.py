@@ -581,12 +581,12 @@ class RealSocketFixture(TestCase):
         return self.nodes.start("-c", self.viewerCache, address=address)
 
     @defer.inlineCallbacks
-    def startLiar(self, listen: bool = True) -> Any:
+    def startLiar(self, listen: bool = True, origin: Liar | None = None) -> Any:
         """
-        A L{Liar} listening on L{LIAR_ADDRESS}; its connections are closed,
-        and their ends awaited, when the test ends.
+        A L{Liar} (or C{origin}) listening on L{LIAR_ADDRESS}; its
+        connections are closed, and their ends awaited, when the test ends.
         """
-        liar = Liar(listenPort=0)
+        liar = Liar(listenPort=0) if origin is None else origin
         if listen:
             endpoint = TCP4ServerEndpoint(reactor, 0, interface=LIAR_ADDRESS)
             port = yield endpoint.listen(SPPFactory(liar, reactor, initiator=False))
