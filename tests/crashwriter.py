@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from p2pd.core.meta import FileMeta
 
 if TYPE_CHECKING:
-    from p2pd.store.cache import CachedFile
+    from p2pd.store.cachedfile import CachedFile
 
 BLOCK_SIZE = 4096
 META = FileMeta(
@@ -121,9 +121,9 @@ def _refuseWrites(cached: "CachedFile", count: int) -> None:
     Write half of block C{count} and fail, then (with no pause after a
     refusal) half of block C{count + 1}'s journal record and fail.
     """
-    from p2pd.store import cache
+    from p2pd.store import diskfailures
 
-    cache.STORE_RETRY = 0.0
+    diskfailures.STORE_RETRY = 0.0
     realPwrite, realWrite = os.pwrite, os.write
 
     def halfPwrite(fd: int, data: bytes, offset: int) -> int:

@@ -18,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import p2pd
 from p2pd.core.meta import BlockRuns, FileMeta
-from p2pd.store.cache import BlockCache, CachedFile
+from p2pd.store.cache import BlockCache
+from p2pd.store.cachedfile import CachedFile
 
 from . import crashwriter
 

@@ -22,14 +22,11 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from p2pd.store import digests as digestsModule
-from p2pd.store.digests import (
-    BlocksOutOfRange,
-    DigestIndex,
-    DigestRecords,
-    FileChanged,
-)
+from p2pd.store import hashing as digestsModule
+from p2pd.store.digests import BlocksOutOfRange, DigestIndex
+from p2pd.store.hashing import FileChanged
 from p2pd.store.published import PublishedFile
+from p2pd.store.records import DigestRecords
 from tests.fakes import QueuedThreads
 
 BLOCK = 1024

@@ -28,8 +28,10 @@ from p2pd.engine.download import Download
 from p2pd.engine.reading import Reader
 from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp import codec
-from p2pd.store import cache as cachemodule
-from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache
+from p2pd.store import fileio
+from p2pd.store.cache import BlockCache
+from p2pd.store.digestpages import DIGEST_MEMORY, DIGEST_PAGE
+from p2pd.store.diskfailures import STORE_RETRY
 from p2pd.web import stream
 from tests import clients
 from tests.fakes import FakeSource, MemoryStore, makeFile
@@ -62,7 +64,7 @@ class FailingDisk:
         self.half = False
         self.appendsOnly = False
         self.refused = 0
-        realWrite, realAppend = cachemodule.writeAll, cachemodule.appendAll
+        realWrite, realAppend = fileio.writeAll, fileio.appendAll
 
         def writeAll(fd: int, data: bytes, offset: int) -> None:
             if self.full and not self.appendsOnly:
@@ -74,8 +76,8 @@ class FailingDisk:
                 self._refuse(lambda part: realAppend(fd, part), data)
             realAppend(fd, data)
 
-        testCase.patch(cachemodule, "writeAll", writeAll)
-        testCase.patch(cachemodule, "appendAll", appendAll)
+        testCase.patch(fileio, "writeAll", writeAll)
+        testCase.patch(fileio, "appendAll", appendAll)
 
     def _refuse(self, write: Callable[[bytes], None], data: bytes) -> None:
         self.refused += 1

@@ -46,7 +46,7 @@ from p2pd.engine.serving import (
 )
 from p2pd.engine.tracker import Tracker
 from p2pd.engine.verification import DIGEST_CHUNK
-from p2pd.store.cache import CachedFile
+from p2pd.store.cachedfile import CachedFile
 from p2pd.store.digests import DigestIndex
 from p2pd.store.interfaces import IBlockCache
 from p2pd.store.published import NotPublished, PublicDirectory

@@ -17,12 +17,13 @@ from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.peers import Peer
 from p2pd.engine.interfaces import IServedFile
 from p2pd.engine.tracker import Tracker
-from p2pd.store.digests import DigestIndex, FileChanged
+from p2pd.store.digests import DigestIndex
+from p2pd.store.hashing import FileChanged
 from p2pd.store.published import NotPublished, PublishedFile
 
 if TYPE_CHECKING:
     from p2pd.engine.download import Download
-    from p2pd.store.cache import CachedFile
+    from p2pd.store.cachedfile import CachedFile
 
 
 class Counters:

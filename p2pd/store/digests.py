@@ -1,31 +1,13 @@
 # -*- test-case-name: tests.test_digests -*-
 """
-Block digests of published files, for the origin side of SPP.
-
-Digests are computed on demand, only for the blocks asked for, in threads
-(hashing a block releases the GIL), and kept on disk so that a restart does
-not hash unchanged files again.
-
-The index keeps one file per published path, named by the SHA-256 of the
-path::
-
-    b"P2PDIDX1" | u32 header length | header | zero padding to 4096 bytes
-    record 0 | record 1 | ...
-
-The header is canonical JSON naming the path, the file version, the block
-size and the digest algorithm; a file whose header differs in any byte is
-replaced (written to a temporary file, synced, and renamed over it). Record
-C{i} holds block C{i}'s digest followed by an 8-byte check, keyed by the
-header and C{i} (see L{DigestRecords}): a record never written (zeros), torn
-by a crash, or left by another version never passes the check, so it only
-costs hashing the block again.
+Block digests of published files, for the origin side of SPP: the ranges
+other nodes ask for, served from memory, from the index on disk
+(L{p2pd.store.indexfile}), or hashed on demand in threads
+(L{p2pd.store.hashing}), only for the blocks asked for.
 """
 
 import hashlib
-import json
 import os
-import struct
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,8 +17,11 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from p2pd.store.fileio import TEMP_SUFFIX, readAll, writeAll
+from p2pd.store.fileio import TEMP_SUFFIX
+from p2pd.store.hashing import hashChunk
+from p2pd.store.indexfile import IndexFile, indexHeader, indexName, openIndex
 from p2pd.store.published import PublishedFile
+from p2pd.store.records import DigestRecords
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorThreads
@@ -44,250 +29,11 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-_U32 = struct.Struct("!I")
-_U64 = struct.Struct("!Q")
-_MAGIC = b"P2PDIDX1"
-_ALIGN = 4096
-
-
-class DigestRecords:
-    """
-    Digests kept as fixed-size records, each followed by a check.
-
-    The check is an 8-byte BLAKE2b of the record's index and digest, keyed by
-    C{identity} (what the digests are of: a file version, a block size, a
-    digest algorithm). A record never written, torn by a crash, or written
-    for another identity or index fails the check and reads as unknown.
-    """
-
-    CHECK_SIZE = 8
-
-    def __init__(self, digestSize: int, identity: bytes, person: bytes) -> None:
-        self.digestSize = digestSize
-        self.recordSize = digestSize + self.CHECK_SIZE
-        self._key = hashlib.sha256(identity).digest()
-        self._person = person
-
-    def _check(self, index: int, digest: bytes | memoryview) -> bytes:
-        h = hashlib.blake2b(
-            _U64.pack(index),
-            digest_size=self.CHECK_SIZE,
-            key=self._key,
-            person=self._person,
-        )
-        h.update(digest)
-        return h.digest()
-
-    def pack(self, first: int, digests: bytes) -> bytes:
-        """
-        The records of consecutive digests (concatenated), from block C{first}.
-        """
-        size = self.digestSize
-        if len(digests) % size:
-            raise ValueError(f"{len(digests)} bytes are not whole digests")
-        parts = []
-        for i in range(len(digests) // size):
-            digest = digests[i * size : (i + 1) * size]
-            parts.append(digest)
-            parts.append(self._check(first + i, digest))
-        return b"".join(parts)
-
-    def unpack(self, first: int, raw: bytes, count: int) -> list[bytes | None]:
-        """
-        The digests in C{raw}, records of C{count} blocks from C{first}: each a
-        digest, or L{None} where the record is missing or fails its check.
-        """
-        size, rsize = self.digestSize, self.recordSize
-        view = memoryview(raw)
-        result: list[bytes | None] = []
-        for i in range(count):
-            start = i * rsize
-            record = view[start : start + rsize]
-            if len(record) < rsize:
-                result.append(None)
-                continue
-            digest = record[:size]
-            if record[size:] == self._check(first + i, digest):
-                result.append(bytes(digest))
-            else:
-                result.append(None)
-        return result
-
-
-def _hashBlock(digestName: str, data: memoryview) -> bytes:
-    """
-    One block's digest (the seam tests patch to watch hashing).
-    """
-    return hashlib.new(digestName, data).digest()
-
-
-def _sameFile(st: os.stat_result, published: PublishedFile) -> bool:
-    return (st.st_ino, st.st_size, st.st_mtime_ns) == (
-        published.inode,
-        published.size,
-        published.mtimeNs,
-    )
-
-
-class FileChanged(Exception):
-    """
-    The file on disk is not (or stopped being) the version asked about.
-    """
-
 
 class BlocksOutOfRange(ValueError):
     """
     Digests asked for blocks outside the file.
     """
-
-
-def _changed(published: PublishedFile, why: str) -> FileChanged:
-    return FileChanged(f"{published.name}: {why}")
-
-
-def _hashRuns(
-    published: PublishedFile,
-    blockSize: int,
-    digestName: str,
-    runs: list[tuple[int, int]],
-) -> list[bytes]:
-    """
-    Hash the blocks of C{runs} (C{(first, count)} each) of C{published}, in
-    order, reading each run at once.
-
-    @raise FileChanged: if the file is not (or stops being, before the
-        last digest is computed) the version C{published} describes.
-    """
-    try:
-        fd = os.open(published.path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        raise _changed(published, "no longer readable") from None
-    try:
-        if not _sameFile(os.fstat(fd), published):
-            raise _changed(published, "changed before hashing")
-        digests = []
-        for first, count in runs:
-            offset = first * blockSize
-            length = min(count * blockSize, published.size - offset)
-            data = readAll(fd, length, offset)
-            if len(data) != length:
-                raise _changed(published, "shrank while hashing")
-            view = memoryview(data)
-            for i in range(count):
-                digests.append(
-                    _hashBlock(digestName, view[i * blockSize : (i + 1) * blockSize])
-                )
-        if not _sameFile(os.fstat(fd), published):
-            raise _changed(published, "changed while hashing")
-        return digests
-    finally:
-        os.close(fd)
-
-
-def _hashChunk(
-    published: PublishedFile,
-    index: "_IndexFile | None",
-    records: DigestRecords,
-    blockSize: int,
-    digestName: str,
-    first: int,
-    count: int,
-) -> tuple[bytes, str | None, bool]:
-    """
-    In a thread: the digests of blocks C{[first, first + count)}, taken from
-    the index where it has them, computed and recorded where not.
-
-    @return: the digests, concatenated, why recording failed (or None), and
-        whether any were recorded.
-    """
-    known: list[bytes | None] = [None] * count
-    if index is not None:
-        try:
-            raw = readAll(
-                index.fd,
-                count * records.recordSize,
-                index.base + first * records.recordSize,
-            )
-        except OSError:
-            raw = b""
-        known = records.unpack(first, raw, count)
-    runs: list[tuple[int, int]] = []
-    for i, digest in enumerate(known):
-        if digest is None:
-            if runs and runs[-1][0] + runs[-1][1] == first + i:
-                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-            else:
-                runs.append((first + i, 1))
-    if not runs:
-        return _joined(known), None, False
-    fresh = iter(_hashRuns(published, blockSize, digestName, runs))
-    problem = None
-    recorded = False
-    for start, length in runs:
-        computed = [next(fresh) for _ in range(length)]
-        known[start - first : start - first + length] = computed
-        if index is not None and problem is None:
-            try:
-                writeAll(
-                    index.fd,
-                    records.pack(start, b"".join(computed)),
-                    index.base + start * records.recordSize,
-                )
-                recorded = True
-            except OSError as e:
-                problem = str(e)
-    return _joined(known), problem, recorded
-
-
-def _joined(digests: list[bytes | None]) -> bytes:
-    parts = [d for d in digests if d is not None]
-    assert len(parts) == len(digests)
-    return b"".join(parts)
-
-
-class _IndexFile:
-    """
-    An index file opened for one file version: its descriptor, and where the
-    records start.
-    """
-
-    def __init__(self, fd: int, base: int) -> None:
-        self.fd = fd
-        self.base = base
-
-
-def _openIndex(path: str, header: bytes) -> _IndexFile:
-    """
-    In a thread: open the index file at C{path} if it starts with C{header},
-    or replace it with an empty one that does.
-    """
-    head = _MAGIC + _U32.pack(len(header)) + header
-    base = -(-len(head) // _ALIGN) * _ALIGN
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        pass
-    else:
-        try:
-            if readAll(fd, len(head), 0) == head:
-                return _IndexFile(fd, base)
-        except OSError:
-            pass
-        os.close(fd)
-    directory, name = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix=name + ".", suffix=TEMP_SUFFIX, dir=directory)
-    try:
-        writeAll(fd, head, 0)
-        os.fsync(fd)
-        os.replace(temp, path)
-    except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    return _IndexFile(fd, base)
 
 
 class _Pending:
@@ -332,7 +78,7 @@ class _Entry:
         self.version = published.version
         self.header = header
         self.records = DigestRecords(digestSize, header, b"p2pd-index")
-        self.index: _IndexFile | None = None
+        self.index: IndexFile | None = None
         self.opened = False
         self.retired = False
         self.jobs = 0
@@ -512,21 +258,12 @@ class DigestIndex:
 
     def _entry(self, published: PublishedFile) -> _Entry:
         path = os.path.abspath(published.path)
-        key = hashlib.sha256(os.fsencode(path)).hexdigest()
+        key = indexName(path)
         entry = self._entries.get(key)
         if entry is not None and entry.version == published.version:
             self._entries.move_to_end(key)
             return entry
-        header = json.dumps(
-            {
-                "path": path,
-                "version": published.version,
-                "blockSize": self.blockSize,
-                "digestName": self.digestName,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        ).encode("ascii")
+        header = indexHeader(path, published.version, self.blockSize, self.digestName)
         new = _Entry(key, published, header, self.digestSize)
         self._entries[key] = new
         self._entries.move_to_end(key)
@@ -547,9 +284,9 @@ class DigestIndex:
     def _open(self, entry: _Entry) -> None:
         entry.jobs += 1
         path = os.path.join(self.indexDir, entry.key)
-        d = self._inThread(_openIndex, path, entry.header)
+        d = self._inThread(openIndex, path, entry.header)
 
-        def opened(result: "_IndexFile | Failure") -> None:
+        def opened(result: "IndexFile | Failure") -> None:
             entry.jobs -= 1
             entry.opened = True
             if isinstance(result, Failure):
@@ -581,7 +318,7 @@ class DigestIndex:
 
         def run() -> None:
             d = self._inThread(
-                _hashChunk,
+                hashChunk,
                 entry.published,
                 entry.index,
                 entry.records,

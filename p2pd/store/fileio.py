@@ -1,6 +1,9 @@
 # -*- test-case-name: tests.test_cache,tests.test_digests -*-
 """
 Whole reads and writes at an offset: the system calls may do part of one.
+
+The cache's modules call these through this module (C{fileio.writeAll}),
+so that a test can make every write of the cache fail in one place.
 """
 
 import os

@@ -9,7 +9,7 @@ from zope.interface import Interface
 
 if TYPE_CHECKING:
     from p2pd.core.meta import FileMeta
-    from p2pd.store.cache import CachedFile
+    from p2pd.store.cachedfile import CachedFile
 
 
 class IBlockCache(Interface):

@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.test_cache -*-
+"""
+The journal of a cached file version: which of its blocks are held.
+
+Append-only 16-byte records C{u32 index | u8 held (1) or forgotten (0) |
+3 zero bytes | 8-byte keyed check}; the last record of a block says whether
+it is held. A torn trailing record is cut off when the journal is loaded; a
+record that fails its check is ignored.
+
+A block is written to C{data} first and journaled afterwards, so a crash
+mid-write leaves it unjournaled. There is no fsync per block: after a power
+loss the journal may name a block whose bytes never reached the disk, which
+is why L{p2pd.store.cachedfile} verifies a block the first time it reads it.
+"""
+
+import hashlib
+import os
+import struct
+
+from p2pd.core.meta import BlockRuns
+from p2pd.store import fileio
+from p2pd.store.cachelayout import openFile, replaceFile
+
+_JOURNAL = struct.Struct("!IB3x")
+_CHECK = 8
+RECORD_SIZE = _JOURNAL.size + _CHECK
+# Records read at once when a journal is loaded.
+_CHUNK = 4096
+
+
+class Journal:
+    """
+    The journal of one file version, keyed by its C{identity}; not on disk
+    until L{open}ed (appending fails until then).
+    """
+
+    def __init__(self, identity: bytes) -> None:
+        self._key = hashlib.sha256(identity).digest()
+        self._path = ""
+        self._fd = -1
+        self._size = 0
+
+    def _check(self, head: bytes) -> bytes:
+        return hashlib.blake2b(
+            head, digest_size=_CHECK, key=self._key, person=b"p2pd-cache-jn"
+        ).digest()
+
+    def _record(self, index: int, held: bool) -> bytes:
+        """
+        The record saying whether block C{index} is held.
+        """
+        head = _JOURNAL.pack(index, 1 if held else 0)
+        return head + self._check(head)
+
+    def append(self, index: int, held: bool) -> None:
+        """
+        Append a record; if the disk refuses, cut off what part of it was
+        written, so later records stay aligned.
+
+        @raise OSError: the disk refused it.
+        """
+        try:
+            fileio.appendAll(self._fd, self._record(index, held))
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise
+        self._size += RECORD_SIZE
+
+    def open(self, path: str, blocks: int) -> BlockRuns:
+        """
+        Open the journal at C{path} (made if missing) and replay it.
+
+        @return: the blocks below C{blocks} it says are held.
+        """
+        self._path = path
+        self._fd = openFile(path, os.O_RDWR | os.O_APPEND)
+        size = os.fstat(self._fd).st_size
+        whole = size - size % RECORD_SIZE
+        if whole != size:
+            # A torn trailing record: cut it off, or every later record
+            # would be misaligned (on a read-only disk, none will come).
+            try:
+                os.ftruncate(self._fd, whole)
+            except OSError:
+                pass
+        self._size = whole
+        records = 0
+        held = BlockRuns()
+        for offset in range(0, whole, _CHUNK * RECORD_SIZE):
+            raw = fileio.readAll(self._fd, _CHUNK * RECORD_SIZE, offset)
+            for start in range(0, len(raw) - RECORD_SIZE + 1, RECORD_SIZE):
+                records += 1
+                head = raw[start : start + _JOURNAL.size]
+                check = raw[start + _JOURNAL.size : start + RECORD_SIZE]
+                if check != self._check(head):
+                    continue
+                index, flag = _JOURNAL.unpack(head)
+                if index < blocks and flag == 1:
+                    held.add(index)
+                elif index < blocks and flag == 0:
+                    held.discard(index)
+        if records > 2 * held.count + 1024:
+            try:
+                self._compact(held)
+            except OSError:
+                pass  # a longer journal, read again next time
+        return held
+
+    def _compact(self, held: BlockRuns) -> None:
+        """
+        Rewrite the journal with one record per block in C{held}.
+        """
+        content = b"".join(
+            self._record(index, True)
+            for first, count in held.ranges()
+            for index in range(first, first + count)
+        )
+        replaceFile(self._path, content)
+        fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        os.close(self._fd)
+        self._fd = fd
+        self._size = len(content)
+
+    def close(self) -> None:
+        """
+        Close the journal's file, if open.
+        """
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
