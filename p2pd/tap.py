@@ -3,10 +3,10 @@
 The command line: C{twistd p2pd [options]}.
 
 The only module that knows the options. It checks them and composes the
-node's services; everything else takes plain values.
+node from the pieces in L{p2pd.services}; everything else takes plain
+values.
 """
 
-import gc
 import hashlib
 import ipaddress
 import os
@@ -14,15 +14,10 @@ import re
 import sys
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
-from twisted.web.server import Site
 
 from p2pd import __version__
 from p2pd.core.net import DEFAULT_PORT, Network, parseHostPort
@@ -31,16 +26,15 @@ from p2pd.core.sizes import parseSize
 from p2pd.engine.node import Node
 from p2pd.engine.tracker import Tracker
 from p2pd.listener import SharedPortFactory
+from p2pd.services import ListenerService, NodeService, NodeSite
 from p2pd.spp import codec
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
-from p2pd.twistedinternals import listening, raiseListenErrors
 from p2pd.web.access import Access, resolverFor
-from p2pd.web.channel import NodeChannel
-from p2pd.web.proxy import NodeRequest, ProxyConfig
+from p2pd.web.proxy import ProxyConfig
 from p2pd.web.root import NodeRoot
 
 DEFAULT_BLOCK_SIZE = "256K"
@@ -291,111 +285,6 @@ class Options(usage.Options):
         self["cache-dir"] = _cacheDirectory(self["cache-dir"])
 
 
-class NodeSite(Site):
-    """
-    The HTTP side of a node: its own resources, and the proxy for absolute
-    URIs. Its access log is written only with --debug.
-    """
-
-    protocol = NodeChannel  # type: ignore[assignment]
-    requestFactory = NodeRequest  # type: ignore[assignment]
-
-    def __init__(
-        self, resource: Any, verbose: bool, reactor: Any, proxy: ProxyConfig
-    ) -> None:
-        super().__init__(resource, reactor=reactor)
-        self.verbose = verbose
-        self.proxy = proxy
-        self.displayTracebacks = False
-
-    def log(self, request: Any) -> None:
-        if self.verbose:
-            super().log(request)
-
-
-class _NodeService(Service):
-    """
-    Runs the thread pool that hashes published files (its own, so hashing
-    never delays DNS lookups in the reactor's pool), and closes the node's
-    downloads and index files when twistd stops.
-    """
-
-    def __init__(
-        self,
-        node: Node,
-        hashing: ThreadPool,
-        digestIndex: DigestIndex | None,
-        reactor: Any,
-    ) -> None:
-        self.node = node
-        self.hashing = hashing
-        self.digestIndex = digestIndex
-        self.reactor = reactor
-
-    def startService(self) -> None:
-        super().startService()
-        self.hashing.start()
-        self.reactor.callWhenRunning(settleHeap)
-
-    def stopService(self) -> None:
-        super().stopService()
-        self.node.stop()
-        self.hashing.stop()
-        if self.digestIndex is not None:
-            self.digestIndex.close()
-
-
-def settleHeap() -> None:
-    """
-    Put what start-up made out of the garbage collector's sight: it lives as
-    long as the node, and sweeping it again lengthens every collection, a
-    pause a player waiting for its first block sees. Not collected first:
-    that would be such a pause for a player asking right after start-up,
-    and start-up leaves little garbage.
-    """
-    gc.freeze()
-
-
-class ListenerService(StreamServerEndpointService):
-    """
-    Listens on the node's port, and ends start-up with one clear line when it
-    cannot (port in use, no permission) rather than a traceback.
-    """
-
-    _log = Logger()
-
-    def __init__(
-        self, endpoint: Any, factory: Any, description: str, node: Node
-    ) -> None:
-        super().__init__(endpoint, factory)
-        raiseListenErrors(self)
-        self.description = description
-        self.node = node
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-            raise SystemExit(f"p2pd: cannot listen on {self.description}: {reason}")
-        except (OSError, OverflowError) as e:
-            # A UNIX socket's lock file, a port past 65535.
-            reason = getattr(e, "strerror", None) or str(e)
-            raise SystemExit(f"p2pd: cannot listen on {self.description}: {reason}")
-        listening(self).addCallback(self._announce)
-
-    def _announce(self, port: IListeningPort) -> IListeningPort:
-        address = port.getHost()
-        self.node.listenPort = getattr(address, "port", 0)
-        self._log.info(
-            "p2pd {version} serving HTTP and SPP on {host}:{port}",
-            version=__version__,
-            host=getattr(address, "host", "?"),
-            port=getattr(address, "port", "?"),
-        )
-        return port
-
-
 def makeService(options: Options, reactor: Any = None) -> IService:
     """
     Compose a node from checked options.
@@ -450,7 +339,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     spp = SPPFactory(node, reactor, initiator=False)
     shared = SharedPortFactory(site, {codec.MAGIC[:1]: spp}, clock=reactor)
     service = MultiService()
-    _NodeService(node, hashing, digestIndex, reactor).setServiceParent(service)
+    NodeService(node, hashing, digestIndex, reactor).setServiceParent(service)
     listener = ListenerService(
         serverFromString(reactor, options["listen"]), shared, options["listen"], node
     )

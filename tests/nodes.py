@@ -40,7 +40,7 @@ from tests import clients
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The line a node logs once it listens (p2pd.tap.ListenerService).
+# The line a node logs once it listens (p2pd.services.ListenerService).
 ANNOUNCE = re.compile(r"serving HTTP and SPP on (?P<host>\S+):(?P<port>\d+)\s*$")
 
 # Seconds a node may take to start, and to exit after SIGTERM before it is

@@ -2,7 +2,7 @@
 """
 Tests for L{p2pd.web.gateway}: who may make the node fetch, the C{spp://}
 URL a gateway path names, and C{/.spp/HOST:PORT/PATH} served through the
-node's real HTTP channel (L{p2pd.tap.NodeSite} around L{NodeRoot}) with the
+node's real HTTP channel (L{p2pd.services.NodeSite} around L{NodeRoot}) with the
 fake node of L{tests.test_proxy}; then one real gateway between two real
 nodes, fetched with curl.
 """
@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.engine.download import DownloadFailed
-from p2pd.tap import NodeSite
+from p2pd.services import NodeSite
 from p2pd.web.access import granted, isLocalHost, resolverFor
 from p2pd.web.gateway import gatewayURL
 from p2pd.web.root import NodeRoot

@@ -23,7 +23,10 @@ LAYERS = {
     "engine": (2, ("p2pd.engine",)),
     "spp": (3, ("p2pd.spp",)),
     "web": (4, ("p2pd.web",)),
-    "commands": (5, ("p2pd.listener", "p2pd.tap", "p2pd.fetch", "p2pd.__main__")),
+    "commands": (
+        5,
+        ("p2pd.listener", "p2pd.tap", "p2pd.services", "p2pd.fetch", "p2pd.__main__"),
+    ),
 }
 
 

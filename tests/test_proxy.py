@@ -2,7 +2,7 @@
 """
 Tests for L{p2pd.web.proxy}: the viewer's proxy on the node's shared port.
 
-Raw HTTP is fed to the node's real HTTP channel (L{p2pd.tap.NodeSite}, whose
+Raw HTTP is fed to the node's real HTTP channel (L{p2pd.services.NodeSite}, whose
 requests are L{p2pd.web.proxy.NodeRequest}s) over a L{StringTransport}. The
 node is a fake whose C{download(url)} gives a real
 L{p2pd.engine.download.Download} over a block store in memory, fed by a fake
@@ -29,7 +29,7 @@ from twisted.web.server import Site
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.engine.download import DownloadFailed
-from p2pd.tap import NodeSite
+from p2pd.services import NodeSite
 from p2pd.web.access import Access
 from p2pd.web.firstcontact import FIRST_CONTACT_GRACE
 from p2pd.web.forward import HOP_BY_HOP, endToEnd

@@ -18,7 +18,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from twisted.web.server import Site
 
-from p2pd import __version__, tap
+from p2pd import __version__, services, tap
 from p2pd.listener import SharedPortFactory
 from p2pd.web.root import NodeRoot
 
@@ -331,8 +331,8 @@ class OptionsTests(_IsolatedHomeMixin, SynchronousTestCase):
             self.assertIn(name, text)
 
 
-def _listeners(service: MultiService) -> list[tap.ListenerService]:
-    return [child for child in service if isinstance(child, tap.ListenerService)]
+def _listeners(service: MultiService) -> list[services.ListenerService]:
+    return [child for child in service if isinstance(child, services.ListenerService)]
 
 
 class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
@@ -422,9 +422,9 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         """
         self.start("-P", "2222")
         hooks = [hook for hook, _, _ in self.reactor.whenRunningHooks]
-        self.assertIn(tap.settleHeap, hooks)
+        self.assertIn(services.settleHeap, hooks)
         self.addCleanup(gc.unfreeze)
-        tap.settleHeap()
+        services.settleHeap()
         self.assertGreater(gc.get_freeze_count(), 0)
 
     def test_stops(self) -> None:
@@ -474,7 +474,7 @@ class _RaisingEndpoint:
 
 class ListenerServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
     """
-    L{tap.ListenerService} ends start-up with one clear line when it cannot
+    L{services.ListenerService} ends start-up with one clear line when it cannot
     listen.
     """
 

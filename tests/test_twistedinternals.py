@@ -19,7 +19,7 @@ from twisted.web import http, server
 from twisted.web.proxy import ProxyRequest
 from twisted.web.resource import Resource
 
-from p2pd import tap
+from p2pd import services
 from p2pd.twistedinternals import (
     bytesWaiting,
     listening,
@@ -323,8 +323,8 @@ class NamesTests(SynchronousTestCase):
         classes: list[tuple[type, list[type]]] = [
             (NodeChannel, [http.HTTPChannel]),
             (NodeRequest, [ProxyRequest, server.Request]),
-            (tap.NodeSite, [server.Site]),
-            (tap.ListenerService, [StreamServerEndpointService]),
+            (services.NodeSite, [server.Site]),
+            (services.ListenerService, [StreamServerEndpointService]),
         ]
         for subclass, bases in classes:
             own = [
