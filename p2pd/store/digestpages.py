@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_disk -*-
+# -*- test-case-name: tests.test_disk,tests.test_cache -*-
 """
 A cached file version's digests, in bounded memory.
 
