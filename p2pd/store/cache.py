@@ -3,7 +3,7 @@
 The node's cache of fetched, verified blocks: which file versions it holds,
 one per URL.
 
-A newcomer's map of the cache:
+Its other modules:
 
   - L{p2pd.store.cachelayout}: where a version lives on disk, its
     C{meta.json}, and how its directory is made and removed;
