@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_twistedinternals -*-
+# -*- test-case-name: tests.unit.test_twistedinternals -*-
 """
 Every place p2pd leans on Twisted's internals: private attributes and
 undocumented behaviour of its transports, HTTP channel, requests and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_integration_http -*-
+# -*- test-case-name: tests.integration.test_http -*-
 """
 Running real programs from trial tests: players, downloaders, ffmpeg.
 

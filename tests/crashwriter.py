@@ -1,5 +1,5 @@
 """
-A process for the crash tests of L{tests.test_cache}, which kill it with
+A process for the crash tests of L{tests.unit.test_cache}, which kill it with
 SIGKILL at a chosen point of a cache write.
 
 Usage: C{python crashwriter.py ROOT MODE COUNT}

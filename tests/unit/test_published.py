@@ -11,8 +11,7 @@ from twisted.web import http
 
 from p2pd.store.published import NotPublished, PublicDirectory, PublishedFile
 from p2pd.web.root import NodeRoot
-
-from .helpers import InMemoryHTTP, parseResponse
+from tests.helpers import InMemoryHTTP, parseResponse
 
 SECRET = b"the contents of a file outside the published directory\n"
 MOVIE = b"movie bytes " * 100

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_asking -*-
+# -*- test-case-name: tests.unit.test_asking -*-
 """
 Tests for L{p2pd.spp.asking}: an SPP connection asking the other node,
 and the files it opened there.
@@ -16,7 +16,7 @@ from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
 from p2pd.spp import codec
 from p2pd.spp.asking import ConnectionGone, RemoteFile
-from tests.test_protocol import BLOCK, URL, ErrorAssertions, Wire, content, ready
+from tests.unit.test_protocol import BLOCK, URL, ErrorAssertions, Wire, content, ready
 
 
 class ClientTests(SynchronousTestCase, ErrorAssertions):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_answering -*-
+# -*- test-case-name: tests.unit.test_answering -*-
 """
 Tests for L{p2pd.spp.answering}: an SPP connection answering the other
 node's requests.
@@ -14,7 +14,7 @@ from p2pd.core.peers import MAX_PEERS, Peer
 from p2pd.spp import answering, codec
 from p2pd.spp.answering import MAX_OPEN_FILES, MAX_PENDING_REQUESTS
 from tests.fakes import FakeServedFile
-from tests.test_protocol import (
+from tests.unit.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,

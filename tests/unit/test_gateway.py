@@ -1,33 +1,28 @@
-# -*- test-case-name: tests.test_gateway -*-
+# -*- test-case-name: tests.unit.test_gateway -*-
 """
 Tests for L{p2pd.web.gateway}: who may make the node fetch, the C{spp://}
 URL a gateway path names, and C{/.spp/HOST:PORT/PATH} served through the
 node's real HTTP channel (L{p2pd.tap.NodeSite} around L{NodeRoot}) with the
-fake node of L{tests.test_proxy}; then one real gateway between two real
-nodes, fetched with curl.
+fake node of L{tests.unit.test_proxy}. (A real gateway between two real
+nodes: L{tests.integration.test_gateway}.)
 """
 
-import hashlib
 import ipaddress
-import os
 
-from twisted.internet import defer, error
+from twisted.internet import error
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.engine.download import DownloadFailed
 from p2pd.tap import NodeSite
-from p2pd.web.access import granted, isLocalHost, resolverFor
+from p2pd.web.access import granted
 from p2pd.web.gateway import gatewayURL
 from p2pd.web.root import NodeRoot
-from tests import clients
 from tests.fakes import FakeWebNode
-from tests.media import getMedia
-from tests.nodes import Nodes
-from tests.test_proxy import (
+from tests.unit.test_proxy import (
     BLOCK,
     CONTENT,
     ORIGIN,
@@ -470,77 +465,3 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(len(download.readers), 1)
         gateway.close(channel, transport)
         self.assertEqual(download.readers, set())
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-class RealGatewayTests(TestCase):
-    """
-    The gateway of a real viewer node, started without any proxy setting,
-    fetching from a real origin node; curl uses no proxy.
-    """
-
-    timeout = 120
-
-    @defer.inlineCallbacks
-    def test_curlThroughGateway(self):
-        """
-        curl gets the whole file byte-identical, a range with 206, a range
-        at the end with 416, and a missing file with 404, all through
-        C{http://VIEWER/.spp/ORIGIN/NAME}.
-        """
-        clients.require("curl")
-        media = yield getMedia()
-        nodes = Nodes(self)
-        origin = yield nodes.start(
-            "-p", media.directory, "-c", os.path.abspath(self.mktemp())
-        )
-        viewer = yield nodes.start("-c", os.path.abspath(self.mktemp()))
-        home = os.path.abspath(self.mktemp())
-        os.makedirs(home)
-        runArgs = dict(env=clients.environment(HOME=home), path=home, timeout=60)
-        name = media.blob
-        data = media.read(name)
-        base = f"{viewer.url}/.spp/{origin.authority}"
-
-        def curl(url, *args):
-            """
-            curl C{url} through the gateway into C{body}; the status.
-            """
-            d = clients.run(
-                ["curl", "-sS", "-o", "body", "-w", "%{http_code}", *args, url],
-                **runArgs,
-            )
-            return d.addCallback(lambda result: clients.check(result).stdout)
-
-        def body():
-            with open(os.path.join(home, "body"), "rb") as f:
-                return f.read()
-
-        url = f"{base}/{name}"
-        self.assertEqual((yield curl(url)), "200")
-        self.assertEqual(sha256(body()), sha256(data))
-        self.assertEqual((yield curl(url, "-r", "5000000-5999999")), "206")
-        self.assertEqual(body(), data[5000000:6000000])
-        self.assertEqual((yield curl(url, "-r", f"{len(data)}-")), "416")
-        self.assertEqual((yield curl(f"{base}/missing.bin")), "404")
-
-
-class ResolverTests(TestCase):
-    """
-    L{resolverFor}: names resolve through the reactor's resolver, as the
-    connections made to them do.
-    """
-
-    @defer.inlineCallbacks
-    def test_localhost(self):
-        """
-        C{localhost} resolves to a loopback address.
-        """
-        from twisted.internet import reactor
-
-        found = yield resolverFor(reactor)("localhost", 80)
-        self.assertTrue(found)
-        self.assertTrue(all(isLocalHost(a) for a in found), found)

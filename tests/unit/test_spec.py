@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_spec -*-
+# -*- test-case-name: tests.unit.test_spec -*-
 """
 Tests that docs/protocol.md, the SPP specification, says what the code does:
 the message table, the error codes, and the limits.
@@ -13,8 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from p2pd.core.errors import ErrorCode
 from p2pd.core.peers import MAX_PEERS
 from p2pd.spp import answering, codec, protocol
+from tests import CHECKOUT
 
-SPEC = FilePath(__file__).parent().parent().child("docs").child("protocol.md")
+SPEC = FilePath(CHECKOUT).child("docs").child("protocol.md")
 
 
 def _section(text: str, title: str) -> str:

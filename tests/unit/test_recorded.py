@@ -18,7 +18,7 @@ from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.engine.download import Download
 from tests.fakes import MemoryStore, QueuedThreads
-from tests.test_download import BLOCK, FakeSource, ThreadClock
+from tests.unit.test_download import BLOCK, FakeSource, ThreadClock
 
 
 class RecordedSource(FakeSource):

@@ -1,14 +1,13 @@
 """
 Tests for full or failing disks and for absurd announced sizes: a
 L{p2pd.engine.download.Download} on a real L{p2pd.store.cache.BlockCache}
-whose writes fail, a real node whose cache is on a full tmpfs, and the
-memory a download of a huge file takes.
+whose writes fail, and the memory a download of a huge file takes. (A real
+node whose cache is on a full tmpfs: L{tests.integration.test_disk}.)
 """
 
 import errno
 import gc
 import hashlib
-import json
 import os
 import random
 import tracemalloc
@@ -20,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, capturedLogs
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.meta import FileMeta
 from p2pd.engine import scheduling
@@ -31,11 +30,9 @@ from p2pd.spp import codec
 from p2pd.store import cache as cachemodule
 from p2pd.store.cache import DIGEST_MEMORY, DIGEST_PAGE, STORE_RETRY, BlockCache
 from p2pd.web import stream
-from tests import clients
-from tests.fakes import FakeSource, MemoryStore, makeFile
-from tests.nodes import Nodes
-from tests.test_download import readAll
-from tests.test_protocol import URL, ready
+from tests.fakes import FakeSource, MemoryStore
+from tests.unit.test_download import readAll
+from tests.unit.test_protocol import URL, ready
 
 BLOCK = 16 * 1024
 BLOCKS = 40
@@ -658,58 +655,3 @@ class AnnouncedSizeTests(SynchronousTestCase):
         assert isinstance(opened, codec.Opened)
         self.assertIn(opened.blockSize, [2**n for n in range(14, 23)])
         self.assertLessEqual(-(-opened.size // opened.blockSize), codec.MAX_BLOCKS)
-
-
-class FullTmpfsTests(TestCase):
-    """
-    A real viewer node whose cache is on a 2 MiB tmpfs plays a 10 MB file
-    through its gateway (root only: it mounts the tmpfs).
-    """
-
-    timeout = 180
-
-    @defer.inlineCallbacks
-    def setUp(self) -> Any:
-        if os.geteuid() != 0:
-            raise SkipTest("mounting a tmpfs needs root")
-        clients.require("curl")
-        self.nodes = Nodes(self)
-        self.public = os.path.abspath(self.mktemp())
-        self.content = makeFile(self.public, "movie.ts", 10 * 1000 * 1000)
-        self.small = os.path.abspath(self.mktemp())
-        os.makedirs(self.small)
-        mounted = yield clients.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", self.small]
-        )
-        if mounted.code != 0:
-            raise SkipTest(f"cannot mount a tmpfs: {mounted.text}")
-        self.addCleanup(clients.run, ["umount", "-l", self.small])
-
-    @defer.inlineCallbacks
-    def test_playBiggerThanTheDisk(self) -> Any:
-        """
-        The player gets every byte, the origin sends about one copy, and
-        the viewer's log has one line about the disk and no traceback.
-        """
-        origin = yield self.nodes.start(
-            "-p", self.public, "-c", os.path.abspath(self.mktemp())
-        )
-        viewer = yield self.nodes.start("-c", self.small)
-        output = os.path.abspath(self.mktemp())
-        url = f"http://{viewer.authority}/.spp/{origin.authority}/movie.ts"
-        result = yield clients.run(
-            ["curl", "-sS", "--fail", "--limit-rate", "4M", "-o", output, url],
-            timeout=120,
-        )
-        self.assertEqual(result.code, 0, result.describe())
-        with open(output, "rb") as f:
-            self.assertTrue(f.read() == self.content, "the bytes differ")
-        status = yield clients.run(
-            ["curl", "-sS", "--fail", f"http://{origin.authority}/.status"]
-        )
-        served = json.loads(status.stdout)["served"]["bytesByFile"]["movie.ts"]
-        # One copy; a block more at most, should one lag and be asked of
-        # the origin again.
-        self.assertLessEqual(served, len(self.content) + 256 * 1024)
-        self.assertEqual(viewer.log.count("cannot store in the cache"), 1)
-        self.assertNotIn("Traceback", viewer.log)

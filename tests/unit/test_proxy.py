@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.unit.test_proxy -*-
 """
 Tests for L{p2pd.web.proxy}: the viewer's proxy on the node's shared port.
 

@@ -14,8 +14,8 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from tests import clients
+from tests.integration.test_fetch import nodeStatus
 from tests.nodes import Nodes, nodeEnvironment
-from tests.test_fetch import nodeStatus
 
 SIZE = 8 * 1024 * 1024 + 4321
 NAME = "film.bin"

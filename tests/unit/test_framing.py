@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.unit.test_framing -*-
 """
 Tests for L{p2pd.spp.framing}: frames out of a byte stream, on their own
 and as an SPP connection reads them.
@@ -14,7 +14,7 @@ from p2pd.core.errors import ErrorCode
 from p2pd.spp import codec
 from p2pd.spp.framing import HEADER, FrameReader, FrameTooLarge, frameHeader
 from tests.fakes import FakeServedFile
-from tests.test_protocol import (
+from tests.unit.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,

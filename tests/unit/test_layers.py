@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from twisted.trial.unittest import SynchronousTestCase
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import CHECKOUT
 
 # Each layer's rank and the modules in it (a name stands for itself and the
 # modules below it; "p2pd" for the package's own __init__ only). A module
@@ -54,12 +54,12 @@ def modules() -> dict[str, str]:
     Every module of p2pd, by name, with its file.
     """
     found = {}
-    for directory, _, files in os.walk(os.path.join(ROOT, "p2pd")):
+    for directory, _, files in os.walk(os.path.join(CHECKOUT, "p2pd")):
         for name in files:
             if not name.endswith(".py"):
                 continue
             path = os.path.join(directory, name)
-            parts = os.path.relpath(path, ROOT)[: -len(".py")].split(os.sep)
+            parts = os.path.relpath(path, CHECKOUT)[: -len(".py")].split(os.sep)
             if parts[-1] == "__init__":
                 parts.pop()
             found[".".join(parts)] = path
@@ -203,9 +203,9 @@ class LayerTests(SynchronousTestCase):
         docs/architecture.md has a paragraph for every module and names
         the layers as this test draws them.
         """
-        doc = _read(os.path.join(ROOT, "docs", "architecture.md"))
+        doc = _read(os.path.join(CHECKOUT, "docs", "architecture.md"))
         for name, path in sorted(modules().items()):
-            relative = os.path.relpath(path, os.path.join(ROOT, "p2pd"))
+            relative = os.path.relpath(path, os.path.join(CHECKOUT, "p2pd"))
             if not relative.endswith("__init__.py") or name == "p2pd":
                 shown = "p2pd/__init__.py" if name == "p2pd" else relative
                 self.assertIn(f"`{shown}`", doc, name)
@@ -217,6 +217,6 @@ class LayerTests(SynchronousTestCase):
         The twistd plugin file imports nothing of p2pd: if it failed to
         import, twistd would only log it.
         """
-        path = os.path.join(ROOT, "twisted", "plugins", "p2pd_plugin.py")
+        path = os.path.join(CHECKOUT, "twisted", "plugins", "p2pd_plugin.py")
         found = list(imports(_read(path), "twisted.plugins.p2pd_plugin", set()))
         self.assertEqual([m for m in found if m.startswith("p2pd")], [])

@@ -1,10 +1,10 @@
-# -*- test-case-name: tests.test_protocol -*-
+# -*- test-case-name: tests.unit.test_protocol -*-
 """
 Tests for L{p2pd.spp.protocol}: the SPP connection as a whole (its
 handshake, timers and end, and two connections talking), and the test
 doubles the other SPP tests share. What each side does is tested in
-L{tests.test_asking} and L{tests.test_answering}, the framing in
-L{tests.test_framing}.
+L{tests.unit.test_asking} and L{tests.unit.test_answering}, the framing in
+L{tests.unit.test_framing}.
 """
 
 import gc
@@ -35,7 +35,7 @@ from p2pd.spp.protocol import (
 )
 from tests.fakes import FakeServedFile, FakeSPPNode
 from tests.helpers import FakeTransport, connectedServerAndClient
-from tests.test_spec import SPEC, _section
+from tests.unit.test_spec import SPEC, _section
 
 BLOCK = codec.MIN_BLOCK_SIZE
 URL = "spp://origin:1111/movie.ts"

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_firstcontact -*-
+# -*- test-case-name: tests.unit.test_firstcontact -*-
 """
 Tests for L{p2pd.web.firstcontact}: the race between opening a file over
 SPP and forwarding the request, with no request, node or network: the test

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_codec -*-
+# -*- test-case-name: tests.unit.test_codec -*-
 """
 Tests for L{p2pd.spp.codec}: SPP v1 frames to and from plain values.
 """

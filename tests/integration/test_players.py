@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_players -*-
+# -*- test-case-name: tests.integration.test_players -*-
 """
 Real players through the viewer's proxy.
 
@@ -642,7 +642,7 @@ class ProxyPlayerTests(TestCase):
         A viewer started without grants serves any client on the local
         host: every 127.x.y.z address is loopback, so a client connecting
         from 127.0.0.3 is served. (Refusal of other hosts is tested with a
-        non-loopback peer address in L{tests.test_proxy.AccessTests}.)
+        non-loopback peer address in L{tests.unit.test_proxy.AccessTests}.)
         """
         name = self.media.blob
         response = yield clients.curl(

@@ -16,8 +16,7 @@ from zope.interface.verify import verifyObject
 
 from p2pd.store.published import PublicDirectory
 from p2pd.web.files import FileProducer, PublishedFileResource
-
-from .helpers import InMemoryHTTP, parseResponse
+from tests.helpers import InMemoryHTTP, parseResponse
 
 MTIME = 1_700_000_000  # Tue, 14 Nov 2023 22:13:20 GMT
 DATA = bytes(i % 251 for i in range(3000))

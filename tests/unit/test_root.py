@@ -21,8 +21,7 @@ from p2pd.web.access import Access
 from p2pd.web.root import NodeRoot
 from tests import playlists
 from tests.fakes import FakeWebNode
-
-from .helpers import InMemoryHTTP, parseResponse
+from tests.helpers import InMemoryHTTP, parseResponse
 
 MOVIE = bytes(i % 256 for i in range(1234))
 

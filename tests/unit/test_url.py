@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_url -*-
+# -*- test-case-name: tests.unit.test_url -*-
 """
 Tests for L{p2pd.core.url}: parsing and normalising C{spp://} URLs.
 """

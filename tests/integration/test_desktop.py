@@ -13,10 +13,11 @@ import xml.etree.ElementTree as ET
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HELPER = os.path.join(ROOT, "bin", "p2pd-mplayer")
-DESKTOP = os.path.join(ROOT, "contrib", "p2pd-mplayer.desktop")
-MIME_XML = os.path.join(ROOT, "contrib", "p2pd-spp.xml")
+from tests import CHECKOUT
+
+HELPER = os.path.join(CHECKOUT, "bin", "p2pd-mplayer")
+DESKTOP = os.path.join(CHECKOUT, "contrib", "p2pd-mplayer.desktop")
+MIME_XML = os.path.join(CHECKOUT, "contrib", "p2pd-spp.xml")
 SPP_TYPE = "application/x-spp-playlist"
 _NS = "{http://www.freedesktop.org/standards/shared-mime-info}"
 
@@ -103,7 +104,7 @@ class HelperTests(SynchronousTestCase):
         C{scripts}.
         """
         parser = configparser.ConfigParser(interpolation=None)
-        parser.read(os.path.join(ROOT, "setup.cfg"), encoding="utf-8")
+        parser.read(os.path.join(CHECKOUT, "setup.cfg"), encoding="utf-8")
         scripts = parser.get("options", "scripts", fallback="").split()
         self.assertIn("bin/p2pd-mplayer", scripts)
 

@@ -28,8 +28,7 @@ from p2pd.listener import (
     SharedPortFactory,
 )
 from p2pd.spp import codec
-
-from .helpers import parseResponse
+from tests.helpers import parseResponse
 
 PEER = IPv4Address("TCP", "192.0.2.1", 40000)
 SPP_KEY = b"\xfe"

@@ -12,10 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd import __version__
 from p2pd.tap import Options
+from tests import CHECKOUT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAN_PAGE = os.path.join(ROOT, "docs", "p2pd.8")
-RUNNING = os.path.join(ROOT, "docs", "running.md")
+MAN_PAGE = os.path.join(CHECKOUT, "docs", "p2pd.8")
+RUNNING = os.path.join(CHECKOUT, "docs", "running.md")
 
 # Font macros whose arguments alternate between fonts, joined without spaces.
 _ALTERNATING = {".BR", ".RB", ".BI", ".IB", ".IR", ".RI"}

@@ -35,10 +35,10 @@ from p2pd.engine.serving import (
 from p2pd.spp import codec
 from p2pd.store.published import PublicDirectory
 from tests.fakes import FakeServedFile
-from tests.test_node import BLOCK as NODE_BLOCK
-from tests.test_node import URL as NODE_URL
-from tests.test_node import NodeFixture, fakeConnection, writeFile
-from tests.test_protocol import (
+from tests.unit.test_node import BLOCK as NODE_BLOCK
+from tests.unit.test_node import URL as NODE_URL
+from tests.unit.test_node import NodeFixture, fakeConnection, writeFile
+from tests.unit.test_protocol import (
     BLOCK,
     URL,
     ErrorAssertions,
@@ -47,7 +47,7 @@ from tests.test_protocol import (
     frame,
     ready,
 )
-from tests.test_spec import SPEC, _section, _size, _tableRows
+from tests.unit.test_spec import SPEC, _section, _size, _tableRows
 
 
 def header(length: int, messageType: int | None = None) -> bytes:

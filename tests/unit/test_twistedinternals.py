@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_twistedinternals -*-
+# -*- test-case-name: tests.unit.test_twistedinternals -*-
 """
 Tests for L{p2pd.twistedinternals}: each private attribute of Twisted that
 p2pd relies on exists and behaves as assumed. A failure here after a
