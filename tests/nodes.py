@@ -168,8 +168,8 @@ class _NodeProtocol(ProcessProtocol):
         if reason.check(ProcessDone):
             code = 0
         elif reason.check(ProcessTerminated):
-            code = reason.value.exitCode
-            signal = reason.value.signal
+            code = reason.value.exitCode  # type: ignore[union-attr]
+            signal = reason.value.signal  # type: ignore[union-attr]
         self.node._ended(code, signal)
 
 

@@ -40,7 +40,7 @@ class PlainService(Protocol):
     """
 
     def connectionMade(self) -> None:
-        self.factory.connections += 1  # type: ignore[attr-defined]
+        self.factory.connections += 1
         self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
 

@@ -24,7 +24,7 @@ class FullTmpfsTests(TestCase):
     timeout = 180
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]
         if os.geteuid() != 0:
             raise SkipTest("mounting a tmpfs needs root")
         clients.require("curl")

@@ -195,7 +195,7 @@ class HostileTestCase(TestCase):
     descriptors: int | None = None
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]
         self.nodes = Nodes(self)
         self.base = os.path.abspath(self.mktemp())
         self.public = os.path.join(self.base, "public")
@@ -859,7 +859,7 @@ class ConnectionCapTests(HostileTestCase):
         Have the origin close an SPP connection (with a protocol error): it
         has counted the connection gone by the time the close arrives here.
         """
-        recorder.transport.write(rawFrame(b"\x7f"))
+        recorder.transport.write(rawFrame(b"\x7f"))  # type: ignore[union-attr]
         yield recorder.waitForClose()
 
     @defer.inlineCallbacks

@@ -44,10 +44,10 @@ class _NodeTestCase(TestCase):
     """
 
     redirect = False
-    debug = False
+    debug = False  # type: ignore[assignment]
 
     @inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]
         self.media = yield getMedia()
         self.home = os.path.abspath(self.mktemp())
         os.makedirs(self.home)
@@ -129,7 +129,7 @@ class RedirectTests(_NodeTestCase):
         name = self.media.ts
         playlist = yield self.curl(self.node.urlFor(name))
         text = playlist.body.decode("utf-8")
-        fallback = re.search(r"^File2=(.*)$", text, re.M).group(1)
+        fallback = re.search(r"^File2=(.*)$", text, re.M).group(1)  # type: ignore[union-attr]
         whole = yield self.curl(fallback)
         self.assertEqual(whole.status, 200)
         self.assertEqual(whole.headers["content-type"], "video/mp2t")
@@ -251,7 +251,7 @@ class DirectTests(_NodeTestCase):
         clients.check(result)
         match = re.search(r"^P2PD-START (\S+) (\S+)$", result.text, re.M)
         self.assertIsNotNone(match, result.describe())
-        start, length = float(match.group(1)), float(match.group(2))
+        start, length = float(match.group(1)), float(match.group(2))  # type: ignore[union-attr]
         self.assertNear(length, duration, delta=0.5)
         self.assertNear(start, duration / 2, delta=1.5)
         self.assertIn("Exiting... (End of file)", result.text)
@@ -277,7 +277,7 @@ class DirectTests(_NodeTestCase):
         self.assertGreaterEqual(int(progress["frame"]), 45)
         first = re.search(r"n: *0 .*? pos: *(\d+)", result.stderr)
         self.assertIsNotNone(first, result.describe())
-        self.assertGreater(int(first.group(1)), size // 2)
+        self.assertGreater(int(first.group(1)), size // 2)  # type: ignore[union-attr]
         # The access log line of a request is written when it ends, which
         # may be just after ffmpeg has exited.
         yield self.node.waitForLines(f'"GET /{name} HTTP/1.1" 206 ', 2, timeout=10)

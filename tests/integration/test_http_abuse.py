@@ -21,12 +21,12 @@ class _Raw(protocol.Protocol):
 
     def __init__(self):
         self.received = b""
-        self.lost = defer.Deferred()
+        self.lost: defer.Deferred[bytes] = defer.Deferred()
 
     def dataReceived(self, data):
         self.received += data
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason):  # type: ignore[override]
         self.lost.callback(self.received)
 
 
@@ -37,7 +37,7 @@ class _Recorder(protocol.Protocol):
 
     def connectionMade(self):
         self.factory.connections += 1
-        self.transport.loseConnection()
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
 
 class _Upstream(protocol.Protocol):
@@ -63,11 +63,11 @@ class _Upstream(protocol.Protocol):
             return
         self.factory.requests.append(self.raw)
         code = b"400 Bad Request" if len(lengths) > 1 else b"200 OK"
-        self.transport.write(
+        self.transport.write(  # type: ignore[union-attr]
             b"HTTP/1.1 " + code + b"\r\nContent-Length: 2\r\n"
             b"Connection: close\r\n\r\nok"
         )
-        self.transport.loseConnection()
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
 
 class RealNodeTests(TestCase):
@@ -110,7 +110,7 @@ class RealNodeTests(TestCase):
         hop-by-hop header, and its answer comes back.
         """
         upstream = protocol.Factory.forProtocol(_Upstream)
-        upstream.requests = []
+        upstream.requests = []  # type: ignore[attr-defined]
         listening = yield TCP4ServerEndpoint(
             reactor, 0, interface="127.0.0.9"
         ).listen(upstream)
@@ -132,7 +132,7 @@ class RealNodeTests(TestCase):
         )
         received = yield client.lost
         self.assertTrue(received.startswith(b"HTTP/1.1 200 "), received)
-        (raw,) = upstream.requests
+        (raw,) = upstream.requests  # type: ignore[attr-defined]
         head = raw.partition(b"\r\n\r\n")[0].lower()
         self.assertEqual(head.count(b"\r\ncontent-length:"), 1)
         self.assertEqual(head.count(b"\r\nhost:"), 1)
@@ -146,7 +146,7 @@ class RealNodeTests(TestCase):
         another host, and never connects to it.
         """
         recorder = protocol.Factory.forProtocol(_Recorder)
-        recorder.connections = 0
+        recorder.connections = 0  # type: ignore[attr-defined]
         listening = yield TCP4ServerEndpoint(
             reactor, 0, interface="127.0.0.9"
         ).listen(recorder)
@@ -159,7 +159,7 @@ class RealNodeTests(TestCase):
         received = yield client.lost
         self.assertTrue(received.startswith(b"HTTP/1.1 403 "), received)
         self.assertIn(b"127.0.0.9 is not an allowed origin", received)
-        self.assertEqual(recorder.connections, 0)
+        self.assertEqual(recorder.connections, 0)  # type: ignore[attr-defined]
 
     @defer.inlineCallbacks
     def test_slowHeadersClosed(self):

@@ -131,7 +131,7 @@ class _IdleSite(Site):
         """
         if not self.open:
             return defer.succeed(None)
-        d = defer.Deferred()
+        d: defer.Deferred[None] = defer.Deferred()
         self._waiting.append(d)
         abort = reactor.callLater(timeout, self._abort)
 
@@ -156,7 +156,7 @@ class ProxyPlayerTests(TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
-    def setUp(self):
+    def setUp(self):  # type: ignore[override]
         self.media = yield getMedia()
         self.public = yield publishedDirectory()
         self.home = os.path.abspath(self.mktemp())
@@ -388,7 +388,7 @@ class ProxyPlayerTests(TestCase):
         """
         match = re.search(r"^P2PD-PLAYING (\S+) (\S+)$", result.text, re.M)
         self.assertIsNotNone(match, result.describe())
-        return float(match.group(1)), float(match.group(2))
+        return float(match.group(1)), float(match.group(2))  # type: ignore[union-attr]
 
     @defer.inlineCallbacks
     def test_mpvPlay(self):
@@ -441,7 +441,7 @@ class ProxyPlayerTests(TestCase):
         self.assertGreaterEqual(int(progress["frame"]), 45)
         first = re.search(r"n: *0 .*? pos: *(\d+)", result.stderr)
         self.assertIsNotNone(first, result.describe())
-        self.assertGreater(int(first.group(1)), size // 2)
+        self.assertGreater(int(first.group(1)), size // 2)  # type: ignore[union-attr]
         yield self.viewer.waitForLines(r'"GET http://\S+ HTTP/1.1" 206 ', 2)
 
     @defer.inlineCallbacks
@@ -619,10 +619,10 @@ class ProxyPlayerTests(TestCase):
         from twisted.internet import reactor
 
         site = _IdleSite(File(self.media.directory))
-        port = reactor.listenTCP(0, site, interface="127.0.0.5")
+        port = reactor.listenTCP(0, site, interface="127.0.0.5")  # type: ignore[arg-type]
         self.addCleanup(site.whenIdle, reactor)
         self.addCleanup(port.stopListening)
-        base = f"http://127.0.0.5:{port.getHost().port}"
+        base = f"http://127.0.0.5:{port.getHost().port}"  # type: ignore[attr-defined]
         name = self.media.blob
         response = yield clients.curl(f"{base}/{name}", **self.runArgs)
         self.assertEqual(response.status, 200)

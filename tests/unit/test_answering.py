@@ -169,15 +169,15 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         missing = codec.Open(0, "spp://origin:1111/nothing", "")
         producer = wire.transport.producer
         for round_ in range(3):
-            producer.pauseProducing()  # as a full transport does
+            producer.pauseProducing()  # type: ignore[union-attr]  # as a full transport does
             wire.feed(*[dataclasses.replace(missing, request=r) for r in range(1, 41)])
             self.assertFalse(wire.closed, round_)
-            producer.resumeProducing()
+            producer.resumeProducing()  # type: ignore[union-attr]
         self.assertGreater(len(wire.transport.value()), 2000)
         wire.transport.clear()
         aborted: list[bool] = []
         wire.transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
-        producer.pauseProducing()
+        producer.pauseProducing()  # type: ignore[union-attr]
         wire.feed(*[dataclasses.replace(missing, request=r) for r in range(1, 81)])
         self.assertEqual(aborted, [True])
         self.assertLessEqual(len(wire.transport.value()), 1000)
@@ -481,11 +481,11 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         read or sent; resuming sends them.
         """
         wire, served = self._opened()
-        wire.transport.producer.pauseProducing()
+        wire.transport.producer.pauseProducing()  # type: ignore[union-attr]
         wire.feed(*[codec.GetBlock(r, 1, r % 3) for r in range(1, 6)])
         self.assertEqual(wire.sent(), [])
         self.assertEqual(served.readIndexes, [])
-        wire.transport.producer.resumeProducing()
+        wire.transport.producer.resumeProducing()  # type: ignore[union-attr]
         self.assertEqual(
             wire.sent(),
             [codec.Block(r, r % 3, served.block(r % 3)) for r in range(1, 6)],
@@ -498,12 +498,12 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         """
         wire, served = self._opened(FakeServedFile(content(4 * BLOCK), manual=True))
         wire.feed(*[codec.GetBlock(r, 1, r - 1) for r in range(1, 5)])
-        wire.transport.producer.pauseProducing()
+        wire.transport.producer.pauseProducing()  # type: ignore[union-attr]
         served.finishRead(0)
         served.finishRead(1)
         self.assertEqual([m.request for m in wire.sent()], [1, 2])  # type: ignore[union-attr]
         self.assertEqual(served.readIndexes, [0, 1])
-        wire.transport.producer.resumeProducing()
+        wire.transport.producer.resumeProducing()  # type: ignore[union-attr]
         self.assertEqual(served.readIndexes, [0, 1, 2, 3])
 
 
@@ -565,4 +565,4 @@ class RequestAccountingTests(SynchronousTestCase, ErrorAssertions):
         [callback] = served.watchers
         callback([(i * 2, 1) for i in range(codec.MAX_HAVE_RANGES + 5)])
         haves = wire.sent()
-        self.assertEqual([len(h.ranges) for h in haves], [codec.MAX_HAVE_RANGES, 5])
+        self.assertEqual([len(h.ranges) for h in haves], [codec.MAX_HAVE_RANGES, 5])  # type: ignore[union-attr]

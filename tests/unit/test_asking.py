@@ -33,7 +33,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         d = wire.protocol.open(URL)
         self.assertEqual(wire.sent(), [codec.Open(1, URL, "")])
         wire.feed(codec.Opened(1, size, BLOCK, authoritative, "sha256", "v1"))
-        return wire, self.successResultOf(d)
+        return wire, self.successResultOf(d)  # type: ignore[return-value]
 
     def test_requestsAfterClose(self) -> None:
         """
@@ -93,7 +93,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         remote = self.successResultOf(d)
         self.assertEqual(self.successResultOf(remote.getDigests(0, 3)), digests)
         self.assertEqual(self.successResultOf(remote.getBlock(0)), data[:BLOCK])
-        self.assertEqual(tuple(self.successResultOf(remote.getPeers())), peers)
+        self.assertEqual(tuple(self.successResultOf(remote.getPeers())), peers)  # type: ignore[arg-type]
         self.assertEqual(wire.sent(), [])
         remote.getBlock(0)
         remote.getPeers()
@@ -292,7 +292,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         d = remote.getPeers()
         peers = (Peer("10.0.0.3", 1111), Peer("::1", 80, True))
         wire.feed(codec.Peers(2, peers))
-        self.assertEqual(tuple(self.successResultOf(d)), peers)
+        self.assertEqual(tuple(self.successResultOf(d)), peers)  # type: ignore[arg-type]
 
     def test_errorAnswer(self) -> None:
         """

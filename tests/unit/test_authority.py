@@ -32,8 +32,8 @@ from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.engine.node import Node
 from p2pd.engine.tracker import Tracker
-from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
+from p2pd.store.interfaces import IBlockCache
 from p2pd.store.published import PublicDirectory
 from tests import CHECKOUT
 from tests.unit import test_node
@@ -182,7 +182,7 @@ class InMemoryFixture(test_node.NodeFixture):
     def addClient(self, cacheName: str = "client-cache") -> Node:
         client = Node(
             self.clock,
-            lambda node: self.pair.connector(node, CLIENT_HOST),
+            lambda node: self.pair.connector(node, CLIENT_HOST),  # type: ignore[arg-type,return-value]
             self.makeCache(cacheName),
         )
         client.listenPort = CLIENT_PORT
@@ -243,7 +243,7 @@ class InMemoryFixture(test_node.NodeFixture):
         """
         reader = download.read(0)
         self.addCleanup(reader.close)
-        parts = []
+        parts: list[bytes] = []
         while True:
             d = reader.read()
             self.pair.flush()
@@ -260,10 +260,11 @@ class InMemoryFixture(test_node.NodeFixture):
                 return b"".join(parts), None
             parts.append(result[0])
 
-    def assertCacheClean(self, cache: BlockCache) -> None:
+    def assertCacheClean(self, cache: IBlockCache | None) -> None:
         """
         Every block C{cache} holds of the file is the real one.
         """
+        assert cache is not None
         cached = cache.find(URL)
         if cached is None:
             return
@@ -398,7 +399,7 @@ class LyingPeerTests(InMemoryFixture):
         self.assertNotBelieved(download)
         client.stop()
         self.assertCacheClean(client.cache)
-        cached = client.cache.find(URL)
+        cached = client.cache.find(URL)  # type: ignore[union-attr]
         assert cached is not None
         self.addCleanup(cached.close)
         self.assertEqual(cached.held(), [(0, 2)])
@@ -454,7 +455,7 @@ class MirrorTests(InMemoryFixture):
     def setUp(self) -> None:
         super().setUp()
         self.mirrorIndex = DigestIndex(
-            os.path.join(self.base, "mirror-digests"), BLOCK, "sha256", self.threads
+            os.path.join(self.base, "mirror-digests"), BLOCK, "sha256", self.threads  # type: ignore[arg-type]
         )
         self.addCleanup(self.mirrorIndex.close)
         mirror = self.makeNode(

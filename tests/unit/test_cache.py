@@ -262,7 +262,7 @@ class BlockCacheTests(_CacheTestCase):
         assert again is not None
         self.addCleanup(again.close)
         for view in (cached, again):
-            expected = []
+            expected: list[tuple[int, int]] = []
             for index in sorted(reference):
                 if expected and sum(expected[-1]) == index:
                     expected[-1] = (expected[-1][0], expected[-1][1] + 1)

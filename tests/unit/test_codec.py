@@ -221,7 +221,7 @@ class RoundTripTests(SynchronousTestCase):
                 "v" * codec.MAX_VERSION_STAMP,
             ),
         ]:
-            self.assertEqual(codec.decode(codec.encode(message)), message)
+            self.assertEqual(codec.decode(codec.encode(message)), message)  # type: ignore[arg-type]
 
     def test_largestFrameWithinLimit(self) -> None:
         """

@@ -126,7 +126,7 @@ class _IndexTestCase(SynchronousTestCase):
         """
         kw.setdefault("chunkBytes", CHUNK)
         index = DigestIndex(
-            self.indexDir, blockSize, digestName, self.reactor, self.pool, **kw
+            self.indexDir, blockSize, digestName, self.reactor, self.pool, **kw  # type: ignore[arg-type]
         )
         self.addCleanup(index.close)
         return index
@@ -251,7 +251,7 @@ class DigestsTests(_IndexTestCase):
                 reads.append(length)
             return realPread(fd, length, offset)
 
-        self.patch(digestsModule.os, "pread", countingPread)
+        self.patch(digestsModule.os, "pread", countingPread)  # type: ignore[attr-defined]
         index = self.index(chunkBytes=8 * BLOCK)
         self.digests(index, 0, 11)
         self.assertEqual(reads, [8 * BLOCK, int(2.5 * BLOCK)])
@@ -311,7 +311,7 @@ class DigestsTests(_IndexTestCase):
         """
         Without a thread pool of its own, the index uses the reactor's.
         """
-        index = DigestIndex(self.indexDir, BLOCK, "sha256", self.reactor)
+        index = DigestIndex(self.indexDir, BLOCK, "sha256", self.reactor)  # type: ignore[arg-type]
         self.addCleanup(index.close)
         d = index.digests(self.published, 0, 1)
         self.assertNoResult(d)
@@ -537,7 +537,7 @@ class PersistenceTests(_IndexTestCase):
         index = self.index()
         self.digests(index, 0, 1)
         full = [True]
-        realWrite = digestsModule.writeAll
+        realWrite = digestsModule.writeAll  # type: ignore[attr-defined]
 
         def writeFull(fd: int, data: bytes, offset: int) -> None:
             if full[0]:
@@ -612,7 +612,7 @@ class ChangedTests(_IndexTestCase):
         Make C{change} happen once, right after the first block is hashed.
         """
         hashing = digestsModule._hashBlock
-        done = []
+        done: list[bool] = []
 
         def hashThenChange(name: str, data: memoryview) -> bytes:
             result = hashing(name, data)
@@ -760,7 +760,7 @@ class ConcurrencyTests(_IndexTestCase):
         index = self.index()
         self.digests(index, 0, 1)
         (entry,) = index._entries.values()
-        fd = entry.index.fd
+        fd = entry.index.fd  # type: ignore[union-attr]
         os.fstat(fd)
         pending = index.digests(self.published, 4, 1)
         index.close()
@@ -811,8 +811,8 @@ class ConcurrencyTests(_IndexTestCase):
                 os.path.join(base, "index"),
                 BLOCK,
                 "sha256",
-                reactor,
-                pool,
+                reactor,  # type: ignore[arg-type]
+                pool,  # type: ignore[arg-type]
                 chunkBytes=chunkBlocks * BLOCK,
             )
             self.addCleanup(index.close)
@@ -925,7 +925,7 @@ class RealThreadsTests(TestCase):
     L{DigestIndex} with the running reactor's own thread pool.
     """
 
-    def test_threads(self) -> Deferred[None]:
+    def test_threads(self) -> Deferred[Any]:
         """
         Concurrent requests, hashed in real threads, all get the right
         digests, and the digests survive a restart.
@@ -938,7 +938,7 @@ class RealThreadsTests(TestCase):
         published = publish(path)
         indexDir = os.path.join(base, "index")
         expected = blockDigests(data)
-        index = DigestIndex(indexDir, BLOCK, "sha256", globalReactor, chunkBytes=CHUNK)
+        index = DigestIndex(indexDir, BLOCK, "sha256", globalReactor, chunkBytes=CHUNK)  # type: ignore[arg-type]
         ranges = [(0, 201), (10, 50), (100, 101), (0, 1), (200, 1), (37, 90)]
         d = gatherResults([index.digests(published, f, c) for f, c in ranges])
 
@@ -946,7 +946,7 @@ class RealThreadsTests(TestCase):
             for (f, c), result in zip(ranges, results, strict=True):
                 self.assertEqual(result, expected[f * 32 : (f + c) * 32])
             index.close()
-            again = DigestIndex(indexDir, BLOCK, "sha256", globalReactor)
+            again = DigestIndex(indexDir, BLOCK, "sha256", globalReactor)  # type: ignore[arg-type]
             self.addCleanup(again.close)
             return again.digests(published, 0, 201)
 

@@ -12,8 +12,8 @@ import os
 import random
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -59,7 +59,7 @@ class FailingDisk:
         self.half = False
         self.appendsOnly = False
         self.refused = 0
-        realWrite, realAppend = cachemodule.writeAll, cachemodule.appendAll
+        realWrite, realAppend = cachemodule.writeAll, cachemodule.appendAll  # type: ignore[attr-defined]
 
         def writeAll(fd: int, data: bytes, offset: int) -> None:
             if self.full and not self.appendsOnly:
@@ -81,7 +81,7 @@ class FailingDisk:
         raise OSError(self.code, os.strerror(self.code))
 
 
-def warnings(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def warnings(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["log_level"] >= LogLevel.warn]
 
 
@@ -353,8 +353,8 @@ class ForgottenDigestTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
         asked: list[tuple[int, int]] = []
         getDigests = origin.getDigests
-        origin.getDigests = lambda first, count: (
-            asked.append((first, count)) or getDigests(first, count)
+        origin.getDigests = lambda first, count: (  # type: ignore[method-assign]
+            asked.append((first, count)) or getDigests(first, count)  # type: ignore[func-returns-value]
         )
         download.addSource(origin)
         self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
@@ -362,7 +362,13 @@ class ForgottenDigestTests(SynchronousTestCase):
         self.assertEqual(len([a for a in asked if a[0] <= 5 < a[0] + a[1]]), 2, asked)
 
 
-class RefusedWritesMixin:
+if TYPE_CHECKING:
+    _Refused = _DiskTestCase
+else:
+    _Refused = object
+
+
+class RefusedWritesMixin(_Refused):
     """
     What a download does when the disk refuses its writes with C{code}
     (mixed into a L{_DiskTestCase}).

@@ -378,7 +378,7 @@ class RecentBlocksTests(SynchronousTestCase):
         download, content, meta, clock = makeDownload()
         reads = []
         original = download.store.read
-        download.store.read = lambda index: reads.append(index) or original(index)
+        download.store.read = lambda index: reads.append(index) or original(index)  # type: ignore[func-returns-value]
         origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
         download.addSource(origin)
         self.assertEqual(self.successResultOf(readAll(download.read(0))), content)
@@ -448,8 +448,8 @@ class DigestTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         asked = []
         getDigests = origin.getDigests
-        origin.getDigests = lambda first, count: (
-            asked.append((first, count)) or getDigests(first, count)
+        origin.getDigests = lambda first, count: (  # type: ignore[method-assign]
+            asked.append((first, count)) or getDigests(first, count)  # type: ignore[func-returns-value]
         )
         download.addSource(origin)
         download.read(0, 10 * BLOCK)
@@ -467,7 +467,7 @@ class DigestTests(SynchronousTestCase):
         """
         download, content, meta, clock = makeDownload()
         origin = FakeSource("origin", content, meta, authoritative=True)
-        origin.getDigests = lambda first, count: defer.Deferred()
+        origin.getDigests = lambda first, count: defer.Deferred()  # type: ignore[method-assign]
         peer = FakeSource("peer", content, meta, holds=range(meta.blocks), auto=True)
         download.addSource(origin)
         d = download.read(0).read()
@@ -490,9 +490,9 @@ class SwarmPolicyTests(SynchronousTestCase):
             download.addSource(peer)
         passes = []
         assign = download._assign
-        download._assign = lambda: passes.append(1) or assign()
+        download._assign = lambda: passes.append(1) or assign()  # type: ignore[func-returns-value]
         for peer in peers:
-            peer.onHave([(0, 1)])
+            peer.onHave([(0, 1)])  # type: ignore[misc]
         self.assertEqual(passes, [])
         clock.advance(0)
         self.assertEqual(passes, [1])
@@ -515,7 +515,7 @@ class SwarmPolicyTests(SynchronousTestCase):
         self.assertTrue(urgent <= set(origin.requested))
         self.assertFalse(set(origin.requested) - urgent - set(download._edges))
         peer.holds.add(70)
-        peer.onHave([(70, 1)])
+        peer.onHave([(70, 1)])  # type: ignore[misc]
         origin.answerAll()
         clock.advance(scheduling.ORIGIN_DELAY)
         self.assertIn(70, peer.requested)
@@ -550,7 +550,7 @@ class HashingThreadsTests(SynchronousTestCase):
         content = random.Random(3).randbytes(blocks * BLOCK)
         meta = FileMeta("spp://o:1/f", len(content), BLOCK, "sha256", "v1")
         threads = QueuedThreads()
-        download = Download(meta, MemoryStore(meta), ThreadClock(), hashing=threads)
+        download = Download(meta, MemoryStore(meta), ThreadClock(), hashing=threads)  # type: ignore[arg-type]
         return download, content, meta, threads
 
     def test_verifiedInThreads(self):
@@ -716,13 +716,13 @@ class SchedulingCostTests(SynchronousTestCase):
         content = random.Random(3).randbytes(40 * BLOCK)
         meta = FileMeta("spp://o:1/f", len(content), BLOCK, "sha256", "v1")
         threads = QueuedThreads()
-        download = Download(meta, MemoryStore(meta), ThreadClock(), hashing=threads)
+        download = Download(meta, MemoryStore(meta), ThreadClock(), hashing=threads)  # type: ignore[arg-type]
         download.searching = False
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         passes = []
         assign = download._assign
-        download._assign = lambda: passes.append(1) or assign()
+        download._assign = lambda: passes.append(1) or assign()  # type: ignore[method-assign,func-returns-value]
         return download, content, origin, threads, passes
 
     def test_onePassPerVerifiedBlock(self):
@@ -738,7 +738,7 @@ class SchedulingCostTests(SynchronousTestCase):
         received = []
 
         def read():
-            reader.read().addCallback(lambda data: (received.append(data), read()))
+            reader.read().addCallback(lambda data: (received.append(data), read()))  # type: ignore[func-returns-value]
 
         read()
         threads.runOne(2)  # the first block in: the rest of the digests

@@ -671,11 +671,11 @@ class BoundedMemoryTests(_FileTestCase):
         self.assertEqual((code, body), (200, DATA[:100]))
         self.assertEqual(headers[b"content-length"], b"3000")
 
-        transport.producer.pauseProducing()
+        transport.producer.pauseProducing()  # type: ignore[union-attr]
         for _ in range(50):
             self.http.clock.advance(1)
         self.assertEqual(parseResponse(transport.value())[2], DATA[:100])
 
-        transport.producer.resumeProducing()
+        transport.producer.resumeProducing()  # type: ignore[union-attr]
         self.http.drive()
         self.assertEqual(parseResponse(transport.value())[2], DATA)

@@ -212,7 +212,7 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
             got = remote.getBlock(index)
             [request] = client.sent()
             block = whole[index * BLOCK : (index + 1) * BLOCK]
-            client.feedRaw(frame(codec.Block(request.request, index, block)), chunk)
+            client.feedRaw(frame(codec.Block(request.request, index, block)), chunk)  # type: ignore[union-attr]
             self.assertEqual(self.successResultOf(got), block)
             self.assertEqual(client.protocol.bufferedBytes, 0)
 

@@ -70,7 +70,7 @@ class _RecordingFactory(Factory):
         self.started = 0
         self.stopped = 0
 
-    def buildProtocol(self, addr: object) -> _Recorder | None:  # type: ignore[override]
+    def buildProtocol(self, addr: object) -> _Recorder | None:
         if self.refuse:
             return None
         protocol = _Recorder()

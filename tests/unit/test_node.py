@@ -130,7 +130,7 @@ class NodeFixture(SynchronousTestCase):
         self.cache = self.makeCache("cache")
         self.threads = QueuedThreads()
         self.digestIndex = DigestIndex(
-            os.path.join(self.base, "digests"), BLOCK, "sha256", self.threads
+            os.path.join(self.base, "digests"), BLOCK, "sha256", self.threads  # type: ignore[arg-type]
         )
         self.addCleanup(self.digestIndex.close)
         self.tracker = Tracker()
@@ -182,7 +182,7 @@ class NodeFixture(SynchronousTestCase):
         """
         node = Node(
             self.clock,
-            connectorFor or (lambda node: self.connector),
+            connectorFor or (lambda node: self.connector),  # type: ignore[arg-type]
             cache,
             *args,
             **kwargs,
@@ -595,7 +595,7 @@ class DownloadTests(NodeFixture):
         the Open asks early for digests only.
         """
         meta = FileMeta(URL, len(self.movie), BLOCK, "sha256", "old")
-        cached = self.client.cache.open(meta)
+        cached = self.client.cache.open(meta)  # type: ignore[union-attr]
         block = self.movie[3 * BLOCK : 4 * BLOCK]
         cached.setDigests(3, meta.digest(block))
         cached.write(3, block)
@@ -1023,7 +1023,7 @@ class InMemorySPPTests(NodeFixture):
     def addClient(self, host: str, port: int) -> Node:
         client = Node(
             self.clock,
-            lambda node: self.pair.connector(node, host),
+            lambda node: self.pair.connector(node, host),  # type: ignore[arg-type,return-value]
             self.makeCache(f"cache-{host}"),
         )
         client.listenPort = port
@@ -1249,8 +1249,8 @@ class GarbageServer(Protocol):
     """
 
     def connectionMade(self) -> None:
-        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        self.transport.loseConnection()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
 
 class RoutineFailureTests(NodeFixture):
@@ -1270,8 +1270,8 @@ class RoutineFailureTests(NodeFixture):
         def observe(event: dict[str, Any]) -> None:
             seen.append((event["log_level"], event.get("log_format") or ""))
 
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        globalLogPublisher.addObserver(observe)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, observe)  # type: ignore[arg-type]
         return seen
 
     def assertQuiet(self, seen: list[tuple[LogLevel, str]]) -> None:

@@ -751,7 +751,7 @@ class InMemoryTests(SynchronousTestCase):
         opening = client.open(URL)
         pump.flush()
         remote = self.successResultOf(opening)
-        self.assertTrue(remote.claimsAuthority)
+        self.assertTrue(remote.claimsAuthority)  # type: ignore[attr-defined]
         self.assertEqual(remote.meta.blocks, 3)
         gettingDigests = remote.getDigests(0, 3)
         gettingBlocks = [remote.getBlock(i) for i in (2, 0, 1)]
@@ -762,7 +762,7 @@ class InMemoryTests(SynchronousTestCase):
         self.assertEqual(b0 + b1 + b2, data)
         for i, block in enumerate((b0, b1, b2)):
             self.assertEqual(remote.meta.digest(block), digests[32 * i : 32 * i + 32])
-        self.assertEqual(list(self.successResultOf(gettingPeers)), served.peerList)
+        self.assertEqual(list(self.successResultOf(gettingPeers)), served.peerList)  # type: ignore[arg-type]
         self.assertEqual(served.askers, [("10.0.0.2", 2222)])
 
         remote.close()
@@ -791,7 +791,7 @@ class InMemoryTests(SynchronousTestCase):
             self.successResultOf(fromServer),
             self.successResultOf(fromClient),
         )
-        self.assertEqual((onServer.handle, onClient.handle), (1, 1))
+        self.assertEqual((onServer.handle, onClient.handle), (1, 1))  # type: ignore[attr-defined]
         self.assertEqual(
             [i for i in range(2) if onClient.has(i)], [1], "Have was not received"
         )

@@ -505,7 +505,7 @@ class OriginFormTests(SynchronousTestCase):
         URIs to its own resources too.
         """
         site = Site(OwnPage(), reactor=MemoryReactorClock())
-        site.requestFactory = NodeRequest
+        site.requestFactory = NodeRequest  # type: ignore[assignment]
         channel = site.buildProtocol(LOCAL_CLIENT)
         transport = StringTransport(hostAddress=VIEWER, peerAddress=LOCAL_CLIENT)
         channel.makeConnection(transport)
@@ -836,7 +836,7 @@ class PausingTransport(StringTransport):
         self.most = max(self.most, buffered)
         if buffered > self.limit and self.producerState == "producing":
             self.producerState = "paused"
-            self.producer.pauseProducing()
+            self.producer.pauseProducing()  # type: ignore[union-attr]
 
     def drain(self):
         """
@@ -847,7 +847,7 @@ class PausingTransport(StringTransport):
         self.clear()
         if self.producerState == "paused":
             self.producerState = "producing"
-            self.producer.resumeProducing()
+            self.producer.resumeProducing()  # type: ignore[union-attr]
 
 
 class StreamingTests(SynchronousTestCase):
@@ -869,7 +869,7 @@ class StreamingTests(SynchronousTestCase):
         (reader,) = proxy.node.made[SPP_URL].readers
         reads = []
         read = reader.read
-        reader.read = lambda: reads.append(reader.position) or read()
+        reader.read = lambda: reads.append(reader.position) or read()  # type: ignore[method-assign,func-returns-value]
         origin.answer(0)
         self.assertEqual(reads, [BLOCK])
         transport.producer.pauseProducing()
@@ -1244,7 +1244,7 @@ class ForwardTests(SynchronousTestCase):
         channel.dataReceived(get("http://127.0.0.5:8080/page.html"))
         self.proxy.reactor.advance(FIRST_CONTACT_GRACE)
         _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
-        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))  # type: ignore[arg-type]
         self.proxy.reactor.advance(1)
         self.assertEqual(transport.value(), b"")  # the SPP attempt may yet work
         self.proxy.node.waiting[0].errback(error.ConnectionRefusedError())
@@ -1264,7 +1264,7 @@ class ForwardTests(SynchronousTestCase):
         channel, transport = self.proxy.connect()
         channel.dataReceived(get("http://127.0.0.5:8080/movie.ts"))
         _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
-        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))  # type: ignore[arg-type]
         self.proxy.reactor.advance(1)
         (response,) = parseResponses(transport.value())
         self.assertEqual((response.status, response.body), (200, CONTENT))
@@ -1279,7 +1279,7 @@ class ForwardTests(SynchronousTestCase):
         channel, transport = self.proxy.connect()
         channel.dataReceived(get("http://127.0.0.5:8080/movie.ts"))
         _, _, factory, _, _ = self.proxy.reactor.tcpClients[0]
-        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))  # type: ignore[arg-type]
         self.proxy.reactor.advance(1)
         (response,) = parseResponses(transport.value())
         self.assertEqual(response.status, 502)

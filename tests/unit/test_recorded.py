@@ -51,7 +51,7 @@ class RecordedSource(FakeSource):
         return late
 
     def answerDigests(self):
-        late, first, count = self.lateDigests.pop(0)
+        late, first, count = self.lateDigests.pop(0)  # type: ignore[union-attr]
         self.log.append(f"{self.name} digests answered")
         super().getDigests(first, count).chainDeferred(late)
 
@@ -122,7 +122,7 @@ class Scenario:
         store = RefusingStore(meta)
         threads = QueuedThreads() if self.threads else None
         clock = ThreadClock() if self.threads else task.Clock()
-        download = Download(meta, store, clock, random.Random(2), hashing=threads)
+        download = Download(meta, store, clock, random.Random(2), hashing=threads)  # type: ignore[arg-type]
         download.searching = self.searching
         if self.alone:
             download.firstBlockAlone(0.3)
@@ -156,7 +156,7 @@ class Scenario:
                 if not any(not d.called for d in pending):
                     d = reader.read()
                     d.addCallback(lambda data: log.append(f"read {len(data)}"))
-                    d.addErrback(lambda f: log.append(f"failed {f.type.__name__}"))
+                    d.addErrback(lambda f: log.append(f"failed {f.type.__name__}"))  # type: ignore[call-overload]
                     pending.append(d)
             elif action < 0.8:
                 clock.advance(rng.choice([0.05, 0.3, 0.7, 1.5]))

@@ -174,7 +174,7 @@ class PlanTableTests(SynchronousTestCase):
         ]
         for name, arguments, expected in rows:
             with self.subTest(name):
-                self.assertEqual(asks(run(**arguments)), expected)
+                self.assertEqual(asks(run(**arguments)), expected)  # type: ignore[arg-type]
 
     def test_originWaits(self) -> None:
         """

@@ -29,7 +29,7 @@ class _IsolatedHomeMixin:
     to under the home directory touches the real one.
     """
 
-    def isolateHome(self: SynchronousTestCase) -> None:
+    def isolateHome(self: SynchronousTestCase) -> None:  # type: ignore[misc]
         home = os.path.abspath(self.mktemp())
         os.mkdir(home)
         old = os.environ.get("HOME")
@@ -353,7 +353,7 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
-        return service
+        return service  # type: ignore[return-value]
 
     def test_listens(self) -> None:
         """
@@ -364,8 +364,8 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         [(port, factory, backlog, interface)] = self.reactor.tcpServers
         self.assertEqual((port, interface), (2222, "127.0.0.1"))
         self.assertIsInstance(factory, SharedPortFactory)
-        self.assertIsInstance(factory.default, Site)
-        root = factory.default.resource
+        self.assertIsInstance(factory.default, Site)  # type: ignore[attr-defined]
+        root = factory.default.resource  # type: ignore[attr-defined]
         self.assertIsInstance(root, NodeRoot)
         self.assertTrue(root.redirect)
         self.assertTrue(root.direct)
@@ -394,7 +394,7 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         """
         self.start("-P", "2222")
         [(port, factory, backlog, interface)] = self.reactor.tcpServers
-        self.assertIsNone(factory.default.resource.public)
+        self.assertIsNone(factory.default.resource.public)  # type: ignore[attr-defined]
 
     def test_noDirect(self) -> None:
         """
@@ -402,7 +402,7 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         """
         self.start("-p", self.pub, "--no-direct")
         [(port, factory, backlog, interface)] = self.reactor.tcpServers
-        self.assertFalse(factory.default.resource.direct)
+        self.assertFalse(factory.default.resource.direct)  # type: ignore[attr-defined]
 
     def test_announced(self) -> None:
         """
@@ -434,14 +434,14 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         service = tap.makeService(parse("-P", "2222"), reactor=self.reactor)
         service.privilegedStartService()
         service.startService()
-        [listener] = _listeners(service)
+        [listener] = _listeners(service)  # type: ignore[arg-type]
         stopped: list[bool] = []
 
         def patchPort(port: object) -> object:
             self.patch(port, "stopListening", lambda: stopped.append(True))
             return port
 
-        listener._waitingForPort.addCallback(patchPort)
+        listener._waitingForPort.addCallback(patchPort)  # type: ignore[union-attr]
         self.successResultOf(maybeDeferred(service.stopService))
         self.assertEqual(stopped, [True])
         self.assertFalse(service.running)
@@ -484,7 +484,7 @@ class ListenerServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
             parse("--listen", "tcp:1111:interface=127.0.0.1"),
             reactor=MemoryReactorClock(),
         )
-        [listener] = _listeners(service)
+        [listener] = _listeners(service)  # type: ignore[arg-type]
         listener.endpoint = _FailingEndpoint(socketError)
         return listener
 

@@ -7,9 +7,8 @@ import ipaddress
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pd.core.peers import Peer
+from p2pd.core.peers import MAX_PEERS, Peer
 from p2pd.engine.tracker import Tracker
-from p2pd.spp.codec import MAX_PEERS
 
 KEY = "movie.ts"
 

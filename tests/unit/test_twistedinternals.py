@@ -241,7 +241,7 @@ class ChannelTests(SynchronousTestCase):
         self.channel.requestFactory = server.Request
         self.channel.site = server.Site(_Pending())  # type: ignore[attr-defined]
         # The idle timeout on a fake clock, not left in the reactor.
-        self.channel.callLater = task.Clock().callLater  # type: ignore[method-assign]
+        self.channel.callLater = task.Clock().callLater  # type: ignore[method-assign,assignment]
         self.channel.makeConnection(StringTransport())
 
     def test_requestLine(self) -> None:
