@@ -1,6 +1,6 @@
 """
-A process for the crash tests of L{tests.unit.test_cache}, which kill it with
-SIGKILL at a chosen point of a cache write.
+A process for the crash tests of L{tests.integration.test_cache}, which kill
+it with SIGKILL at a chosen point of a cache write.
 
 Usage: C{python crashwriter.py ROOT MODE COUNT}
 
