@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_fetch -*-
+# -*- test-case-name: tests.integration.test_fetch -*-
 """
 C{p2pd fetch URL}: download one file over SPP, with a progress bar.
 

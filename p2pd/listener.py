@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_listener -*-
+# -*- test-case-name: tests.unit.test_listener -*-
 """
 One listening port for several protocols.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_mediatypes -*-
+# -*- test-case-name: tests.unit.test_mediatypes -*-
 """
 Content types for published files, chosen by file name.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_playlist -*-
+# -*- test-case-name: tests.unit.test_playlist -*-
 """
 SPP playlists: the PLS file a C{--redirect} server answers with, and the
 URLs it holds.

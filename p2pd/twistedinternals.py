@@ -1,12 +1,13 @@
-# -*- test-case-name: tests.test_twistedinternals -*-
+# -*- test-case-name: tests.unit.test_twistedinternals -*-
 """
 Every place p2pd leans on Twisted's internals: private attributes and
 undocumented behaviour of its transports, HTTP channel, requests and
 endpoint services.
 
 They live here alone so that an upgrade of Twisted has one module to check:
-tests.test_twistedinternals asserts that each attribute exists and behaves
-as these functions assume, and fails loudly when a release changes one.
+tests.unit.test_twistedinternals asserts that each attribute exists and
+behaves as these functions assume, and fails loudly when a release changes
+one.
 Everything else in p2pd uses Twisted's public interfaces only.
 """
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_integration_http -*-
+# -*- test-case-name: tests.integration.test_http -*-
 """
 Running real programs from trial tests: players, downloaders, ffmpeg.
 
@@ -161,8 +161,8 @@ class _Collector(ProcessProtocol):
         if reason.check(ProcessDone):
             code = 0
         elif reason.check(ProcessTerminated):
-            code = reason.value.exitCode
-            signal = reason.value.signal
+            code = reason.value.exitCode  # type: ignore[union-attr]
+            signal = reason.value.signal  # type: ignore[union-attr]
         self.ended.callback(
             Result(
                 self.argv,

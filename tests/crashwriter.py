@@ -1,6 +1,6 @@
 """
-A process for the crash tests of L{tests.test_cache}, which kill it with
-SIGKILL at a chosen point of a cache write.
+A process for the crash tests of L{tests.integration.test_cache}, which kill
+it with SIGKILL at a chosen point of a cache write.
 
 Usage: C{python crashwriter.py ROOT MODE COUNT}
 
@@ -83,7 +83,7 @@ def main(root: str, mode: str, count: int) -> None:
             _waitToBeKilled(b"torn")
             return 0
 
-        os.pwrite = tornPwrite
+        os.pwrite = tornPwrite  # type: ignore[assignment]
     cached.setDigests(0, allDigests())
     for index in range(count):
         cached.write(index, blockData(index))
@@ -97,7 +97,7 @@ def main(root: str, mode: str, count: int) -> None:
             _waitToBeKilled(b"torn")
             return 0
 
-        os.pwrite = tornPwrite
+        os.pwrite = tornPwrite  # type: ignore[assignment]
     elif mode in ("unjournaled", "torn-journal"):
         realWrite = os.write
         keep = 0 if mode == "unjournaled" else 8
@@ -107,7 +107,7 @@ def main(root: str, mode: str, count: int) -> None:
             _waitToBeKilled(b"torn")
             return 0
 
-        os.write = tornWrite
+        os.write = tornWrite  # type: ignore[assignment]
     elif mode == "no-space":
         _refuseWrites(cached, count)
     else:
@@ -134,13 +134,13 @@ def _refuseWrites(cached: "CachedFile", count: int) -> None:
         realWrite(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    os.pwrite = halfPwrite
+    os.pwrite = halfPwrite  # type: ignore[assignment]
     try:
         cached.write(count, blockData(count))
     except OSError:
         pass
     os.pwrite = realPwrite
-    os.write = halfWrite
+    os.write = halfWrite  # type: ignore[assignment]
     try:
         cached.write(count + 1, blockData(count + 1))
     except OSError:

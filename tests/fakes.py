@@ -1,6 +1,6 @@
 """
 Test doubles and fixtures shared by several test modules: one fake per
-interface of L{p2pd.engine.interfaces} (each checked by L{tests.test_fakes}
+interface of L{p2pd.engine.interfaces} (each checked by L{tests.unit.test_fakes}
 with C{verifyObject}), a block store in memory, a thread pool that runs jobs
 when the test says, and files on disk.
 """

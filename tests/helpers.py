@@ -99,8 +99,8 @@ class InMemoryHTTP:
         rawHeaders = {
             _bytes(name): [_bytes(value)] for name, value in (headers or {}).items()
         }
-        response = self.resultOf(self.stub.request(method, url, headers=rawHeaders))
-        body = self.resultOf(self.stub.content(response))
+        response = self.resultOf(self.stub.request(method, url, headers=rawHeaders))  # type: ignore[attr-defined]
+        body = self.resultOf(self.stub.content(response))  # type: ignore[attr-defined]
         return response, body
 
     def connect(

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_integration_http -*-
+# -*- test-case-name: tests.integration.test_http -*-
 """
 Test media for the integration tests, made once per test run.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_integration_http -*-
+# -*- test-case-name: tests.integration.test_http -*-
 """
 Real p2pd nodes for integration tests: C{twistd -n --pidfile= p2pd ...} in
 child processes, as an operator runs them.
@@ -36,9 +36,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tests import clients
-
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import CHECKOUT, clients
 
 # The line a node logs once it listens (p2pd.services.ListenerService).
 ANNOUNCE = re.compile(r"serving HTTP and SPP on (?P<host>\S+):(?P<port>\d+)\s*$")
@@ -170,8 +168,8 @@ class _NodeProtocol(ProcessProtocol):
         if reason.check(ProcessDone):
             code = 0
         elif reason.check(ProcessTerminated):
-            code = reason.value.exitCode
-            signal = reason.value.signal
+            code = reason.value.exitCode  # type: ignore[union-attr]
+            signal = reason.value.signal  # type: ignore[union-attr]
         self.node._ended(code, signal)
 
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_asking,tests.test_answering -*-
+# -*- test-case-name: tests.unit.test_asking,tests.unit.test_answering -*-
 """
 Why a request failed: the SPP error codes, and the errors every layer
 raises with them.

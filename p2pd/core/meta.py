@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_download,tests.test_cache -*-
+# -*- test-case-name: tests.unit.test_download,tests.unit.test_cache -*-
 """
 What the origin says about a file version, and the block arithmetic on it.
 """

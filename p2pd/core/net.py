@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap,tests.test_authority -*-
+# -*- test-case-name: tests.unit.test_tap,tests.unit.test_authority -*-
 """
 Network helpers: subnets, C{HOST:PORT} values, and endpoints to dial.
 """

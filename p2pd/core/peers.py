@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_codec,tests.test_tracker -*-
+# -*- test-case-name: tests.unit.test_codec,tests.unit.test_tracker -*-
 """
 Other nodes, by their SPP address.
 """

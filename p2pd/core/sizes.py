@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.unit.test_tap -*-
 """
 Sizes as people write them: C{256K}, C{512M}, C{10G}.
 """

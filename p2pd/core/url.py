@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_url -*-
+# -*- test-case-name: tests.unit.test_url -*-
 """
 SPP URLs: C{spp://host[:port]/path}, naming a file by its origin; and where
 a node's HTTP side gives a published file's bytes.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node -*-
+# -*- test-case-name: tests.unit.test_node -*-
 """
 When the node may dial an address from a peer list again, so that a peer
 list naming some other service makes it knock there once per period, not

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node,tests.test_authority -*-
+# -*- test-case-name: tests.unit.test_node,tests.unit.test_authority -*-
 """
 The SPP connections a node holds, and which of them may reach whom.
 

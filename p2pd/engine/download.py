@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_download -*-
+# -*- test-case-name: tests.unit.test_download -*-
 """
 One download: a file version fetched block by block from several sources,
 verified, stored, and handed to readers in order.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_fakes -*-
+# -*- test-case-name: tests.unit.test_fakes -*-
 """
 The seams between the engine and the layers around it.
 

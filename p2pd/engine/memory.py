@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_download -*-
+# -*- test-case-name: tests.unit.test_download -*-
 """
 The blocks a download keeps in memory for its readers.
 """

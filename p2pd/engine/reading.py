@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_download -*-
+# -*- test-case-name: tests.unit.test_download -*-
 """
 A reader of a download: bytes from X on, in order, one block at a time.
 """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduling -*-
+# -*- test-case-name: tests.unit.test_scheduling -*-
 """
 The scheduling policy of a download: which blocks to ask of which source.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node -*-
+# -*- test-case-name: tests.unit.test_node -*-
 """
 Files this node serves to other nodes over SPP: its published files (as the
 authority) and what it has cached (as a peer).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_download -*-
+# -*- test-case-name: tests.unit.test_download -*-
 """
 The sources of a download and the blocks asked of them: the requests in
 flight to each, what its answers tell of it (its rate, its misses), and

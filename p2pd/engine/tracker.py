@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tracker -*-
+# -*- test-case-name: tests.unit.test_tracker -*-
 """
 The origin's record of which nodes fetch which file, and the peer lists it
 hands to new downloaders.

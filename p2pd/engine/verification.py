@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_download -*-
+# -*- test-case-name: tests.unit.test_download -*-
 """
 Checking a download's blocks against the origin's digests: getting the
 digests (L{Digests}), and checking blocks (L{Verifier}) in the hashing

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_answering -*-
+# -*- test-case-name: tests.unit.test_answering -*-
 """
 The answering side of an SPP connection: the files this node serves to the
 other node, the blocks it uploads, and the bounds on both.

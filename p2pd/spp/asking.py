@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_asking -*-
+# -*- test-case-name: tests.unit.test_asking -*-
 """
 The asking side of an SPP connection: the requests this node makes, the
 files it opened on the other node, and the answers that come back.

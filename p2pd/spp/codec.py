@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_codec -*-
+# -*- test-case-name: tests.unit.test_codec -*-
 """
 SPP v1 frames to and from plain values. Pure Python, no Twisted.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_authority -*-
+# -*- test-case-name: tests.unit.test_authority -*-
 """
 Opening SPP connections to other nodes over TCP.
 """

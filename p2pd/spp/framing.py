@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.unit.test_framing -*-
 """
 Frames out of a byte stream, under limits that change as the connection
 goes on.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol -*-
+# -*- test-case-name: tests.unit.test_protocol -*-
 """
 The SPP connection: its states, the handshake, timers, and which side of
 the connection each frame goes to.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cache -*-
+# -*- test-case-name: tests.unit.test_cache,tests.integration.test_cache -*-
 """
 The node's cache of fetched, verified blocks: which file versions it holds,
 one per URL.

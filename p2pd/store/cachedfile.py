@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cache -*-
+# -*- test-case-name: tests.unit.test_cache -*-
 """
 One cached file version: its blocks written and read back, verified.
 

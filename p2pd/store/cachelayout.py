@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cache -*-
+# -*- test-case-name: tests.unit.test_cache -*-
 """
 Where the cache keeps a file version on disk, and how its directory is made
 and removed.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_disk,tests.test_cache -*-
+# -*- test-case-name: tests.unit.test_disk,tests.unit.test_cache -*-
 """
 A cached file version's digests, in bounded memory.
 

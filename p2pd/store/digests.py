@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_digests -*-
+# -*- test-case-name: tests.unit.test_digests -*-
 """
 Block digests of published files, for the origin side of SPP: the ranges
 other nodes ask for, served from memory, from the index on disk

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_disk -*-
+# -*- test-case-name: tests.unit.test_disk -*-
 """
 What the cache does when its disk refuses a write (ENOSPC, EDQUOT, EIO,
 EROFS: any C{OSError}): it logs one line, tries no write for L{STORE_RETRY}

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cache,tests.test_digests -*-
+# -*- test-case-name: tests.unit.test_cache,tests.integration.test_cache,tests.unit.test_digests -*-
 """
 Whole reads and writes at an offset: the system calls may do part of one.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_digests -*-
+# -*- test-case-name: tests.unit.test_digests -*-
 """
 Hashing published files' blocks, in threads: hashing a block releases the
 GIL, so the reactor goes on while a chunk of a file is hashed.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_digests -*-
+# -*- test-case-name: tests.unit.test_digests -*-
 """
 The digest index's files on disk: one per published path, named by the
 SHA-256 of the path, so a restart does not hash unchanged files again::

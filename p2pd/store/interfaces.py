@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_fakes -*-
+# -*- test-case-name: tests.unit.test_fakes -*-
 """
 What the layers above need of the store.
 """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cache -*-
+# -*- test-case-name: tests.unit.test_cache -*-
 """
 The journal of a cached file version: which of its blocks are held.
 

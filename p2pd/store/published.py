@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_published -*-
+# -*- test-case-name: tests.unit.test_published -*-
 """
 The published directory (C{-p DIR}): which files may be served, and what they
 are right now.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_digests -*-
+# -*- test-case-name: tests.unit.test_digests -*-
 """
 Digests kept on disk as fixed-size records, each with a keyed check, so
 that a record never written, torn by a crash, or left by another version

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gateway,tests.test_proxy -*-
+# -*- test-case-name: tests.unit.test_gateway,tests.integration.test_gateway,tests.unit.test_proxy -*-
 """
 Who may make this node fetch, and where it may be made to connect.
 

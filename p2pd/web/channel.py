@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_http_abuse -*-
+# -*- test-case-name: tests.unit.test_http_abuse,tests.integration.test_http_abuse -*-
 """
 The HTTP channel of a node: Twisted's, with what a port open to anyone
 needs on top.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_files -*-
+# -*- test-case-name: tests.unit.test_files -*-
 """
 Serving one published file over HTTP: conditional requests, byte ranges and
 a streaming body.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_firstcontact,tests.test_proxy -*-
+# -*- test-case-name: tests.unit.test_firstcontact,tests.unit.test_proxy -*-
 """
 First contact: a request for a file of a C{host:port} not known to be a
 p2pd node or not.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.unit.test_proxy -*-
 """
 Plain forwarding: a request sent on to its origin server as any HTTP proxy
 sends it, and the answer relayed to the client with backpressure.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gateway -*-
+# -*- test-case-name: tests.unit.test_gateway,tests.integration.test_gateway -*-
 """
 The gateway: SPP content at plain URLs on the local node, for players that
 cannot use a proxy (a browser's <video>, a media centre).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.unit.test_proxy -*-
 """
 The viewer's proxy: players set C{http_proxy=http://localhost:1111} and play
 SPP content as if it were plain HTTP.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ranges -*-
+# -*- test-case-name: tests.unit.test_ranges -*-
 """
 HTTP byte ranges (RFC 9110 section 14): parsing the C{Range} header and
 resolving it against an entity's size.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_root -*-
+# -*- test-case-name: tests.unit.test_root -*-
 """
 The root of a node's HTTP side: which answer a request path gets.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_root -*-
+# -*- test-case-name: tests.unit.test_root -*-
 """
 C{/.status}: what the node is doing, as JSON, for operators and tests.
 """

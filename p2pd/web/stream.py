@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gateway -*-
+# -*- test-case-name: tests.unit.test_gateway,tests.integration.test_gateway -*-
 """
 Answering an HTTP request with SPP content: status, headers and a body
 streamed from a download's reader.
