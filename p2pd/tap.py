@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import signal
 import sys
 from typing import Any
 
@@ -20,6 +21,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
@@ -34,6 +36,7 @@ from p2pd.listener import SharedPortFactory
 from p2pd.spp import codec
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
+from p2pd.spp.tls import ClientTLS, ServerTLS, TLSFileError, nodeCertificate
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
@@ -150,6 +153,12 @@ def _port(value: str) -> int:
     return port
 
 
+def _readable(option: str, value: str) -> str:
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise usage.UsageError(f"{option}: {value!r} is not a readable file")
+    return os.path.abspath(value)
+
+
 def _directory(value: str) -> str:
     if not os.path.exists(value):
         raise usage.UsageError(f"--public: {value!r} does not exist")
@@ -186,6 +195,11 @@ class Options(usage.Options):
             "allow-weak-digest",
             None,
             "accept -m md5 or -m sha1, whose collisions are practical",
+        ],
+        [
+            "tls-only",
+            None,
+            "refuse plain SPP connections: spps:// only (needs --tls-cert)",
         ],
         ["version", None, "print the p2pd version and exit"],
     ]
@@ -226,6 +240,29 @@ class Options(usage.Options):
             "listen on this Twisted endpoint instead of "
             "--port/--interface, e.g. tcp:1111:interface=127.0.0.1 or "
             "systemd:domain=INET:index=0",
+        ],
+        [
+            "tls-cert",
+            None,
+            None,
+            "PEM certificate (then its intermediates) for this node's name: "
+            "its files become spps:// and https:// URLs; reloaded on SIGHUP",
+            lambda value: _readable("--tls-cert", value),
+        ],
+        [
+            "tls-key",
+            None,
+            None,
+            "PEM private key of --tls-cert; reloaded on SIGHUP",
+            lambda value: _readable("--tls-key", value),
+        ],
+        [
+            "tls-ca",
+            None,
+            None,
+            "PEM file of the CAs spps:// origins' certificates must chain to "
+            "(default: the system's)",
+            lambda value: _readable("--tls-ca", value),
         ],
     ]
 
@@ -289,6 +326,23 @@ class Options(usage.Options):
             )
         self["listen"] = _listen(self["listen"])
         self["cache-dir"] = _cacheDirectory(self["cache-dir"])
+        self._checkTLS()
+
+    def _checkTLS(self) -> None:
+        """
+        The certificate and key come together and match; the CA file holds
+        certificates; checked now, so a bad file is one line at start.
+        """
+        if (self["tls-cert"] is None) != (self["tls-key"] is None):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        if self["tls-only"] and self["tls-cert"] is None:
+            raise usage.UsageError("--tls-only needs --tls-cert and --tls-key")
+        try:
+            if self["tls-cert"] is not None:
+                ServerTLS(self["tls-cert"], self["tls-key"])
+            ClientTLS(self["tls-ca"])
+        except TLSFileError as e:
+            raise usage.UsageError(f"TLS: {e}") from None
 
 
 class NodeSite(Site):
@@ -343,6 +397,29 @@ class _NodeService(Service):
         self.hashing.stop()
         if self.digestIndex is not None:
             self.digestIndex.close()
+
+
+class _ReloadOnHangup(Service):
+    """
+    Reads the node's certificate and key again on SIGHUP, for the
+    connections that follow; open ones keep theirs.
+    """
+
+    def __init__(self, tls: ServerTLS, reactor: Any) -> None:
+        self.tls = tls
+        self.reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._hangup)
+
+    def stopService(self) -> None:
+        super().stopService()
+        signal.signal(signal.SIGHUP, self._previous)
+
+    def _hangup(self, signum: int, frame: object) -> None:
+        self.reactor.callFromThread(self.tls.reload)
 
 
 def settleHeap() -> None:
@@ -428,9 +505,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         [Peer(host, port, True) for host, port in options["mirror"]],
     )
     bindHost = _bindHost(options["listen"])
+    clientTLS = ClientTLS(options["tls-ca"])
     node = Node(
         reactor,
-        lambda node: TCPConnector(reactor, node, bindHost),
+        lambda node: TCPConnector(reactor, node, bindHost, clientTLS),
         cache,
         public,
         digestIndex,
@@ -444,12 +522,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         direct=not options["no-direct"],
         node=node,
         access=access,
+        secure=options["tls-cert"] is not None,
     )
     proxy = ProxyConfig(node, reactor, access)
     site = NodeSite(root, verbose=options["debug"], reactor=reactor, proxy=proxy)
     spp = SPPFactory(node, reactor, initiator=False)
-    shared = SharedPortFactory(site, {codec.MAGIC[:1]: spp}, clock=reactor)
     service = MultiService()
+    if options["tls-cert"] is not None:
+        serverTLS = ServerTLS(options["tls-cert"], options["tls-key"])
+        _ReloadOnHangup(serverTLS, reactor).setServiceParent(service)
+    else:
+        # Peers' connections are encrypted with a certificate of its own.
+        path = nodeCertificate(cacheDir)
+        serverTLS = ServerTLS(path, path)
+    shared = SharedPortFactory(
+        site,
+        {codec.MAGIC[:1]: spp},
+        clock=reactor,
+        tls=TLSMemoryBIOFactory(serverTLS, False, site),
+        tlsOnly=options["tls-only"],
+    )
     _NodeService(node, hashing, digestIndex, reactor).setServiceParent(service)
     listener = ListenerService(
         serverFromString(reactor, options["listen"]), shared, options["listen"], node

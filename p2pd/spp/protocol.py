@@ -21,6 +21,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -78,6 +79,7 @@ class SPPProtocol(Protocol):
         self.remoteName = "?"
         self.remoteListenPort = 0
         self.remoteNodeId = b""
+        self.encrypted = False
         self.ready: defer.Deferred[SPPProtocol] = defer.Deferred()
         self.frames = FrameReader(self)
         self.asker = Asker(self)
@@ -116,6 +118,7 @@ class SPPProtocol(Protocol):
         peer = self.transport.getPeer()
         self.remoteHost = getattr(peer, "host", "")
         self.remoteName = f"{self.remoteHost}:{getattr(peer, 'port', '?')}"
+        self.encrypted = isinstance(self.transport, TLSMemoryBIOProtocol)
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             # Requests and the tail of a block must not wait for the other

@@ -25,17 +25,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from OpenSSL.crypto import FILETYPE_PEM
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
-    IOpenSSLTrustRoot,
     KeyPair,
     optionsForClientTLS,
     platformTrust,
     trustRootFromCertificates,
 )
 from twisted.logger import Logger
+from zope.interface import implementer
 
 # The first byte of a TLS ClientHello (a handshake record): what tells TLS
 # from SPP and HTTP on the shared port.
@@ -103,6 +106,7 @@ def serverOptions(certFile: str, keyFile: str) -> CertificateOptions:
     return options
 
 
+@implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS:
     """
     The TLS context of a node's port, swapped for new connections on
@@ -116,8 +120,8 @@ class ServerTLS:
         self.keyFile = keyFile
         self._context = serverOptions(certFile, keyFile).getContext()
 
-    def getContext(self) -> SSL.Context:
-        return self._context
+    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        return SSL.Connection(self._context, None)
 
     def reload(self) -> None:
         """
@@ -166,23 +170,17 @@ def nodeCertificate(cacheDir: str) -> str:
     return path
 
 
-def trustRoot(caFile: str | None) -> IOpenSSLTrustRoot:
-    """
-    The CAs an origin's certificate must chain to: those of C{caFile}, or
-    the system's.
-    """
-    if caFile is None:
-        return platformTrust()
-    return trustRootFromCertificates(_certificates(caFile))
-
-
 class ClientTLS:
     """
-    How a node's outgoing connections do TLS.
+    How a node's outgoing connections do TLS: an origin's certificate must
+    chain to a CA of C{caFile}, or to one of the system's.
     """
 
-    def __init__(self, trust: IOpenSSLTrustRoot) -> None:
-        self.trust = trust
+    def __init__(self, caFile: str | None = None) -> None:
+        if caFile is None:
+            self.trust = platformTrust()
+        else:
+            self.trust = trustRootFromCertificates(_certificates(caFile))
         self._peers = CertificateOptions()
 
     def verifying(self, hostname: str) -> IOpenSSLClientConnectionCreator:

@@ -45,6 +45,8 @@ class NodeRoot(Resource):
     @ivar direct: serve file bytes over plain HTTP at all.
     @ivar access: who may use the gateway and C{/.status}; without it, only
         the local host may see C{/.status}.
+    @ivar secure: the node has a certificate for its name: playlists name
+        C{spps://} and C{https://} URLs.
 
     C{spp://} URLs name the port the request arrived on: HTTP and SPP share
     it.
@@ -60,8 +62,10 @@ class NodeRoot(Resource):
         direct: bool = True,
         node: IWebNode | None = None,
         access: Access | None = None,
+        secure: bool = False,
     ) -> None:
         super().__init__()
+        self.secure = secure
         self.node = node
         self.access = access
         self.public = public
@@ -119,7 +123,9 @@ class NodeRoot(Resource):
         assert match is not None
         host = match.group(1).decode("ascii")
         port = request.getHost().port
-        body = playlist.forFile(f"{host}:{port}", httpAuthority, name, size)
+        body = playlist.forFile(
+            f"{host}:{port}", httpAuthority, name, size, self.secure
+        )
         request.setHeader(b"Content-Type", playlist.CONTENT_TYPE)
         request.setHeader(b"Content-Disposition", _playlistDisposition(name))
         request.setHeader(b"Cache-Control", b"no-cache")
