@@ -32,6 +32,7 @@ from p2pd.spp import codec
 from p2pd.spp.answering import Answerer
 from p2pd.spp.asking import Asker, ConnectionGone, RemoteFile
 from p2pd.spp.framing import HEADER, FrameReader, FrameTooLarge, frameHeader
+from p2pd.spp.tls import whyLost
 
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 90.0
@@ -174,7 +175,7 @@ class SPPProtocol(Protocol):
         gone: Exception = (
             SelfConnection("connected to itself")
             if self._toItself
-            else ConnectionGone(self._closedFor or str(reason.value))
+            else ConnectionGone(self._closedFor or whyLost(reason))
         )
         self.asker.failRequests(gone)
         self.answerer.stop()

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from OpenSSL.crypto import FILETYPE_PEM
+from service_identity import VerificationError
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
@@ -38,6 +39,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 # The first byte of a TLS ClientHello (a handshake record): what tells TLS
@@ -198,3 +200,23 @@ class ClientTLS:
         For a peer: encrypted, any certificate.
         """
         return self._peers
+
+
+def whyLost(reason: Failure) -> str:
+    """
+    Why a connection ended, in words; a refused certificate said plainly.
+    """
+    if reason.check(VerificationError):
+        return "TLS: the certificate is not valid for this host name"
+    if reason.check(SSL.Error):
+        errors = reason.value.args[0] if reason.value.args else []
+        text = ", ".join(e[-1] for e in errors if isinstance(e, tuple)) or str(
+            reason.value
+        )
+        if "certificate verify failed" in text:
+            return (
+                "TLS: the certificate was refused (expired, not yet valid, or "
+                "not from a trusted CA)"
+            )
+        return f"TLS failed: {text}"
+    return str(reason.value)
