@@ -208,7 +208,8 @@ def whyLost(reason: Failure) -> str:
     """
     if reason.check(VerificationError):
         return "TLS: the certificate is not valid for this host name"
-    if reason.check(SSL.Error):
+    if isinstance(reason.value, SSL.Error):
+        # pyOpenSSL's args: a list of (library, function, reason).
         errors = reason.value.args[0] if reason.value.args else []
         text = ", ".join(e[-1] for e in errors if isinstance(e, tuple)) or str(
             reason.value
