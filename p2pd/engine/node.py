@@ -82,7 +82,6 @@ class _Swarm:
     ) -> None:
         self.url = url
         self.origin = origin
-        self.secure = secure
         # How its origin and mirrors are dialed, and how its peers.
         self.authority = Security(True, origin[0]) if secure else PLAIN
         self.peers = PEER_TLS if secure else PLAIN
@@ -315,9 +314,7 @@ class Node:
         A node opened our download's file on us: use it as a source too, a
         peer whatever its Opened claims.
         """
-        if connection in swarm.peerConnections or (
-            swarm.secure and not connection.encrypted
-        ):
+        if connection in swarm.peerConnections:
             return
         swarm.peerConnections.add(connection)
         d = connection.open(swarm.url, swarm.download.meta.version)
