@@ -7,6 +7,7 @@ check fails.
 
 import os
 import signal
+import sys
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -18,7 +19,7 @@ from p2pd.core.errors import ErrorCode
 from p2pd.spp import codec
 from tests import clients
 from tests.certs import CA, selfSigned
-from tests.nodes import Nodes
+from tests.nodes import Nodes, nodeEnvironment
 from tests.test_hostile import Recorder, hello
 
 NAME = "clip.bin"
@@ -152,6 +153,35 @@ class SPPSTests(_TLSTestCase):
             viewer, f"https://{origin.authority}/{NAME}"
         )
         self.assertEqual((code, body), (502, REFUSED))
+
+
+class FetchTests(_TLSTestCase):
+    """
+    C{p2pd fetch spps://...}, with --tls-ca.
+    """
+
+    @inlineCallbacks
+    def test_fetch(self) -> None:
+        """
+        The file comes whole from an spps:// origin whose certificate
+        chains to the CA given; without that CA the fetch is refused.
+        """
+        issued = self.ca.issue("127.0.0.1")
+        origin = yield self.origin(*issued.options, "--tls-only")
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        url = f"spps://{origin.authority}/{NAME}"
+        command = [sys.executable, "-m", "p2pd", "fetch", "-q", "-i", "127.0.0.9"]
+        run = dict(env=nodeEnvironment(home=work), path=work)
+        refused = yield clients.run(command + ["-c", "untrusting", url], **run)
+        self.assertNotEqual(refused.code, 0)
+        self.assertIn("certificate was refused", refused.text)
+        done = yield clients.run(
+            command + ["-c", "trusting", "--tls-ca", self.ca.certFile, url], **run
+        )
+        self.assertEqual(done.code, 0, done.describe())
+        with open(os.path.join(work, NAME), "rb") as f:
+            self.assertEqual(f.read(), self.data)
 
 
 class HTTPSTests(_TLSTestCase):
