@@ -45,8 +45,10 @@ EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED, EXIT_OUTPUT = 
 
 
 class FetchOptions(usage.Options):
-    synopsis = "p2pd fetch [options] spp[s]://HOST[:PORT]/PATH"
-    longdesc = "Download one file over SPP, verified block by block."
+    synopsis = "p2pd fetch [options] spp://HOST[:PORT]/PATH"
+    longdesc = (
+        "Download one file over SPP (spps://: over TLS), verified block by block."
+    )
     optFlags = [
         ["quiet", "q", "no progress bar"],
         ["debug", "d", "log what the node does to stderr"],
