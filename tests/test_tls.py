@@ -40,6 +40,7 @@ from p2pd.spp.tls import (
     whyLost,
 )
 from p2pd.tap import Options
+from p2pd.web import gateway
 from tests.certs import CA, selfSigned
 from tests.test_listener import PEER, _Recorder, _RecordingFactory
 from tests.test_node import NodeFixture, fakeConnection
@@ -473,3 +474,18 @@ class PlaylistTests(SynchronousTestCase):
         text = playlist.forFile("o.example:1111", "o.example:1111", "a.ts", 5)
         self.assertIn(b"File1=spp://o.example:1111/a.ts\n", text)
         self.assertIn(b"File2=http://o.example:1111/.direct/a.ts\n", text)
+
+
+class GatewayTests(SynchronousTestCase):
+    """
+    The gateway's C{/.spps/} prefix.
+    """
+
+    def test_url(self) -> None:
+        """
+        C{/.spps/HOST:PORT/PATH} stands for C{spps://HOST:PORT/PATH}.
+        """
+        self.assertEqual(gateway.SCHEMES[b".spps"], "spps")
+        self.assertEqual(
+            gateway.gatewayURL([b"h:1", b"a b.ts"], "spps"), "spps://h:1/a%20b.ts"
+        )

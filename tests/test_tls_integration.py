@@ -113,6 +113,17 @@ class SPPSTests(_TLSTestCase):
         self.assertEqual((code, body), (200, self.data))
 
     @inlineCallbacks
+    def test_gateway(self) -> None:
+        """
+        The gateway's C{/.spps/HOST:PORT/PATH} streams the spps:// URL.
+        """
+        issued = self.ca.issue("127.0.0.1")
+        origin = yield self.origin(*issued.options, "--tls-only")
+        viewer = yield self.viewer("--tls-ca", self.ca.certFile)
+        response = yield clients.curl(f"{viewer.url}/.spps/{origin.authority}/{NAME}")
+        self.assertEqual((response.status, response.body), (200, self.data))
+
+    @inlineCallbacks
     def test_wrongHostname(self) -> None:
         """
         A certificate for another name is refused: 502, and not a byte.

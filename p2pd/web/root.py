@@ -6,6 +6,7 @@ The root of a node's HTTP side: which answer a request path gets.
     /.direct/NAME   the file NAME itself, never a playlist (the fallback URL)
     /.status        what the node serves and fetches, as JSON
     /.spp/HOST:PORT/PATH   spp://HOST:PORT/PATH streamed (the gateway)
+    /.spps/HOST:PORT/PATH  spps://HOST:PORT/PATH streamed
 
 Names starting with a dot are never published, so p2pd's own paths cannot
 shadow a published file.
@@ -89,8 +90,9 @@ class NodeRoot(Resource):
             request.setHeader(b"Content-Type", b"application/json")
             request.setHeader(b"Cache-Control", b"no-cache")
             return self._body(request, status.render(self.node))
-        if segments[:1] == [gateway.PREFIX] and self.node and self.access:
-            url = gateway.gatewayURL(segments[1:])
+        scheme = gateway.SCHEMES.get(segments[0]) if segments else None
+        if scheme is not None and self.node and self.access:
+            url = gateway.gatewayURL(segments[1:], scheme)
             if url is None:
                 return self._notFound(request, "gateway path names no file")
             return gateway.serve(request, self.node, url, self.access)  # type: ignore[arg-type]
