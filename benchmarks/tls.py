@@ -138,6 +138,10 @@ def markdown(summary, args, size):
         f"origin CPU per GB {spps['origin_cpu_s_per_GB'] / spp['origin_cpu_s_per_GB']:.2f}x, "
         f"client CPU per GB {spps['client_cpu_s_per_GB'] / spp['client_cpu_s_per_GB']:.2f}x.",
         "",
+        "Load average (1, 5, 15 min) at the end of the run: "
+        + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        + ": on a shared 2-core machine the figures move with it.",
+        "",
         f"Command: `python3 benchmarks/tls.py --rounds {args.rounds} "
         f"--size-mb {args.size_mb}`",
     ]
