@@ -5,12 +5,13 @@ its address with a certificate, a viewer checking it, and the ways that
 check fails.
 """
 
+import json
 import os
 import signal
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ProxyAgent, readBody
@@ -164,6 +165,53 @@ class SPPSTests(_TLSTestCase):
             viewer, f"https://{origin.authority}/{NAME}"
         )
         self.assertEqual((code, body), (502, REFUSED))
+
+
+class SwarmTests(_TLSTestCase):
+    """
+    Viewers of an spps:// file share it over TLS between themselves.
+    """
+
+    timeout = 240
+
+    @inlineCallbacks
+    def test_peersShareOverTLS(self) -> None:
+        """
+        One viewer fetches a 20 MB file from a TLS-only origin, then two
+        more together: every copy is whole, the origin sends well under
+        three copies, and the later viewers take blocks from peers (dialed
+        over TLS: an spps:// swarm has no plain peers).
+        """
+        size = 20 * 1000 * 1000
+        data = os.urandom(size)
+        with open(os.path.join(self.public, "big.bin"), "wb") as f:
+            f.write(data)
+        issued = self.ca.issue("127.0.0.1")
+        origin = yield self.origin(*issued.options, "--tls-only")
+        viewers = []
+        for _ in range(3):
+            viewers.append((yield self.viewer("--tls-ca", self.ca.certFile)))
+
+        def fetch(viewer):
+            url = f"{viewer.url}/.spps/{origin.authority}/big.bin"
+            return clients.curl("--fail", url, timeout=120)
+
+        first = yield fetch(viewers[0])
+        self.assertEqual(first.body, data)
+        later = yield gatherResults([fetch(v) for v in viewers[1:]])
+        for response in later:
+            self.assertEqual(response.body, data)
+        status = yield clients.curl(f"{origin.url}/.status")
+        served = json.loads(status.body)["served"]["bytesByFile"]["big.bin"]
+        self.assertLess(served, 2.5 * size, f"origin sent {served / size:.2f} copies")
+        fromPeers = 0
+        for viewer in viewers[1:]:
+            state = yield clients.curl(f"{viewer.url}/.status")
+            for download in json.loads(state.body)["downloads"]:
+                for source, count in download["bytesBySource"].items():
+                    if not source.startswith(f"{origin.host}:"):
+                        fromPeers += count
+        self.assertGreater(fromPeers, size)
 
 
 class FetchTests(_TLSTestCase):
