@@ -25,9 +25,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd import playlist
 from p2pd.core.errors import ErrorCode, SPPError
-from p2pd.core.net import PEER_TLS, Security
+from p2pd.core.net import PEER_TLS, PLAIN, Security
 from p2pd.core.peers import Peer
 from p2pd.core.url import parse
+from p2pd.engine.backoff import PeerBackoff
+from p2pd.engine.connections import Connections
 from p2pd.listener import HTTP_BUSY, SPP_BUSY, SPP_TLS_ONLY, SharedPortFactory
 from p2pd.spp import codec
 from p2pd.spp.tls import (
@@ -42,6 +44,7 @@ from p2pd.spp.tls import (
 from p2pd.tap import Options
 from p2pd.web import gateway
 from tests.certs import CA, selfSigned
+from tests.fakes import FakeConnector
 from tests.test_listener import PEER, _Recorder, _RecordingFactory
 from tests.test_node import NodeFixture, fakeConnection
 
@@ -244,15 +247,22 @@ class SharedPortTLSTests(_Certificates):
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def talk(self, shared: SharedPortFactory, data: bytes, name: str = "origin.example"):
+    def talk(
+        self,
+        shared: SharedPortFactory,
+        data: bytes,
+        name: str = "origin.example",
+        creator: object = None,
+    ):
         """
-        Connect over TLS (verifying C{name} against the test CA), send
+        Connect over TLS (verifying C{name} against the test CA, unless
+        C{creator} says how), send
         C{data} inside, and run both ends until they go quiet; the client's
         inside recorder and the pump. The client's TLS protocol is unbuffered,
         as the listener's is, so no reactor is needed.
         """
-        trust = ClientTLS(self.ca.certFile).trust
-        creator = optionsForClientTLS(name, trustRoot=trust)
+        if creator is None:
+            creator = optionsForClientTLS(name, trustRoot=ClientTLS(self.ca.certFile).trust)
         inner = _Recorder()
         client = TLSMemoryBIOProtocol(TLSMemoryBIOFactory(creator, True, Factory()), inner)
         server = shared.buildProtocol(PEER)
@@ -285,6 +295,27 @@ class SharedPortTLSTests(_Certificates):
         (http, _), = self.http.built
         self.assertEqual(b"".join(http.received), b"GET / HTTP/1.1\r\n")
         self.assertEqual(shared.httpConnections, 1)
+
+    def test_peer(self) -> None:
+        """
+        A peer's connection takes the node's own self-signed certificate.
+        """
+        path = nodeCertificate(os.path.abspath(self.mktemp()))
+        self.serverTLS = ServerTLS(path, path)
+        self.talk(self.shared(), codec.MAGIC, creator=ClientTLS().peer())
+        self.assertEqual(len(self.spp.built), 1)
+
+    def test_silentInsideTLS(self) -> None:
+        """
+        A TLS connection that sends nothing inside is dropped when the
+        silence timeout ends, as a plain one is.
+        """
+        shared = self.shared()
+        recorder, pump = self.talk(shared, b"")
+        self.clock.advance(shared.timeout)
+        pump.flush()
+        self.assertIsNotNone(recorder.reason)
+        self.assertEqual(shared.connections, 0)
 
     def test_wrongName(self) -> None:
         """
@@ -489,3 +520,23 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(
             gateway.gatewayURL([b"h:1", b"a b.ts"], "spps"), "spps://h:1/a%20b.ts"
         )
+
+
+class ConnectionsTests(SynchronousTestCase):
+    """
+    A node's connections are kept by how they were dialed.
+    """
+
+    def test_byScheme(self) -> None:
+        """
+        A plain connection to an address is not reused for TLS to it, nor a
+        peer's TLS connection for an origin's verified one.
+        """
+        connector = FakeConnector()
+        connections = Connections(connector, PeerBackoff(Clock()), lambda c: None)
+        verified = Security(True, ORIGIN)
+        connections.connect(ORIGIN, PORT)
+        connector.succeed(fakeConnection({}))
+        connections.connect(ORIGIN, PORT, security=verified)
+        connections.connect(ORIGIN, PORT, True, PEER_TLS)
+        self.assertEqual(connector.securities, [PLAIN, verified, PEER_TLS])
