@@ -528,13 +528,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     site = NodeSite(root, verbose=options["debug"], reactor=reactor, proxy=proxy)
     spp = SPPFactory(node, reactor, initiator=False)
     service = MultiService()
+    serverTLS = _serverTLS(options["tls-cert"], options["tls-key"], cacheDir)
     if options["tls-cert"] is not None:
-        serverTLS = ServerTLS(options["tls-cert"], options["tls-key"])
         _ReloadOnHangup(serverTLS, reactor).setServiceParent(service)
-    else:
-        # Peers' connections are encrypted with a certificate of its own.
-        path = nodeCertificate(cacheDir)
-        serverTLS = ServerTLS(path, path)
     shared = SharedPortFactory(
         site,
         {codec.MAGIC[:1]: spp},
@@ -548,6 +544,20 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     )
     listener.setServiceParent(service)
     return service
+
+
+def _serverTLS(certFile: str | None, keyFile: str | None, cacheDir: str) -> ServerTLS:
+    """
+    The certificate the node serves: the operator's, or else its own (for
+    its peers' encryption), made in C{cacheDir} on first start.
+    """
+    try:
+        if certFile is not None and keyFile is not None:
+            return ServerTLS(certFile, keyFile)
+        path = nodeCertificate(cacheDir)
+        return ServerTLS(path, path)
+    except (TLSFileError, OSError) as e:
+        raise SystemExit(f"p2pd: cannot use the node's TLS certificate: {e}") from None
 
 
 def _bindHost(endpoint: str) -> str | None:

@@ -6,6 +6,7 @@ the options, and playlists naming spps:// and https://.
 """
 
 import os
+import signal
 import stat
 
 from hypothesis import given
@@ -15,7 +16,7 @@ from service_identity import VerificationError
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python import usage
@@ -41,7 +42,7 @@ from p2pd.spp.tls import (
     serverOptions,
     whyLost,
 )
-from p2pd.tap import Options
+from p2pd.tap import Options, makeService
 from p2pd.web import gateway
 from tests.certs import CA, selfSigned
 from tests.fakes import FakeConnector
@@ -540,3 +541,66 @@ class ConnectionsTests(SynchronousTestCase):
         connections.connect(ORIGIN, PORT, security=verified)
         connections.connect(ORIGIN, PORT, True, PEER_TLS)
         self.assertEqual(connector.securities, [PLAIN, verified, PEER_TLS])
+
+
+class ServiceTests(_Certificates):
+    """
+    L{makeService} with TLS: the shared port speaks it, with the operator's
+    certificate or the node's own, and SIGHUP reloads the operator's.
+    """
+
+    def start(self, *args: str) -> SharedPortFactory:
+        self.cache = os.path.abspath(self.mktemp())
+        options = Options()
+        options.parseOptions(["-c", self.cache, "-P", "2222", *args])
+        reactor = MemoryReactorClock()
+        service = makeService(options, reactor=reactor)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        [(_, factory, _, _)] = reactor.tcpServers
+        return factory
+
+    def test_operatorCertificate(self) -> None:
+        """
+        With --tls-cert, TLS connections get it, the root's playlists name
+        spps://, --tls-only reaches the port, and SIGHUP is handled until
+        the service stops.
+        """
+        issued = self.ca.issue("origin.example")
+        before = signal.getsignal(signal.SIGHUP)
+        factory = self.start(*issued.options, "--tls-only")
+        self.assertTrue(factory.tlsOnly)
+        self.assertTrue(factory.default.resource.secure)
+        self.assertIsNot(signal.getsignal(signal.SIGHUP), before)
+        self.assertIsNotNone(factory.tls)
+
+    def test_ownCertificate(self) -> None:
+        """
+        Without, the node makes its own in the cache directory, and leaves
+        SIGHUP alone.
+        """
+        before = signal.getsignal(signal.SIGHUP)
+        factory = self.start()
+        self.assertIsNotNone(factory.tls)
+        self.assertFalse(factory.tlsOnly)
+        self.assertFalse(factory.default.resource.secure)
+        self.assertTrue(os.path.exists(os.path.join(self.cache, NODE_CERTIFICATE)))
+        self.assertIs(signal.getsignal(signal.SIGHUP), before)
+
+    def test_badOwnCertificate(self) -> None:
+        """
+        A node certificate file that cannot be used ends start-up with one
+        line.
+        """
+        cache = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(cache, "tls"))
+        with open(os.path.join(cache, NODE_CERTIFICATE), "wb") as f:
+            f.write(b"garbage")
+        options = Options()
+        options.parseOptions(["-c", cache])
+        error = self.assertRaises(
+            SystemExit, makeService, options, reactor=MemoryReactorClock()
+        )
+        self.assertIn("cannot use the node's TLS certificate", str(error.code))
+        self.assertNotIn("\n", str(error.code))
