@@ -136,6 +136,29 @@ class ServerTLSTests(_Certificates):
         error = self.assertRaises(TLSFileError, serverOptions, missing, issued.keyFile)
         self.assertIn("cannot read", str(error))
 
+    @given(
+        st.one_of(
+            st.binary(max_size=300),
+            st.binary(max_size=300).map(
+                lambda body: b"-----BEGIN CERTIFICATE-----\n"
+                + body
+                + b"\n-----END CERTIFICATE-----\n"
+            ),
+        )
+    )
+    def test_anyBytes(self, data: bytes) -> None:
+        """
+        Whatever bytes a certificate, key or CA file holds, it is used or
+        refused with L{TLSFileError}, nothing else.
+        """
+        path = os.path.join(self.directory, "any.pem")
+        with open(path, "wb") as f:
+            f.write(data)
+        issued = self.ca.issue("one.example")
+        self.assertRaises(TLSFileError, serverOptions, path, issued.keyFile)
+        self.assertRaises(TLSFileError, serverOptions, issued.certFile, path)
+        self.assertRaises(TLSFileError, ClientTLS, path)
+
     def test_reload(self) -> None:
         """
         After L{ServerTLS.reload}, new connections get the certificate now
