@@ -38,6 +38,7 @@ from p2pd.engine.node import Node
 from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
+from p2pd.spp.tls import ClientTLS, TLSFileError
 from p2pd.store.cache import BlockCache
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED, EXIT_OUTPUT = range(6)
@@ -45,7 +46,9 @@ EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED, EXIT_OUTPUT = 
 
 class FetchOptions(usage.Options):
     synopsis = "p2pd fetch [options] spp://HOST[:PORT]/PATH"
-    longdesc = "Download one file over SPP, verified block by block."
+    longdesc = (
+        "Download one file over SPP (spps://: over TLS), verified block by block."
+    )
     optFlags = [
         ["quiet", "q", "no progress bar"],
         ["debug", "d", "log what the node does to stderr"],
@@ -72,6 +75,13 @@ class FetchOptions(usage.Options):
             "read at most this many bytes per second, like a player (e.g. 20M)",
         ],
         ["linger", None, "0", "keep serving peers for SECONDS after the download"],
+        [
+            "tls-ca",
+            None,
+            None,
+            "PEM file of the CAs an spps:// origin's certificate must chain to "
+            "(default: the system's)",
+        ],
     ]
 
     def opt_version(self) -> None:
@@ -118,6 +128,10 @@ class FetchOptions(usage.Options):
             raise usage.UsageError(str(e)) from None
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port: {self['port']} is out of range (0-65535)")
+        try:
+            self["tls"] = ClientTLS(self["tls-ca"])
+        except TLSFileError as e:
+            raise usage.UsageError(f"--tls-ca: {e}") from None
         self["cache-dir"] = os.path.abspath(os.path.expanduser(self["cache-dir"]))
 
 
@@ -186,7 +200,8 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
         )
         return EXIT_OUTPUT
     bindHost = options["interface"] or None
-    node = Node(reactor, lambda node: TCPConnector(reactor, node, bindHost), cache)
+    tls = options["tls"]
+    node = Node(reactor, lambda node: TCPConnector(reactor, node, bindHost, tls), cache)
     interface = options["interface"].replace(":", r"\:")
     endpoint = serverFromString(reactor, f"tcp:{options['port']}:interface={interface}")
     try:

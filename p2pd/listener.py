@@ -8,6 +8,10 @@ connection with its magic, whose first byte is not printable ASCII. The chosen
 protocol gets the real transport directly, so after the first byte the
 dispatcher costs nothing.
 
+A TLS connection (its ClientHello's first byte is 0x16) is decrypted, and
+the first byte inside it tells SPP from HTTP again: spps:// and https://
+on the same port. A node may refuse plain SPP (TLS only).
+
 The listener also counts connections: in all, per remote address and over
 HTTP. A connection past a cap is told so in its own protocol (an SPP Error
 BUSY frame, an HTTP 503) and closed, rather than accepted and dropped.
@@ -23,15 +27,18 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IReactorTime,
     ITCPTransport,
+    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from p2pd.core.errors import ErrorCode
 from p2pd.engine.serving import descriptorLimit
 from p2pd.spp import codec
+from p2pd.spp.tls import TLS_FIRST_BYTE
 
 _CLEAN = Failure(ConnectionDone())
 
@@ -61,6 +68,11 @@ _SPP_BUSY_BODY = codec.encode(
     codec.Error(0, ErrorCode.BUSY, "too many connections")
 )
 SPP_BUSY = len(_SPP_BUSY_BODY).to_bytes(4, "big") + _SPP_BUSY_BODY
+_SPP_TLS_ONLY_BODY = codec.encode(
+    codec.Error(0, ErrorCode.FORBIDDEN, "SPP over TLS only here: use spps://")
+)
+# What a plain SPP connection gets from a node that speaks SPP over TLS only.
+SPP_TLS_ONLY = len(_SPP_TLS_ONLY_BODY).to_bytes(4, "big") + _SPP_TLS_ONLY_BODY
 
 
 class _FirstByteDispatcher(Protocol, TimeoutMixin):
@@ -91,31 +103,77 @@ class _FirstByteDispatcher(Protocol, TimeoutMixin):
         if self._chosen is None:
             if self._refused:
                 return
-            self.setTimeout(None)
             assert self.transport is not None
-            key = data[:1]
-            factory = self._shared.protocols.get(key)
-            http = factory is None
-            refusal = self._shared.refusal(self._host, key, http)
-            if refusal is not None:
-                self._refused = True
-                self.transport.write(refusal)
-                self.transport.loseConnection()
-                return
-            chosen = (factory or self._shared.default).buildProtocol(self._address)
-            if chosen is None:
-                self.transport.loseConnection()
-                return
-            self._chosen = chosen
-            if http:
-                self._http = True
-                self._shared.httpConnections += 1
-            chosen.makeConnection(self.transport)
+            tls = self._shared.tls
+            if data[:1] == TLS_FIRST_BYTE and tls is not None:
+                # Chosen by the first byte inside; the silence timeout runs
+                # on until it comes.
+                self._chosen = TLSMemoryBIOProtocol(tls, _Decrypted(self))
+                self._chosen.makeConnection(self.transport)
+            else:
+                self._chosen = self.choose(data[:1], self.transport, plain=True)
+                if self._chosen is None:
+                    return
         self._chosen.dataReceived(data)
+
+    def choose(
+        self, key: bytes, transport: ITransport, plain: bool = False
+    ) -> IProtocol | None:
+        """
+        Hand C{transport} to the protocol whose first byte is C{key} (inside
+        TLS unless C{plain}), or refuse it and return None.
+        """
+        self.setTimeout(None)
+        factory = self._shared.protocols.get(key)
+        http = factory is None
+        refusal = self._shared.refusal(self._host, key, http)
+        if refusal is None and plain and not http and self._shared.tlsOnly:
+            refusal = SPP_TLS_ONLY
+        if refusal is not None:
+            self._refused = True
+            transport.write(refusal)
+            transport.loseConnection()
+            return None
+        chosen = (factory or self._shared.default).buildProtocol(self._address)
+        if chosen is None:
+            transport.loseConnection()
+            return None
+        if http:
+            self._http = True
+            self._shared.httpConnections += 1
+        chosen.makeConnection(transport)
+        return chosen
 
     def connectionLost(self, reason: Failure = _CLEAN) -> None:
         self.setTimeout(None)
         self._shared.closed(self._host, self._http)
+        if self._chosen is not None:
+            self._chosen.connectionLost(reason)
+
+
+class _Decrypted(Protocol):
+    """
+    The inside of a TLS connection: its first byte chooses the protocol,
+    as a plain connection's does.
+    """
+
+    def __init__(self, dispatcher: _FirstByteDispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._chosen: IProtocol | None = None
+        self._refused = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._chosen is None:
+            if self._refused:
+                return
+            assert self.transport is not None
+            self._chosen = self._dispatcher.choose(data[:1], self.transport)
+            if self._chosen is None:
+                self._refused = True
+                return
+        self._chosen.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = _CLEAN) -> None:
         if self._chosen is not None:
             self._chosen.connectionLost(reason)
 
@@ -134,6 +192,9 @@ class SharedPortFactory(Factory):
     @ivar maxPerAddress: connections from one address at once.
     @ivar refusals: what a connection past a cap is sent, by first byte;
         for the default factory, L{HTTP_BUSY}.
+    @ivar tls: the TLS connections' factory (its context the node's
+        certificate), or None to speak no TLS.
+    @ivar tlsOnly: refuse plain SPP (L{SPP_TLS_ONLY}).
     @ivar connections: connections open now; C{httpConnections}: those
         handed to the default factory.
     """
@@ -149,6 +210,8 @@ class SharedPortFactory(Factory):
         maxConnections: int | None = None,
         maxPerAddress: int = MAX_PER_ADDRESS,
         refusals: Mapping[bytes, bytes] | None = None,
+        tls: TLSMemoryBIOFactory | None = None,
+        tlsOnly: bool = False,
     ) -> None:
         self.default = default
         self.protocols = dict(protocols)
@@ -162,6 +225,8 @@ class SharedPortFactory(Factory):
         if refusals is None:
             refusals = {codec.MAGIC[:1]: SPP_BUSY}
         self.refusals = dict(refusals)
+        self.tls = tls
+        self.tlsOnly = tlsOnly
         self.connections = 0
         self.httpConnections = 0
         self._perAddress: dict[str, int] = {}

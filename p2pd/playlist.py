@@ -5,7 +5,8 @@ URLs it holds.
 
 Entry 1 is the C{spp://} URL for players that speak SPP; entry 2 the HTTP
 fallback for those that do not (through a local p2pd proxy it still travels
-over SPP). Lengths are byte sizes, as the original wrote them.
+over SPP). An origin with a certificate for its name names C{spps://} and
+C{https://} URLs instead. Lengths are byte sizes, as the original wrote them.
 """
 
 from dataclasses import dataclass
@@ -23,19 +24,22 @@ def quotePath(name: str) -> str:
     return quote(name.encode("utf-8"), safe="/-._~!$&'()*+,;=:@")
 
 
-def sppURL(authority: str, name: str) -> str:
+def sppURL(authority: str, name: str, secure: bool = False) -> str:
     """
-    The C{spp://} URL of published file C{name} on the node at C{authority}
-    (C{host:port}).
+    The C{spp://} URL (C{spps://} if C{secure}) of published file C{name}
+    on the node at C{authority} (C{host:port}).
     """
-    return f"spp://{authority}/{quotePath(name)}"
+    scheme = "spps" if secure else "spp"
+    return f"{scheme}://{authority}/{quotePath(name)}"
 
 
-def directURL(authority: str, name: str) -> str:
+def directURL(authority: str, name: str, secure: bool = False) -> str:
     """
-    The HTTP fallback URL: the bytes of C{name}, never a playlist.
+    The HTTP fallback URL (HTTPS if C{secure}): the bytes of C{name}, never
+    a playlist.
     """
-    return f"http://{authority}/{DIRECT_PREFIX}/{quotePath(name)}"
+    scheme = "https" if secure else "http"
+    return f"{scheme}://{authority}/{DIRECT_PREFIX}/{quotePath(name)}"
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,20 @@ def render(entries: list[Entry]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def forFile(sppAuthority: str, httpAuthority: str, name: str, size: int) -> bytes:
+def forFile(
+    sppAuthority: str, httpAuthority: str, name: str, size: int, secure: bool = False
+) -> bytes:
     """
-    The playlist for published file C{name} of C{size} bytes.
+    The playlist for published file C{name} of C{size} bytes; over TLS if
+    C{secure}.
     """
     title = name.rsplit("/", 1)[-1]
+    kinds = ("SPPS", "HTTPS") if secure else ("SPP", "HTTP")
     return render(
         [
-            Entry(sppURL(sppAuthority, name), f"{title} (SPP)", size),
-            Entry(directURL(httpAuthority, name), f"{title} (HTTP)", size),
+            Entry(sppURL(sppAuthority, name, secure), f"{title} ({kinds[0]})", size),
+            Entry(
+                directURL(httpAuthority, name, secure), f"{title} ({kinds[1]})", size
+            ),
         ]
     )

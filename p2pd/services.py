@@ -7,6 +7,7 @@ L{p2pd.tap} knows the command line.
 """
 
 import gc
+import signal
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -19,6 +20,7 @@ from twisted.web.server import Site
 
 from p2pd import __version__
 from p2pd.engine.node import Node
+from p2pd.spp.tls import ServerTLS
 from p2pd.store.digests import DigestIndex
 from p2pd.twistedinternals import listening, raiseListenErrors
 from p2pd.web.channel import NodeChannel
@@ -128,3 +130,26 @@ class ListenerService(StreamServerEndpointService):
             port=getattr(address, "port", "?"),
         )
         return port
+
+
+class ReloadOnHangup(Service):
+    """
+    Reads the node's certificate and key again on SIGHUP, for the
+    connections that follow; open ones keep theirs.
+    """
+
+    def __init__(self, tls: ServerTLS, reactor: Any) -> None:
+        self.tls = tls
+        self.reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._hangup)
+
+    def stopService(self) -> None:
+        super().stopService()
+        signal.signal(signal.SIGHUP, self._previous)
+
+    def _hangup(self, signum: int, frame: object) -> None:
+        self.reactor.callFromThread(self.tls.reload)

@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
@@ -26,10 +27,11 @@ from p2pd.core.sizes import parseSize
 from p2pd.engine.node import Node
 from p2pd.engine.tracker import Tracker
 from p2pd.listener import SharedPortFactory
-from p2pd.services import ListenerService, NodeService, NodeSite
+from p2pd.services import ListenerService, NodeService, NodeSite, ReloadOnHangup
 from p2pd.spp import codec
 from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
+from p2pd.spp.tls import ClientTLS, ServerTLS, TLSFileError, nodeCertificate
 from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.store.published import PublicDirectory
@@ -144,6 +146,12 @@ def _port(value: str) -> int:
     return port
 
 
+def _readable(option: str, value: str) -> str:
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise usage.UsageError(f"{option}: {value!r} is not a readable file")
+    return os.path.abspath(value)
+
+
 def _directory(value: str) -> str:
     if not os.path.exists(value):
         raise usage.UsageError(f"--public: {value!r} does not exist")
@@ -180,6 +188,11 @@ class Options(usage.Options):
             "allow-weak-digest",
             None,
             "accept -m md5 or -m sha1, whose collisions are practical",
+        ],
+        [
+            "tls-only",
+            None,
+            "refuse plain SPP connections: spps:// only (needs --tls-cert)",
         ],
         ["version", None, "print the p2pd version and exit"],
     ]
@@ -220,6 +233,29 @@ class Options(usage.Options):
             "listen on this Twisted endpoint instead of "
             "--port/--interface, e.g. tcp:1111:interface=127.0.0.1 or "
             "systemd:domain=INET:index=0",
+        ],
+        [
+            "tls-cert",
+            None,
+            None,
+            "PEM certificate (then its intermediates) for this node's name: "
+            "its files become spps:// and https:// URLs; reloaded on SIGHUP",
+            lambda value: _readable("--tls-cert", value),
+        ],
+        [
+            "tls-key",
+            None,
+            None,
+            "PEM private key of --tls-cert; reloaded on SIGHUP",
+            lambda value: _readable("--tls-key", value),
+        ],
+        [
+            "tls-ca",
+            None,
+            None,
+            "PEM file of the CAs spps:// origins' certificates must chain to "
+            "(default: the system's)",
+            lambda value: _readable("--tls-ca", value),
         ],
     ]
 
@@ -283,6 +319,23 @@ class Options(usage.Options):
             )
         self["listen"] = _listen(self["listen"])
         self["cache-dir"] = _cacheDirectory(self["cache-dir"])
+        self._checkTLS()
+
+    def _checkTLS(self) -> None:
+        """
+        The certificate and key come together and match; the CA file holds
+        certificates; checked now, so a bad file is one line at start.
+        """
+        if (self["tls-cert"] is None) != (self["tls-key"] is None):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        if self["tls-only"] and self["tls-cert"] is None:
+            raise usage.UsageError("--tls-only needs --tls-cert and --tls-key")
+        try:
+            if self["tls-cert"] is not None:
+                ServerTLS(self["tls-cert"], self["tls-key"])
+            ClientTLS(self["tls-ca"])
+        except TLSFileError as e:
+            raise usage.UsageError(f"TLS: {e}") from None
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -317,9 +370,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         [Peer(host, port, True) for host, port in options["mirror"]],
     )
     bindHost = _bindHost(options["listen"])
+    clientTLS = ClientTLS(options["tls-ca"])
     node = Node(
         reactor,
-        lambda node: TCPConnector(reactor, node, bindHost),
+        lambda node: TCPConnector(reactor, node, bindHost, clientTLS),
         cache,
         public,
         digestIndex,
@@ -333,18 +387,42 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         direct=not options["no-direct"],
         node=node,
         access=access,
+        secure=options["tls-cert"] is not None,
     )
     proxy = ProxyConfig(node, reactor, access)
     site = NodeSite(root, verbose=options["debug"], reactor=reactor, proxy=proxy)
     spp = SPPFactory(node, reactor, initiator=False)
-    shared = SharedPortFactory(site, {codec.MAGIC[:1]: spp}, clock=reactor)
     service = MultiService()
+    serverTLS = _serverTLS(options["tls-cert"], options["tls-key"], cacheDir)
+    if options["tls-cert"] is not None:
+        ReloadOnHangup(serverTLS, reactor).setServiceParent(service)
+    shared = SharedPortFactory(
+        site,
+        {codec.MAGIC[:1]: spp},
+        clock=reactor,
+        tls=TLSMemoryBIOFactory(serverTLS, False, site),
+        tlsOnly=options["tls-only"],
+    )
     NodeService(node, hashing, digestIndex, reactor).setServiceParent(service)
     listener = ListenerService(
         serverFromString(reactor, options["listen"]), shared, options["listen"], node
     )
     listener.setServiceParent(service)
     return service
+
+
+def _serverTLS(certFile: str | None, keyFile: str | None, cacheDir: str) -> ServerTLS:
+    """
+    The certificate the node serves: the operator's, or else its own (for
+    its peers' encryption), made in C{cacheDir} on first start.
+    """
+    try:
+        if certFile is not None and keyFile is not None:
+            return ServerTLS(certFile, keyFile)
+        path = nodeCertificate(cacheDir)
+        return ServerTLS(path, path)
+    except (TLSFileError, OSError) as e:
+        raise SystemExit(f"p2pd: cannot use the node's TLS certificate: {e}") from None
 
 
 def _bindHost(endpoint: str) -> str | None:

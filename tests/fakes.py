@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
+from p2pd.core.net import PLAIN, Security
 from p2pd.core.peers import Peer
 from p2pd.core.url import parse
 from p2pd.engine.download import Download
@@ -299,6 +300,7 @@ class FakeConnection:
         self.remoteHost = host
         self.remoteListenPort = port
         self.remoteName = f"{host}:{port}"
+        self.encrypted = False
         self.opened: list[tuple[str, str]] = []
         self.early: list[tuple[int, tuple[int, ...], bool]] = []
         self.pending: list[tuple[defer.Deferred[Any], Any]] = []
@@ -345,10 +347,14 @@ class FakeConnector:
 
     def __init__(self) -> None:
         self.attempts: list[tuple[str, int, defer.Deferred[IConnection]]] = []
+        self.securities: list[Security] = []
 
-    def connect(self, host: str, port: int) -> "defer.Deferred[IConnection]":
+    def connect(
+        self, host: str, port: int, security: Security = PLAIN
+    ) -> "defer.Deferred[IConnection]":
         d: defer.Deferred[IConnection] = defer.Deferred()
         self.attempts.append((host, port, d))
+        self.securities.append(security)
         return d
 
     def succeed(self, connection: IConnection) -> None:

@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.unit.test_tap,tests.unit.test_authority -*-
 """
-Network helpers: subnets, C{HOST:PORT} values, and endpoints to dial.
+Network helpers: subnets, C{HOST:PORT} values, how to dial a node, and
+endpoints to dial.
 """
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -19,6 +21,22 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 DEFAULT_PORT = 1111
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Security:
+    """
+    How an SPP connection is dialed: plain, or over TLS; and, over TLS, the
+    host name the other node's certificate must be valid for (an C{spps://}
+    origin or its mirror), or None (a peer: encryption only).
+    """
+
+    tls: bool = False
+    verify: str | None = None
+
+
+PLAIN = Security()
+PEER_TLS = Security(tls=True)
 
 
 def parseHostPort(value: str) -> tuple[str, int]:

@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.unit.test_url -*-
 """
-SPP URLs: C{spp://host[:port]/path}, naming a file by its origin; and where
-a node's HTTP side gives a published file's bytes.
+SPP URLs: C{spp://host[:port]/path}, naming a file by its origin, and
+C{spps://host[:port]/path}, the same over TLS, whose origin proves its host
+name with a certificate; and where a node's HTTP side gives a published
+file's bytes.
 """
 
 import re
@@ -18,6 +20,10 @@ DIRECT_PREFIX = ".direct"
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)$")
 
 
+# The schemes of SPP URLs: plain, and over TLS.
+SCHEMES = ("spp", "spps")
+
+
 class BadURL(ValueError):
     """
     Not an SPP URL.
@@ -29,6 +35,11 @@ class SPPURL:
     host: str
     port: int
     path: str  # percent-encoded, starting with "/"
+    secure: bool = False  # spps://: over TLS, the origin's name verified
+
+    @property
+    def scheme(self) -> str:
+        return SCHEMES[self.secure]
 
     @property
     def authority(self) -> str:
@@ -43,12 +54,13 @@ class SPPURL:
         return [unquote(s).encode("utf-8") for s in self.path[1:].split("/")]
 
     def __str__(self) -> str:
-        return f"spp://{self.authority}{self.path}"
+        return f"{self.scheme}://{self.authority}{self.path}"
 
 
 def parse(url: str) -> SPPURL:
     """
-    Parse and normalise an C{spp://} URL (the port made explicit).
+    Parse and normalise an C{spp://} or C{spps://} URL (the port made
+    explicit).
 
     @raise BadURL: if C{url} is not one.
     """
@@ -59,8 +71,8 @@ def parse(url: str) -> SPPURL:
         port = parts.port
     except ValueError as e:
         raise BadURL(f"{url!r}: {e}") from None
-    if parts.scheme != "spp":
-        raise BadURL(f"{url!r} is not an spp:// URL")
+    if parts.scheme not in SCHEMES:
+        raise BadURL(f"{url!r} is not an spp:// or spps:// URL")
     host = parts.hostname or ""
     netloc = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
     if not host or not _HOST.match(netloc) or parts.username or parts.password:
@@ -69,4 +81,9 @@ def parse(url: str) -> SPPURL:
         raise BadURL(f"{url!r} names no file")
     if parts.query or parts.fragment:
         raise BadURL(f"{url!r} has a query or fragment")
-    return SPPURL(host.lower(), DEFAULT_PORT if port is None else port, parts.path)
+    return SPPURL(
+        host.lower(),
+        DEFAULT_PORT if port is None else port,
+        parts.path,
+        parts.scheme == "spps",
+    )

@@ -2,10 +2,11 @@
 """
 The SPP connections a node holds, and which of them may reach whom.
 
-A connection the node dialed is kept by the address it dialed: the only
-kind an origin or a mirror is reached by. One it accepted is kept by the
-remote address and the listen port its Hello claims, which its other end
-chose: a peer only (docs/security.md).
+A connection the node dialed is kept by the address it dialed, and how
+(plain, TLS, TLS verified for a host name): the only kind an origin or a
+mirror is reached by. One it accepted is kept by the remote address and the
+listen port its Hello claims, which its other end chose, and whether it is
+encrypted: a peer only (docs/security.md).
 """
 
 from collections.abc import Callable
@@ -15,8 +16,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2pd.core.errors import SelfConnection, SPPError
+from p2pd.core.net import PEER_TLS, PLAIN, Security
 from p2pd.engine.backoff import Address, PeerBackoff
 from p2pd.engine.interfaces import IConnection, IConnector
+
+# A connection's key: the address dialed (or accepted from), and how.
+_Key = tuple[Address, Security]
 
 
 class Connections:
@@ -38,58 +43,65 @@ class Connections:
         self.connector = connector
         self.backoff = backoff
         self.gone = gone
-        self._dialed: dict[Address, IConnection] = {}
-        self._accepted: dict[Address, IConnection] = {}
-        self._connecting: dict[Address, list[defer.Deferred[IConnection]]] = {}
+        self._dialed: dict[_Key, IConnection] = {}
+        self._accepted: dict[_Key, IConnection] = {}
+        self._connecting: dict[_Key, list[defer.Deferred[IConnection]]] = {}
 
-    def dialed(self, address: Address) -> IConnection | None:
+    def dialed(
+        self, address: Address, security: Security = PLAIN
+    ) -> IConnection | None:
         """
-        The connection this node dialed to C{address}, if any.
+        The connection this node dialed to C{address} as C{security} says,
+        if any.
         """
-        return self._dialed.get(address)
+        return self._dialed.get((address, security))
 
-    def known(self, address: Address, peer: bool) -> IConnection | None:
+    def known(
+        self, address: Address, peer: bool, security: Security = PLAIN
+    ) -> IConnection | None:
         """
-        A connection to the node at C{address}: one this node dialed or, for
-        a C{peer}, one it accepted from there.
+        A connection to the node at C{address}, made as C{security} says:
+        one this node dialed or, for a C{peer}, one it accepted from there.
         """
-        known = self._dialed.get(address)
+        known = self._dialed.get((address, security))
         if known is None and peer:
-            known = self._accepted.get(address)
+            known = self._accepted.get((address, security))
         return known
 
     def connect(
-        self, host: str, port: int, peer: bool = False
+        self, host: str, port: int, peer: bool = False, security: Security = PLAIN
     ) -> "defer.Deferred[IConnection]":
         """
-        A connection to the node at C{host}:C{port}: one this node dialed
-        there, or a new one. For a C{peer}, a connection it accepted from
-        that address will do too; never for an origin or a mirror, as the
-        other end of an accepted connection is whoever it says it is.
+        A connection to the node at C{host}:C{port}, made as C{security}
+        says: one this node dialed there, or a new one. For a C{peer}, a
+        connection it accepted from that address will do too; never for an
+        origin or a mirror, as the other end of an accepted connection is
+        whoever it says it is.
         """
         address = (host, port)
-        known = self.known(address, peer)
+        key = (address, security)
+        known = self.known(address, peer, security)
         if known is not None:
             return defer.succeed(known)
         result: defer.Deferred[IConnection] = defer.Deferred()
-        waiting = self._connecting.get(address)
+        waiting = self._connecting.get(key)
         if waiting is not None:
             waiting.append(result)
             return result
-        self._connecting[address] = [result]
+        self._connecting[key] = [result]
 
         def done(outcome: IConnection | Failure) -> None:
-            waiting = self._connecting.pop(address, [])
+            waiting = self._connecting.pop(key, [])
             if isinstance(outcome, Failure):
                 for d in waiting:
                     d.errback(outcome)
                 return
-            self._dialed.setdefault(address, outcome)
+            self._dialed.setdefault(key, outcome)
             outcome.ready.addErrback(self._handshakeFailed, address, outcome)
             for d in waiting:
                 d.callback(outcome)
 
-        self.connector.connect(host, port).addBoth(done)
+        self.connector.connect(host, port, security).addBoth(done)
         return result
 
     def ready(self, connection: IConnection) -> None:
@@ -99,7 +111,8 @@ class Connections:
         """
         if not connection.initiator and connection.remoteListenPort:
             address = (connection.remoteHost, connection.remoteListenPort)
-            self._accepted.setdefault(address, connection)
+            security = PEER_TLS if connection.encrypted else PLAIN
+            self._accepted.setdefault((address, security), connection)
 
     def forget(self, connection: object) -> None:
         """

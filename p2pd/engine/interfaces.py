@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 
+from p2pd.core.net import PLAIN, Security
+
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
@@ -168,6 +170,7 @@ class IConnection(Interface):
     remoteListenPort = Attribute("int: the port its Hello names, 0 if none")
     remoteName = Attribute("str: host:port, for logs")
     initiator = Attribute("bool: this node dialed the connection")
+    encrypted = Attribute("bool: the connection runs over TLS")
     ready = Attribute(
         "Deferred firing with the connection when the handshake completes,"
         " or failing if it does not"
@@ -196,10 +199,13 @@ class IConnector(Interface):
     Makes connections to other nodes.
     """
 
-    def connect(host: str, port: int) -> "Deferred[IConnection]":
+    def connect(
+        host: str, port: int, security: Security = PLAIN
+    ) -> "Deferred[IConnection]":
         """
-        A new connection to the node at C{host}:C{port}; requests may be
-        sent on it at once, behind the handshake.
+        A new connection to the node at C{host}:C{port}, dialed as
+        C{security} says; requests may be sent on it at once, behind the
+        handshake.
         """
 
 

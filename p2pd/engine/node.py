@@ -9,7 +9,8 @@ that open the same file on us.
 
 Only the node decides whom it believes about a file's size, version and
 digests (docs/security.md): a connection it dialed to the URL's origin, or to
-a mirror that origin named. Whatever a peer's Opened claims, every other
+a mirror that origin named (for an C{spps://} URL, over TLS with a
+certificate valid for the URL's host name). Whatever a peer's Opened claims, every other
 source only lends blocks, checked against those digests.
 """
 
@@ -24,6 +25,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from p2pd.core.errors import ErrorCode, SPPError, errorCode
+from p2pd.core.net import PEER_TLS, PLAIN, Security
 from p2pd.core.peers import Peer
 from p2pd.core.url import BadURL, parse
 from p2pd.engine.backoff import Address, PeerBackoff
@@ -72,10 +74,18 @@ class _Swarm:
     """
 
     def __init__(
-        self, url: str, origin: Address, download: Download, store: CachedFile
+        self,
+        url: str,
+        origin: Address,
+        download: Download,
+        store: CachedFile,
+        secure: bool = False,
     ) -> None:
         self.url = url
         self.origin = origin
+        # How its origin and mirrors are dialed, and how its peers.
+        self.authority = Security(True, origin[0]) if secure else PLAIN
+        self.peers = PEER_TLS if secure else PLAIN
         self.download = download
         self.store = store
         self.peerConnections: set[IConnection] = set()
@@ -132,6 +142,8 @@ class Node:
             parsed = parse(url)
         except BadURL as e:
             raise SPPError(ErrorCode.BAD_REQUEST, str(e)) from None
+        if parsed.secure and not IConnection(connection).encrypted:
+            raise SPPError(ErrorCode.FORBIDDEN, "spps:// URLs only over TLS")
         if self.public is not None and self.digestIndex is not None:
             try:
                 published = self.public.lookup(parsed.segments)
@@ -192,7 +204,8 @@ class Node:
             return result
         self._opening[key] = [result]
         origin = (parsed.host, parsed.port)
-        d = self.connections.connect(*origin)
+        security = Security(True, parsed.host) if parsed.secure else PLAIN
+        d = self.connections.connect(*origin, security=security)
         # The first digests and block and the first peers travel with the
         # Open (and the Open behind the Hello): a player's first bytes come
         # one round trip after the connection is made, with nothing else
@@ -207,13 +220,17 @@ class Node:
         d.addCallbacks(
             self._opened,
             self._openFailed,
-            callbackArgs=(key, origin),
+            callbackArgs=(key, origin, parsed.secure),
             errbackArgs=(key,),
         )
         return result
 
     def _opened(
-        self, remoteFile: IRemoteFile, key: str, origin: tuple[str, int]
+        self,
+        remoteFile: IRemoteFile,
+        key: str,
+        origin: tuple[str, int],
+        secure: bool,
     ) -> None:
         remoteFile.believe()
         if not remoteFile.authoritative:
@@ -239,7 +256,7 @@ class Node:
         download = Download(meta, store, self.clock, hashing=self.hashing)
         download.onBadSource = self._badSource
         download.firstBlockAlone()
-        swarm = _Swarm(key, origin, download, store)
+        swarm = _Swarm(key, origin, download, store, secure)
         self._swarms[key] = swarm
         # Logged a moment later: writing a log line takes time, and the
         # first block is on its way to a player.
@@ -275,7 +292,9 @@ class Node:
                 )
                 download.searching = False
                 parsed = parse(key)
-                swarm = _Swarm(key, (parsed.host, parsed.port), download, cached)
+                swarm = _Swarm(
+                    key, (parsed.host, parsed.port), download, cached, parsed.secure
+                )
                 self._swarms[key] = swarm
                 # Keep trying the origin, and close the download when idle.
                 swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
@@ -352,7 +371,7 @@ class Node:
         if swarm.origin in swarm.connecting:
             return
         swarm.connecting.add(swarm.origin)
-        d = self.connections.connect(*swarm.origin)
+        d = self.connections.connect(*swarm.origin, security=swarm.authority)
         d.addCallback(lambda c: c.open(swarm.url, swarm.download.meta.version))
 
         def opened(remoteFile: IRemoteFile) -> None:
@@ -368,7 +387,7 @@ class Node:
 
     def _isOrigin(self, swarm: _Swarm, source: ISource) -> bool:
         connection = IRemoteFile(source).connection
-        return self.connections.dialed(swarm.origin) is connection
+        return self.connections.dialed(swarm.origin, swarm.authority) is connection
 
     def _connectPeers(
         self, swarm: _Swarm, peers: Sequence[Peer], fromOrigin: bool
@@ -382,7 +401,8 @@ class Node:
             if len(swarm.peerConnections) >= MAX_PEERS_PER_DOWNLOAD:
                 break
             mirror = fromOrigin and peer.server
-            known = self.connections.known(address, peer=not mirror)
+            security = swarm.authority if mirror else swarm.peers
+            known = self.connections.known(address, not mirror, security)
             if (
                 address in self._banned
                 or address in swarm.connecting
@@ -393,7 +413,7 @@ class Node:
                 continue
             self.backoff.tried(address)
             swarm.connecting.add(address)
-            d = self.connections.connect(*address, peer=not mirror)
+            d = self.connections.connect(*address, not mirror, security)
             d.addCallback(self._openOnPeer, swarm, address, mirror)
             d.addErrback(self._peerFailed, address)
             d.addBoth(self._connectedPeer, swarm, address)

@@ -21,6 +21,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -31,6 +32,7 @@ from p2pd.spp import codec
 from p2pd.spp.answering import Answerer
 from p2pd.spp.asking import Asker, ConnectionGone, RemoteFile
 from p2pd.spp.framing import HEADER, FrameReader, FrameTooLarge, frameHeader
+from p2pd.spp.tls import whyLost
 
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 90.0
@@ -78,6 +80,7 @@ class SPPProtocol(Protocol):
         self.remoteName = "?"
         self.remoteListenPort = 0
         self.remoteNodeId = b""
+        self.encrypted = False
         self.ready: defer.Deferred[SPPProtocol] = defer.Deferred()
         self.frames = FrameReader(self)
         self.asker = Asker(self)
@@ -116,6 +119,7 @@ class SPPProtocol(Protocol):
         peer = self.transport.getPeer()
         self.remoteHost = getattr(peer, "host", "")
         self.remoteName = f"{self.remoteHost}:{getattr(peer, 'port', '?')}"
+        self.encrypted = isinstance(self.transport, TLSMemoryBIOProtocol)
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             # Requests and the tail of a block must not wait for the other
@@ -171,7 +175,7 @@ class SPPProtocol(Protocol):
         gone: Exception = (
             SelfConnection("connected to itself")
             if self._toItself
-            else ConnectionGone(self._closedFor or str(reason.value))
+            else ConnectionGone(self._closedFor or whyLost(reason))
         )
         self.asker.failRequests(gone)
         self.answerer.stop()

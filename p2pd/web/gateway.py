@@ -3,7 +3,8 @@
 The gateway: SPP content at plain URLs on the local node, for players that
 cannot use a proxy (a browser's <video>, a media centre).
 
-    http://NODE/.spp/HOST:PORT/PATH   streams spp://HOST:PORT/PATH
+    http://NODE/.spp/HOST:PORT/PATH    streams spp://HOST:PORT/PATH
+    http://NODE/.spps/HOST:PORT/PATH   streams spps://HOST:PORT/PATH
 
 Only the local host and granted subnets (-n) may use it: anyone else would
 make this node fetch on their behalf. The rules are the proxy's
@@ -28,12 +29,14 @@ from p2pd.web import stream
 from p2pd.web.access import Access
 
 PREFIX = b".spp"
+# The gateway's path prefixes, and the scheme of the URLs they stand for.
+SCHEMES = {PREFIX: "spp", b".spps": "spps"}
 _log = Logger()
 
-def gatewayURL(segments: Sequence[bytes]) -> str | None:
+def gatewayURL(segments: Sequence[bytes], scheme: str = "spp") -> str | None:
     """
-    The C{spp://} URL for the gateway path segments after the prefix, or
-    None if they name no file.
+    The C{spp://} (or C{scheme}) URL for the gateway path segments after
+    the prefix, or None if they name no file.
     """
     if len(segments) < 2 or not all(segments[1:]):
         return None
@@ -42,7 +45,7 @@ def gatewayURL(segments: Sequence[bytes]) -> str | None:
         path = "/".join(quote(s.decode("utf-8"), safe="") for s in segments[1:])
     except UnicodeDecodeError:
         return None
-    return f"spp://{authority}/{path}"
+    return f"{scheme}://{authority}/{path}"
 
 
 def serve(request: Request, node: IWebNode, url: str, access: Access) -> bytes | int:

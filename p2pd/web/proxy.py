@@ -9,6 +9,10 @@ bytes come over SPP from the origin, caches and other viewers, verified. Any
 other http URL is forwarded as an ordinary proxy does (L{p2pd.web.forward}),
 so setting C{http_proxy} for a player breaks nothing else.
 
+An C{https://} URL (asked for as an absolute URI, not through CONNECT) is
+taken for a p2pd origin's over TLS: fetched over SPP over TLS
+(C{spps://}), the origin's certificate verified, and never forwarded.
+
 A node is known to be a p2pd node from its C{/.direct/} URLs, from
 opening the file over SPP, or from the C{Server: p2pd/...} header of a
 forwarded answer. The first request for a file of a C{host:port} not known
@@ -123,7 +127,7 @@ class NodeRequest(ProxyRequest, server.Request):
     and replaces the rest.
     """
 
-    ports = {b"http": 80, b"spp": DEFAULT_PORT}
+    ports = {b"http": 80, b"spp": DEFAULT_PORT, b"https": 443, b"spps": DEFAULT_PORT}
     _log = Logger()
     _bodyLength = 0
 
@@ -158,7 +162,7 @@ class NodeRequest(ProxyRequest, server.Request):
         forwarding.
         """
         proxy = self.proxy
-        if proxy is None or not self.uri.lower().startswith((b"http://", b"spp://")):
+        if proxy is None or not self.uri.lower().startswith(_PROXIED):
             server.Request.process(self)
             return
         self.site = self.channel.site  # type: ignore[attr-defined]
@@ -174,8 +178,10 @@ class NodeRequest(ProxyRequest, server.Request):
         if not host:
             stream.answerError(self, http.BAD_REQUEST, "no host in the request URI")
             return
-        if self.method not in (b"GET", b"HEAD") and target.scheme == "spp":
-            stream.answerError(self, http.NOT_ALLOWED, "only GET and HEAD for spp:// URLs")
+        if self.method not in (b"GET", b"HEAD") and target.scheme != "http":
+            stream.answerError(
+                self, http.NOT_ALLOWED, f"only GET and HEAD for {target.scheme}:// URLs"
+            )
             return
         client = getattr(self.getClientAddress(), "host", "")
         own = getattr(self.getHost(), "host", "")
@@ -203,6 +209,9 @@ class NodeRequest(ProxyRequest, server.Request):
             return
         path = target.path or "/"
         reading = self.method in (b"GET", b"HEAD")
+        if target.scheme in ("https", "spps"):
+            self._serveSPP(proxy, _sppURL(host, port, _directPath(path), True))
+            return
         sppURL = _contentURL(target.scheme, host, port, path, proxy.known)
         if sppURL is not None and reading:
             self._serveSPP(proxy, sppURL)
@@ -311,10 +320,23 @@ class NodeRequest(ProxyRequest, server.Request):
             stream.answerError(self, code, message)
 
 
-def _sppURL(host: str, port: int, path: str) -> str:
+# The schemes of absolute URIs the proxy takes.
+_PROXIED = (b"http://", b"spp://", b"https://", b"spps://")
+
+
+def _sppURL(host: str, port: int, path: str, secure: bool = False) -> str:
     if ":" in host:
         host = f"[{host}]"
-    return f"spp://{host}:{port}{quote(unquote(path), safe='/')}"
+    scheme = "spps" if secure else "spp"
+    return f"{scheme}://{host}:{port}{quote(unquote(path), safe='/')}"
+
+
+def _directPath(path: str) -> str:
+    """
+    The file's path in C{path}, a fallback URL's (C{/.direct/NAME}) or not.
+    """
+    direct = f"/{DIRECT_PREFIX}/"
+    return "/" + path[len(direct) :] if path.startswith(direct) else path
 
 
 def _contentURL(

@@ -6,6 +6,7 @@ The root of a node's HTTP side: which answer a request path gets.
     /.direct/NAME   the file NAME itself, never a playlist (the fallback URL)
     /.status        what the node serves and fetches, as JSON
     /.spp/HOST:PORT/PATH   spp://HOST:PORT/PATH streamed (the gateway)
+    /.spps/HOST:PORT/PATH  spps://HOST:PORT/PATH streamed
 
 Names starting with a dot are never published, so p2pd's own paths cannot
 shadow a published file.
@@ -45,6 +46,8 @@ class NodeRoot(Resource):
     @ivar direct: serve file bytes over plain HTTP at all.
     @ivar access: who may use the gateway and C{/.status}; without it, only
         the local host may see C{/.status}.
+    @ivar secure: the node has a certificate for its name: playlists name
+        C{spps://} and C{https://} URLs.
 
     C{spp://} URLs name the port the request arrived on: HTTP and SPP share
     it.
@@ -60,8 +63,10 @@ class NodeRoot(Resource):
         direct: bool = True,
         node: IWebNode | None = None,
         access: Access | None = None,
+        secure: bool = False,
     ) -> None:
         super().__init__()
+        self.secure = secure
         self.node = node
         self.access = access
         self.public = public
@@ -85,8 +90,9 @@ class NodeRoot(Resource):
             request.setHeader(b"Content-Type", b"application/json")
             request.setHeader(b"Cache-Control", b"no-cache")
             return self._body(request, status.render(self.node))
-        if segments[:1] == [gateway.PREFIX] and self.node and self.access:
-            url = gateway.gatewayURL(segments[1:])
+        scheme = gateway.SCHEMES.get(segments[0]) if segments else None
+        if scheme is not None and self.node and self.access:
+            url = gateway.gatewayURL(segments[1:], scheme)
             if url is None:
                 return self._notFound(request, "gateway path names no file")
             return gateway.serve(request, self.node, url, self.access)  # type: ignore[arg-type]
@@ -119,7 +125,9 @@ class NodeRoot(Resource):
         assert match is not None
         host = match.group(1).decode("ascii")
         port = request.getHost().port
-        body = playlist.forFile(f"{host}:{port}", httpAuthority, name, size)
+        body = playlist.forFile(
+            f"{host}:{port}", httpAuthority, name, size, self.secure
+        )
         request.setHeader(b"Content-Type", playlist.CONTENT_TYPE)
         request.setHeader(b"Content-Disposition", _playlistDisposition(name))
         request.setHeader(b"Cache-Control", b"no-cache")

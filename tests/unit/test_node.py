@@ -27,6 +27,7 @@ from zope.interface.verify import verifyObject
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
+from p2pd.core.net import PLAIN, Security
 from p2pd.core.peers import Peer
 from p2pd.engine.backoff import (
     MAX_PEER_ADDRESSES,
@@ -987,7 +988,9 @@ class PairConnector:
         self.node = node
         self.host = host
 
-    def connect(self, host: str, port: int) -> "defer.Deferred[Any]":
+    def connect(
+        self, host: str, port: int, security: Security = PLAIN
+    ) -> "defer.Deferred[Any]":
         target = self.pair.nodes.get((host, port))
         if target is None:
             return defer.fail(ConnectionRefusedError())
@@ -1296,7 +1299,9 @@ class RoutineFailureTests(NodeFixture):
             def __init__(self, node: Node) -> None:
                 self.node = node
 
-            def connect(connector, host: str, port: int) -> "defer.Deferred[Any]":
+            def connect(
+                connector, host: str, port: int, security: Security = PLAIN
+            ) -> "defer.Deferred[Any]":
                 client, server, pump = connectedServerAndClient(
                     GarbageServer,
                     lambda: SPPFactory(connector.node, self.clock, True).buildProtocol(
