@@ -103,6 +103,19 @@ def makeFile(size, name=NAME):
     return path
 
 
+def measureInTurn(contestants, rounds, path):
+    """
+    Each contestant measured once a round, in an order that rotates, with
+    the file page-cached before each sample: none always goes first.
+    """
+    for n in range(rounds):
+        shift = n % len(contestants)
+        for contestant in contestants[shift:] + contestants[:shift]:
+            warm(path)
+            outcome = contestant.measure()
+            log(f"round {n + 1}/{rounds}: {contestant.label}: {outcome}")
+
+
 def warm(path):
     with open(path, "rb", buffering=0) as f:
         while f.read(8 * MiB):
@@ -970,12 +983,7 @@ def main():
         for contestant in contestants:
             log(f"warm-up: {contestant.label}")
             contestant.warmUp()
-        for n in range(args.rounds):
-            shift = n % len(contestants)
-            for contestant in contestants[shift:] + contestants[:shift]:
-                warm(path)
-                outcome = contestant.measure()
-                log(f"round {n + 1}/{args.rounds}: {contestant.label}: {outcome}")
+        measureInTurn(contestants, args.rounds, path)
     finally:
         for contestant in contestants:
             contestant.stop()

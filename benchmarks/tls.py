@@ -42,7 +42,7 @@ from spp_download import (
     Node,
     P2pdContestant,
     makeFile,
-    warm,
+    measureInTurn,
 )
 
 DOC = os.path.join(ROOT, "docs", "performance.md")
@@ -195,12 +195,7 @@ def main():
         for contestant in contestants:
             log(f"warm-up: {contestant.label}")
             contestant.warmUp()
-        for n in range(args.rounds):
-            shift = n % len(contestants)
-            for contestant in contestants[shift:] + contestants[:shift]:
-                warm(path)
-                outcome = contestant.measure()
-                log(f"round {n + 1}/{args.rounds}: {contestant.label}: {outcome}")
+        measureInTurn(contestants, args.rounds, path)
     finally:
         origin.stop()
     elapsed = time.monotonic() - started
