@@ -56,6 +56,9 @@ from p2pd.store.published import NotPublished, PublicDirectory
 PEER_INTERVAL = 5.0
 MAX_PEERS_PER_DOWNLOAD = 16
 IDLE_DOWNLOAD = 60.0
+# The files a node keeps open on one connection, at most: what the other
+# node answers (MAX_OPEN_FILES in docs/protocol.md).
+HANDLES_PER_CONNECTION = 64
 LOG_DELAY = 0.05
 # Peers on ports below this are not dialed unless the origin's port is too.
 PRIVILEGED_PORTS = 1024
@@ -206,6 +209,7 @@ class Node:
         origin = (parsed.host, parsed.port)
         security = Security(True, parsed.host) if parsed.secure else PLAIN
         d = self.connections.connect(*origin, security=security)
+        d.addCallback(self._makeRoom)
         # The first digests and block and the first peers travel with the
         # Open (and the Open behind the Hello): a player's first bytes come
         # one round trip after the connection is made, with nothing else
@@ -224,6 +228,34 @@ class Node:
             errbackArgs=(key,),
         )
         return result
+
+    def _makeRoom(self, connection: IConnection) -> IConnection:
+        """
+        Before another Open on C{connection}: if as many files are open on
+        it as the other node allows, close downloads nobody reads, the
+        longest unread first. A player fetching one short file after another
+        (HLS segments, a playlist of clips) then never meets that limit.
+        """
+        using = [
+            swarm
+            for swarm in self._swarms.values()
+            if any(
+                getattr(source, "connection", None) is connection
+                for source in swarm.download.sources
+            )
+        ]
+        excess = len(using) - HANDLES_PER_CONNECTION + 1
+        if excess <= 0:
+            return connection
+        now = self.clock.seconds()
+        unread = sorted(
+            (swarm for swarm in using if not swarm.download.readers),
+            key=lambda swarm: now if swarm.idleSince is None else swarm.idleSince,
+        )
+        for swarm in unread[:excess]:
+            del self._swarms[swarm.url]
+            self._closeSwarm(swarm)
+        return connection
 
     def _opened(
         self,

@@ -38,9 +38,10 @@ from p2pd.engine.backoff import (
 )
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile
-from p2pd.engine.node import IDLE_DOWNLOAD, PEER_INTERVAL, Node
+from p2pd.engine.node import HANDLES_PER_CONNECTION, IDLE_DOWNLOAD, PEER_INTERVAL, Node
 from p2pd.engine.tracker import Tracker
 from p2pd.engine.verification import DIGEST_CHUNK
+from p2pd.spp import answering
 from p2pd.spp.asking import ConnectionGone
 from p2pd.spp.protocol import SPPFactory, SPPProtocol
 from p2pd.store.cache import BlockCache
@@ -131,7 +132,10 @@ class NodeFixture(SynchronousTestCase):
         self.cache = self.makeCache("cache")
         self.threads = QueuedThreads()
         self.digestIndex = DigestIndex(
-            os.path.join(self.base, "digests"), BLOCK, "sha256", self.threads  # type: ignore[arg-type]
+            os.path.join(self.base, "digests"),
+            BLOCK,
+            "sha256",
+            self.threads,  # type: ignore[arg-type]
         )
         self.addCleanup(self.digestIndex.close)
         self.tracker = Tracker()
@@ -580,6 +584,37 @@ class DownloadTests(NodeFixture):
         download = self.successResultOf(d)
         self.assertSameBytes(readAll(self, download, self.origin), self.movie)
         self.assertTrue(download.complete)
+
+    def test_handlesGivenBack(self) -> None:
+        """
+        With as many files open on the origin's connection as a node
+        answers, opening one more closes the download nobody has read for
+        longest: a player fetching one short file after another never meets
+        the limit, and a download being read stays open.
+        """
+        urls = [
+            f"spp://{ORIGIN}:{PORT}/f{i}.ts" for i in range(HANDLES_PER_CONNECTION + 5)
+        ]
+        origin = fakeConnection({url: self.movie[:BLOCK] for url in urls})
+        d = self.client.download(urls[0])
+        self.connector.succeed(origin)
+        playing = self.successResultOf(d).read(0)
+        for url in urls[1:]:
+            download = self.successResultOf(self.client.download(url))
+            readAll(self, download, origin)
+            still = [f for f in origin.remoteFiles if not f.closed]
+            self.assertLessEqual(len(still), HANDLES_PER_CONNECTION)
+        self.assertEqual(len(origin.opened), len(urls))
+        self.assertFalse(origin.remoteFiles[0].closed)
+        self.assertTrue(origin.remoteFiles[1].closed)
+        self.assertFalse(playing.closed)
+
+    def test_handlesPerConnection(self) -> None:
+        """
+        A node keeps at most as many files open on one connection as the
+        other node answers (docs/protocol.md).
+        """
+        self.assertEqual(HANDLES_PER_CONNECTION, answering.MAX_OPEN_FILES)
 
     def test_firstBlockWithOpen(self) -> None:
         """
