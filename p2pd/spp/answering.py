@@ -288,7 +288,10 @@ class Answerer:
             and len(self._uploading) < UPLOADS_AT_ONCE
             and self.connection.canAnswer()
         ):
-            message = self._uploads.popleft()
+            # The block nearest the start first: the other side's reader
+            # wants the blocks just ahead of it soonest.
+            message = min(self._uploads, key=lambda m: m.index)
+            self._uploads.remove(message)
             served = self._served.get(message.handle)
             if served is None:
                 self._send(

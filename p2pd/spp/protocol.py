@@ -13,6 +13,7 @@ decides.
 """
 
 import enum
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,10 @@ from p2pd.spp.tls import whyLost
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 90.0
 KEEPALIVE_INTERVAL = 30.0
+# The most a connection's socket holds unsent (TCP_NOTSENT_LOWAT): the
+# kernel sends a socket's bytes in the order written, so a block a player
+# waits for would otherwise queue behind megabytes of read-ahead.
+UNSENT_BYTES = 64 * 1024
 
 
 class State(enum.Enum):
@@ -125,6 +130,13 @@ class SPPProtocol(Protocol):
             # Requests and the tail of a block must not wait for the other
             # side's delayed ACK (Nagle's algorithm).
             setNoDelay(True)
+        getHandle = getattr(self.transport, "getHandle", None)
+        if getHandle is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            # What is queued goes out in p2pd's order, not the kernel's: the
+            # socket takes no more than this unsent, the rest waits here.
+            getHandle().setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES
+            )
         self.transport.registerProducer(self.answerer.backpressure, True)
         now = self.clock.seconds()
         self._lastReceived = self._lastSent = now

@@ -10,6 +10,7 @@ L{tests.unit.test_framing}.
 import gc
 import hashlib
 import re
+import socket
 import struct
 from typing import Any
 
@@ -29,6 +30,7 @@ from p2pd.spp.protocol import (
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
+    UNSENT_BYTES,
     SPPFactory,
     SPPProtocol,
     State,
@@ -233,6 +235,23 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
             transport.setTcpNoDelay = settings.append  # type: ignore[attr-defined]
             SPPProtocol(FakeSPPNode(), task.Clock(), initiator).makeConnection(transport)
             self.assertEqual(settings, [True])
+
+    def test_unsentBytes(self) -> None:
+        """
+        Both ends let their socket hold at most L{UNSENT_BYTES} unsent, so
+        what is queued goes out in the order this node decides, not behind
+        megabytes in the kernel.
+        """
+        for initiator in (True, False):
+            handle = socket.socket()
+            self.addCleanup(handle.close)
+            transport = StringTransport(hostAddress=HOST, peerAddress=PEER)
+            transport.getHandle = lambda h=handle: h  # type: ignore[attr-defined,misc]
+            SPPProtocol(FakeSPPNode(), task.Clock(), initiator).makeConnection(transport)
+            self.assertEqual(
+                handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT),
+                UNSENT_BYTES,
+            )
 
     def test_initiatorGreets(self) -> None:
         """
