@@ -246,7 +246,7 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
             handle = socket.socket()
             self.addCleanup(handle.close)
             transport = StringTransport(hostAddress=HOST, peerAddress=PEER)
-            transport.getHandle = lambda h=handle: h  # type: ignore[attr-defined,misc]
+            transport.getHandle = lambda h=handle: h  # type: ignore[attr-defined]
             SPPProtocol(FakeSPPNode(), task.Clock(), initiator).makeConnection(transport)
             self.assertEqual(
                 handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT),
