@@ -44,6 +44,20 @@ KEEPALIVE_INTERVAL = 30.0
 UNSENT_BYTES = 64 * 1024
 
 
+def _socketUnder(transport: Any) -> socket.socket | None:
+    """
+    The TCP socket a connection runs over, under TLS too (whose transport
+    is the TCP one's protocol), or None (a UNIX socket, a test's transport).
+    """
+    while transport is not None:
+        getHandle = getattr(transport, "getHandle", None)
+        handle = getHandle() if getHandle is not None else None
+        if isinstance(handle, socket.socket):
+            return handle if handle.family != socket.AF_UNIX else None
+        transport = getattr(transport, "transport", None)
+    return None
+
+
 class State(enum.Enum):
     """
     The connection states of docs/protocol.md.
@@ -130,11 +144,11 @@ class SPPProtocol(Protocol):
             # Requests and the tail of a block must not wait for the other
             # side's delayed ACK (Nagle's algorithm).
             setNoDelay(True)
-        getHandle = getattr(self.transport, "getHandle", None)
-        if getHandle is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+        handle = _socketUnder(self.transport)
+        if handle is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
             # What is queued goes out in p2pd's order, not the kernel's: the
             # socket takes no more than this unsent, the rest waits here.
-            getHandle().setsockopt(
+            handle.setsockopt(
                 socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES
             )
         self.transport.registerProducer(self.answerer.backpressure, True)
