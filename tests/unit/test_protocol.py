@@ -253,6 +253,30 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
                 UNSENT_BYTES,
             )
 
+    def test_unsentBytesUnderTLS(self) -> None:
+        """
+        Over TLS the limit goes on the TCP socket under it (the TLS
+        transport's own handle is its TLS connection); a UNIX socket gets
+        none.
+        """
+        handle = socket.socket()
+        self.addCleanup(handle.close)
+        tcp = StringTransport(hostAddress=HOST, peerAddress=PEER)
+        tcp.getHandle = lambda: handle  # type: ignore[attr-defined]
+        tls = StringTransport(hostAddress=HOST, peerAddress=PEER)
+        tls.getHandle = lambda: object()  # type: ignore[attr-defined]
+        tls.transport = tcp  # type: ignore[attr-defined]
+        SPPProtocol(FakeSPPNode(), task.Clock(), True).makeConnection(tls)
+        self.assertEqual(
+            handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT),
+            UNSENT_BYTES,
+        )
+        unix = socket.socket(socket.AF_UNIX)
+        self.addCleanup(unix.close)
+        local = StringTransport()
+        local.getHandle = lambda: unix  # type: ignore[attr-defined]
+        SPPProtocol(FakeSPPNode(), task.Clock(), True).makeConnection(local)
+
     def test_initiatorGreets(self) -> None:
         """
         The initiator sends the magic and its Hello as soon as it connects:
