@@ -182,6 +182,22 @@ class Contestant:
     def timeout(self):
         return self.scenario.play + SLACK_SECONDS
 
+    def playingArguments(self, n):
+        """
+        What every viewer's player is told: the bitrate, the segments it
+        plays, its time bound and where its results go.
+        """
+        return [
+            "--bitrate",
+            str(self.bitrate),
+            "--segments",
+            self.segmentArgument(n),
+            "--timeout",
+            str(self.timeout()),
+            "--json",
+            self.result(n),
+        ]
+
     def playerCommand(self, n, proxy=None):
         """
         The viewer's player: the model, or mpv.
@@ -191,14 +207,7 @@ class Contestant:
             "-m",
             "benchmarks.lab.player",
             self.url(),
-            "--bitrate",
-            str(self.bitrate),
-            "--segments",
-            self.segmentArgument(n),
-            "--timeout",
-            str(self.timeout()),
-            "--json",
-            self.result(n),
+            *self.playingArguments(n),
         ]
         if proxy is not None:
             argv += ["--proxy", proxy]
@@ -369,14 +378,7 @@ class Libtorrent(Contestant):
             host.address,
             "--peers",
             ",".join(peers),
-            "--bitrate",
-            str(self.bitrate),
-            "--segments",
-            self.segmentArgument(n),
-            "--timeout",
-            str(self.timeout()),
-            "--json",
-            self.result(n),
+            *self.playingArguments(n),
         ]
         if not self.scenario.leaves(n):
             argv.append("--linger")
