@@ -14,7 +14,10 @@ stored, holding:
   - C{data}: a sparse file, block C{i} at C{i * blockSize}, as long as its
     last block written (never allocated ahead: an origin may announce 16 TiB);
   - C{digests}: the origin's digests (L{p2pd.store.digestpages});
-  - C{journal}: which blocks are held (L{p2pd.store.journal}).
+  - C{journal}: which blocks are held (L{p2pd.store.journal});
+  - C{used}: an empty file whose modification time says when the version
+    was last used (L{markUsed}), read without a lock by the node and by
+    C{p2pd cache}.
 """
 
 import errno
@@ -101,6 +104,33 @@ def makeDirectory(directory: str, meta: FileMeta) -> None:
         fileio.appendAll(fd, identity(meta))
     finally:
         os.close(fd)
+
+
+def markUsed(directory: str, when: float) -> None:
+    """
+    Record that the version in C{directory} was used at C{when} (seconds
+    since the epoch); a disk that refuses it is ignored, as a lost stamp
+    only makes the version look older.
+    """
+    path = os.path.join(directory, "used")
+    try:
+        os.close(openFile(path, os.O_WRONLY))
+        os.utime(path, (when, when))
+    except OSError:
+        pass
+
+
+def lastUsed(directory: str) -> float:
+    """
+    When the version in C{directory} was last used: its C{used} stamp, or
+    when it was made if it has none; 0 for debris.
+    """
+    for name in ("used", "meta.json"):
+        try:
+            return os.stat(os.path.join(directory, name)).st_mtime
+        except OSError:
+            pass
+    return 0.0
 
 
 def removeDirectory(directory: str) -> None:

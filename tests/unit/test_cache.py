@@ -15,6 +15,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.meta import BlockRuns, FileMeta
+from p2pd.store import cachelayout
 from p2pd.store.cache import BlockCache
 from p2pd.store.cachedfile import CachedFile
 
@@ -355,6 +356,30 @@ class BlockCacheTests(_CacheTestCase):
                 },
             )
         self.assertEqual(os.path.getsize(os.path.join(directory, "journal")), 16)
+
+    def test_lastUsed(self) -> None:
+        """
+        A version's last use is its C{used} stamp, or when it was made
+        while it has none; debris was never used.
+        """
+        self.fill(self.open(), [0])
+        directory = self.directory()
+        made = os.stat(os.path.join(directory, "meta.json")).st_mtime
+        self.assertEqual(cachelayout.lastUsed(directory), made)
+        cachelayout.markUsed(directory, 1_700_000_000.0)
+        self.assertEqual(cachelayout.lastUsed(directory), 1_700_000_000.0)
+        cachelayout.markUsed(directory, 1_800_000_000.0)
+        self.assertEqual(cachelayout.lastUsed(directory), 1_800_000_000.0)
+        self.assertEqual(cachelayout.lastUsed(os.path.join(self.root, "none")), 0.0)
+
+    def test_markUsedIgnoresRefusal(self) -> None:
+        """
+        A stamp the disk refuses is ignored: a missing directory raises
+        nothing and stays missing.
+        """
+        missing = os.path.join(self.root, "gone")
+        cachelayout.markUsed(missing, 1_700_000_000.0)
+        self.assertFalse(os.path.exists(missing))
 
     def test_oddNames(self) -> None:
         """
