@@ -509,6 +509,9 @@ class FakeServedFile:
             return d
         return defer.succeed(self.block(index))
 
+    def uploaded(self, index: int) -> bool:
+        return self.authoritative and index in self.readIndexes
+
     def finishRead(self, index: int) -> None:
         """
         Complete the first outstanding read of block C{index}.

@@ -94,6 +94,15 @@ class IServedFile(Interface):
             changed, BAD_REQUEST when out of range.
         """
 
+    def uploaded(index: int) -> bool:
+        """
+        Whether this node, as the file's origin, has read block C{index}
+        for any node while the file was open: an origin answers the
+        blocks it has not sent yet first, so that viewers asking at the
+        same time get different blocks and trade them. Always False for a
+        peer's cached file.
+        """
+
     def held() -> Sequence[tuple[int, int]]:
         """
         The blocks held now, as C{(first, count)} ranges.

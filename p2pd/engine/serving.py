@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.meta import BlockRuns
 from p2pd.core.peers import Peer
 from p2pd.engine.interfaces import IServedFile
 from p2pd.engine.tracker import Tracker
@@ -72,6 +73,8 @@ class _Held:
         self.cost = cost
         self.handles = 0
         self.file: BinaryIO | None = None
+        # The blocks read for any handle, as runs.
+        self.read = BlockRuns()
 
 
 class ServedFiles:
@@ -198,7 +201,11 @@ class PublishedServedFile:
         start = index * self.blockSize
         data = os.pread(fd, min(self.blockSize, self.size - start), start)
         self.counters.served(self.published.name, len(data))
+        held.read.add(index)
         return defer.succeed(data)
+
+    def uploaded(self, index: int) -> bool:
+        return self._held is not None and index in self._held.read
 
     def held(self) -> Sequence[tuple[int, int]]:
         return [(0, self.blocks)] if self.blocks else []
@@ -265,6 +272,9 @@ class CachedServedFile:
             raise SPPError(ErrorCode.UNAVAILABLE, f"block {index} not held")
         self.counters.served(self.cached.meta.url, len(data))
         return defer.succeed(data)
+
+    def uploaded(self, index: int) -> bool:
+        return False
 
     def held(self) -> Sequence[tuple[int, int]]:
         return self.cached.held()

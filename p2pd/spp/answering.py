@@ -288,9 +288,11 @@ class Answerer:
             and len(self._uploading) < UPLOADS_AT_ONCE
             and self.connection.canAnswer()
         ):
-            # The block nearest the start first: the other side's reader
-            # wants the blocks just ahead of it soonest.
-            message = min(self._uploads, key=lambda m: m.index)
+            # An origin's blocks not sent to anyone yet first (viewers
+            # asking together get different blocks, and trade them); then
+            # the block nearest the start: the other side's reader wants
+            # the blocks just ahead of it soonest.
+            message = min(self._uploads, key=self._order)
             self._uploads.remove(message)
             served = self._served.get(message.handle)
             if served is None:
@@ -305,6 +307,14 @@ class Answerer:
                 continue
             self._uploading[message.request] = deferred
             deferred.addBoth(self._uploaded, message)
+
+    def _order(self, message: codec.GetBlock) -> tuple[bool, int]:
+        """
+        Which queued request goes out first: the least.
+        """
+        served = self._served.get(message.handle)
+        repeat = served is not None and served.uploaded(message.index)
+        return (repeat, message.index)
 
     def _uploaded(self, result: Any, message: codec.GetBlock) -> None:
         self._uploading.pop(message.request, None)

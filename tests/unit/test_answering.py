@@ -480,7 +480,8 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         While the transport has paused the producer, queued blocks are not
         read or sent; resuming sends them, the block nearest the start of
         the file first (the one the other side's reader wants soonest), in
-        the order asked among equals.
+        the order asked among equals, except that an origin sends blocks
+        it has not sent yet before those it has.
         """
         wire, served = self._opened()
         wire.transport.producer.pauseProducing()  # type: ignore[union-attr]
@@ -488,13 +489,26 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(wire.sent(), [])
         self.assertEqual(served.readIndexes, [])
         wire.transport.producer.resumeProducing()  # type: ignore[union-attr]
+        # Blocks 1, 2, 0, 1, 2 asked for: 0, 1 and 2 once each, then the
+        # second asks for 1 and 2.
         self.assertEqual(
             wire.sent(),
-            [
-                codec.Block(r, r % 3, served.block(r % 3))
-                for r in sorted(range(1, 6), key=lambda r: r % 3)
-            ],
+            [codec.Block(r, r % 3, served.block(r % 3)) for r in [3, 1, 2, 4, 5]],
         )
+
+    def test_peerSendsNearestFirst(self) -> None:
+        """
+        A peer (not the file's origin) sends queued blocks nearest the
+        start first, blocks it has sent before included.
+        """
+        wire, served = self._opened(
+            FakeServedFile(content(4 * BLOCK), authoritative=False)
+        )
+        wire.transport.producer.pauseProducing()  # type: ignore[union-attr]
+        wire.feed(*[codec.GetBlock(r, 1, r % 3) for r in range(1, 6)])
+        wire.transport.producer.resumeProducing()  # type: ignore[union-attr]
+        blocks = [m for m in wire.sent() if isinstance(m, codec.Block)]
+        self.assertEqual([b.index for b in blocks], [0, 1, 1, 2, 2])
 
     def test_backpressureWhileReading(self) -> None:
         """

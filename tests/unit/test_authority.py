@@ -96,6 +96,9 @@ class ForgedFile:
         self.liar.blocksAsked.append(index)
         return defer.succeed(forgedBlock(self.meta, index))
 
+    def uploaded(self, index: int) -> bool:
+        return False
+
     def held(self) -> Sequence[tuple[int, int]]:
         return [(0, self.meta.blocks)]
 

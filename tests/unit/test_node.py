@@ -217,6 +217,20 @@ class OpenPublishedTests(NodeFixture):
     L{Node.open} of the node's own published files.
     """
 
+    def test_uploaded(self) -> None:
+        """
+        A published file knows which blocks it has read for any handle of
+        it, on any connection, while one is open.
+        """
+        first = self.openServed(URL)
+        second = self.openServed(URL)
+        self.assertFalse(second.uploaded(2))
+        self.successResultOf(first.readBlock(2))
+        self.assertEqual([second.uploaded(i) for i in range(4)], [0, 0, 1, 0])
+        first.close()
+        second.close()
+        self.assertFalse(self.openServed(URL).uploaded(2))
+
     def test_published(self) -> None:
         """
         A published file opens as an authoritative served file with its size,
