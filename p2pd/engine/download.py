@@ -36,7 +36,7 @@ from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource
 from p2pd.engine.memory import RecentBlocks
 from p2pd.engine.reading import Reader
-from p2pd.engine.scheduling import URGENT_BLOCKS, Ask, Wants
+from p2pd.engine.scheduling import Ask, Wants
 from p2pd.engine.sources import Sources, SourceState
 from p2pd.engine.verification import Digests, Verifier
 
@@ -106,7 +106,7 @@ class Download:
         self.failure: Failure | None = None
         self.onBadSource: Callable[[ISource], None] | None = None
         self.bytesBySource: dict[str, int] = {}
-        self._sources = Sources(clock, self._arrived, self._refused)
+        self._sources = Sources(clock, meta.blockSize, self._arrived, self._refused)
         self._banned: set[str] = set()
         self._verifier = Verifier(meta, store, clock, hashing, self._checked)
         self._digests = Digests(meta, store, self._digestsArrived, self._digestsFailed)
@@ -295,9 +295,15 @@ class Download:
         another block (or come, or gone), or the store has refused a block
         or taken one again, not for every pass.
         """
-        blockAt = self.meta.blockAt
+        blockAt, blockSize = self.meta.blockAt, self.meta.blockSize
         readers = tuple(
-            (blockAt(reader.position), blockAt(reader.stop - 1))
+            (
+                reader.block,
+                min(
+                    blockAt(reader.stop - 1),
+                    reader.block + scheduling.readahead(reader.rate(), blockSize) - 1,
+                ),
+            )
             for reader in self.readers
             if reader.position < reader.stop
         )
@@ -391,6 +397,10 @@ class Download:
             now,
             self._originAfter,
             self._wake.getTime() if self._wake and self._wake.active() else None,
+            scheduling.originReach(
+                (r.rate() for r in self.readers), self.meta.blockSize
+            ),
+            self.meta.blockSize,
         )
         for step in scheduling.plan(state, self.rng):
             if isinstance(step, Ask):
@@ -590,13 +600,12 @@ class Download:
 
     def _check(self) -> None:
         """
-        Move urgent blocks away from lagging sources; drop silent ones.
+        Ask the blocks readers wait for of a second source when the first
+        lags; drop sources silent too long.
         """
         self._timer = None
-        urgent = {i for u, i in self._wanted() if u < URGENT_BLOCKS}
-        self._sources.relieve(
-            self.clock.seconds(), urgent, self.meta.blockSize, self._silent
-        )
+        waited = {r.block for r in self.readers if r.waiting}
+        self._sources.relieve(self.clock.seconds(), waited, self._silent)
         self.schedule()
         self._armTimer()
 

@@ -1,14 +1,22 @@
 # -*- test-case-name: tests.unit.test_download -*-
 """
-A reader of a download: bytes from X on, in order, one block at a time.
+A reader of a download: bytes from X on, in order, one block at a time,
+and the rate at which its player takes them.
 """
 
+from collections import deque
 from typing import Protocol
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from p2pd.core.meta import FileMeta
+
+# A reader's rate is known once it has read for RATE_SECONDS, and measured
+# over the last RATE_WINDOW seconds.
+RATE_SECONDS = 5.0
+RATE_WINDOW = 10.0
 
 
 class IReadable(Protocol):
@@ -18,6 +26,9 @@ class IReadable(Protocol):
 
     @property
     def meta(self) -> FileMeta: ...
+
+    @property
+    def clock(self) -> IReactorTime: ...
 
     @property
     def failure(self) -> Failure | None:
@@ -57,6 +68,23 @@ class Reader:
         self.stop = stop
         self._waiting: defer.Deferred[bytes] | None = None
         self.closed = False
+        self._opened = download.clock.seconds()
+        # (time, position) as the reader moved, over the last RATE_WINDOW
+        # seconds.
+        self._samples = deque([(self._opened, start)])
+
+    def rate(self) -> float | None:
+        """
+        The bytes per second its player takes, over the last
+        L{RATE_WINDOW} seconds, once it has read for L{RATE_SECONDS}. High
+        at first, while the player fills its buffer (which errs on the side
+        of reading ahead); low while the download cannot keep up.
+        """
+        now = self.download.clock.seconds()
+        if now - self._opened < RATE_SECONDS:
+            return None
+        then, position = self._samples[0]
+        return (self.position - position) / max(now - then, 1.0)
 
     @property
     def block(self) -> int:
@@ -101,6 +129,12 @@ class Reader:
         start = self.download.meta.blockStart(self.block)
         piece = data[self.position - start : self.stop - start]
         self.position += len(piece)
+        now = self.download.clock.seconds()
+        samples = self._samples
+        samples.append((now, self.position))
+        # One sample at or before the window's start stays.
+        while len(samples) > 2 and samples[1][0] <= now - RATE_WINDOW:
+            samples.popleft()
         self.download.readerMoved()
         return piece
 

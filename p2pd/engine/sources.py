@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 
 from p2pd.engine import scheduling
 from p2pd.engine.interfaces import ISource
-from p2pd.engine.scheduling import PIPELINE, SOURCE_TIMEOUT
+from p2pd.engine.scheduling import LAG_MIN, MAX_SILENCES, SOURCE_TIMEOUT, URGENT_BLOCKS
 
 
 class SourceState:
@@ -25,18 +25,26 @@ class SourceState:
     @ivar rate: the bytes per second it has been sending (0 until known).
     @ivar lastProgress: when it last sent a block.
     @ivar misses: how many blocks it announced and could not serve.
+    @ivar silences: how many times in a row it has sent nothing for
+        L{SOURCE_TIMEOUT}.
     """
 
-    def __init__(self, source: ISource, now: float) -> None:
+    def __init__(self, source: ISource, now: float, blockSize: int) -> None:
         self.source = source
+        self.blockSize = blockSize
         self.inflight: dict[int, tuple[defer.Deferred[bytes], float]] = {}
         self.rate = 0.0
         self.lastProgress = now
         self.misses = 0
+        self.silences = 0
+
+    @property
+    def pipeline(self) -> int:
+        return scheduling.pipeline(self.rate, self.blockSize)
 
     @property
     def free(self) -> int:
-        return PIPELINE - len(self.inflight)
+        return self.pipeline - len(self.inflight)
 
     def quiet(self, now: float) -> float:
         """
@@ -51,7 +59,12 @@ class SourceState:
         """
         source = self.source
         return scheduling.Source(
-            self, source.authoritative, source.has, len(self.inflight), self.rate
+            self,
+            source.authoritative,
+            source.has,
+            len(self.inflight),
+            self.rate,
+            self.pipeline,
         )
 
 
@@ -70,10 +83,12 @@ class Sources:
     def __init__(
         self,
         clock: IReactorTime,
+        blockSize: int,
         arrived: Callable[[SourceState, int, bytes], None],
         refused: Callable[[Failure, SourceState], None],
     ) -> None:
         self.clock = clock
+        self.blockSize = blockSize
         self.arrived = arrived
         self.refused = refused
         self._states: dict[ISource, SourceState] = {}
@@ -93,7 +108,7 @@ class Sources:
         return list(self._states)
 
     def add(self, source: ISource) -> None:
-        self._states[source] = SourceState(source, self.clock.seconds())
+        self._states[source] = SourceState(source, self.clock.seconds(), self.blockSize)
 
     def remove(self, source: ISource) -> SourceState | None:
         """
@@ -133,35 +148,61 @@ class Sources:
     def relieve(
         self,
         now: float,
-        urgent: Container[int],
-        blockSize: int,
+        waited: Container[int],
         silent: Callable[[SourceState, float], None],
     ) -> None:
         """
-        Ask the blocks C{urgent} that lagging sources were asked for of
-        another source as well (the fastest with room that holds them);
-        call C{silent(state, quiet)} for each source silent too long.
+        Ask a block a reader has C{waited} for since L{LAG_MIN} of a second
+        source (a "rescue"), when one should deliver it sooner than the
+        source asked first, which lags.
+
+        A source that has sent nothing for L{SOURCE_TIMEOUT} has its
+        requests cancelled (they are asked again, of whoever has room), and
+        after L{MAX_SILENCES} such silences in a row C{silent(state, quiet)}
+        is called: an uplink full of others' blocks is silent for a while
+        yet alive.
         """
         for state in self:
             if not state.inflight:
                 continue
             quiet = state.quiet(now)
             if quiet >= SOURCE_TIMEOUT:
-                silent(state, quiet)
+                state.silences += 1
+                if state.silences >= MAX_SILENCES:
+                    silent(state, quiet)
+                else:
+                    state.lastProgress = now
+                    for index in list(state.inflight):
+                        deferred = self._untrack(state, index)
+                        if deferred is not None:
+                            deferred.cancel()
                 continue
-            if not scheduling.lagging(quiet, state.rate, blockSize):
-                continue
-            for index in [i for i in state.inflight if i in urgent]:
+            for index in [i for i in state.inflight if i in waited]:
+                asked = state.inflight[index][1]
+                if self.inflight[index] > 1 or now - asked < LAG_MIN:
+                    continue
+                # The other node sends the nearest blocks first.
+                ahead = sum(1 for i in state.inflight if i <= index)
+                expected = ahead * self.blockSize / state.rate if state.rate else None
                 others = [
-                    s
+                    s.view()
                     for s in self
                     if s is not state
-                    and s.free > 0
+                    and s.free > 1 - URGENT_BLOCKS
                     and s.source.has(index)
-                    and index not in s.inflight
                 ]
-                if others:
-                    self.ask(max(others, key=lambda s: s.rate), index)
+                if not others:
+                    continue
+                best = scheduling.soonest(others, self.blockSize)
+                # Still to wait for it, by the first source's rate: when
+                # that is past, it lags behind even that.
+                left = None if expected is None else expected - (now - asked)
+                if (
+                    left is None
+                    or left <= 0
+                    or scheduling.eta(best, self.blockSize) < left
+                ):
+                    self.ask(best.key, index)
 
     def _untrack(self, state: SourceState, index: int) -> defer.Deferred[bytes] | None:
         """
@@ -186,6 +227,7 @@ class Sources:
         if elapsed > 0:
             state.rate = scheduling.measured(state.rate, len(data), elapsed)
         state.lastProgress = now
+        state.silences = 0
         if index in self.inflight:
             self.cancel((index,))
         self.arrived(state, index, data)

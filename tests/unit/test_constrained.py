@@ -6,7 +6,8 @@ its buffer runs dry (the lab's player model, benchmarks/lab/player.py).
 
 The uplink is the bottleneck, as on home links: one block goes out at a
 time, the node's connections take turns, and each connection sends the
-block nearest the start of the file first (as L{p2pd.spp.answering} does).
+block nearest the start of the file first, an origin the blocks it has not
+sent yet before those it has (as L{p2pd.spp.answering} does).
 A block already going out when its request is cancelled goes out whole.
 
 What is asserted: where each viewer's blocks came from, that no viewer
@@ -64,17 +65,28 @@ class Request:
 class Uplink:
     """
     A node's uplink: C{rate} bytes per second, one block at a time, its
-    connections in turn, each connection's queue nearest block first.
+    connections in turn, each connection's queue in the order p2pd answers
+    (L{p2pd.spp.answering}): nearest block first, and at an C{origin} the
+    blocks it has not sent yet before those it has.
 
     @ivar sent: the bytes it has sent, cancelled blocks included.
     """
 
-    def __init__(self, clock: task.Clock, rate: float) -> None:
+    def __init__(self, clock: task.Clock, rate: float, origin: bool) -> None:
         self.clock = clock
         self.rate = rate
+        self.origin = origin
         self.queues: dict[object, list[Request]] = {}
         self.sending: Request | None = None
         self.sent = 0
+        self.given: set[int] = set()
+
+    def order(self, request: Request) -> tuple[bool, int]:
+        """
+        The request to send first is the least: an origin's blocks it has
+        not sent yet, then the nearest.
+        """
+        return (self.origin and request.index in self.given, request.index)
 
     def enqueue(self, connection: object, request: Request) -> None:
         if request.cancelled:
@@ -96,8 +108,9 @@ class Uplink:
                 continue
             # The connection goes to the back of the turn.
             self.queues[connection] = queue
-            request = min(queue, key=lambda r: r.index)
+            request = min(queue, key=self.order)
             queue.remove(request)
+            self.given.add(request.index)
             self.sending = request
             self.clock.callLater(
                 META.blockLength(request.index) / self.rate, self._sent
@@ -270,7 +283,7 @@ class Node:
     ) -> None:
         self.name = name
         self.origin = origin
-        self.uplink = Uplink(clock, up)
+        self.uplink = Uplink(clock, up, origin)
         self.store = LeanStore(complete=origin)
         # The sources other nodes opened on this one.
         self.served: list[LinkSource] = []
@@ -316,17 +329,18 @@ class Swarm:
             self.clock,
             random.Random(self.seed * 100 + len(self.viewers)),
         )
-        download.searching = False
         node.download = download
         download.watch(node.announce)
+        node.player = Player(download.read(0), self.clock, seconds)
+        node.player.read()
         for other in list(self.nodes.values()):
             self._open(node, other)
             if other.download is not None:
                 self._open(other, node)
+        # As a node does once the origin has named its peers.
+        download.setSearching(False)
         self.nodes[name] = node
         self.viewers.append(node)
-        node.player = Player(download.read(0), self.clock, seconds)
-        node.player.read()
         return node
 
     def _open(self, client: Node, server: Node) -> None:
@@ -429,3 +443,37 @@ class ConstrainedTests(SynchronousTestCase):
         self.assertEqual(stalled([second, third]), [])
         self.assertEqual(third.download.bytesBySource.get("v1", 0), before)
         self.assertNotIn("v1", [s.name for s in third.download.sources])
+
+    def test_staggered(self) -> None:
+        """
+        Eight viewers 4 s apart, as the lab's staggered scenario (origin 12
+        Mbit/s up, viewers 6): nobody stalls, the viewers after the first
+        two take most of their blocks from peers, and the origin sends
+        fewer than three copies of what was played (each viewer reads 20 s
+        ahead, and the first can only get its blocks from the origin).
+        """
+        swarm = Swarm(originUp=12 * M)
+        events = [
+            (4.0 * n, lambda n=n: swarm.arrive(f"v{n + 1}", 6 * M, 40.0))
+            for n in range(8)
+        ]
+        swarm.run(80.0, events)
+        self.assertEqual(len(swarm.viewers), 8)
+        self.assertEqual(stalled(swarm.viewers), [])
+        for viewer in swarm.viewers[2:]:
+            self.assertLess(swarm.fromOrigin(viewer), 0.25)
+        self.assertLess(swarm.copies(), 3.0)
+
+    def test_flashCrowd(self) -> None:
+        """
+        Eight viewers at once: each gets its part, at most one stalls, and
+        the origin sends fewer than four copies of what was played (eight,
+        every viewer stalled, when it sent the same first blocks to all).
+        """
+        swarm = Swarm(originUp=12 * M)
+        for n in range(8):
+            swarm.arrive(f"v{n + 1}", 6 * M, 40.0)
+        swarm.run(60.0)
+        self.assertTrue(all(v.player and v.player.done for v in swarm.viewers))
+        self.assertLessEqual(len(stalled(swarm.viewers)), 1)
+        self.assertLess(swarm.copies(), 4.0)

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.engine import download as dl
-from p2pd.engine import scheduling, verification
+from p2pd.engine import reading, scheduling, verification
 from p2pd.engine.download import Download, DownloadFailed
 from tests.fakes import FakeSource, MemoryStore, QueuedThreads
 
@@ -120,6 +120,45 @@ class DownloadTests(SynchronousTestCase):
         self.assertEqual(far, [])
         self.assertTrue(peer.requested)
 
+    def test_readerRate(self):
+        """
+        A reader's rate is not known for its first RATE_SECONDS; then it is
+        about the bytes it took over the last RATE_WINDOW seconds, per
+        second.
+        """
+        download, content, meta, clock = makeDownload(blocks=40)
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        reader = download.read(0)
+        for second in range(20):
+            if second < reading.RATE_SECONDS:
+                self.assertIsNone(reader.rate())
+            # Two blocks a second for ten seconds, then one.
+            for _ in range(2 if second < 10 else 1):
+                self.successResultOf(reader.read())
+            clock.advance(1)
+        rate = reader.rate()
+        assert rate is not None
+        self.assertLess(abs(rate - BLOCK), BLOCK / 10)
+
+    def test_readAheadFollowsRate(self):
+        """
+        Once a reader's rate is known, blocks are wanted READAHEAD_SECONDS
+        of it ahead, not READAHEAD_BYTES (the head and tail apart).
+        """
+        download, content, meta, clock = makeDownload(blocks=200)
+        download.searching = False
+        origin = FakeSource("origin", content, meta, authoritative=True, auto=True)
+        download.addSource(origin)
+        reader = download.read(0)
+        for _ in range(10):
+            self.successResultOf(reader.read())
+            clock.advance(1)
+        window = scheduling.readahead(reader.rate(), BLOCK)
+        self.assertLess(window, scheduling.READAHEAD_BYTES // BLOCK)
+        wanted = {i for _, i in download._wantsNow().order} - set(download._edges)
+        self.assertEqual(max(wanted), reader.block + window - 1)
+
     def test_corruptSourceDropped(self):
         """
         A source that sends a block failing its digest is dropped, closed,
@@ -142,8 +181,8 @@ class DownloadTests(SynchronousTestCase):
 
     def test_slowSourceBypassed(self):
         """
-        When a source lags, the urgent blocks it holds are asked of another
-        source, and the reader gets them from there.
+        When a source lags, the block a reader waits for is asked of another
+        source, and the reader gets it from there.
         """
         download, content, meta, clock = makeDownload()
         slow = FakeSource("slow", content, meta, holds=range(meta.blocks))
@@ -159,6 +198,29 @@ class DownloadTests(SynchronousTestCase):
         clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
         clock.advance(dl.CHECK_INTERVAL)
         self.assertEqual(self.successResultOf(d), content[:BLOCK])
+
+    def test_onlyWaitedBlockRescued(self):
+        """
+        Of the blocks asked of a lagging source, only the one a reader
+        waits for is asked of a second source, and only once it has waited
+        LAG_MIN.
+        """
+        download, content, meta, clock = makeDownload()
+        slow = FakeSource("slow", content, meta, holds=range(meta.blocks))
+        download.addSource(slow)
+        reader = download.read(0)
+        reader.read()
+        other = FakeSource("other", content, meta, holds=range(meta.blocks))
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(other)
+        download.addSource(origin)
+        asked = set(other.requested) | set(origin.requested)
+        clock.advance(dl.CHECK_INTERVAL)
+        self.assertEqual(set(other.requested) | set(origin.requested), asked)
+        clock.advance(scheduling.LAG_MIN)
+        again = (set(other.requested) | set(origin.requested)) - asked
+        self.assertEqual(again, {0})
+        self.assertEqual(set(slow.requests) & asked, set())
 
     def test_vanishingSource(self):
         """
@@ -178,16 +240,43 @@ class DownloadTests(SynchronousTestCase):
 
     def test_silentSourceDropped(self):
         """
-        A source that answers nothing for SOURCE_TIMEOUT is dropped.
+        A source that answers nothing for SOURCE_TIMEOUT has its requests
+        cancelled and asked again, and is kept; after MAX_SILENCES such
+        silences in a row it is dropped.
         """
         download, content, meta, clock = makeDownload()
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(0)
-        for _ in range(int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1):
-            clock.advance(dl.CHECK_INTERVAL)
+        asked = len(origin.requested)
+        period = int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1
+        for silence in range(1, scheduling.MAX_SILENCES + 1):
+            for _ in range(period):
+                clock.advance(dl.CHECK_INTERVAL)
+            if silence < scheduling.MAX_SILENCES:
+                self.assertFalse(origin.closed)
+                self.assertEqual(len(origin.cancelled), asked * silence)
+                self.assertEqual(len(origin.requested), asked * (silence + 1))
         self.assertTrue(origin.closed)
         self.assertEqual(download.sources, [])
+
+    def test_silencesCountedInARow(self):
+        """
+        A block from a source that was silent once starts its count of
+        silences again.
+        """
+        download, content, meta, clock = makeDownload()
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        download.read(0)
+        period = int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1
+        for _ in range(scheduling.MAX_SILENCES - 1):
+            for _ in range(period):
+                clock.advance(dl.CHECK_INTERVAL)
+            origin.answer(min(origin.requests))
+        for _ in range(period):
+            clock.advance(dl.CHECK_INTERVAL)
+        self.assertFalse(origin.closed)
 
     def test_allSourcesGone(self):
         """
@@ -341,13 +430,17 @@ class SchedulingTests(SynchronousTestCase):
     def test_peerPreferredForUrgentBlocks(self):
         """
         Even an urgent block goes to a peer that holds it rather than to the
-        origin: the origin is the source of last resort.
+        origin when neither is known to be faster: the origin's time counts
+        double (scheduling.ORIGIN_FACTOR).
         """
         download, content, meta, clock = makeDownload()
         origin = FakeSource("origin", content, meta, authoritative=True)
         peer = FakeSource("peer", content, meta, holds=range(meta.blocks))
         download.addSource(origin)
         download.addSource(peer)
+        # The head and tail, fetched early.
+        peer.answerAll()
+        origin.answerAll()
         download.read(10 * BLOCK)
         self.assertIn(10, peer.requested)
         self.assertNotIn(10, origin.requested)
@@ -539,8 +632,9 @@ class SwarmPolicyTests(SynchronousTestCase):
         """
         With peers about, a block nobody needs yet and only the origin holds
         is asked of the origin only after a random wait of at most
-        ORIGIN_DELAY; a peer announcing it meanwhile serves it instead.
-        Urgent blocks never wait.
+        ORIGIN_DELAY, and only within the origin's reach of the reader; a
+        peer announcing it meanwhile serves it instead. Urgent blocks never
+        wait.
         """
         download, content, meta, clock = makeDownload(blocks=100)
         download.searching = False
@@ -558,7 +652,10 @@ class SwarmPolicyTests(SynchronousTestCase):
         clock.advance(scheduling.ORIGIN_DELAY)
         self.assertIn(70, peer.requested)
         self.assertNotIn(70, origin.requested)
-        self.assertTrue(any(60 <= i < 90 and i != 70 for i in origin.requested))
+        # Within the origin's reach (the reader's rate is not known yet).
+        reach = range(50, 50 + scheduling.COLD_REACH)
+        self.assertTrue(any(i in reach for i in origin.requested))
+        self.assertFalse([i for i in origin.requested if 58 <= i < 90])
 
     def test_noWaitWithoutPeers(self):
         """

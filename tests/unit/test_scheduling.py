@@ -25,6 +25,7 @@ from p2pd.engine.scheduling import (
 )
 
 NOW = 100.0
+BLOCK_SIZE = 1 << 18
 
 
 def source(
@@ -32,6 +33,7 @@ def source(
     holds: Sequence[int] | None = None,
     inflight: int = 0,
     rate: float = 0.0,
+    pipeline: int = PIPELINE,
 ) -> Source[str]:
     """
     An origin (holding every block) when C{holds} is None, else a peer.
@@ -43,6 +45,7 @@ def source(
         (lambda i: True) if holds is None else held.__contains__,
         inflight,
         rate,
+        pipeline,
     )
 
 
@@ -54,6 +57,8 @@ def run(
     originAfter: dict[int, float] | None = None,
     seed: int = 0,
     due: float | None = None,
+    originReach: int | None = None,
+    blockSize: int = BLOCK_SIZE,
 ) -> list[Ask[str] | Hold]:
     state = State(
         wanted,
@@ -63,6 +68,8 @@ def run(
         NOW,
         originAfter or {},
         due,
+        originReach,
+        blockSize,
     )
     return list(plan(state, random.Random(seed)))
 
@@ -115,9 +122,12 @@ class PlanTableTests(SynchronousTestCase):
                 [("o", 0), ("o", 1)],
             ),
             (
-                "a peer holding a block is preferred to the origin, even urgent",
+                "a peer holding a block is preferred to an origin as fast, even urgent",
                 dict(
-                    sources=[source("o", rate=1e9), source("p", holds=[1, 5])],
+                    sources=[
+                        source("o", rate=1e6),
+                        source("p", holds=[1, 5], rate=1e6),
+                    ],
                     wanted=ahead(0, 6),
                     searching=True,
                 ),
@@ -161,6 +171,83 @@ class PlanTableTests(SynchronousTestCase):
                     wanted=[(URGENT_BLOCKS + i, 50 + i) for i in range(6)],
                 ),
                 [("o", 53), ("o", 55), ("o", 50), ("o", 51)],
+            ),
+            (
+                "an urgent block goes to the origin when it should deliver it"
+                " more than ORIGIN_FACTOR times sooner",
+                dict(
+                    sources=[source("o", rate=1e6), source("p", holds=[0], rate=1e5)],
+                    wanted=ahead(0, 1),
+                ),
+                [("o", 0)],
+            ),
+            (
+                "an urgent block goes to the peer with the fewest asked of it,"
+                " at equal rates",
+                dict(
+                    sources=[
+                        source("p1", holds=[0], inflight=3, rate=1e6),
+                        source("p2", holds=[0], inflight=1, rate=1e6),
+                    ],
+                    wanted=ahead(0, 1),
+                ),
+                [("p2", 0)],
+            ),
+            (
+                "beyond the origin's reach, a block no peer holds waits for one",
+                dict(
+                    sources=[source("o"), source("p", holds=[])],
+                    wanted=[(5, 20), (4, 19)],
+                    originAfter={19: NOW - 1, 20: NOW - 1},
+                    originReach=5,
+                ),
+                [("o", 19)],
+            ),
+            (
+                "within the origin's reach, a block held by peers too busy for"
+                " it (by their rates) goes to the origin",
+                dict(
+                    sources=[
+                        source("o", rate=1e6),
+                        source("p", holds=[10], inflight=PIPELINE, rate=1e4),
+                    ],
+                    wanted=[(4, 10)],
+                    originReach=8,
+                ),
+                [("o", 10)],
+            ),
+            (
+                "within the origin's reach, a busy peer that should still"
+                " deliver in time gets it past its pipeline",
+                dict(
+                    sources=[
+                        source("o", rate=1e6),
+                        source("p", holds=[10], inflight=PIPELINE, rate=1e7),
+                    ],
+                    wanted=[(4, 10)],
+                    originReach=8,
+                ),
+                [("p", 10)],
+            ),
+            (
+                "a busy peer whose rate is not known yet waits for room",
+                dict(
+                    sources=[
+                        source("o", rate=1e6),
+                        source("p", holds=[10], inflight=PIPELINE),
+                    ],
+                    wanted=[(4, 10)],
+                    originReach=8,
+                ),
+                [],
+            ),
+            (
+                "a source's own pipeline bounds what is read ahead",
+                dict(
+                    sources=[source("o", pipeline=2)],
+                    wanted=[(URGENT_BLOCKS + i, 50 + i) for i in range(6)],
+                ),
+                [("o", 53), ("o", 55)],
             ),
             (
                 "a block only the origin holds waits its turn, with peers about",
@@ -301,16 +388,63 @@ class PolicyTests(SynchronousTestCase):
             scheduling.unwanted([1, 2, 3, 4], {2, 3, 4}, lambda i: i == 3), [1, 3]
         )
 
-    def test_lagging(self) -> None:
+    def test_readahead(self) -> None:
         """
-        A source lags after LAG_MIN without data, or 4 blocks' time at its
-        rate if that is longer.
+        READAHEAD_SECONDS at a reader's rate, at least URGENT_BLOCKS + 1
+        blocks, at most READAHEAD_BYTES; READAHEAD_BYTES while the rate is
+        not known.
         """
-        lag = scheduling.LAG_MIN
-        self.assertFalse(scheduling.lagging(lag - 0.01, 0.0, 1 << 20))
-        self.assertTrue(scheduling.lagging(lag, 0.0, 1 << 20))
-        self.assertFalse(scheduling.lagging(lag, 1 << 20, 1 << 20))
-        self.assertTrue(scheduling.lagging(4.0, 1 << 20, 1 << 20))
+        self.assertEqual(
+            scheduling.readahead(None, 1 << 18), scheduling.READAHEAD_BYTES >> 18
+        )
+        rate = 340_000.0
+        self.assertEqual(
+            scheduling.readahead(rate, 1 << 18),
+            -(-rate * scheduling.READAHEAD_SECONDS // (1 << 18)),
+        )
+        self.assertEqual(scheduling.readahead(1.0, 1 << 18), URGENT_BLOCKS + 1)
+        self.assertEqual(
+            scheduling.readahead(1e9, 1 << 18), scheduling.READAHEAD_BYTES >> 18
+        )
+
+    def test_originReach(self) -> None:
+        """
+        ORIGIN_SECONDS at the fastest reader's rate, at least URGENT_BLOCKS;
+        COLD_REACH for a reader whose rate is not known.
+        """
+        blocks = scheduling.ORIGIN_SECONDS * 1e6 / (1 << 18)
+        self.assertEqual(scheduling.originReach([1e6, 1e5], 1 << 18), -(-blocks // 1))
+        self.assertEqual(scheduling.originReach([1.0], 1 << 18), URGENT_BLOCKS)
+        self.assertEqual(
+            scheduling.originReach([1.0, None], 1 << 18), scheduling.COLD_REACH
+        )
+        self.assertEqual(scheduling.originReach([], 1 << 18), URGENT_BLOCKS)
+
+    def test_pipeline(self) -> None:
+        """
+        PIPELINE_SECONDS of blocks at a source's rate, from PIPELINE_MIN to
+        PIPELINE; PIPELINE while the rate is not known.
+        """
+        block = 1 << 18
+        self.assertEqual(scheduling.pipeline(0.0, block), PIPELINE)
+        self.assertEqual(scheduling.pipeline(1e3, block), scheduling.PIPELINE_MIN)
+        self.assertEqual(scheduling.pipeline(5 * block, block), 5)
+        self.assertEqual(scheduling.pipeline(1e9, block), PIPELINE)
+
+    def test_eta(self) -> None:
+        """
+        A source delivers its next block after those asked of it, at its
+        rate (one block per LAG_MIN when not known), an origin's time
+        counted ORIGIN_FACTOR times.
+        """
+        block = 1 << 18
+        peer = source("p", holds=[], inflight=3, rate=block)
+        self.assertEqual(scheduling.eta(peer, block), 4.0)
+        self.assertEqual(scheduling.eta(peer, block, 0), 1.0)
+        unknown = source("p", holds=[])
+        self.assertEqual(scheduling.eta(unknown, block), scheduling.LAG_MIN)
+        origin = source("o", rate=block)
+        self.assertEqual(scheduling.eta(origin, block), scheduling.ORIGIN_FACTOR)
 
 
 @st.composite
@@ -326,8 +460,9 @@ def situations(draw: st.DrawFn) -> tuple[State[str], int]:
         if not draw(st.booleans()):
             holds = sorted(draw(st.sets(st.integers(0, blocks - 1))))
         inflight = draw(st.integers(0, PIPELINE + URGENT_BLOCKS))
-        rate = draw(st.sampled_from([0.0, 1e3, 1e6]))
-        sources.append(source(f"s{n}", holds, inflight, rate))
+        rate = draw(st.sampled_from([0.0, 1e3, 1e6, 1e8]))
+        pipeline = draw(st.integers(scheduling.PIPELINE_MIN, PIPELINE))
+        sources.append(source(f"s{n}", holds, inflight, rate, pipeline))
     indexes = draw(st.lists(st.integers(0, blocks - 1), unique=True, max_size=30))
     wanted = sorted((draw(st.integers(0, 8)), i) for i in indexes)
     busy = draw(st.sets(st.integers(0, blocks - 1)))
@@ -335,8 +470,17 @@ def situations(draw: st.DrawFn) -> tuple[State[str], int]:
         st.dictionaries(st.integers(0, blocks - 1), st.floats(NOW - 3, NOW + 3))
     )
     due = draw(st.none() | st.floats(NOW, NOW + 3))
+    reach = draw(st.none() | st.integers(URGENT_BLOCKS, 10))
     state = State(
-        wanted, busy.__contains__, sources, draw(st.booleans()), NOW, after, due
+        wanted,
+        busy.__contains__,
+        sources,
+        draw(st.booleans()),
+        NOW,
+        after,
+        due,
+        reach,
+        BLOCK_SIZE,
     )
     return state, draw(st.integers(0, 1000))
 
@@ -352,9 +496,12 @@ class PlanPropertyTests(SynchronousTestCase):
         """
         Each request is for a wanted block not busy, of a source that holds
         it, once; no source goes past its pipeline but for urgent blocks,
-        nor past URGENT_BLOCKS more; blocks read ahead go only to a source
-        with REQUEST_BATCH free, and never to an origin when a peer holds
-        them or while the node searches; holds only with peers about.
+        nor past URGENT_BLOCKS more, or for a block within the origin's
+        reach to a peer whose rate says it delivers in time; blocks read
+        ahead go otherwise only to a source with REQUEST_BATCH (or its
+        pipeline) free, and to an origin never while the node searches,
+        never beyond its reach with peers about, and when a peer holds
+        them only within its reach; holds only with peers about.
         """
         state, seed = situation
         steps = list(plan(state, random.Random(seed)))
@@ -376,11 +523,19 @@ class PlanPropertyTests(SynchronousTestCase):
             asked.append(index)
             added[s.key] += 1
             inflight = s.inflight + added[s.key]
-            if urgency[index] < URGENT_BLOCKS:
-                self.assertLessEqual(inflight, PIPELINE + URGENT_BLOCKS)
+            u = urgency[index]
+            if u < URGENT_BLOCKS:
+                self.assertLessEqual(inflight, s.pipeline + URGENT_BLOCKS)
                 continue
-            self.assertLessEqual(inflight, PIPELINE)
-            self.assertGreaterEqual(PIPELINE - s.inflight, REQUEST_BATCH)
+            reach = state.originReach
+            within = reach is not None and u < reach
+            batch = min(REQUEST_BATCH, s.pipeline)
+            if inflight > s.pipeline or s.pipeline - s.inflight < batch:
+                self.assertTrue(within and not s.authoritative and s.rate)
+                continue
             if s.authoritative:
                 self.assertFalse(state.searching)
-                self.assertFalse(any(p.has(index) for p in peers))
+                if reach is not None and peers:
+                    self.assertLess(u, reach)
+                if any(p.has(index) for p in peers):
+                    self.assertTrue(within)
