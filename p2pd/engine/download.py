@@ -610,7 +610,10 @@ class Download:
         self._armTimer()
 
     def _silent(self, state: SourceState, quiet: float) -> None:
-        self.dropSource(state.source, f"no data for {quiet:.0f} s")
+        self.dropSource(
+            state.source,
+            f"no data for {quiet:.0f} s, {scheduling.MAX_SILENCES} times in a row",
+        )
 
     def close(self) -> None:
         """
