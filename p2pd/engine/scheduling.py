@@ -23,9 +23,11 @@ anything urgent. The origin's uplink is the swarm's scarce resource: once
 readers' rates are known, with peers about, a block no peer holds is asked
 of the origin only within L{ORIGIN_SECONDS} of a reader (its reach), and
 the rest of the read-ahead (L{READAHEAD_SECONDS} of each reader) waits for
-peers. Urgent blocks go to the source that should deliver them soonest
-(L{eta}), the origin's time counted double; within the origin's reach, a
-block held only by peers too busy for it goes to the origin. While the node
+peers. Urgent blocks go to the peer holding them that should deliver them
+soonest (L{eta}), to the origin only when no peer holds them; a block a
+reader waits for is asked of a second source when the first lags (see
+L{p2pd.engine.sources}); within the origin's reach, a block held only by
+peers too busy for it (by their rates) goes to the origin. While the node
 may still find peers, blocks only an origin holds are asked for only when
 urgent. Once it has stopped looking, each such block waits a random while
 (up to L{ORIGIN_DELAY}) when peers are about, so nodes reading in step do
@@ -263,12 +265,16 @@ def plan(state: State[K], rng: random.Random) -> Iterator[Ask[K] | Hold]:
             continue
         holders = [s for s in peers if s.has(index)] if peers else peers
         if urgent:
-            # Urgent blocks are asked for at once, of the source that should
-            # deliver them soonest, and may go past a source's pipeline, so
-            # the head and tail fetched early never delay the block a
-            # player waits for.
+            # Urgent blocks are asked for at once, of the peer holding them
+            # that should deliver them soonest (the origin when none holds
+            # them: it is the scarce resource, and a block a reader ends up
+            # waiting for is asked of it too if the peer lags), and may go
+            # past a source's pipeline, so the head and tail fetched early
+            # never delay the block a player waits for.
             need = 1 - URGENT_BLOCKS
-            candidates = [s for s in sources if free[s] >= need and s.has(index)]
+            candidates = [
+                s for s in (holders or sources) if free[s] >= need and s.has(index)
+            ]
             if candidates:
                 candidates = [min(candidates, key=delivery)]
         elif holders:

@@ -755,7 +755,8 @@ class SchedulingCostTests(SynchronousTestCase):
         d = reader.read()
         self._inflightAgrees(download)
         self.assertTrue(download._sources.inflight)
-        # The slow peer lags: its urgent blocks are asked of the origin too.
+        # The slow peer lags: the block the reader waits for is asked of the
+        # origin too.
         clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
         self.assertEqual(download._sources.inflight[0], 2)
         self._inflightAgrees(download)
@@ -764,8 +765,8 @@ class SchedulingCostTests(SynchronousTestCase):
         self.assertIn(0, slow.cancelled)
         self.assertNotIn(0, download._sources.inflight)
         self._inflightAgrees(download)
-        index = min(origin.requests)
-        origin.requests.pop(index).errback(SPPError(ErrorCode.BUSY, "busy"))
+        index = min(slow.requests)
+        slow.requests.pop(index).errback(SPPError(ErrorCode.BUSY, "busy"))
         self._inflightAgrees(download)
         reader.close()
         download.read(150 * BLOCK)

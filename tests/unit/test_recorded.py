@@ -225,7 +225,7 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.5, False), ("p2", 0.8, False), ("silent", 0.2, False))
         self.check(
             Scenario(3, peers=peers, readers=(0, 60), steps=600),
-            (752, "59a46536cf1108e5"),
+            (728, "4f54821e8b833373"),
         )
 
     def test_peersNotSearching(self):
@@ -235,7 +235,7 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.5, False), ("p2", 0.3, False))
         self.check(
             Scenario(4, peers=peers, searching=False, steps=600),
-            (502, "88d9264e71b1923d"),
+            (507, "1498100092b3ebe6"),
         )
 
     def test_answeredAtOnce(self):
@@ -245,7 +245,7 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.6, True), ("p2", 0.5, False))
         self.check(
             Scenario(5, peers=peers, searching=False, readers=(5, 70)),
-            (362, "5b6b67d2aa87c78d"),
+            (362, "918c5d0fb1b11a80"),
         )
 
     def test_threadsAndFirstBlockAlone(self):
@@ -254,7 +254,7 @@ class RecordedTests(SynchronousTestCase):
         """
         peers = (("p1", 0.7, False),)
         scenario = Scenario(6, peers=peers, threads=True, alone=True, steps=500)
-        self.check(scenario, (326, "0b23bc6d8c518263"))
+        self.check(scenario, (327, "f95e4ba8a097a734"))
 
     def test_refusingDisk(self):
         """
@@ -262,7 +262,7 @@ class RecordedTests(SynchronousTestCase):
         """
         peers = (("p1", 0.5, False),)
         scenario = Scenario(7, peers=peers, refusing=True, readers=(0, 80), steps=600)
-        self.check(scenario, (513, "6c3bcfa000b68f0e"))
+        self.check(scenario, (511, "affd45290e1fdd71"))
 
     def test_errorsAndCorruptPeer(self):
         """
@@ -270,7 +270,7 @@ class RecordedTests(SynchronousTestCase):
         """
         peers = (("p1", 0.5, False), ("p2", 0.5, False))
         scenario = Scenario(8, peers=peers, errors=True, corrupt=True, steps=600)
-        self.check(scenario, (449, "457b8ae8577a6df6"))
+        self.check(scenario, (463, "02b0c9c05ecfdc21"))
 
     def test_lateDigests(self):
         """
@@ -281,7 +281,7 @@ class RecordedTests(SynchronousTestCase):
         scenario = Scenario(
             9, peers=peers, threads=True, lateDigests=True, readers=(0, 30), steps=600
         )
-        self.check(scenario, (387, "f1dbdbf62b279240"))
+        self.check(scenario, (369, "725354dceb76a433"))
 
     def test_lateDigestsRefusingDisk(self):
         """

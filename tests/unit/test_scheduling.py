@@ -122,12 +122,9 @@ class PlanTableTests(SynchronousTestCase):
                 [("o", 0), ("o", 1)],
             ),
             (
-                "a peer holding a block is preferred to an origin as fast, even urgent",
+                "a peer holding a block is preferred to the origin, even urgent",
                 dict(
-                    sources=[
-                        source("o", rate=1e6),
-                        source("p", holds=[1, 5], rate=1e6),
-                    ],
+                    sources=[source("o", rate=1e9), source("p", holds=[1, 5])],
                     wanted=ahead(0, 6),
                     searching=True,
                 ),
@@ -173,10 +170,18 @@ class PlanTableTests(SynchronousTestCase):
                 [("o", 53), ("o", 55), ("o", 50), ("o", 51)],
             ),
             (
-                "an urgent block goes to the origin when it should deliver it"
-                " more than ORIGIN_FACTOR times sooner",
+                "an urgent block a peer holds goes to a peer, even a slow one:"
+                " a second source is asked only if the reader waits for it",
                 dict(
                     sources=[source("o", rate=1e6), source("p", holds=[0], rate=1e5)],
+                    wanted=ahead(0, 1),
+                ),
+                [("p", 0)],
+            ),
+            (
+                "an urgent block no peer holds goes to the origin",
+                dict(
+                    sources=[source("o", rate=1e6), source("p", holds=[], rate=1e7)],
                     wanted=ahead(0, 1),
                 ),
                 [("o", 0)],
