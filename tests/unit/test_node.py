@@ -361,21 +361,21 @@ class OpenPublishedTests(NodeFixture):
 
     def test_staleVersion(self) -> None:
         """
-        The origin (the URL names this node's port) answers an older version
-        of its file with CHANGED.
+        The origin answers an older version of its file with CHANGED.
         """
         self.assertEqual(self.openCode(URL, "1000-1"), ErrorCode.CHANGED)
 
-    def test_staleVersionNotOrigin(self) -> None:
+    def test_hostAndPortIgnored(self) -> None:
         """
-        A node publishing the same path for another origin (the URL names
-        another port), e.g. a mirror whose copy differs, does not hold the
-        version asked for: NOT_FOUND.
+        A node publishing a path answers for it whatever host and port the
+        URL names (a mirror answers for its origin's URLs): the current
+        version authoritatively, another one with CHANGED.
         """
-        self.assertEqual(
-            self.openCode(f"spp://{ORIGIN}:2222/movie.ts", "1000-1"),
-            ErrorCode.NOT_FOUND,
-        )
+        for url in (f"spp://{ORIGIN}:2222/movie.ts", "spp://elsewhere.example/movie.ts"):
+            served = self.node.open(url, "", fakeConnection({}))
+            self.addCleanup(served.close)
+            self.assertTrue(served.authoritative)
+            self.assertEqual(self.openCode(url, "1000-1"), ErrorCode.CHANGED)
 
     def test_noPublicDirectory(self) -> None:
         """
@@ -409,9 +409,10 @@ class ServedPublishedTests(NodeFixture):
 
     def test_digestsPastTheEnd(self) -> None:
         """
-        Digests outside the file are BAD_REQUEST.
+        Digests outside the file are BAD_REQUEST; none from the end are none.
         """
         served = self.openServed(URL)
+        self.assertEqual(self.successResultOf(self.ran(served.digests(6, 0))), b"")
         self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 6, 1)
         self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 5, 2)
         self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 0, 0)
