@@ -260,6 +260,17 @@ class Node:
             self._closeSwarm(swarm)
         return connection
 
+    def _handleWanted(self, swarm: _Swarm) -> bool:
+        """
+        Whether an Open waits for a handle on a connection C{swarm} holds
+        one on: it is given back then, not after L{IDLE_DOWNLOAD}.
+        """
+        for source in swarm.download.sources:
+            connection = getattr(source, "connection", None)
+            if connection is not None and IConnection(connection).waitingOpens:
+                return True
+        return False
+
     def _opened(
         self,
         remoteFile: IRemoteFile,
@@ -379,7 +390,7 @@ class Node:
             now = self.clock.seconds()
             if swarm.idleSince is None:
                 swarm.idleSince = now
-            elif now - swarm.idleSince >= IDLE_DOWNLOAD:
+            elif now - swarm.idleSince >= IDLE_DOWNLOAD or self._handleWanted(swarm):
                 self._log.info("{url}: idle, closing download", url=swarm.url)
                 del self._swarms[swarm.url]
                 self._closeSwarm(swarm)

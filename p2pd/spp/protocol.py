@@ -323,6 +323,13 @@ class SPPProtocol(Protocol):
             self._fail(ErrorCode.BAD_REQUEST, str(e))
 
     @property
+    def waitingOpens(self) -> int:
+        """
+        Opens waiting for the other node to have a handle free.
+        """
+        return self.asker.handles.waiting
+
+    @property
     def bufferedBytes(self) -> int:
         """
         Bytes received but not yet part of a complete frame.

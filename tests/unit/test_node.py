@@ -610,6 +610,24 @@ class DownloadTests(NodeFixture):
         self.assertTrue(origin.remoteFiles[1].closed)
         self.assertFalse(playing.closed)
 
+    def test_unreadGivenBackWhenWanted(self) -> None:
+        """
+        A download nobody reads gives its handle back at the next check,
+        not after L{IDLE_DOWNLOAD}, when an Open waits for a handle on its
+        connection; without one waiting it stays open.
+        """
+        d = self.client.download(URL)
+        self.connector.succeed(self.origin)
+        download = self.successResultOf(d)
+        for _ in range(2):
+            self.clock.advance(PEER_INTERVAL)
+        self.assertEqual(self.client.downloads(), [download])
+        self.origin.waitingOpens = 1
+        for _ in range(2):
+            self.clock.advance(PEER_INTERVAL)
+        self.assertEqual(self.client.downloads(), [])
+        self.assertTrue(self.origin.remoteFiles[0].closed)
+
     def test_handlesPerConnection(self) -> None:
         """
         A node keeps at most as many files open on one connection as the

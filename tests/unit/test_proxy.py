@@ -769,6 +769,15 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(response.status, 404)
         self.assertIn(b"no movie.ts", response.body)
 
+    def test_busy(self):
+        """
+        BUSY (the origin's, or too many files waiting for a handle on its
+        connection) gets 503: the player may try again.
+        """
+        response = self.failWith(SPPError(ErrorCode.BUSY, "too many"))
+        self.assertEqual(response.status, 503)
+        self.assertIn(b"busy", response.body)
+
     def test_forbidden(self):
         """
         The origin's FORBIDDEN gets 403.
