@@ -253,7 +253,7 @@ class Node:
         download = Download(meta, store, self.clock, hashing=self.hashing)
         download.onBadSource = self._badSource
         download.firstBlockAlone()
-        swarm = self._swarm(key, origin, download, store, secure)
+        swarm = self._newSwarm(key, origin, download, store, secure)
         self._swarms[key] = swarm
         # Logged a moment later: writing a log line takes time, and the
         # first block is on its way to a player.
@@ -289,7 +289,7 @@ class Node:
                 )
                 download.searching = False
                 parsed = parse(key)
-                swarm = self._swarm(
+                swarm = self._newSwarm(
                     key, (parsed.host, parsed.port), download, cached, parsed.secure
                 )
                 self._swarms[key] = swarm
@@ -301,7 +301,7 @@ class Node:
         for w in waiting:
             w.errback(reason)
 
-    def _swarm(
+    def _newSwarm(
         self,
         url: str,
         origin: Address,
