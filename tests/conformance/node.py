@@ -12,6 +12,7 @@ C{subprocess} and read until it logs the port it listens on.
 import atexit
 import ctypes
 import hashlib
+import itertools
 import os
 import re
 import select
@@ -24,6 +25,7 @@ import threading
 import time
 
 from tests import CHECKOUT
+from tests.certs import selfSigned
 from tests.conformance import wire
 from tests.conformance.wire import PATIENCE, Connection
 
@@ -58,14 +60,19 @@ class Node:
     @ivar public: its published directory, if it publishes one.
     """
 
-    def __init__(self, host: str, publish: bool) -> None:
-        self.base = tempfile.mkdtemp(prefix="p2pd-conformance-")
+    def __init__(self, host: str, publish: bool, tlsOnly: bool = False) -> None:
+        # In trial's working directory, which the next run clears, should
+        # this process die before removing it.
+        self.base = os.path.abspath(tempfile.mkdtemp(prefix="node-", dir="."))
         self.host = host
         self.public = os.path.join(self.base, "public") if publish else None
         args = ["-c", os.path.join(self.base, "cache")]
         if self.public is not None:
             self._publish(self.public)
             args += ["-p", self.public, "-b", str(BLOCK_SIZE)]
+        if tlsOnly:
+            issued = selfSigned(os.path.join(self.base, "tls"), host)
+            args += [*issued.options, "--tls-only"]
         args += ["--listen", f"tcp:0:interface={host}"]
         self.log = open(os.path.join(self.base, "log"), "w+b")
         self.process = subprocess.Popen(
@@ -169,10 +176,31 @@ def client() -> Node:
     return _started("client", "127.0.0.2", False)
 
 
-def _started(role: str, host: str, publish: bool) -> Node:
+def tlsOnly() -> Node:
+    """
+    A node that refuses plain SPP (C{--tls-only}), on 127.0.0.3.
+    """
+    return _started("tls-only", "127.0.0.3", False, True)
+
+
+def _started(role: str, host: str, publish: bool, tlsOnly: bool = False) -> Node:
     if role not in _nodes:
-        _nodes[role] = Node(host, publish)
+        _nodes[role] = Node(host, publish, tlsOnly)
     return _nodes[role]
+
+
+_addresses = itertools.count(1)
+
+
+def freshAddress() -> str:
+    """
+    A loopback address no connection of this process has come from yet:
+    what a node remembers of an address (connections it counts, peers it
+    lists) while it notices earlier connections closing cannot reach a
+    test run again.
+    """
+    n = next(_addresses)
+    return f"127.0.{100 + n // 250}.{1 + n % 250}"
 
 
 @atexit.register

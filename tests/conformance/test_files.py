@@ -188,20 +188,21 @@ class FileTests(SynchronousTestCase):
         others at the address it connects from and that port while its
         handle is open, and no longer once it is closed.
         """
-        fetching = self.connect("127.0.6.1", port=4321)
+        address = node.freshAddress()
+        fetching = self.connect(address, port=4321)
         node.openFile(fetching, "one.ts")
         fetching.send(wire.getPeers(2, 1))
         self.assertEqual(fetching.answers(1)[0].kind, wire.PEERS)
-        other = self.connect("127.0.6.2")
+        other = self.connect(node.freshAddress())
         node.openFile(other, "one.ts")
         other.send(wire.getPeers(2, 1))
         [peers] = other.answers(1)
-        self.assertIn(("127.0.6.1", 4321, False), peers.peers())
+        self.assertIn((address, 4321, False), peers.peers())
         fetching.send(wire.close(1))
         fetching.stillOpen()  # the Close has been read
         other.send(wire.getPeers(3, 1))
         [peers] = other.answers(1)
-        self.assertNotIn(("127.0.6.1", 4321, False), peers.peers())
+        self.assertNotIn((address, 4321, False), peers.peers())
 
     def test_emptyFile(self) -> None:
         """

@@ -74,7 +74,8 @@ class HandshakeTests(SynchronousTestCase):
         [M29] A refused handshake gets only an Error with request 0 and a
         close, never a Hello first: a first frame that is not a Hello, a
         version lower than 1, a Hello with bytes after its fields, a frame
-        over the 1 KiB limit before the Hello.
+        over the 1 KiB limit before the Hello; and a node that takes only
+        TLS refuses plain SPP with FORBIDDEN.
         """
         hello = wire.hello()
         causes = [
@@ -88,6 +89,11 @@ class HandshakeTests(SynchronousTestCase):
             self.addCleanup(connection.close)
             connection.send(wire.MAGIC, first)
             self.assertRefused(connection, code)
+        tlsOnly = node.tlsOnly()
+        plain = Connection.dial(tlsOnly.host, tlsOnly.port)
+        self.addCleanup(plain.close)
+        plain.send(wire.MAGIC, hello)
+        self.assertRefused(plain, wire.FORBIDDEN)
 
     def test_ownNodeId(self) -> None:
         """
@@ -108,7 +114,7 @@ class HandshakeTests(SynchronousTestCase):
         [M30] With 64 connections open from one address, a 65th that sends
         the magic gets only Error(0, BUSY) and a close.
         """
-        source = "127.0.7.1"
+        source = node.freshAddress()
         for _ in range(PER_ADDRESS):
             connection = dial(source)
             self.addCleanup(connection.close)
