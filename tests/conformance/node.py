@@ -178,9 +178,10 @@ def client() -> Node:
 
 def tlsOnly() -> Node:
     """
-    A node that refuses plain SPP (C{--tls-only}), on 127.0.0.3.
+    A node publishing L{FILES} that refuses plain SPP (C{--tls-only}),
+    on 127.0.0.3.
     """
-    return _started("tls-only", "127.0.0.3", False, True)
+    return _started("tls-only", "127.0.0.3", True, True)
 
 
 def _started(role: str, host: str, publish: bool, tlsOnly: bool = False) -> Node:

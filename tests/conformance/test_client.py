@@ -67,7 +67,7 @@ class DialingTests(SynchronousTestCase):
 
     def test_answersOnDialedConnection(self) -> None:
         """
-        [M24] A node that publishes and caches nothing answers an Open sent
+        [M25] A node that publishes and caches nothing answers an Open sent
         to it on a connection it dialed, with NOT_FOUND for its id.
         """
         connection, http = self.dialed()
@@ -81,7 +81,7 @@ class DialingTests(SynchronousTestCase):
             theirs.append(answer)
             answer = connection.frame()
         self.assertEqual(answer.error()[:2], (1, NOT_FOUND))
-        # Answer the node's own requests, as [M8] requires of the test too.
+        # Answer the node's own requests, as [M9] requires of the test too.
         for request in theirs:
             if request.kind in REQUESTS:
                 connection.send(wire.error(request.request(), NOT_FOUND, "not here"))

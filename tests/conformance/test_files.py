@@ -39,7 +39,7 @@ class FileTests(SynchronousTestCase):
 
     def test_spppsOverPlain(self) -> None:
         """
-        [M3] An Open of an spps:// URL over a plain connection gets
+        [M4] An Open of an spps:// URL over a plain connection gets
         FORBIDDEN; the connection stays up.
         """
         connection = self.connect()
@@ -48,9 +48,28 @@ class FileTests(SynchronousTestCase):
         self.assertEqual(answer.error()[:2], (1, wire.FORBIDDEN))
         connection.stillOpen()
 
+    def test_insideTLS(self) -> None:
+        """
+        [M3] Inside TLS the node speaks SPP as over TCP, and opens an
+        spps:// URL as its spp:// form.
+        """
+        tlsOnly = node.tlsOnly()
+        connection = Connection.dialTLS(tlsOnly.host, tlsOnly.port)
+        self.addCleanup(connection.close)
+        self.assertEqual(connection.handshake().hello()[0], 1)
+        connection.send(
+            wire.open_(1, tlsOnly.url("clip.ts", "spps")),
+            wire.open_(2, tlsOnly.url("clip.ts")),
+            wire.getBlock(3, 1, 0),
+        )
+        first, second, block = connection.answers(3)
+        self.assertEqual(first.opened()[:2], (1, len(CLIP)))
+        self.assertEqual(second.opened()[:2], (2, len(CLIP)))
+        self.assertEqual(block.data(), (3, 0, blockOf(0)))
+
     def test_pathAlone(self) -> None:
         """
-        [M16] The origin answers for its file whatever host and port the
+        [M17] The origin answers for its file whatever host and port the
         URL names, authoritatively.
         """
         connection = self.connect()
@@ -72,7 +91,7 @@ class FileTests(SynchronousTestCase):
 
     def test_versions(self) -> None:
         """
-        [M17] An Open with version "" or the current version gets the
+        [M18] An Open with version "" or the current version gets the
         current version; one with another version gets CHANGED.
         """
         connection = self.connect()
@@ -90,7 +109,7 @@ class FileTests(SynchronousTestCase):
 
     def test_badURLs(self) -> None:
         """
-        [M18] An Open of an invalid URL gets BAD_REQUEST, the connection
+        [M19] An Open of an invalid URL gets BAD_REQUEST, the connection
         staying up: another scheme, no host, no path, user information, a
         query or a fragment, even empty ones.
         """
@@ -115,7 +134,7 @@ class FileTests(SynchronousTestCase):
 
     def test_unsafePaths(self) -> None:
         """
-        [M19] An Open of a path the origin does not serve gets NOT_FOUND,
+        [M20] An Open of a path the origin does not serve gets NOT_FOUND,
         the connection staying up: dot segments, empty segments, an encoded
         slash or NUL, a hidden file, a link out of the published directory,
         a directory, a missing file. A name in a directory, percent-encoded
@@ -145,7 +164,7 @@ class FileTests(SynchronousTestCase):
 
     def test_digests(self) -> None:
         """
-        [M20] GetDigests gets exactly min(count, blocks - first) digests,
+        [M21] GetDigests gets exactly min(count, blocks - first) digests,
         each the block's SHA-256: cut at the end, none from the end,
         BAD_REQUEST past it.
         """
@@ -167,7 +186,7 @@ class FileTests(SynchronousTestCase):
 
     def test_blocks(self) -> None:
         """
-        [M21] Each Block carries exactly its block's bytes, the last one
+        [M22] Each Block carries exactly its block's bytes, the last one
         short; a GetBlock past the last block gets BAD_REQUEST.
         """
         connection = self.connect()
@@ -184,7 +203,7 @@ class FileTests(SynchronousTestCase):
 
     def test_peers(self) -> None:
         """
-        [M22] A node that asked GetPeers with listen port 4321 is listed to
+        [M23] A node that asked GetPeers with listen port 4321 is listed to
         others at the address it connects from and that port while its
         handle is open, and no longer once it is closed.
         """
@@ -206,7 +225,7 @@ class FileTests(SynchronousTestCase):
 
     def test_emptyFile(self) -> None:
         """
-        [M23] An empty file opens with size 0; GetDigests from block 0 gets
+        [M24] An empty file opens with size 0; GetDigests from block 0 gets
         no digests and GetBlock 0 BAD_REQUEST, the connection staying up.
         """
         connection = self.connect()
@@ -223,7 +242,7 @@ class FileTests(SynchronousTestCase):
 
     def test_versionStamp(self) -> None:
         """
-        [M25] A file's version is its size and modification time in
+        [M26] A file's version is its size and modification time in
         nanoseconds, in lowercase hex, joined by "-".
         """
         connection = self.connect()

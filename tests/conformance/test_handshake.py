@@ -53,7 +53,7 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_helloAnswered(self) -> None:
         """
-        [M28] The node's first frame is its Hello, version 1 and a 16-byte
+        [M29] The node's first frame is its Hello, version 1 and a 16-byte
         node id, sent once the initiator's Hello is in, whether it comes
         with the magic or after it.
         """
@@ -71,7 +71,7 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_refusedWithOnlyAnError(self) -> None:
         """
-        [M29] A refused handshake gets only an Error with request 0 and a
+        [M30] A refused handshake gets only an Error with request 0 and a
         close, never a Hello first: a first frame that is not a Hello, a
         version lower than 1, a Hello with bytes after its fields, a frame
         over the 1 KiB limit before the Hello; and a node that takes only
@@ -97,7 +97,7 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_ownNodeId(self) -> None:
         """
-        [M33] A Hello carrying the node's own id is refused with only
+        [M34] A Hello carrying the node's own id is refused with only
         Error(0, BAD_REQUEST, "connected to itself").
         """
         first = dial()
@@ -111,7 +111,7 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_busyAddress(self) -> None:
         """
-        [M30] With 64 connections open from one address, a 65th that sends
+        [M31] With 64 connections open from one address, a 65th that sends
         the magic gets only Error(0, BUSY) and a close.
         """
         source = node.freshAddress()
@@ -126,7 +126,7 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_requestsBehindHello(self) -> None:
         """
-        [M31] Requests sent right behind the initiator's Hello, in one
+        [M32] Requests sent right behind the initiator's Hello, in one
         write, are answered after the node's Hello.
         """
         connection = dial()
@@ -142,7 +142,7 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_lowestVersion(self) -> None:
         """
-        [M32] A Hello naming a higher version than the node's is answered
+        [M33] A Hello naming a higher version than the node's is answered
         with the node's (1), and the connection works in it.
         """
         connection = dial()
@@ -166,7 +166,7 @@ class ClosingTests(SynchronousTestCase):
 
     def test_overLimitByItsHeader(self) -> None:
         """
-        [M4] A frame over the 16 KiB limit (its length, not counting the
+        [M5] A frame over the 16 KiB limit (its length, not counting the
         4 bytes of the length) is refused on its first 5 bytes, the rest
         never sent.
         """
@@ -177,7 +177,7 @@ class ClosingTests(SynchronousTestCase):
 
     def test_malformed(self) -> None:
         """
-        [M5] An unknown type, a frame shorter than its fields, bytes after
+        [M6] An unknown type, a frame shorter than its fields, bytes after
         the last field, a GetDigests count of 0 or 4097, and a URL over
         2048 bytes are protocol errors: Error(0, BAD_REQUEST) and a close.
         """
@@ -198,7 +198,7 @@ class ClosingTests(SynchronousTestCase):
 
     def test_protocolErrorClosesOnlyThat(self) -> None:
         """
-        [M27] A protocol error gets Error(0, BAD_REQUEST) and a close of
+        [M28] A protocol error gets Error(0, BAD_REQUEST) and a close of
         that connection; another connection goes on being answered.
         """
         other = node.connect()
@@ -211,7 +211,7 @@ class ClosingTests(SynchronousTestCase):
 
     def test_errorZeroCloses(self) -> None:
         """
-        [M26] After an Error with request 0 the node sends nothing more,
+        [M27] After an Error with request 0 the node sends nothing more,
         not even answers to requests behind it, and closes.
         """
         connection = node.connect()

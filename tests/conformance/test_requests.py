@@ -37,7 +37,7 @@ class RequestTests(SynchronousTestCase):
 
     def test_requestIdZero(self) -> None:
         """
-        [M6] A request with id 0 (Open, GetDigests, GetBlock, GetPeers) is a
+        [M7] A request with id 0 (Open, GetDigests, GetBlock, GetPeers) is a
         protocol error: Error(0, BAD_REQUEST) and a close, no answer.
         """
         url = node.origin().url("clip.ts")
@@ -54,7 +54,7 @@ class RequestTests(SynchronousTestCase):
 
     def test_requestIdReused(self) -> None:
         """
-        [M7] A GetBlock reusing the id of one still unanswered (both in one
+        [M8] A GetBlock reusing the id of one still unanswered (both in one
         write) is a protocol error: the connection closes with
         Error(0, BAD_REQUEST).
         """
@@ -64,7 +64,7 @@ class RequestTests(SynchronousTestCase):
 
     def test_oneAnswerEach(self) -> None:
         """
-        [M8] Pipelined requests of every kind, some failing, each get
+        [M9] Pipelined requests of every kind, some failing, each get
         exactly one answer with their id.
         """
         connection = node.connect()
@@ -84,7 +84,7 @@ class RequestTests(SynchronousTestCase):
 
     def test_cancel(self) -> None:
         """
-        [M9] A cancelled GetBlock still gets one answer: its Block or
+        [M10] A cancelled GetBlock still gets one answer: its Block or
         Error CANCELLED, and nothing more.
         """
         connection = self.opened()
@@ -99,7 +99,7 @@ class RequestTests(SynchronousTestCase):
 
     def test_unaskedData(self) -> None:
         """
-        [M10] A Block answering no request of the node is a protocol error.
+        [M11] A Block answering no request of the node is a protocol error.
         """
         connection = self.opened()
         connection.send(wire.block(9, 0, b"x" * 100))
@@ -107,7 +107,7 @@ class RequestTests(SynchronousTestCase):
 
     def test_busy(self) -> None:
         """
-        [M11] Of 65 GetBlock sent in one write, the node answers 64 with
+        [M12] Of 65 GetBlock sent in one write, the node answers 64 with
         their blocks and one (p2pd: the 65th) with BUSY; the connection
         stays up.
         """
@@ -132,7 +132,7 @@ class HandleTests(SynchronousTestCase):
 
     def test_handleInUse(self) -> None:
         """
-        [M12] An Open whose request id is an open handle gets BAD_REQUEST;
+        [M13] An Open whose request id is an open handle gets BAD_REQUEST;
         the connection stays up.
         """
         connection = node.connect()
@@ -145,7 +145,7 @@ class HandleTests(SynchronousTestCase):
 
     def test_handleLimit(self) -> None:
         """
-        [M13] 64 handles open on one connection; a 65th Open gets BUSY and
+        [M14] 64 handles open on one connection; a 65th Open gets BUSY and
         the connection stays up; after a Close an Open succeeds again.
         """
         connection = node.connect()
@@ -164,7 +164,7 @@ class HandleTests(SynchronousTestCase):
 
     def test_handleNotOpen(self) -> None:
         """
-        [M14] Requests naming a handle whose Open failed, or that was
+        [M15] Requests naming a handle whose Open failed, or that was
         closed, get NOT_FOUND; the connection stays up.
         """
         connection = node.connect()
@@ -184,7 +184,7 @@ class HandleTests(SynchronousTestCase):
 
     def test_openedFirst(self) -> None:
         """
-        [M15] Requests sent right behind an Open are answered after its
+        [M16] Requests sent right behind an Open are answered after its
         Opened.
         """
         connection = node.connect()
