@@ -31,6 +31,7 @@ class Handles:
     def __init__(self) -> None:
         self.held = 0
         self._waiting: deque[defer.Deferred[None]] = deque()
+        self._gone: Exception | None = None
 
     @property
     def waiting(self) -> int:
@@ -45,8 +46,10 @@ class Handles:
         is given back. Cancelling the Deferred leaves the queue.
 
         @return: fails with L{SPPError} BUSY if L{MAX_WAITING_OPENS} Opens
-            already wait.
+            already wait, and with the connection's end once it is gone.
         """
+        if self._gone is not None:
+            return defer.fail(self._gone)
         if self.held < MAX_HANDLES and not self._waiting:
             self.held += 1
             return defer.succeed(None)
@@ -70,8 +73,10 @@ class Handles:
 
     def fail(self, reason: Exception) -> None:
         """
-        The connection is gone: no Open waiting will be sent.
+        The connection is gone: no Open waiting, or asked for later, will
+        be sent.
         """
+        self._gone = reason
         waiting, self._waiting = self._waiting, deque()
         for d in waiting:
             d.errback(reason)

@@ -69,7 +69,8 @@ class HandlesTests(SynchronousTestCase):
 
     def test_fail(self) -> None:
         """
-        When the connection goes, every waiting Open fails with its reason.
+        When the connection goes, every waiting Open fails with its reason,
+        and so does any asked for later.
         """
         handles = Handles()
         for _ in range(MAX_HANDLES):
@@ -78,3 +79,4 @@ class HandlesTests(SynchronousTestCase):
         handles.fail(ValueError("gone"))
         self.failureResultOf(d, ValueError)
         self.assertEqual(handles.waiting, 0)
+        self.failureResultOf(handles.take(), ValueError)
