@@ -1115,6 +1115,32 @@ class InMemorySPPTests(NodeFixture):
         self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.2", 2222)])
         self.assertEqual(self.node.counters.bytesByFile["movie.ts"], len(self.movie))
 
+    def test_openWaitsForHandle(self) -> None:
+        """
+        With 64 files being read through one connection, a 65th download
+        waits for a handle instead of failing with the origin's BUSY; once
+        a reader of one of them is gone, that download gives its handle
+        back at the next check and the 65th opens.
+        """
+        count = HANDLES_PER_CONNECTION + 1
+        urls = [f"spp://{ORIGIN}:{PORT}/f{i}.ts" for i in range(count)]
+        for i in range(count):
+            writeFile(os.path.join(self.publicDir, f"f{i}.ts"), content(0.5, i))
+        client = self.addClient("10.0.0.2", 2222)
+        readers = []
+        for url in urls[:-1]:
+            d = client.download(url)
+            self.pair.flush()
+            readers.append(self.successResultOf(d).read(0))
+        last = client.download(urls[-1])
+        self.pair.flush()
+        self.assertNoResult(last)
+        readers[0].close()
+        for _ in range(2):
+            self.clock.advance(PEER_INTERVAL)
+            self.pair.flush()
+        self.assertSameBytes(self.readAll(self.successResultOf(last)), content(0.5, 64))
+
     def test_forgottenWhenConnectionEnds(self) -> None:
         """
         When the client's connection ends, the origin forgets it: a later
