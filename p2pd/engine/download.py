@@ -246,6 +246,8 @@ class Download:
         A verified block: from the recent blocks in memory, else from the
         store (which checks it against its digest if this process has not).
         """
+        if self._closed:
+            return None
         data = self._recent.recall(index)
         if data is not None:
             return data
@@ -618,8 +620,11 @@ class Download:
             state.source.onLost = None
             state.source.onHave = None
             state.source.close()
+        if self.failure is None:
+            # Readers that read again fail too, and never touch the store.
+            self.failure = Failure(DownloadFailed("download closed"))
         for reader in list(self.readers):
-            reader.fail(Failure(DownloadFailed("download closed")))
+            reader.fail(self.failure)
         self._recent.clear()
         self._verifier.clear()
         self._wants, self._wantsFor = NOTHING, None

@@ -55,8 +55,8 @@ class ControlResource(Resource):
         client = getattr(request.getClientAddress(), "host", "")
         if not isLocalHost(client):
             return _answer(request, http.FORBIDDEN, error="only the local host")
-        token = request.getHeader(TOKEN_HEADER) or ""
-        if not hmac.compare_digest(token.encode("latin-1"), self.token):
+        token = request.getHeader(TOKEN_HEADER) or b""
+        if not hmac.compare_digest(token, self.token):
             return _answer(request, http.FORBIDDEN, error="no valid token")
         if request.method != b"POST":
             request.setHeader(b"Allow", b"POST")
