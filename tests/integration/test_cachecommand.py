@@ -182,6 +182,42 @@ class CacheCommandTests(TestCase):
         self.assertIn("all good", again.stdout)
 
     @defer.inlineCallbacks
+    def test_fetchRefused(self) -> Any:
+        """
+        C{p2pd fetch} on the cache of a running node exits 5 with one line
+        naming the node, and touches nothing.
+        """
+        result = yield self.play("-r", "0-99999", "-o", os.devnull)
+        self.assertEqual(result.code, 0, result.describe())
+        before = yield self.listed()
+        fetched = yield clients.run(
+            [
+                sys.executable,
+                "-m",
+                "p2pd",
+                "fetch",
+                "-q",
+                "-i",
+                "127.0.0.9",
+                "-c",
+                self.cacheDir,
+                "-o",
+                os.path.join(self.base, "out"),
+                self.url,
+            ],
+            env=nodeEnvironment(),
+            timeout=60,
+        )
+        self.assertEqual(fetched.code, 5, fetched.describe())
+        self.assertEqual(
+            fetched.stderr,
+            f"p2pd fetch: the cache directory {self.cacheDir} is in use by "
+            f"another p2pd (pid {self.viewer.pid}); give this fetch its own "
+            "-c DIR\n",
+        )
+        self.assertEqual((yield self.listed()), before)
+
+    @defer.inlineCallbacks
     def test_purgeStopped(self) -> Any:
         """
         With the node stopped, C{purge} takes the lock itself and empties
