@@ -171,9 +171,9 @@ def _read(directory: str) -> tuple[list[Version], list[Damaged]]:
         found = list(versions(root))
     except OSError as e:
         raise Failed(EXIT_NOT_CACHE, f"cannot read {root}: {e.strerror or e}") from None
-    held = [v for v in found if isinstance(v, Version)]
-    held.sort(key=lambda v: (v.meta.url, -v.lastUsed))
-    return held, [d for d in found if isinstance(d, Damaged)]
+    cached = [v for v in found if isinstance(v, Version)]
+    cached.sort(key=lambda v: (v.meta.url, -v.lastUsed))
+    return cached, [d for d in found if isinstance(d, Damaged)]
 
 
 def _count(number: int, thing: str) -> str:
@@ -210,17 +210,17 @@ def _warnDamaged(damaged: list[Damaged], err: TextIO) -> None:
 
 
 def _ls(options: CacheOptions, out: TextIO, err: TextIO) -> int:
-    held, damaged = _read(options.directory)
+    cached, damaged = _read(options.directory)
     if options.json:
         _writeJSON(
             out,
             {
-                "versions": [_versionJSON(v) for v in held],
+                "versions": [_versionJSON(v) for v in cached],
                 "damaged": _damagedJSON(damaged),
             },
         )
         return EXIT_OK
-    if held:
+    if cached:
         rows = [
             [
                 v.meta.url,
@@ -230,7 +230,7 @@ def _ls(options: CacheOptions, out: TextIO, err: TextIO) -> int:
                 f"{v.heldBlocks}/{v.meta.blocks}",
                 humanTime(v.lastUsed),
             ]
-            for v in held
+            for v in cached
         ]
         header = ["URL", "VERSION", "SIZE", "HELD", "BLOCKS", "LAST USED"]
         out.write(table(header, rows, right={2, 3, 4}))
@@ -241,13 +241,13 @@ def _ls(options: CacheOptions, out: TextIO, err: TextIO) -> int:
 
 
 def _du(options: CacheOptions, out: TextIO, err: TextIO) -> int:
-    held, damaged = _read(options.directory)
+    cached, damaged = _read(options.directory)
     totals = {
-        "files": len({v.meta.url for v in held}),
-        "versions": len(held),
-        "heldBlocks": sum(v.heldBlocks for v in held),
-        "heldBytes": sum(v.heldBytes for v in held),
-        "diskBytes": sum(v.diskBytes for v in held),
+        "files": len({v.meta.url for v in cached}),
+        "versions": len(cached),
+        "heldBlocks": sum(v.heldBlocks for v in cached),
+        "heldBytes": sum(v.heldBytes for v in cached),
+        "diskBytes": sum(v.diskBytes for v in cached),
         "damaged": len(damaged),
     }
     if options.json:
@@ -269,29 +269,34 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     checked = 0
     _blocks(options.directory)  # nothing is locked in what is not a cache
     with changes(options.directory) as changer:
-        held, damaged = _read(options.directory)
-        for version in held:
+        cached, damaged = _read(options.directory)
+        for version in cached:
             try:
-                found = dict(badBlocks(version))
+                suspects = dict(badBlocks(version))
             except OSError as e:
                 damaged.append(
                     Damaged(version.directory, f"cannot be read: {e.strerror or e}")
                 )
                 continue
             checked += version.heldBlocks
-            if not found:
+            if not suspects:
                 continue
             meta = version.meta
-            dropped = changer.recheck(meta.url, meta.version, sorted(found))
+            dropped = changer.recheck(meta.url, meta.version, sorted(suspects))
             bad += [
-                {"url": meta.url, "version": meta.version, "block": i, "why": found[i]}
+                {
+                    "url": meta.url,
+                    "version": meta.version,
+                    "block": i,
+                    "why": suspects[i],
+                }
                 for i in dropped
             ]
     if options.json:
         _writeJSON(
             out,
             {
-                "versions": len(held),
+                "versions": len(cached),
                 "checkedBlocks": checked,
                 "dropped": bad,
                 "damaged": _damagedJSON(damaged),
@@ -304,7 +309,7 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
                 f"{item['block']} dropped: {item['why']}\n"
             )
         verdict = f"{len(bad)} bad, dropped" if bad else "all good"
-        checkedText = f"{_count(checked, 'block')} of {_count(len(held), 'version')}"
+        checkedText = f"{_count(checked, 'block')} of {_count(len(cached), 'version')}"
         out.write(f"checked {checkedText}: {verdict}\n")
         _warnDamaged(damaged, err)
     return EXIT_BAD if bad else EXIT_OK
@@ -313,8 +318,8 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
 def _rm(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     _blocks(options.directory)
     with changes(options.directory) as changer:
-        held, _ = _read(options.directory)
-        size = sum(v.heldBytes for v in held if v.meta.url == options.url)
+        cached, _ = _read(options.directory)
+        size = sum(v.heldBytes for v in cached if v.meta.url == options.url)
         if not changer.remove(options.url):
             raise Failed(
                 EXIT_NOT_CACHED,
@@ -330,10 +335,10 @@ def _rm(options: CacheOptions, out: TextIO, err: TextIO) -> int:
 def _purge(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     _blocks(options.directory)
     with changes(options.directory) as changer:
-        held, _ = _read(options.directory)
+        cached, _ = _read(options.directory)
         changer.purge()
-    files = len({v.meta.url for v in held})
-    size = sum(v.heldBytes for v in held)
+    files = len({v.meta.url for v in cached})
+    size = sum(v.heldBytes for v in cached)
     if options.json:
         _writeJSON(out, {"removedFiles": files, "heldBytes": size})
     else:
