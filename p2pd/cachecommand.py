@@ -20,11 +20,12 @@ by a process that takes no commands, or the node cannot be reached).
 import getopt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from p2pd.cachechanges import CannotChange, changes
+from p2pd.cachechanges import CannotChange, Changes, changes
 from p2pd.cacheoutput import humanSize, humanTime, table
 from p2pd.core.url import BadURL, parse
 from p2pd.store.cacheview import Damaged, Version, badBlocks, versions
@@ -270,28 +271,18 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     _blocks(options.directory)  # nothing is locked in what is not a cache
     with changes(options.directory) as changer:
         cached, damaged = _read(options.directory)
-        for version in cached:
-            try:
-                suspects = dict(badBlocks(version))
-            except OSError as e:
-                damaged.append(
-                    Damaged(version.directory, f"cannot be read: {e.strerror or e}")
-                )
-                continue
-            checked += version.heldBlocks
-            if not suspects:
-                continue
-            meta = version.meta
-            dropped = changer.recheck(meta.url, meta.version, sorted(suspects))
-            bad += [
-                {
-                    "url": meta.url,
-                    "version": meta.version,
-                    "block": i,
-                    "why": suspects[i],
-                }
-                for i in dropped
-            ]
+        total = sum(v.heldBytes for v in cached)
+        with _progress(total, err, quiet=options.json) as progress:
+            for version in cached:
+                try:
+                    suspects = dict(badBlocks(version, progress))
+                except OSError as e:
+                    why = f"cannot be read: {e.strerror or e}"
+                    damaged.append(Damaged(version.directory, why))
+                    continue
+                checked += version.heldBlocks
+                if suspects:
+                    bad += _recheck(changer, version, suspects)
     if options.json:
         _writeJSON(
             out,
@@ -313,6 +304,46 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
         out.write(f"checked {checkedText}: {verdict}\n")
         _warnDamaged(damaged, err)
     return EXIT_BAD if bad else EXIT_OK
+
+
+@contextmanager
+def _progress(
+    total: int, err: TextIO, quiet: bool
+) -> Iterator[Callable[[int], object]]:
+    """
+    A progress bar of C{total} bytes on C{err} while the block runs, when
+    C{err} is a terminal (and not C{quiet}): what to call with bytes done.
+    """
+    if quiet or not err.isatty():
+        yield lambda done: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=err,
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
+        yield bar.update
+
+
+def _recheck(
+    changer: Changes, version: Version, suspects: dict[int, str]
+) -> list[dict[str, Any]]:
+    """
+    Have the blocks of C{version} found bad checked again and dropped; the
+    dropped ones, with why.
+    """
+    meta = version.meta
+    dropped = changer.recheck(meta.url, meta.version, sorted(suspects))
+    return [
+        {"url": meta.url, "version": meta.version, "block": i, "why": suspects[i]}
+        for i in dropped
+    ]
 
 
 def _rm(options: CacheOptions, out: TextIO, err: TextIO) -> int:
