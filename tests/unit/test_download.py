@@ -10,8 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
-from p2pd.engine import download as dl
-from p2pd.engine import reading, scheduling, verification
+from p2pd.engine import reading, scheduling, sourcing, verification
 from p2pd.engine.download import Download, DownloadFailed
 from tests.fakes import FakeSource, MemoryStore, QueuedThreads
 
@@ -195,8 +194,8 @@ class DownloadTests(SynchronousTestCase):
         # The digests come from an authority; add one that never answers blocks.
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
-        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
-        clock.advance(dl.CHECK_INTERVAL)
+        clock.advance(scheduling.LAG_MIN + sourcing.CHECK_INTERVAL)
+        clock.advance(sourcing.CHECK_INTERVAL)
         self.assertEqual(self.successResultOf(d), content[:BLOCK])
 
     def test_onlyWaitedBlockRescued(self):
@@ -215,7 +214,7 @@ class DownloadTests(SynchronousTestCase):
         download.addSource(other)
         download.addSource(origin)
         asked = set(other.requested) | set(origin.requested)
-        clock.advance(dl.CHECK_INTERVAL)
+        clock.advance(sourcing.CHECK_INTERVAL)
         self.assertEqual(set(other.requested) | set(origin.requested), asked)
         clock.advance(scheduling.LAG_MIN)
         again = (set(other.requested) | set(origin.requested)) - asked
@@ -249,10 +248,10 @@ class DownloadTests(SynchronousTestCase):
         download.addSource(origin)
         download.read(0)
         asked = len(origin.requested)
-        period = int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1
+        period = int(scheduling.SOURCE_TIMEOUT / sourcing.CHECK_INTERVAL) + 1
         for silence in range(1, scheduling.MAX_SILENCES + 1):
             for _ in range(period):
-                clock.advance(dl.CHECK_INTERVAL)
+                clock.advance(sourcing.CHECK_INTERVAL)
             if silence < scheduling.MAX_SILENCES:
                 self.assertFalse(origin.closed)
                 self.assertEqual(len(origin.cancelled), asked * silence)
@@ -269,13 +268,13 @@ class DownloadTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(0)
-        period = int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1
+        period = int(scheduling.SOURCE_TIMEOUT / sourcing.CHECK_INTERVAL) + 1
         for _ in range(scheduling.MAX_SILENCES - 1):
             for _ in range(period):
-                clock.advance(dl.CHECK_INTERVAL)
+                clock.advance(sourcing.CHECK_INTERVAL)
             origin.answer(min(origin.requests))
         for _ in range(period):
-            clock.advance(dl.CHECK_INTERVAL)
+            clock.advance(sourcing.CHECK_INTERVAL)
         self.assertFalse(origin.closed)
 
     def test_allSourcesGone(self):
@@ -302,7 +301,7 @@ class DownloadTests(SynchronousTestCase):
         liar = FakeSource("liar", content, meta, holds=range(meta.blocks))
         download.addSource(liar)
         download.read(0)
-        for _ in range(dl.MAX_MISSES + 1):
+        for _ in range(sourcing.MAX_MISSES + 1):
             if not liar.requests:
                 break
             index = min(liar.requests)
@@ -522,7 +521,7 @@ class RecentBlocksTests(SynchronousTestCase):
         download.read(20 * BLOCK, 21 * BLOCK).close()
         origin.answerAll()
         asked = len(origin.requested)
-        clock.advance(dl.CHECK_INTERVAL * 4)
+        clock.advance(sourcing.CHECK_INTERVAL * 4)
         self.assertEqual(origin.requested[asked:], [])
         self.assertFalse(download.store.has(0))
         download.read(5 * BLOCK, 6 * BLOCK)
@@ -584,7 +583,7 @@ class DigestTests(SynchronousTestCase):
         self.assertNotEqual(pending, [])  # the background asks go on
         reader.close()
         answerDigests()
-        clock.advance(dl.CHECK_INTERVAL * 4)
+        clock.advance(sourcing.CHECK_INTERVAL * 4)
         self.assertEqual(pending, [])
         self.assertFalse(all(download.store.digest(i) for i in range(300)))
         download.read(150 * BLOCK)
@@ -757,7 +756,7 @@ class SchedulingCostTests(SynchronousTestCase):
         self.assertTrue(download._sources.inflight)
         # The slow peer lags: the block the reader waits for is asked of the
         # origin too.
-        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
+        clock.advance(scheduling.LAG_MIN + sourcing.CHECK_INTERVAL)
         self.assertEqual(download._sources.inflight[0], 2)
         self._inflightAgrees(download)
         origin.answer(0)
