@@ -27,7 +27,8 @@ peers. Urgent blocks go to the peer holding them that should deliver them
 soonest (L{eta}), to the origin only when no peer holds them; a block a
 reader waits for is asked of a second source when the first lags (see
 L{p2pd.engine.sources}); within the origin's reach, a block held only by
-peers too busy for it (by their rates) goes to the origin. While the node
+peers too busy for it (by their rates) goes to the origin if it should
+deliver it sooner, else to the soonest of those peers. While the node
 may still find peers, blocks only an origin holds are asked for only when
 urgent. Once it has stopped looking, each such block waits a random while
 (up to L{ORIGIN_DELAY}) when peers are about, so nodes reading in step do
@@ -286,12 +287,19 @@ def plan(state: State[K], rng: random.Random) -> Iterator[Ask[K] | Hold]:
             candidates = [s for s in holders if room[s] > 0]
             if not candidates and reach is not None and urgency < reach:
                 # A peer whose rate is not known yet gets the block when it
-                # has room.
+                # has room; the origin gets it only if it should deliver it
+                # sooner than the best peer (its time counted double).
                 best = min(holders, key=delivery)
                 if best.rate and delivery(best) <= urgency * ORIGIN_SECONDS / reach:
                     candidates = [best]
                 elif best.rate:
-                    candidates = [s for s in sources if s.authoritative and room[s] > 0]
+                    candidates = [
+                        s
+                        for s in sources
+                        if s.authoritative
+                        and room[s] > 0
+                        and delivery(s) < delivery(best)
+                    ] or [best]
         else:
             if reach is not None and urgency >= reach and peers:
                 # Too far ahead for the origin: a peer may fetch it first.

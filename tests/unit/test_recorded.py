@@ -225,7 +225,7 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.5, False), ("p2", 0.8, False), ("silent", 0.2, False))
         self.check(
             Scenario(3, peers=peers, readers=(0, 60), steps=600),
-            (728, "4f54821e8b833373"),
+            (758, "b6b10fbee4683356"),
         )
 
     def test_peersNotSearching(self):
@@ -235,7 +235,7 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.5, False), ("p2", 0.3, False))
         self.check(
             Scenario(4, peers=peers, searching=False, steps=600),
-            (507, "1498100092b3ebe6"),
+            (458, "9a3aef542c4009a0"),
         )
 
     def test_answeredAtOnce(self):
@@ -245,7 +245,7 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.6, True), ("p2", 0.5, False))
         self.check(
             Scenario(5, peers=peers, searching=False, readers=(5, 70)),
-            (362, "918c5d0fb1b11a80"),
+            (362, "9d1c7d5cf8f0d49c"),
         )
 
     def test_threadsAndFirstBlockAlone(self):
@@ -262,7 +262,7 @@ class RecordedTests(SynchronousTestCase):
         """
         peers = (("p1", 0.5, False),)
         scenario = Scenario(7, peers=peers, refusing=True, readers=(0, 80), steps=600)
-        self.check(scenario, (511, "affd45290e1fdd71"))
+        self.check(scenario, (477, "de37c3fcbd601968"))
 
     def test_errorsAndCorruptPeer(self):
         """

@@ -235,6 +235,19 @@ class PlanTableTests(SynchronousTestCase):
                 [("p", 10)],
             ),
             (
+                "within the origin's reach, a block held by busy peers goes to"
+                " the soonest of them when the origin would be later still",
+                dict(
+                    sources=[
+                        source("o", inflight=PIPELINE - 4, rate=1e5),
+                        source("p", holds=[10], inflight=PIPELINE, rate=1e6),
+                    ],
+                    wanted=[(4, 10)],
+                    originReach=8,
+                ),
+                [("p", 10)],
+            ),
+            (
                 "a busy peer whose rate is not known yet waits for room",
                 dict(
                     sources=[
