@@ -47,6 +47,9 @@ MAX_MISSES = 8
 # The recent blocks a download keeps in memory (per reader while the store
 # refuses blocks).
 MEMORY_BYTES = 4 * 1024 * 1024
+# What the cache never evicts ahead of each reader: its own block and the
+# blocks of this many bytes after it (the store's pins).
+PIN_AHEAD_BYTES = 2 * 1024 * 1024
 # How long a new download's first block is asked for alone, at most.
 FIRST_BLOCK_ALONE = 0.005
 # Nothing wanted yet.
@@ -265,6 +268,18 @@ class Download:
         if self._unstored:
             limit *= max(1, len(self.readers))
         self._recent.keep(index, data, limit, self._wants.kept, self.store.has)
+
+    def pinned(self, first: int, end: int) -> bool:
+        """
+        Whether a reader reads one of blocks C{first} to C{end - 1}, or will
+        within L{PIN_AHEAD_BYTES}: the store must not evict them.
+        """
+        ahead = PIN_AHEAD_BYTES // self.meta.blockSize
+        for reader in self.readers:
+            block = self.meta.blockAt(reader.position)
+            if block < end and first <= block + ahead:
+                return True
+        return False
 
     @property
     def complete(self) -> bool:

@@ -172,8 +172,11 @@ class Node:
                 swarm.store, swarm.download, self.counters, self.servedFiles
             )
         cached = self.cache.find(key, version) if self.cache is not None else None
-        if cached is not None:
+        if cached is not None and (cached.heldCount or cached.complete):
             return CachedServedFile(cached, None, self.counters, self.servedFiles)
+        if cached is not None:
+            # Every block it held was evicted.
+            cached.close()
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
     def connectionReady(self, connection: object) -> None:
@@ -286,6 +289,7 @@ class Node:
                 waiting.errback()
             return
         download = Download(meta, store, self.clock, hashing=self.hashing)
+        store.pin(download.pinned)
         download.onBadSource = self._badSource
         download.firstBlockAlone()
         swarm = _Swarm(key, origin, download, store, secure)
@@ -322,6 +326,7 @@ class Node:
                 download = Download(
                     cached.meta, cached, self.clock, hashing=self.hashing
                 )
+                cached.pin(download.pinned)
                 download.searching = False
                 parsed = parse(key)
                 swarm = _Swarm(

@@ -86,6 +86,38 @@ class OptionsTests(_IsolatedHomeMixin, SynchronousTestCase):
         self.assertFalse(options["no-direct"])
         self.assertFalse(options["debug"])
 
+    def test_cacheSizes(self) -> None:
+        """
+        C{-C} and C{-M} (C{--disk-cache}, C{--memory-cache}) take sizes.
+        """
+        options = parse("-C", "2M", "--memory-cache", "512K")
+        self.assertEqual((options["disk-cache"], options["memory-cache"]), (2 << 20, 512 << 10))
+        options = parse("--disk-cache", "10G", "-M", "0")
+        self.assertEqual((options["disk-cache"], options["memory-cache"]), (10 << 30, 0))
+
+    def test_defaultCacheSizes(self) -> None:
+        """
+        By default the disk cache is a tenth of the cache directory's free
+        space, from 1M to 50G, and the memory cache 64M.
+        """
+        self.assertEqual(
+            [tap.defaultDiskCache(free) for free in (0, 100 << 20, 1 << 40)],
+            [1 << 20, 10 << 20, 50 << 30],
+        )
+        options = parse()
+        self.assertTrue(1 << 20 <= options["disk-cache"] <= 50 << 30)
+        self.assertTrue(options["disk-cache-default"])
+        self.assertEqual(options["memory-cache"], 64 << 20)
+        self.assertFalse(parse("-C", "1G")["disk-cache-default"])
+
+    def test_badCacheSizes(self) -> None:
+        """
+        A size that is not one, or a disk cache under 1M, is refused.
+        """
+        self.assertUsageError(["-C", "lots"], "--disk-cache", "lots")
+        self.assertUsageError(["-C", "1023K"], "--disk-cache", "1M")
+        self.assertUsageError(["-M", "-1"], "--memory-cache")
+
     def test_longNames(self) -> None:
         """
         Every option has a long name.

@@ -1,0 +1,237 @@
+# -*- test-case-name: tests.unit.test_cachelimit -*-
+"""
+The disk cache's limit (C{-C}): what the cache holds, charged in bytes as
+the disk allocates them, and segments evicted before a store would pass the
+limit.
+
+What is charged, each file's bytes rounded up to L{ALLOCATION}:
+
+  - every block held, its length (blocks start on a multiple of it);
+  - every version, L{VERSION_OVERHEAD} (its two directories, C{meta.json},
+    an extent block of its sparse C{data}), its journal, and the pages of
+    its C{digests} file written.
+
+The unit of eviction is a segment, L{SEGMENT_BLOCKS} blocks of one version;
+which to evict first is L{p2pd.store.eviction.newPolicy}'s choice. Never
+evicted: a segment a pin holds (a player reads it, or will soon:
+L{VersionAccount.pin}), and the segment a store is making room for. The
+first and last segment of each version are passed over while any other
+segment can go, so a file's head and tail stay longest.
+
+Eviction runs inside the store that needs the room, and evicts only what
+that store needs: a block (at most 4 MiB) and its records, a few segments,
+so each reactor turn does bounded work. When a restart finds more than the
+limit on disk, everything over it is evicted before the node serves.
+"""
+
+from collections.abc import Callable
+from functools import partial
+
+from p2pd.store.eviction import SEGMENT_BLOCKS, Segment, newPolicy
+
+ALLOCATION = 4096
+VERSION_OVERHEAD = 4 * ALLOCATION
+
+# Whether any of blocks C{first} to C{end - 1} of a version is pinned.
+Pin = Callable[[int, int], bool]
+
+
+def allocated(length: int) -> int:
+    """
+    The bytes the disk takes for C{length} bytes: whole allocation units.
+    """
+    return -(-length // ALLOCATION) * ALLOCATION
+
+
+class VersionAccount:
+    """
+    One cached version's charges, pins and segments, in its L{CacheLimit}.
+    """
+
+    def __init__(self, limit: "CacheLimit", key: str, blocks: int) -> None:
+        self.limit = limit
+        self.key = key
+        self.lastSegment = max(0, blocks - 1) // SEGMENT_BLOCKS
+        self.metadataBytes = 0
+        self.digestsBytes = 0
+        self.segments: dict[int, int] = {}
+        self.pins: list[Pin] = []
+        self._lastRead = -1
+        # Whether some of its blocks were evicted.
+        self.evicted = False
+        # Whether it is still charged (a version removed is not).
+        self.live = True
+
+    def room(self, need: int, index: int | None = None) -> bool:
+        """
+        Evict until C{need} more bytes fit in the limit, never the segment
+        of block C{index} of this version; whether they fit.
+        """
+        keep = None if index is None else (self.key, index // SEGMENT_BLOCKS)
+        return self.limit.makeRoom(need, keep)
+
+    def stored(self, index: int, length: int) -> None:
+        """
+        Block C{index}, of C{length} bytes, is held now.
+        """
+        self._change(index // SEGMENT_BLOCKS, allocated(length))
+
+    def forgotten(self, index: int, length: int) -> None:
+        """
+        Block C{index}, of C{length} bytes, is not held any more.
+        """
+        self._change(index // SEGMENT_BLOCKS, -allocated(length))
+
+    def read(self, index: int) -> None:
+        """
+        Block C{index} was read: its segment is worth more, once per visit
+        (a reader moving into it), not once per block.
+        """
+        segment = index // SEGMENT_BLOCKS
+        size = self.segments.get(segment)
+        if segment == self._lastRead or size is None:
+            return
+        self._lastRead = segment
+        if self.limit.policy is not None:
+            self.limit.policy.touch((self.key, segment), size)
+
+    def files(self, journalSize: int, digestsBytes: int) -> None:
+        """
+        The version's journal is C{journalSize} bytes long, and its digests
+        take C{digestsBytes}: charge its metadata.
+        """
+        if not self.live:
+            return
+        self.digestsBytes = digestsBytes
+        size = VERSION_OVERHEAD + allocated(journalSize) + digestsBytes
+        self.limit.used += size - self.metadataBytes
+        self.metadataBytes = size
+
+    def pin(self, pinned: Pin) -> None:
+        """
+        Never evict the segments C{pinned} says are pinned, until
+        L{unpin}ned.
+        """
+        self.pins.append(pinned)
+
+    def unpin(self, pinned: Pin) -> None:
+        self.pins.remove(pinned)
+
+    def pinned(self, segment: int, keepEdges: bool) -> bool:
+        if keepEdges and segment in (0, self.lastSegment):
+            return True
+        first = segment * SEGMENT_BLOCKS
+        return any(pin(first, first + SEGMENT_BLOCKS) for pin in self.pins)
+
+    def _change(self, segment: int, delta: int) -> None:
+        if not self.live:
+            return
+        size = self.segments.get(segment, 0) + delta
+        self.limit.used += delta
+        policy = self.limit.policy
+        if size > 0:
+            self.segments[segment] = size
+            if policy is not None:
+                policy.touch((self.key, segment), size)
+        else:
+            self.segments.pop(segment, None)
+            if policy is not None:
+                policy.forget((self.key, segment))
+
+
+class CacheLimit:
+    """
+    The bytes a cache holds, and at most C{capacity} of them (L{None}: no
+    limit, nothing evicted).
+
+    @param drop: frees a segment's blocks (journaled as gone first), and
+        says whether it could; the charges of a segment dropped are then
+        taken off here.
+    @param emptied: called with a version's key when its last segment is
+        evicted.
+    @ivar used: the bytes charged now.
+    """
+
+    def __init__(
+        self,
+        capacity: int | None,
+        drop: Callable[[Segment], bool],
+        emptied: Callable[[str], None],
+    ) -> None:
+        self.capacity = capacity
+        self.policy = None if capacity is None else newPolicy(capacity)
+        self.used = 0
+        self._drop = drop
+        self._emptied = emptied
+        self._versions: dict[str, VersionAccount] = {}
+
+    def account(self, key: str, blocks: int) -> VersionAccount:
+        """
+        The account of the version C{key} of C{blocks} blocks, made if new.
+        """
+        account = self._versions.get(key)
+        if account is None:
+            account = self._versions[key] = VersionAccount(self, key, blocks)
+        return account
+
+    def remove(self, key: str) -> None:
+        """
+        The version C{key} is gone from the disk: nothing of it is charged.
+        """
+        account = self._versions.pop(key, None)
+        if account is None:
+            return
+        account.live = False
+        for segment, size in account.segments.items():
+            self.used -= size
+            if self.policy is not None:
+                self.policy.forget((key, segment))
+        self.used -= account.metadataBytes
+
+    def fits(self, need: int) -> bool:
+        return self.capacity is None or self.used + need <= self.capacity
+
+    def makeRoom(self, need: int, keep: Segment | None = None) -> bool:
+        """
+        Evict segments until C{need} more bytes fit, never C{keep} nor a
+        pinned one, the heads and tails of versions last; whether they fit.
+        """
+        if self.fits(need) or self.policy is None:
+            return self.fits(need)
+        for keepEdges in (True, False):
+            gone: list[Segment] = []
+            for segment in self.policy.victims(partial(self._pinned, keep, keepEdges)):
+                if self._evict(segment):
+                    gone.append(segment)
+                if self.fits(need):
+                    break
+            for segment in gone:
+                self.policy.forget(segment)
+            if self.fits(need):
+                return True
+        return False
+
+    def _pinned(self, keep: Segment | None, keepEdges: bool, segment: Segment) -> bool:
+        if segment == keep:
+            return True
+        account = self._versions.get(segment[0])
+        return account is not None and account.pinned(segment[1], keepEdges)
+
+    def _evict(self, segment: Segment) -> bool:
+        """
+        Drop C{segment} and take its charge off; whether it was dropped.
+        """
+        key, number = segment
+        account = self._versions.get(key)
+        if account is None or number not in account.segments:
+            return True
+        if not self._drop(segment):
+            # Still held: tracked again.
+            if self.policy is not None:
+                self.policy.touch(segment, account.segments[number])
+            return False
+        size = account.segments.pop(number)
+        self.used -= size
+        if not account.segments:
+            self._emptied(key)
+        return True
