@@ -15,7 +15,7 @@ download failed (every source gone, digests failing, the file changed);
 import getopt
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from twisted.internet import defer, error, task
 from twisted.internet.endpoints import serverFromString
@@ -218,7 +218,7 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
     # threads behind (the reactor may stop before the finally below runs).
     reactor.addSystemEventTrigger("during", "shutdown", node.hashing.stop)
     progress = None
-    output: Any = None
+    output: BinaryIO | None = None
     try:
         try:
             download = yield node.download(str(url))

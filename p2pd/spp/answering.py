@@ -11,7 +11,7 @@ L{p2pd.spp.asking}.
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -99,7 +99,7 @@ class Answerer:
         self._served: dict[int, IServedFile] = {}
         self._uploads: deque[codec.GetBlock] = deque()
         self._uploading: dict[int, defer.Deferred[bytes]] = {}
-        self._pending: dict[int, defer.Deferred[Any]] = {}
+        self._pending: dict[int, defer.Deferred[bytes]] = {}
 
     def _send(self, message: codec.Message) -> None:
         self.connection.send(message)
@@ -125,8 +125,8 @@ class Answerer:
     def _reply(
         self,
         requestId: int,
-        deferred: "defer.Deferred[Any]",
-        build: Callable[[Any], codec.Message],
+        deferred: "defer.Deferred[bytes]",
+        build: Callable[[bytes], codec.Message],
     ) -> None:
         """
         Send what C{deferred} gives, or its SPPError, as the answer.
@@ -138,7 +138,7 @@ class Answerer:
             return
         self._pending[requestId] = deferred
 
-        def done(result: Any) -> None:
+        def done(result: bytes) -> None:
             if self._pending.pop(requestId, None) is None:
                 return
             if self.connection.canAnswer():
@@ -306,7 +306,7 @@ class Answerer:
             self._uploading[message.request] = deferred
             deferred.addBoth(self._uploaded, message)
 
-    def _uploaded(self, result: Any, message: codec.GetBlock) -> None:
+    def _uploaded(self, result: bytes | Failure, message: codec.GetBlock) -> None:
         self._uploading.pop(message.request, None)
         if not self.connection.canAnswer():
             return

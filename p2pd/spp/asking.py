@@ -41,7 +41,7 @@ class Connection(Protocol):
     def canSend(self) -> bool: ...
 
     def request(
-        self, message: Any, remoteFile: "RemoteFile | None"
+        self, message: codec.Request, remoteFile: "RemoteFile | None"
     ) -> "defer.Deferred[Any]": ...
 
     def closeRemote(self, remoteFile: "RemoteFile") -> None: ...
@@ -251,7 +251,7 @@ class Asker:
         return opened.addErrback(failed)
 
     def request(
-        self, message: Any, remoteFile: RemoteFile | None
+        self, message: codec.Request, remoteFile: RemoteFile | None
     ) -> "defer.Deferred[Any]":
         """
         Send a request about C{remoteFile} and return a Deferred for its
@@ -422,7 +422,7 @@ class Asker:
             remoteFile.lost(reason)
 
 
-def _release(answer: Any) -> None:
+def _release(answer: object) -> None:
     """
     Close a file opened by a request that was cancelled meanwhile.
     """

@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -44,7 +44,7 @@ KEEPALIVE_INTERVAL = 30.0
 UNSENT_BYTES = 64 * 1024
 
 
-def _socketUnder(transport: Any) -> socket.socket | None:
+def _socketUnder(transport: object) -> socket.socket | None:
     """
     The TCP socket a connection runs over, under TLS too (whose transport
     is the TCP one's protocol), or None (a UNIX socket, a test's transport).
@@ -431,7 +431,7 @@ class SPPProtocol(Protocol):
         return self.asker.open(url, version, digests, blocks, peers)
 
     def request(
-        self, message: Any, remoteFile: RemoteFile | None
+        self, message: codec.Request, remoteFile: RemoteFile | None
     ) -> "defer.Deferred[Any]":
         """
         Send a request about C{remoteFile} and return a Deferred for its
@@ -462,7 +462,7 @@ class SPPFactory(Factory):
         self.clock = clock
         self.initiator = initiator
 
-    def buildProtocol(self, addr: Any) -> SPPProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> SPPProtocol:
         protocol = SPPProtocol(self.node, self.clock, self.initiator)
         protocol.factory = self
         return protocol

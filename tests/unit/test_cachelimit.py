@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
-from p2pd.engine.download import PIN_AHEAD_BYTES, Download
+from p2pd.engine.download import Download
+from p2pd.engine.holding import PIN_AHEAD_BYTES
 from p2pd.engine.node import Node
 from p2pd.engine.serving import CachedServedFile, Counters, ServedFiles
 from p2pd.store.cache import BlockCache

@@ -38,7 +38,8 @@ from p2pd.engine.backoff import (
 )
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile
-from p2pd.engine.node import HANDLES_PER_CONNECTION, IDLE_DOWNLOAD, PEER_INTERVAL, Node
+from p2pd.engine.node import HANDLES_PER_CONNECTION, Node
+from p2pd.engine.swarm import IDLE_DOWNLOAD, PEER_INTERVAL
 from p2pd.engine.tracker import Tracker
 from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp import answering
