@@ -285,23 +285,13 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
         port.stopListening()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str]) -> None:
     """
-    The C{p2pd} console command.
+    C{p2pd fetch ARGV} (L{p2pd.cli} dispatches to it).
     """
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["--version"], ["-V"]):
-        print(f"p2pd {__version__}")
-        return
-    if argv[:1] != ["fetch"]:
-        sys.stderr.write(
-            "usage: p2pd fetch [options] spp://HOST[:PORT]/PATH\n"
-            "       (run the node itself with: twistd p2pd --help)\n"
-        )
-        sys.exit(EXIT_USAGE)
     options = FetchOptions()
     try:
-        options.parseOptions(argv[1:])
+        options.parseOptions(argv)
     except usage.UsageError as e:
         sys.stderr.write(f"p2pd fetch: {e}\n{options.synopsis}\n")
         sys.exit(EXIT_USAGE)

@@ -299,8 +299,11 @@ class Download(Holding, Passes, Sourcing):
             state.source.onLost = None
             state.source.onHave = None
             state.source.close()
+        if self.failure is None:
+            # Readers that read again fail too, and never touch the store.
+            self.failure = Failure(DownloadFailed("download closed"))
         for reader in list(self.readers):
-            reader.fail(Failure(DownloadFailed("download closed")))
+            reader.fail(self.failure)
         self._recent.clear()
         self._verifier.clear()
         self._wants, self._wantsFor = NOTHING, None

@@ -62,6 +62,8 @@ class Holding:
     _unstored: bool
     _wants: scheduling.Wants
     _watchers: list[Callable[[Sequence[tuple[int, int]]], None]]
+    # Whether the download is closed (its store with it).
+    _closed: bool
 
     def _have(self, index: int) -> bool:
         """
@@ -74,6 +76,8 @@ class Holding:
         A verified block: from the recent blocks in memory, else from the
         store (which checks it against its digest if this process has not).
         """
+        if self._closed:
+            return None
         data = self._recent.recall(index)
         if data is not None:
             return data

@@ -15,7 +15,7 @@ source only lends blocks, checked against those digests.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -31,6 +31,7 @@ from p2pd.engine.backoff import Address, PeerBackoff
 from p2pd.engine.connections import Connections
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import (
+    ICacheControl,
     IConnection,
     IConnector,
     IRemoteFile,
@@ -63,7 +64,7 @@ LOG_DELAY = 0.05
 ConnectorFactory = Callable[[ISPPNode], IConnector]
 
 
-@implementer(ISPPNode, IWebNode)
+@implementer(ISPPNode, IWebNode, ICacheControl)
 class Node:
     """
     One p2pd node.
@@ -131,14 +132,18 @@ class Node:
         if not version:
             raise SPPError(ErrorCode.NOT_FOUND, "not published here")
         swarm = self._swarms.get(key)
+        cached = self.cache.find(key, version) if self.cache is not None else None
         if swarm is not None and swarm.download.meta.version == version:
             swarm.offerSource(IConnection(connection))
-            return CachedServedFile(
-                swarm.store, swarm.download, self.counters, self.servedFiles
-            )
-        cached = self.cache.find(key, version) if self.cache is not None else None
-        if cached is not None and (cached.heldCount or cached.complete):
-            return CachedServedFile(cached, None, self.counters, self.servedFiles)
+        else:
+            swarm = None
+        if cached is not None and (
+            swarm is not None or cached.heldCount or cached.complete
+        ):
+            # A handle of its own, which outlives the download's: the
+            # download may close before the peer does.
+            download = swarm.download if swarm is not None else None
+            return CachedServedFile(cached, download, self.counters, self.servedFiles)
         if cached is not None:
             # Every block it held was evicted.
             cached.close()
@@ -350,6 +355,32 @@ class Node:
             return False
         cached.close()
         return True
+
+    # -- ICacheControl: p2pd cache, through the control listener
+
+    def removeCached(self, url: str) -> bool:
+        swarm = self._swarms.pop(url, None)
+        if swarm is not None:
+            # Its sources are closed too: the origin stops listing this
+            # node as a peer for the file.
+            self._log.info("{url}: removed from the cache", url=url)
+            swarm.close()
+        return self.cache is not None and self.cache.remove(url)
+
+    def purgeCache(self) -> int:
+        if self._swarms:
+            self._log.info("the cache is purged: every download closed")
+        self.stop()
+        return self.cache.purge() if self.cache is not None else 0
+
+    def recheckCached(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
+        cached = self.cache.find(url, version) if self.cache is not None else None
+        if cached is None:
+            return []
+        try:
+            return [index for index in blocks if not cached.recheck(index)]
+        finally:
+            cached.close()
 
     def stop(self) -> None:
         """

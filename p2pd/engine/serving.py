@@ -224,7 +224,9 @@ class PublishedServedFile:
 @implementer(IServedFile)
 class CachedServedFile:
     """
-    Blocks this node has fetched and verified, served to a peer.
+    Blocks this node has fetched and verified, served to a peer: from
+    C{cached}, a handle of its own on the cache closed with it, and while
+    C{download} runs, the blocks it gains announced as they come.
     """
 
     authoritative = False
@@ -241,8 +243,7 @@ class CachedServedFile:
         try:
             files.hold(self._key, CACHED_FILE_DESCRIPTORS)
         except SPPError:
-            if download is None:
-                cached.close()
+            cached.close()
             raise
         self.cached = cached
         self.download = download
@@ -285,7 +286,5 @@ class CachedServedFile:
         if self.download is not None:
             for callback in self._watching:
                 self.download.unwatch(callback)
-        else:
-            # Our own handle from the cache (a download's store is its own).
-            self.cached.close()
+        self.cached.close()
         self._watching = []

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_cache -*-
+# -*- test-case-name: tests.unit.test_cache,tests.unit.test_cacheremoval -*-
 """
 One cached file version: its blocks written and read back, verified.
 
@@ -242,6 +242,22 @@ class CachedState:
         self.forget(index)
         return None
 
+    def recheck(self, index: int) -> bool:
+        """
+        Read block C{index} back from the disk and check it, even if this
+        process verified it before; forgotten if it fails.
+        """
+        self.verified.discard(index)
+        self.memory.discard(self.key, index, index + 1)
+        return self.read(index) is not None
+
+    def empty(self) -> None:
+        """
+        Hold nothing from now on: the version was removed from the disk.
+        """
+        self.held = BlockRuns()
+        self.verified = BlockRuns()
+
     def forget(self, index: int) -> None:
         if index not in self.held:
             return
@@ -383,6 +399,15 @@ class CachedFile:
         """
         self._live().account.pin(pinned)
         self._pins.append(pinned)
+
+    def recheck(self, index: int) -> bool:
+        """
+        Read block C{index} back from the disk and check it against its
+        digest, even if this process has verified it before (for
+        C{p2pd cache verify}); a block that fails is forgotten. Whether it
+        is held, and good.
+        """
+        return self._live().recheck(index)
 
     def close(self) -> None:
         """

@@ -125,9 +125,18 @@ class Journal:
         self._path = path
         self._fd = openFile(path, os.O_RDWR | os.O_APPEND)
         whole = self._size = self._cutTorn()
+        held = self._replay(self._fd, whole, blocks)
+        self.compact(held)
+        return held
+
+    def _replay(self, fd: int, size: int, blocks: int) -> BlockRuns:
+        """
+        The blocks below C{blocks} that the first C{size} bytes of the
+        journal at C{fd} say are held.
+        """
         held = BlockRuns()
-        for offset in range(0, whole, _CHUNK * RECORD_SIZE):
-            raw = fileio.readAll(self._fd, _CHUNK * RECORD_SIZE, offset)
+        for offset in range(0, size, _CHUNK * RECORD_SIZE):
+            raw = fileio.readAll(fd, min(_CHUNK * RECORD_SIZE, size - offset), offset)
             for start in range(0, len(raw) - RECORD_SIZE + 1, RECORD_SIZE):
                 head = raw[start : start + _JOURNAL.size]
                 check = raw[start + _JOURNAL.size : start + RECORD_SIZE]
@@ -138,8 +147,25 @@ class Journal:
                     held.add(index)
                 elif index < blocks and flag == 0:
                     held.discard(index)
-        self.compact(held)
         return held
+
+    def read(self, path: str, blocks: int) -> BlockRuns:
+        """
+        The blocks below C{blocks} the journal at C{path} says are held,
+        read without changing it (while another process may append to it):
+        a torn trailing record is left alone.
+
+        @raise OSError: it cannot be read (a missing journal holds nothing).
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return BlockRuns()
+        try:
+            size = os.fstat(fd).st_size
+            return self._replay(fd, size - size % RECORD_SIZE, blocks)
+        finally:
+            os.close(fd)
 
     def compact(self, held: BlockRuns) -> None:
         """

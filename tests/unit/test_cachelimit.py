@@ -182,6 +182,22 @@ class LimitTests(_LimitTestCase):
         old.close()
         self.assertFalse(cache.hasAnyVersion(old.meta.url))
 
+    def test_removedNotCharged(self) -> None:
+        """
+        A URL removed from the cache (C{p2pd cache rm}, C{purge}) is charged
+        no more, nor are its blocks kept in memory.
+        """
+        cache = self.makeCache(10 * SEGMENT, memory=SEGMENT)
+        for name in ("a", "b"):
+            cached = self.open(cache, fileMeta(name, 10))
+            for index in range(10):
+                self.store(cache, cached, index)
+            cached.read(0)
+        self.assertTrue(cache.remove(fileMeta("a", 10).url))
+        self.assertEqual(cache.memory.size, BLOCK)
+        cache.purge()
+        self.assertEqual((cache.limit.used, cache.memory.size), (0, 0))
+
     def test_noLimit(self) -> None:
         """
         Without a limit nothing is evicted, whatever is stored.
@@ -486,6 +502,28 @@ class MemoryBlocksTests(SynchronousTestCase):
         )
         memory.discardVersion("w")
         self.assertEqual(memory.size, 2 * BLOCK)
+
+    def test_recheckReadsTheDisk(self) -> None:
+        """
+        Checking a block again reads it from the disk, not from memory: a
+        block corrupt on disk fails, though its copy in memory is good.
+        """
+        root = os.path.abspath(self.mktemp())
+        cache = BlockCache(root, capacity=4 * SEGMENT, memory=SEGMENT)
+        cached = cache.open(fileMeta("film", 4))
+        self.addCleanup(cached.close)
+        cached.setDigests(0, allDigests(cached.meta))
+        cached.write(1, blockData(cached.meta, 1))
+        self.assertEqual(cached.read(1), blockData(cached.meta, 1))
+        meta = cached.meta
+        data = os.path.join(
+            root, directoryName(meta.url), directoryName(meta.version), "data"
+        )
+        with open(data, "r+b") as f:
+            f.seek(BLOCK)
+            f.write(b"x")
+        self.assertFalse(cached.recheck(1))
+        self.assertIsNone(cached.read(1))
 
     def test_cacheServesFromMemory(self) -> None:
         """
