@@ -8,7 +8,7 @@ import hashlib
 import os
 import random
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
@@ -16,6 +16,7 @@ from p2pd.core.meta import FileMeta
 from p2pd.engine.download import Download
 from p2pd.engine.holding import PIN_AHEAD_BYTES
 from p2pd.engine.node import Node
+from p2pd.engine.reading import Reader
 from p2pd.engine.serving import CachedServedFile, Counters, ServedFiles
 from p2pd.store.cache import BlockCache
 from p2pd.store.cachedfile import CachedFile, CacheFull
@@ -24,7 +25,7 @@ from p2pd.store.eviction import SEGMENT_BLOCKS
 from p2pd.store.journal import RECORD_SIZE, Journal
 from p2pd.store.limit import VERSION_OVERHEAD
 from p2pd.store.memoryblocks import MemoryBlocks
-from tests.fakes import FakeConnection, FakeConnector
+from tests.fakes import FakeConnection, FakeConnector, FakeSource
 
 BLOCK = 16 * 1024
 SEGMENT = SEGMENT_BLOCKS * BLOCK
@@ -207,6 +208,86 @@ class LimitTests(_LimitTestCase):
         for index in range(200):
             cached.write(index, blockData(cached.meta, index))
         self.assertEqual(cached.heldCount, 200)
+
+
+class _Play:
+    """
+    A player reading a download to the end, one read at a time, its origin
+    answering one request per step.
+    """
+
+    def __init__(self, origin: FakeSource, reader: Reader, content: bytes) -> None:
+        self.origin = origin
+        self.reader = reader
+        self.content = content
+        self.chunks: list[bytes] = []
+        self.done = False
+        self._reading: "defer.Deferred[bytes] | None" = None
+
+    def received(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def _got(self, data: bytes) -> None:
+        self._reading = None
+        self.chunks.append(data)
+        self.done = not data
+
+    def step(self) -> None:
+        if self._reading is None and not self.done:
+            self._reading = self.reader.read()
+            self._reading.addCallback(self._got)
+        if self.origin.requests:
+            self.origin.answer(min(self.origin.requests))
+
+
+class DownloadsTests(_LimitTestCase):
+    """
+    Downloads storing into one cache with a small limit.
+    """
+
+    def test_concurrentDownloadsWithinTheLimit(self) -> None:
+        """
+        Three downloads, each read by a player from the start, their
+        sources answering in turn: after every block stored the cache is
+        within its limit, charged and on disk, and every player gets its
+        file byte for byte (what was evicted is fetched again if needed).
+        """
+        capacity = 6 * SEGMENT
+        cache = self.makeCache(capacity)
+        clock = task.Clock()
+        stores = []
+
+        def stored(ranges: object) -> None:
+            stores.append(ranges)
+            self.assertLessEqual(cache.limit.used, capacity)
+            self.assertLessEqual(onDisk(self.root), capacity)
+
+        plays = []
+        handles: list[CachedFile] = []
+        for n in range(3):
+            meta = fileMeta(f"film{n}", 100)
+            content = b"".join(blockData(meta, i) for i in range(meta.blocks))
+            cached = cache.open(meta)
+            handles.append(cached)
+            download = Download(meta, cached, clock)
+            cached.pin(download.pinned)
+            self.addCleanup(download.close)
+            download.watch(stored)
+            origin = FakeSource("origin", content, meta, authoritative=True)
+            download.addSource(origin)
+            plays.append(_Play(origin, download.read(0), content))
+        for _ in range(10000):
+            if all(play.done for play in plays):
+                break
+            for play in plays:
+                play.step()
+            clock.advance(0)
+        for play in plays:
+            self.assertTrue(play.received() == play.content)
+        # Every block was stored, and most were evicted since.
+        self.assertGreaterEqual(len(stores), 300)
+        held = sum(cached.heldCount for cached in handles)
+        self.assertLess(held, 100)
 
 
 class PinTests(_LimitTestCase):
