@@ -15,8 +15,9 @@ The unit of eviction is a segment, L{SEGMENT_BLOCKS} blocks of one version;
 which to evict first is L{p2pd.store.eviction.newPolicy}'s choice. Never
 evicted: a segment a pin holds (a player reads it, or will soon:
 L{VersionAccount.pin}), and the segment a store is making room for. The
-first and last segment of each version are passed over while any other
-segment can go, so a file's head and tail stay longest.
+first and last segment of each version are passed over, up to
+L{EDGE_PASSES} of them per eviction, so a file's head and tail stay longer
+than its middle.
 
 Eviction runs inside the store that needs the room, and evicts only what
 that store needs: a block (at most 4 MiB) and its records, a few segments,
@@ -25,12 +26,14 @@ limit on disk, everything over it is evicted before the node serves.
 """
 
 from collections.abc import Callable
-from functools import partial
 
 from p2pd.store.eviction import SEGMENT_BLOCKS, Segment, newPolicy
 
 ALLOCATION = 4096
 VERSION_OVERHEAD = 4 * ALLOCATION
+# How many heads and tails of versions one eviction passes over (each then
+# waits another round of the policy's queue) before it evicts them too.
+EDGE_PASSES = 64
 
 # Whether any of blocks C{first} to C{end - 1} of a version is pinned.
 Pin = Callable[[int, int], bool]
@@ -117,9 +120,13 @@ class VersionAccount:
     def unpin(self, pinned: Pin) -> None:
         self.pins.remove(pinned)
 
-    def pinned(self, segment: int, keepEdges: bool) -> bool:
-        if keepEdges and segment in (0, self.lastSegment):
-            return True
+    def isEdge(self, segment: int) -> bool:
+        """
+        Whether C{segment} is the first or last of the version.
+        """
+        return segment in (0, self.lastSegment)
+
+    def pinned(self, segment: int) -> bool:
         first = segment * SEGMENT_BLOCKS
         return any(pin(first, first + SEGMENT_BLOCKS) for pin in self.pins)
 
@@ -137,6 +144,33 @@ class VersionAccount:
             self.segments.pop(segment, None)
             if policy is not None:
                 policy.forget((self.key, segment))
+
+
+class _Pinned:
+    """
+    Which segments one eviction pass must pass over: C{keep}, the pinned
+    ones, and the first C{edges} heads or tails of versions it meets (then
+    they may go too: the work of one eviction stays bounded however many
+    files the cache holds).
+    """
+
+    def __init__(
+        self, versions: dict[str, VersionAccount], keep: Segment | None, edges: int
+    ) -> None:
+        self._versions = versions
+        self._keep = keep
+        self._edgesLeft = edges
+
+    def __call__(self, segment: Segment) -> bool:
+        account = self._versions.get(segment[0])
+        if segment == self._keep or account is None:
+            return segment == self._keep
+        if account.pinned(segment[1]):
+            return True
+        if self._edgesLeft and account.isEdge(segment[1]):
+            self._edgesLeft -= 1
+            return True
+        return False
 
 
 class CacheLimit:
@@ -194,13 +228,18 @@ class CacheLimit:
     def makeRoom(self, need: int, keep: Segment | None = None) -> bool:
         """
         Evict segments until C{need} more bytes fit, never C{keep} nor a
-        pinned one, the heads and tails of versions last; whether they fit.
+        pinned one, the heads and tails of versions passed over
+        L{EDGE_PASSES} times first; whether they fit.
         """
         if self.fits(need) or self.policy is None:
             return self.fits(need)
-        for keepEdges in (True, False):
+        # Should the heads and tails passed over be all there is to evict,
+        # a second pass takes them.
+        for edgePasses in (EDGE_PASSES, 0):
             gone: list[Segment] = []
-            for segment in self.policy.victims(partial(self._pinned, keep, keepEdges)):
+            for segment in self.policy.victims(
+                _Pinned(self._versions, keep, edgePasses)
+            ):
                 if self._evict(segment):
                     gone.append(segment)
                 if self.fits(need):
@@ -210,12 +249,6 @@ class CacheLimit:
             if self.fits(need):
                 return True
         return False
-
-    def _pinned(self, keep: Segment | None, keepEdges: bool, segment: Segment) -> bool:
-        if segment == keep:
-            return True
-        account = self._versions.get(segment[0])
-        return account is not None and account.pinned(segment[1], keepEdges)
 
     def _evict(self, segment: Segment) -> bool:
         """

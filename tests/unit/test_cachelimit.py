@@ -7,6 +7,7 @@ with a lower limit, and evictions cut short by a crash.
 import hashlib
 import os
 import random
+from collections.abc import Callable, Iterator
 
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,9 +22,9 @@ from p2pd.engine.serving import CachedServedFile, Counters, ServedFiles
 from p2pd.store.cache import BlockCache
 from p2pd.store.cachedfile import CachedFile, CacheFull
 from p2pd.store.cachelayout import directoryName, identity
-from p2pd.store.eviction import SEGMENT_BLOCKS
+from p2pd.store.eviction import SEGMENT_BLOCKS, Segment
 from p2pd.store.journal import RECORD_SIZE, Journal
-from p2pd.store.limit import VERSION_OVERHEAD
+from p2pd.store.limit import ALLOCATION, EDGE_PASSES, VERSION_OVERHEAD
 from p2pd.store.memoryblocks import MemoryBlocks
 from tests.fakes import FakeConnection, FakeConnector, FakeSource
 
@@ -353,6 +354,37 @@ class PinTests(_LimitTestCase):
         last = film.meta.blocks - 1
         self.assertTrue(film.has(0) and film.has(last))
         self.assertFalse(film.has(SEGMENT_BLOCKS))
+
+    def test_edgesPassedOverBoundedly(self) -> None:
+        """
+        However many files the cache holds, one eviction passes over at most
+        L{EDGE_PASSES} heads and tails before it evicts one.
+        """
+        cache = self.makeCache(100 * (BLOCK + 6 * ALLOCATION))
+        for n in range(150):
+            cached = cache.open(fileMeta(f"clip{n}", 1))
+            cached.setDigests(0, allDigests(cached.meta))
+            self.store(cache, cached, 0)
+            cached.close()
+        policy = cache.limit.policy
+        assert policy is not None
+        victims = policy.victims
+        asked = []
+
+        def counted(pinned: Callable[[Segment], bool]) -> Iterator[Segment]:
+            def asking(segment: Segment) -> bool:
+                asked.append(segment)
+                return pinned(segment)
+
+            return victims(asking)
+
+        policy.victims = counted  # type: ignore[method-assign]
+        last = cache.open(fileMeta("last", 1))
+        last.setDigests(0, allDigests(last.meta))
+        self.store(cache, last, 0)
+        last.close()
+        self.assertGreater(len(asked), 0)
+        self.assertLessEqual(len(asked), EDGE_PASSES + 2)
 
     def test_downloadPinsItsReaders(self) -> None:
         """
