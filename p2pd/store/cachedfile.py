@@ -87,8 +87,9 @@ class CachedState:
         self.onDisk = not new
         if self.onDisk:
             self._openFiles()
-        elif not self.blocks and disk.ready:
-            # Nothing to wait for: cached as it is, if the disk takes it.
+        elif not self.blocks and disk.ready and account.room(VERSION_OVERHEAD):
+            # Nothing to wait for: cached as it is, if the disk (and the
+            # limit) takes it.
             try:
                 self._makeOnDisk()
             except OSError as e:

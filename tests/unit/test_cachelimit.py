@@ -37,7 +37,7 @@ def fileMeta(name: str, blocks: int) -> FileMeta:
     A file of C{blocks} blocks, its last one short.
     """
     url = f"spp://origin.example:1111/films/{name}.mp4"
-    return FileMeta(url, blocks * BLOCK - 100, BLOCK, "sha256", f"v-{name}")
+    return FileMeta(url, max(0, blocks * BLOCK - 100), BLOCK, "sha256", f"v-{name}")
 
 
 def blockData(meta: FileMeta, index: int) -> bytes:
@@ -154,6 +154,17 @@ class LimitTests(_LimitTestCase):
         self.assertRaises(CacheFull, cached.write, 0, blockData(cached.meta, 0))
         self.assertFalse(cached.has(0))
         self.assertLessEqual(onDisk(self.root), VERSION_OVERHEAD + BLOCK)
+
+    def test_emptyFiles(self) -> None:
+        """
+        Empty files, cached as soon as opened, are charged too: however
+        many, the cache stays within its limit.
+        """
+        cache = self.makeCache(4 * SEGMENT)
+        for n in range(100):
+            cache.open(fileMeta(f"empty{n}", 0)).close()
+            self.assertLessEqual(cache.limit.used, 4 * SEGMENT)
+            self.assertLessEqual(onDisk(self.root), 4 * SEGMENT)
 
     def test_fileWhollyEvictedIsRemoved(self) -> None:
         """
