@@ -29,19 +29,17 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from p2pd.core.meta import FileMeta
-from p2pd.store import fileio
 from p2pd.store.cachedfile import CachedFile, CachedState
 from p2pd.store.cachelayout import (
     directoryName,
-    identity,
     lastUsed,
     readMeta,
     removeDirectory,
 )
 from p2pd.store.diskfailures import DiskFailures
 from p2pd.store.eviction import SEGMENT_BLOCKS, Segment
+from p2pd.store.freeing import dropClosed
 from p2pd.store.interfaces import IBlockCache
-from p2pd.store.journal import Journal
 from p2pd.store.limit import CacheLimit
 from p2pd.store.memoryblocks import MemoryBlocks
 
@@ -289,7 +287,10 @@ class BlockCache:
             if state is not None and state.directory == directory:
                 state.drop(first, end)
             else:
-                self._dropClosed(directory, meta, first, end)
+                self.memory.discard(key, first, end)
+                size = dropClosed(directory, meta, first, end)
+                account = self.limit.account(key, meta.blocks)
+                account.files(size, account.digestsBytes)
         except OSError as e:
             self._log.warn(
                 "cannot evict blocks {first}-{last} of {url}: {why}",
@@ -300,37 +301,6 @@ class BlockCache:
             )
             return False
         return True
-
-    def _dropClosed(self, directory: str, meta: FileMeta, first: int, end: int) -> None:
-        """
-        Evict blocks of a version nobody has open: their journal records
-        appended, then their bytes freed, without reading its journal.
-        """
-        self.memory.discard(self._key(directory), first, end)
-        journal = Journal(identity(meta))
-        journal.attach(os.path.join(directory, "journal"))
-        try:
-            journal.forgetAll(range(first, end))
-            size = journal.size
-        finally:
-            journal.close()
-        account = self.limit.account(self._key(directory), meta.blocks)
-        account.files(size, account.digestsBytes)
-        start = meta.blockStart(first)
-        try:
-            fd = os.open(os.path.join(directory, "data"), os.O_RDWR | os.O_CLOEXEC)
-            try:
-                fileio.punchHole(fd, start, meta.blockStart(end) - start)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            self._log.warn(
-                "cannot free blocks {first}-{last} of {url}: {why}",
-                first=first,
-                last=end - 1,
-                url=meta.url,
-                why=str(e),
-            )
 
     def _emptied(self, key: str) -> None:
         """

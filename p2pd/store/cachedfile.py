@@ -27,6 +27,7 @@ from p2pd.store import fileio
 from p2pd.store.cachelayout import identity, makeDirectory, openFile
 from p2pd.store.digestpages import DigestPages
 from p2pd.store.diskfailures import DiskFailures
+from p2pd.store.freeing import free
 from p2pd.store.journal import Journal
 from p2pd.store.limit import (
     ALLOCATION,
@@ -147,15 +148,7 @@ class CachedState:
             self._free(start, size - start)
 
     def _free(self, start: int, length: int) -> None:
-        try:
-            fileio.punchHole(self._dataFd, start, length)
-        except OSError as e:
-            self._log.warn(
-                "cannot free {length} bytes of {url}: {why}",
-                length=length,
-                url=self.meta.url,
-                why=str(e),
-            )
+        free(self._dataFd, start, length, self.meta.url)
 
     def close(self) -> None:
         fd, self._dataFd = self._dataFd, -1
