@@ -366,5 +366,8 @@ class BlockCache:
         if state.handles == 0:
             self._retire(state)
             state.close()
-            if self.limit.capacity is not None and state.emptied:
+            if not state.onDisk:
+                # Nothing of it was stored: nothing to keep accounts of.
+                self._forget(state.key)
+            elif self.limit.capacity is not None and state.emptied:
                 self._removeVersion(state.directory)

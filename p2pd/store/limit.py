@@ -184,6 +184,8 @@ class CacheLimit:
     @param emptied: called with a version's key when its last segment is
         evicted.
     @ivar used: the bytes charged now.
+    @ivar accounts: the versions charged (and those opened, until closed),
+        by key.
     """
 
     def __init__(
@@ -197,22 +199,22 @@ class CacheLimit:
         self.used = 0
         self._drop = drop
         self._emptied = emptied
-        self._versions: dict[str, VersionAccount] = {}
+        self.accounts: dict[str, VersionAccount] = {}
 
     def account(self, key: str, blocks: int) -> VersionAccount:
         """
         The account of the version C{key} of C{blocks} blocks, made if new.
         """
-        account = self._versions.get(key)
+        account = self.accounts.get(key)
         if account is None:
-            account = self._versions[key] = VersionAccount(self, key, blocks)
+            account = self.accounts[key] = VersionAccount(self, key, blocks)
         return account
 
     def remove(self, key: str) -> None:
         """
         The version C{key} is gone from the disk: nothing of it is charged.
         """
-        account = self._versions.pop(key, None)
+        account = self.accounts.pop(key, None)
         if account is None:
             return
         account.live = False
@@ -238,7 +240,7 @@ class CacheLimit:
         for edgePasses in (EDGE_PASSES, 0):
             gone: list[Segment] = []
             for segment in self.policy.victims(
-                _Pinned(self._versions, keep, edgePasses)
+                _Pinned(self.accounts, keep, edgePasses)
             ):
                 if self._evict(segment):
                     gone.append(segment)
@@ -255,7 +257,7 @@ class CacheLimit:
         Drop C{segment} and take its charge off; whether it was dropped.
         """
         key, number = segment
-        account = self._versions.get(key)
+        account = self.accounts.get(key)
         if account is None or number not in account.segments:
             return True
         if not self._drop(segment):

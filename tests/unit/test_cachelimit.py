@@ -211,6 +211,18 @@ class LimitTests(_LimitTestCase):
         cache.purge()
         self.assertEqual((cache.limit.used, cache.memory.size), (0, 0))
 
+    def test_nothingStoredNothingKept(self) -> None:
+        """
+        Files opened and closed with nothing stored leave nothing in the
+        limit's accounts, however many.
+        """
+        cache = self.makeCache(4 * SEGMENT)
+        for n in range(50):
+            cached = cache.open(fileMeta(f"film{n}", 10))
+            cached.setDigests(0, allDigests(cached.meta))
+            cached.close()
+        self.assertEqual((cache.limit.used, len(cache.limit.accounts)), (0, 0))
+
     def test_noLimit(self) -> None:
         """
         Without a limit nothing is evicted, whatever is stored.
