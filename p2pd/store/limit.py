@@ -27,6 +27,8 @@ limit on disk, everything over it is evicted before the node serves.
 
 from collections.abc import Callable
 
+from twisted.logger import Logger
+
 from p2pd.store.eviction import SEGMENT_BLOCKS, Segment, newPolicy
 
 ALLOCATION = 4096
@@ -188,6 +190,8 @@ class CacheLimit:
         by key.
     """
 
+    _log = Logger()
+
     def __init__(
         self,
         capacity: int | None,
@@ -197,6 +201,8 @@ class CacheLimit:
         self.capacity = capacity
         self.policy = None if capacity is None else newPolicy(capacity)
         self.used = 0
+        # Whether the last store found no room.
+        self._full = False
         self._drop = drop
         self._emptied = emptied
         self.accounts: dict[str, VersionAccount] = {}
@@ -233,6 +239,21 @@ class CacheLimit:
         pinned one, the heads and tails of versions passed over
         L{EDGE_PASSES} times first; whether they fit.
         """
+        fits = self._evictFor(need, keep)
+        if fits == self._full:
+            self._full = not fits
+            if self._full:
+                self._log.warn(
+                    "the disk cache is full of pinned blocks ({used} of {capacity}"
+                    " bytes): streaming from memory until room comes back",
+                    used=self.used,
+                    capacity=self.capacity,
+                )
+            else:
+                self._log.info("the disk cache has room again")
+        return fits
+
+    def _evictFor(self, need: int, keep: Segment | None) -> bool:
         if self.fits(need) or self.policy is None:
             return self.fits(need)
         # Should the heads and tails passed over be all there is to evict,

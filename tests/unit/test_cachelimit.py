@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable, Iterator
 
 from twisted.internet import defer, task
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
@@ -338,17 +339,29 @@ class PinTests(_LimitTestCase):
     def test_allPinnedRefuses(self) -> None:
         """
         When everything held is pinned, a store raises L{CacheFull} and
-        nothing pinned goes.
+        nothing pinned goes; the node says so once, and once again when
+        there is room.
         """
         cache = self.makeCache(4 * SEGMENT)
-        played = self.open(cache, fileMeta("played", 80))
+        meta = fileMeta("played", 80)
+        played = cache.open(meta)
+        played.setDigests(0, allDigests(meta))
         played.pin(lambda first, end: True)
         stored = 0
-        with self.assertRaises(CacheFull):
-            for index in range(80):
-                self.store(cache, played, index)
-                stored += 1
-        self.assertEqual(played.heldCount, stored)
+        with capturedLogs() as events:
+            with self.assertRaises(CacheFull):
+                for index in range(80):
+                    self.store(cache, played, index)
+                    stored += 1
+            self.assertRaises(CacheFull, played.write, 79, blockData(meta, 79))
+            self.assertEqual(played.heldCount, stored)
+            played.close()
+            again = self.open(cache, meta)
+            self.store(cache, again, 79)
+        self.assertEqual(
+            [e["log_level"] for e in events if "disk cache" in e["log_format"]],
+            [LogLevel.warn, LogLevel.info],
+        )
 
     def test_pinGoneWithItsHandle(self) -> None:
         """
