@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from p2pd.core.net import parseHostPort
 from p2pd.store.cache import BlockCache
 from p2pd.store.cachelock import CacheBusy, CacheLock, Holder, holder
-from p2pd.web.control import MAX_RECHECK, PREFIX, TOKEN_HEADER
+from p2pd.web.access import isLocalHost
+from p2pd.web.control import MAX_RECHECK, PREFIX, TOKEN_HEADER, formatBlocks
 
 # Seconds to wait for the node's answer: a purge removes many files.
 CONTROL_TIMEOUT = 300.0
@@ -81,11 +83,19 @@ class NodeChanges:
     """
 
     def __init__(self, found: Holder, timeout: float = CONTROL_TIMEOUT) -> None:
-        assert found.control is not None and found.token is not None
+        """
+        @raise CannotChange: the holder names no loopback C{HOST:PORT}.
+        """
         self.holder = found
-        host, _, port = found.control.rpartition(":")
-        self.host = host.strip("[]")
-        self.port = int(port)
+        try:
+            self.host, self.port = parseHostPort(found.control or "")
+        except ValueError:
+            self.host = ""
+        if not isLocalHost(self.host):
+            raise CannotChange(
+                f"the lock of the node (pid {found.pid}) names no loopback "
+                f"control address: {found.control!r}"
+            )
         self.timeout = timeout
 
     def _post(self, command: str, **query: str) -> tuple[int, Any]:
@@ -134,7 +144,7 @@ class NodeChanges:
     def recheck(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
         dropped: list[int] = []
         for start in range(0, len(blocks), MAX_RECHECK):
-            part = ",".join(str(i) for i in blocks[start : start + MAX_RECHECK])
+            part = formatBlocks(blocks[start : start + MAX_RECHECK])
             _, answer = self._post("recheck", url=url, version=version, blocks=part)
             dropped += [int(i) for i in answer.get("dropped", [])]
         return dropped
@@ -148,7 +158,12 @@ def changes(directory: str) -> Iterator[Changes]:
 
     @raise CannotChange: neither is possible.
     """
-    found = holder(directory)
+    try:
+        found = holder(directory)
+    except OSError as e:
+        raise CannotChange(
+            f"cannot read the lock of {directory}: {e.strerror or e}"
+        ) from None
     lock = None
     if found is None:
         try:

@@ -176,6 +176,10 @@ def _read(directory: str) -> tuple[list[Version], list[Damaged]]:
     return held, [d for d in found if isinstance(d, Damaged)]
 
 
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
+
+
 def _versionJSON(version: Version) -> dict[str, Any]:
     meta = version.meta
     return {
@@ -300,7 +304,8 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
                 f"{item['block']} dropped: {item['why']}\n"
             )
         verdict = f"{len(bad)} bad, dropped" if bad else "all good"
-        out.write(f"checked {checked} blocks of {len(held)} versions: {verdict}\n")
+        checkedText = f"{_count(checked, 'block')} of {_count(len(held), 'version')}"
+        out.write(f"checked {checkedText}: {verdict}\n")
         _warnDamaged(damaged, err)
     return EXIT_BAD if bad else EXIT_OK
 
@@ -332,7 +337,7 @@ def _purge(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     if options.json:
         _writeJSON(out, {"removedFiles": files, "heldBytes": size})
     else:
-        out.write(f"removed {files} files ({humanSize(size)})\n")
+        out.write(f"removed {_count(files, 'file')} ({humanSize(size)})\n")
     return EXIT_OK
 
 

@@ -19,11 +19,10 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from p2pd.engine.interfaces import ICacheControl
 from p2pd.store.cachelock import CacheBusy, CacheLock
-from p2pd.web.control import ControlResource
+from p2pd.web.control import controlSite
 
 CONTROL_ENDPOINT = "tcp:0:interface=127.0.0.1"
 # Seconds a control connection may stay idle.
@@ -79,10 +78,8 @@ class CacheControlService(Service):
     def startService(self) -> None:
         self._take()
         super().startService()
-        site = Site(ControlResource(self.node, self.token), reactor=self.reactor)
-        site.displayTracebacks = False
+        site = controlSite(self.node, self.token, self.reactor)
         site.timeOut = CONTROL_TIMEOUT
-        site.noisy = False
         d = serverFromString(self.reactor, self.endpoint).listen(site)
         d.addCallbacks(self._listening, self._cannotListen)
 

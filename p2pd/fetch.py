@@ -4,12 +4,14 @@ C{p2pd fetch URL}: download one file over SPP, with a progress bar.
 
 The fetching process is a node like any other while it runs: it listens for
 peers, so several fetches of one file trade blocks instead of each taking a
-full copy from the origin.
+full copy from the origin. Like any node, it holds the lock of its cache
+directory (L{p2pd.store.cachelock}) while it runs.
 
 Exit codes: 0 done; 1 bad usage; 2 the origin cannot be reached (unknown
 host, refused, timeout); 3 the origin refuses (not found, forbidden); 4 the
 download failed (every source gone, digests failing, the file changed);
-5 the output cannot be written.
+5 the output or the cache directory cannot be written (or another p2pd
+uses the cache directory).
 """
 
 import getopt
@@ -40,6 +42,7 @@ from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
 from p2pd.spp.tls import ClientTLS, TLSFileError
 from p2pd.store.cache import BlockCache
+from p2pd.store.cachelock import CacheBusy, CacheLock
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED, EXIT_OUTPUT = range(6)
 
@@ -193,12 +196,21 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
     url = options["url"]
     try:
         cache = BlockCache(os.path.join(options["cache-dir"], "blocks"))
+        # Held until the process ends: a node or p2pd cache meanwhile on the
+        # same directory would change what this one is writing.
+        lock = CacheLock.take(options["cache-dir"])
+    except CacheBusy as e:
+        stderr.write(
+            f"p2pd fetch: the cache directory {e}; give this fetch its own -c DIR\n"
+        )
+        return EXIT_OUTPUT
     except OSError as e:
         stderr.write(
             f"p2pd fetch: cannot use the cache directory {options['cache-dir']}: "
             f"{e.strerror or e}\n"
         )
         return EXIT_OUTPUT
+    reactor.addSystemEventTrigger("after", "shutdown", lock.release)
     bindHost = options["interface"] or None
     tls = options["tls"]
     node = Node(reactor, lambda node: TCPConnector(reactor, node, bindHost, tls), cache)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_node -*-
+# -*- test-case-name: tests.unit.test_node,tests.unit.test_control -*-
 """
 The node: serves files to other nodes, and runs this node's downloads.
 

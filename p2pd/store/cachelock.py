@@ -159,7 +159,7 @@ def _read(fd: int) -> Holder:
         return Holder()
     pid, control, token = raw.get("pid"), raw.get("control"), raw.get("token")
     return Holder(
-        pid if isinstance(pid, int) and pid > 0 else None,
+        pid if type(pid) is int and pid > 0 else None,
         control if isinstance(control, str) else None,
         token if isinstance(token, str) else None,
     )

@@ -15,21 +15,26 @@ answers only loopback clients that send the token in L{TOKEN_HEADER}:
 
 Answers are JSON objects: C{{"removed": true}} (404 with C{false} when the
 URL is not cached), C{{"removed": N}}, C{{"dropped": [I, ...]}}; errors
-C{{"error": "..."}}. The token keeps out the host's other users and the
+C{{"error": "..."}}. Commands have no body: a request with one is answered
+413 before a byte of it is read, and its headers must arrive within the
+node's header deadline (L{p2pd.web.channel}). The token keeps out the host's other users and the
 web pages a local browser opens (a page may POST to a loopback port, but
 cannot send that header).
 """
 
 import hmac
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from p2pd.engine.interfaces import ICacheControl
 from p2pd.web.access import isLocalHost
+from p2pd.web.channel import NodeChannel
 
 PREFIX = b".cache"
 TOKEN_HEADER = b"X-P2pd-Token"
@@ -73,12 +78,33 @@ class ControlResource(Resource):
                 dropped = self.node.recheckCached(
                     _text(request, b"url"),
                     _text(request, b"version"),
-                    _blocks(_text(request, b"blocks")),
+                    parseBlocks(_text(request, b"blocks")),
                 )
                 return _answer(request, http.OK, dropped=dropped)
         except ValueError as e:
             return _answer(request, http.BAD_REQUEST, error=str(e))
         return _answer(request, http.NOT_FOUND, error="no such command")
+
+
+class ControlChannel(NodeChannel):
+    """
+    The control listener's HTTP channel: the node's header deadline, and no
+    request body read.
+    """
+
+    def _bodyRefusal(self) -> tuple[int, str] | None:
+        return http.REQUEST_ENTITY_TOO_LARGE, "cache commands have no body"
+
+
+def controlSite(node: ICacheControl, token: str, reactor: Any) -> Site:
+    """
+    The control listener's site: quiet, and no traceback in an answer.
+    """
+    site = Site(ControlResource(node, token), reactor=reactor)
+    site.protocol = ControlChannel  # type: ignore[assignment]
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
 
 
 def _text(request: IRequest, name: bytes) -> str:
@@ -96,9 +122,17 @@ def _text(request: IRequest, name: bytes) -> str:
         raise ValueError(f"{name.decode()} is not UTF-8") from None
 
 
-def _blocks(value: str) -> list[int]:
+def formatBlocks(blocks: Sequence[int]) -> str:
     """
-    Block numbers written C{I,J,...}: at most L{MAX_RECHECK} of them.
+    Block numbers as a recheck names them: C{I,J,...}.
+    """
+    return ",".join(str(index) for index in blocks)
+
+
+def parseBlocks(value: str) -> list[int]:
+    """
+    Block numbers written C{I,J,...} (L{formatBlocks}): at most
+    L{MAX_RECHECK} of them, each of at most ten digits.
 
     @raise ValueError: they are not that.
     """

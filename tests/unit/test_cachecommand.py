@@ -397,6 +397,22 @@ class CacheCommandTests(SynchronousTestCase):
             ],
         )
 
+    def test_controlNotLoopback(self) -> None:
+        """
+        A lock that names a control address off this host, or none that
+        reads, is not used: the token is never sent elsewhere, and the
+        command exits 5.
+        """
+        self.fill(META, [0])
+        lock = CacheLock.take(self.directory)
+        self.addCleanup(lock.release)
+        for control in ["10.0.0.1:4242", "nonsense", "127.0.0.1:99999"]:
+            lock.say(control, "token")
+            code, out, err = self.command("purge")
+            self.assertEqual((code, out), (EXIT_BUSY, ""), control)
+            self.assertIn("names no loopback control address", err)
+        self.assertEqual(self.runJSON("du")["heldBlocks"], 1)  # type: ignore[index]
+
     def test_lockReleased(self) -> None:
         """
         A changing command takes the lock while it works and lets it go,

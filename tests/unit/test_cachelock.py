@@ -5,6 +5,8 @@ directory, and others learn who it is.
 
 import os
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.store.cachelock import (
@@ -124,3 +126,22 @@ class CacheLockTests(SynchronousTestCase):
         """
         lock = self.take()
         self.assertRaises(ValueError, lock.say, "127.0.0.1:1", "x" * MAX_HOLDER)
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.binary(max_size=MAX_HOLDER + 16))
+    def test_anyContent(self, content: bytes) -> None:
+        """
+        Whatever a held lock file holds, its holder is read without an
+        error: each field of its type, or unknown.
+        """
+        lock = CacheLock.take(self.directory)
+        try:
+            with open(os.path.join(self.directory, LOCK_NAME), "wb") as f:
+                f.write(content)
+            found = holder(self.directory)
+        finally:
+            lock.release()
+        assert found is not None
+        self.assertTrue(found.pid is None or (type(found.pid) is int and found.pid > 0))
+        self.assertTrue(found.control is None or isinstance(found.control, str))
+        self.assertTrue(found.token is None or isinstance(found.token, str))

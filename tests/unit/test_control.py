@@ -9,11 +9,14 @@ import json
 import os
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.error import CannotListenError
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
 from twisted.web.server import Site
@@ -24,7 +27,13 @@ from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.engine.download import DownloadFailed
 from p2pd.store.cachelayout import directoryName
 from p2pd.store.cachelock import CacheLock, Holder, holder
-from p2pd.web.control import MAX_RECHECK, ControlResource
+from p2pd.web.control import (
+    MAX_RECHECK,
+    ControlResource,
+    controlSite,
+    formatBlocks,
+    parseBlocks,
+)
 from tests.fakes import FakeCacheControl
 from tests.helpers import InMemoryHTTP, parseResponse
 from tests.unit.test_node import (
@@ -173,6 +182,89 @@ class ControlResourceTests(SynchronousTestCase):
         self.assertEqual(
             self.send("/.cache/purge", peer=IPv6Address("TCP", "::1", 1))[0], http.OK
         )
+
+
+class ControlChannelTests(SynchronousTestCase):
+    """
+    The control listener's site and channel (L{controlSite}).
+    """
+
+    def exchange(self, data: bytes) -> tuple[bytes, FakeCacheControl]:
+        """
+        Feed C{data} to a fresh connection from the local host; what the
+        site wrote back, and the node it asked.
+        """
+        node = FakeCacheControl(set(), {})
+        site = controlSite(node, TOKEN, MemoryReactorClock())
+        channel = site.buildProtocol(LOCAL)
+        transport = StringTransport(peerAddress=LOCAL)
+        channel.makeConnection(transport)
+        channel.dataReceived(data)
+        channel.connectionLost(Failure(ConnectionDone()))
+        return transport.value(), node
+
+    def test_command(self) -> None:
+        """
+        A command without a body, as C{p2pd cache} sends it, is carried
+        out.
+        """
+        written, node = self.exchange(
+            b"POST /.cache/purge HTTP/1.1\r\nHost: x\r\n"
+            b"X-P2pd-Token: " + TOKEN.encode() + b"\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.assertEqual(parseResponse(written)[0], http.OK)
+        self.assertEqual(node.calls, [("purgeCache",)])
+
+    def test_bodyRefused(self) -> None:
+        """
+        A request with a body gets 413 before the body is read, and the node
+        is not asked.
+        """
+        written, node = self.exchange(
+            b"POST /.cache/purge HTTP/1.1\r\nHost: x\r\n"
+            b"X-P2pd-Token: " + TOKEN.encode() + b"\r\n"
+            b"Content-Length: 100000000\r\n\r\n" + b"x" * 1000
+        )
+        code, _, body = parseResponse(written)
+        self.assertEqual(code, http.REQUEST_ENTITY_TOO_LARGE)
+        self.assertEqual(body, b"cache commands have no body\n")
+        self.assertEqual(node.calls, [])
+
+
+class BlocksTests(SynchronousTestCase):
+    """
+    L{parseBlocks} and L{formatBlocks}: the block numbers of a recheck.
+    """
+
+    @given(st.lists(st.integers(0, 10**10 - 1), min_size=1, max_size=MAX_RECHECK))
+    def test_roundTrip(self, blocks: list[int]) -> None:
+        """
+        Any list of up to L{MAX_RECHECK} block numbers reads back as it was
+        written.
+        """
+        self.assertEqual(parseBlocks(formatBlocks(blocks)), blocks)
+
+    @given(st.text())
+    def test_anyText(self, value: str) -> None:
+        """
+        Any text reads as at most L{MAX_RECHECK} non-negative numbers, or
+        raises L{ValueError}: nothing else.
+        """
+        try:
+            blocks = parseBlocks(value)
+        except ValueError:
+            return
+        self.assertLessEqual(len(blocks), MAX_RECHECK)
+        self.assertTrue(all(0 <= index < 10**10 for index in blocks))
+
+    def test_pastBound(self) -> None:
+        """
+        One block more than L{MAX_RECHECK}, or a number of eleven digits, is
+        refused.
+        """
+        self.assertRaises(ValueError, parseBlocks, formatBlocks(range(MAX_RECHECK + 1)))
+        self.assertRaises(ValueError, parseBlocks, "12345678901")
+        self.assertRaises(ValueError, parseBlocks, "\u0663")
 
 
 class NodeCacheControlTests(NodeFixture):
