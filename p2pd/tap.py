@@ -469,7 +469,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         tls=TLSMemoryBIOFactory(serverTLS, False, site),
         tlsOnly=options["tls-only"],
     )
-    NodeService(node, hashing, digestIndex, reactor).setServiceParent(service)
+    NodeService(node, hashing, digestIndex, reactor, cache).setServiceParent(service)
     listener = ListenerService(
         serverFromString(reactor, options["listen"]), shared, options["listen"], node
     )

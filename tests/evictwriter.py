@@ -58,6 +58,7 @@ def main(root: str, limit: int, url: str, path: str, blockSize: int, mode: str) 
         return otherData(meta, index)
 
     cache = BlockCache(root, capacity=limit)
+    cache.enforceLimit()
     for round in itertools.count():
         for meta in files:
             cached = cache.open(meta)

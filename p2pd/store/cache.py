@@ -15,9 +15,10 @@ Its other modules:
   - L{p2pd.store.limit}: the bytes it holds, and eviction under C{-C};
   - L{p2pd.store.memoryblocks}: blocks kept in memory under C{-M}.
 
-With a limit, the cache reads every version's journal when it starts,
-frees what no journal holds (a crash's leftovers), and evicts down to the
-limit (which may have been lowered) before it is used.
+With a limit, the cache reads every version's journal when the node
+starts (L{BlockCache.enforceLimit}), frees what no journal holds (a
+crash's leftovers), and evicts down to the limit (which may have been
+lowered) before it is used.
 """
 
 import os
@@ -74,8 +75,6 @@ class BlockCache:
         self.memory = MemoryBlocks(memory)
         # Where each version charged to the limit lives, by key.
         self._onDisk: dict[str, tuple[str, FileMeta]] = {}
-        if capacity is not None:
-            self._scan()
 
     def _key(self, directory: str) -> str:
         """
@@ -231,11 +230,15 @@ class BlockCache:
             self._onDisk[key] = (directory, meta)
         return state
 
-    def _scan(self) -> None:
+    def enforceLimit(self) -> None:
         """
         Charge every version on disk, the least recently used first, remove
-        debris, and evict down to the limit.
+        debris, free what no journal holds, and evict down to the limit
+        (nothing without one). Once, with the cache directory locked (the
+        cache's files are changed), before the cache is used.
         """
+        if self.limit.capacity is None:
+            return
         found: list[tuple[float, str, FileMeta]] = []
         for parent in os.listdir(self.root):
             parentPath = os.path.join(self.root, parent)

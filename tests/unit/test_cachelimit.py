@@ -71,7 +71,12 @@ class _LimitTestCase(SynchronousTestCase):
         self.root = os.path.abspath(self.mktemp())
 
     def makeCache(self, capacity: int | None, memory: int = 0) -> BlockCache:
-        return BlockCache(self.root, capacity=capacity, memory=memory)
+        """
+        A cache on the test's directory, started as a node starts it.
+        """
+        cache = BlockCache(self.root, capacity=capacity, memory=memory)
+        cache.enforceLimit()
+        return cache
 
     def open(self, cache: BlockCache, meta: FileMeta) -> CachedFile:
         cached = cache.open(meta)

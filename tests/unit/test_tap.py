@@ -21,7 +21,9 @@ from twisted.web.server import Site
 
 from p2pd import __version__, services, tap
 from p2pd.listener import SharedPortFactory
+from p2pd.store.cache import BlockCache
 from p2pd.web.root import NodeRoot
+from tests.unit.test_cachelimit import allDigests, blockData, fileMeta, onDisk
 
 
 class _IsolatedHomeMixin:
@@ -411,6 +413,35 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         self.assertTrue(root.direct)
         self.assertIsNotNone(root.public)
         self.assertEqual(root.public.root, os.path.realpath(self.pub))
+
+    def fillCache(self, directory: str, blocks: int) -> str:
+        """
+        A cache directory holding one file of C{blocks} blocks; its
+        C{blocks} directory.
+        """
+        root = os.path.join(directory, "blocks")
+        cached = BlockCache(root).open(fileMeta("film", blocks))
+        cached.setDigests(0, allDigests(cached.meta))
+        for index in range(blocks):
+            cached.write(index, blockData(cached.meta, index))
+        cached.close()
+        return root
+
+    def test_cacheWithinItsLimitOnStart(self) -> None:
+        """
+        A node started on a cache over its C{-C} evicts down to it before it
+        serves; one that cannot lock the cache (another node runs on it)
+        changes nothing in it.
+        """
+        directory = os.path.abspath(self.mktemp())
+        root = self.fillCache(directory, 200)
+        self.assertGreater(onDisk(root), 2 << 20)
+        self.start("-c", directory, "-C", "2M")
+        held = onDisk(root)
+        self.assertLessEqual(held, 2 << 20)
+        other = tap.makeService(parse("-c", directory, "-C", "1M"), self.reactor)
+        self.assertRaises(SystemExit, other.privilegedStartService)
+        self.assertEqual(onDisk(root), held)
 
     def test_listensIPv6(self) -> None:
         """
