@@ -22,6 +22,8 @@ from tests.unit.test_cachelimit import onDisk
 SIZE = 10 * 1000 * 1000
 BLOCK = 64 * 1024
 LIMIT = 2 * 1024 * 1024
+# What a node logs once its cache is within its limit, before it serves.
+STARTED = r"disk cache .*: [0-9]+ bytes in [0-9]+ files?, limit"
 
 
 class CacheLimitTests(TestCase):
@@ -127,6 +129,7 @@ class CacheLimitTests(TestCase):
         yield self.kill(viewer)
         again = self.nodes.add("-c", self.cacheDir, "-C", "1M", address=viewer.address)
         yield again.start()
+        yield again.waitForLine(STARTED)
         self.assertLessEqual(onDisk(self.blocks), 1024 * 1024)
         yield self.play(again, origin)
         self.assertLessEqual(onDisk(self.blocks), 1024 * 1024)
@@ -145,6 +148,7 @@ class CacheLimitTests(TestCase):
             self.killWriter(self.writer(url, "run"), b"stored", count)
         self.killWriter(self.writer(url, "between"), b"journaled", 1)
         viewer = yield self.nodes.start("-c", self.cacheDir, "-C", "2M")
+        yield viewer.waitForLine(STARTED)
         self.assertLessEqual(onDisk(self.blocks), LIMIT)
         yield self.play(viewer, origin)
         self.assertLessEqual(onDisk(self.blocks), LIMIT)
