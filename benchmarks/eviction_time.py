@@ -14,14 +14,18 @@ thread, from the limit's check to the last segment freed: journal records
 appended, hole punched, charges taken off) and divided by the segments it
 evicted. Reports the median, 99th percentile and worst per evicted
 segment (target: under 1 ms), and the stores' own time for comparison.
+After each store a block held is read, as a peer would, through the
+memory cache of --memory-mb MiB: reports the most it held (target: never
+above it).
 
     python3 benchmarks/eviction_time.py [--limit-mb 256] [--files 12]
-        [--file-mb 64] [--no-doc] [--json FILE]
+        [--file-mb 64] [--memory-mb 16] [--no-doc] [--json FILE]
 """
 
 import argparse
 import hashlib
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -42,9 +46,11 @@ BLOCK = 256 * 1024
 TARGET_MS = 1.0
 
 
-def run(limitMB, files, fileMB, directory):
+def run(limitMB, files, fileMB, memoryMB, directory):
     shutil.rmtree(directory, ignore_errors=True)
-    cache = BlockCache(directory, capacity=limitMB << 20)
+    cache = BlockCache(directory, capacity=limitMB << 20, memory=memoryMB << 20)
+    rng = random.Random(1)
+    peakMemory = 0
     policy = cache.limit.policy
     makeRoom = cache.limit.makeRoom
     perSegment = {"wall": [], "cpu": []}
@@ -75,10 +81,14 @@ def run(limitMB, files, fileMB, directory):
             started = time.perf_counter()
             cached.write(index, data)
             stores.append(time.perf_counter() - started)
+            # A peer reads a block held, through the memory cache.
+            first, count = rng.choice(cached.held())
+            cached.read(first + rng.randrange(count))
+            peakMemory = max(peakMemory, cache.memory.size)
         cached.close()
         assert cache.limit.used <= limitMB << 20
     shutil.rmtree(directory, ignore_errors=True)
-    return perSegment, stores
+    return perSegment, stores, peakMemory
 
 
 def ms(values, share):
@@ -86,7 +96,7 @@ def ms(values, share):
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
 
-def markdown(perSegment, stores, args):
+def markdown(perSegment, stores, peakMemory, args):
     rows = [
         "| per evicted segment | median | 99th percentile | worst |",
         "|---|---|---|---|",
@@ -101,6 +111,12 @@ def markdown(perSegment, stores, args):
         f"| a whole store (for comparison) | {statistics.median(stores) * 1000:.3f} ms "
         f"| {ms(stores, 0.99):.3f} ms | {max(stores) * 1000:.3f} ms |"
     )
+    rows.append("")
+    rows.append(
+        f"Memory cache (`-M {args.memory_mb}M`), a block held read after each "
+        f"store: at most {peakMemory / 2**20:.2f} MiB held (target: never above "
+        f"{args.memory_mb} MiB)."
+    )
     return (
         f"{len(perSegment['wall'])} stores that evicted, "
         f"{args.files} files of {args.file_mb} MiB through a {args.limit_mb} MiB "
@@ -114,16 +130,21 @@ def main():
     parser.add_argument("--limit-mb", type=int, default=256)
     parser.add_argument("--files", type=int, default=12)
     parser.add_argument("--file-mb", type=int, default=64)
+    parser.add_argument("--memory-mb", type=int, default=16)
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--json", default=os.path.join(WORK, "eviction_time.json"))
     args = parser.parse_args()
     started = time.monotonic()
     directory = os.path.join(WORK, "eviction_time")
-    perSegment, stores = run(args.limit_mb, args.files, args.file_mb, directory)
+    perSegment, stores, peakMemory = run(
+        args.limit_mb, args.files, args.file_mb, args.memory_mb, directory
+    )
     elapsed = time.monotonic() - started
     if not perSegment["wall"]:
         sys.exit("eviction_time: nothing was evicted; store more than the limit")
-    table = markdown(perSegment, stores, args)
+    if peakMemory > args.memory_mb << 20:
+        sys.exit(f"eviction_time: the memory cache held {peakMemory} bytes")
+    table = markdown(perSegment, stores, peakMemory, args)
     print(table)
     result = {
         "benchmark": "eviction_time",
@@ -131,6 +152,7 @@ def main():
         "versions": {"p2pd": p2pdVersion()},
         "medianMs": statistics.median(perSegment["wall"]) * 1000,
         "worstMs": max(perSegment["wall"]) * 1000,
+        "peakMemoryBytes": peakMemory,
         "markdown": table,
     }
     writeResult(args.json, result, elapsed)
