@@ -7,8 +7,12 @@ with a lower limit, and evictions cut short by a crash.
 import hashlib
 import os
 import random
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -702,3 +706,92 @@ class MemoryBlocksTests(SynchronousTestCase):
         self.assertFalse(cached.has(17))
         self.assertIsNone(cached.read(17))
         self.assertLessEqual(cache.memory.size, SEGMENT)
+
+
+FILES = [fileMeta(f"random{n}", blocks) for n, blocks in enumerate((5, 20, 40, 70))]
+_file = st.integers(0, len(FILES) - 1)
+_block = st.integers(0, 69)
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), _file, _block),
+        st.tuples(st.just("fill"), _file, _block),
+        st.tuples(st.just("read"), _file, _block),
+        st.tuples(st.just("pin"), _file, _block),
+        st.tuples(st.just("close"), _file, st.just(0)),
+        st.tuples(st.just("remove"), _file, st.just(0)),
+        st.tuples(st.just("restart"), st.integers(1, 6), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+def pinBlock(block: int) -> Callable[[int, int], bool]:
+    """
+    A pin of block C{block} alone.
+    """
+    return lambda first, end: first <= block < end
+
+
+class RandomUseTests(SynchronousTestCase):
+    """
+    Whatever is done to the cache (blocks stored, a run at a time or one;
+    read; pinned; files closed and removed), in whatever order, with
+    restarts at any limit between: it stays within its limit, charges no less than the disk
+    holds, and every block it holds reads back intact.
+    """
+
+    @settings(deadline=None, max_examples=150)
+    @given(st.integers(1, 6), _operations)
+    def test_randomUse(
+        self, segments: int, operations: list[tuple[str, int, int]]
+    ) -> None:
+        """
+        The cache's invariants hold after every operation.
+        """
+        root = os.path.abspath(tempfile.mkdtemp(dir=os.getcwd()))
+        self.addCleanup(shutil.rmtree, root, True)
+        capacity = segments * SEGMENT
+        cache = BlockCache(root, capacity=capacity, memory=SEGMENT)
+        cache.enforceLimit()
+        handles: dict[int, CachedFile] = {}
+
+        def handle(n: int) -> CachedFile:
+            if n not in handles:
+                handles[n] = cache.open(FILES[n])
+                handles[n].setDigests(0, allDigests(FILES[n]))
+            return handles[n]
+
+        for operation, n, number in operations:
+            if operation in ("write", "fill"):
+                last = number + (24 if operation == "fill" else 1)
+                for index in range(number, min(last, FILES[n].blocks)):
+                    try:
+                        handle(n).write(index, blockData(FILES[n], index))
+                    except CacheFull:
+                        pass
+            elif operation == "read" and number < FILES[n].blocks:
+                data = handle(n).read(number)
+                self.assertIn(data, (None, blockData(FILES[n], number)))
+            elif operation == "pin":
+                handle(n).pin(pinBlock(number))
+            elif operation == "close" and n in handles:
+                handles.pop(n).close()
+            elif operation == "remove":
+                cache.remove(FILES[n].url)
+                if n in handles:
+                    handles.pop(n).close()
+            elif operation == "restart":
+                for cached in handles.values():
+                    cached.close()
+                handles.clear()
+                capacity = n * SEGMENT
+                cache = BlockCache(root, capacity=capacity, memory=SEGMENT)
+                cache.enforceLimit()
+            self.assertLessEqual(cache.limit.used, capacity)
+            self.assertLessEqual(onDisk(root), cache.limit.used)
+            self.assertLessEqual(cache.memory.size, SEGMENT)
+        for cached in handles.values():
+            for first, count in cached.held():
+                for index in range(first, first + count):
+                    self.assertEqual(cached.read(index), blockData(cached.meta, index))
+            cached.close()
