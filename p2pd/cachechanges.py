@@ -22,6 +22,8 @@ from p2pd.web.control import MAX_RECHECK, PREFIX, TOKEN_HEADER, formatBlocks
 
 # Seconds to wait for the node's answer: a purge removes many files.
 CONTROL_TIMEOUT = 300.0
+# The most bytes of an answer read (a recheck's names at most 256 blocks).
+MAX_ANSWER = 64 * 1024
 
 
 class CannotChange(Exception):
@@ -98,9 +100,9 @@ class NodeChanges:
             )
         self.timeout = timeout
 
-    def _post(self, command: str, **query: str) -> tuple[int, Any]:
+    def _post(self, command: str, **query: str) -> dict[str, Any]:
         """
-        Send one command; the answer's status and JSON.
+        Send one command; the node's answer.
 
         @raise CannotChange: the node cannot be reached, or its answer is
             not one.
@@ -116,7 +118,7 @@ class NodeChanges:
                 "POST", path, headers={TOKEN_HEADER.decode(): self.holder.token or ""}
             )
             response = connection.getresponse()
-            status, body = response.status, response.read()
+            status, body = response.status, response.read(MAX_ANSWER)
         except (OSError, http.client.HTTPException) as e:
             raise CannotChange(
                 f"cannot reach the node (pid {self.holder.pid}) running on the "
@@ -133,19 +135,19 @@ class NodeChanges:
             raise CannotChange(
                 f"the node (pid {self.holder.pid}) refused: {why or status}"
             )
-        return status, answer
+        return answer
 
     def remove(self, url: str) -> bool:
-        return bool(self._post("rm", url=url)[1].get("removed"))
+        return bool(self._post("rm", url=url).get("removed"))
 
     def purge(self) -> int:
-        return int(self._post("purge")[1].get("removed", 0))
+        return int(self._post("purge").get("removed", 0))
 
     def recheck(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
         dropped: list[int] = []
         for start in range(0, len(blocks), MAX_RECHECK):
             part = formatBlocks(blocks[start : start + MAX_RECHECK])
-            _, answer = self._post("recheck", url=url, version=version, blocks=part)
+            answer = self._post("recheck", url=url, version=version, blocks=part)
             dropped += [int(i) for i in answer.get("dropped", [])]
         return dropped
 

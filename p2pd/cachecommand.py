@@ -20,11 +20,12 @@ by a process that takes no commands, or the node cannot be reached).
 import getopt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from p2pd.cachechanges import CannotChange, changes
+from p2pd.cachechanges import CannotChange, Changes, changes
 from p2pd.cacheoutput import humanSize, humanTime, table
 from p2pd.core.url import BadURL, parse
 from p2pd.store.cacheview import Damaged, Version, badBlocks, versions
@@ -171,9 +172,9 @@ def _read(directory: str) -> tuple[list[Version], list[Damaged]]:
         found = list(versions(root))
     except OSError as e:
         raise Failed(EXIT_NOT_CACHE, f"cannot read {root}: {e.strerror or e}") from None
-    held = [v for v in found if isinstance(v, Version)]
-    held.sort(key=lambda v: (v.meta.url, -v.lastUsed))
-    return held, [d for d in found if isinstance(d, Damaged)]
+    cached = [v for v in found if isinstance(v, Version)]
+    cached.sort(key=lambda v: (v.meta.url, -v.lastUsed))
+    return cached, [d for d in found if isinstance(d, Damaged)]
 
 
 def _count(number: int, thing: str) -> str:
@@ -210,17 +211,17 @@ def _warnDamaged(damaged: list[Damaged], err: TextIO) -> None:
 
 
 def _ls(options: CacheOptions, out: TextIO, err: TextIO) -> int:
-    held, damaged = _read(options.directory)
+    cached, damaged = _read(options.directory)
     if options.json:
         _writeJSON(
             out,
             {
-                "versions": [_versionJSON(v) for v in held],
+                "versions": [_versionJSON(v) for v in cached],
                 "damaged": _damagedJSON(damaged),
             },
         )
         return EXIT_OK
-    if held:
+    if cached:
         rows = [
             [
                 v.meta.url,
@@ -230,7 +231,7 @@ def _ls(options: CacheOptions, out: TextIO, err: TextIO) -> int:
                 f"{v.heldBlocks}/{v.meta.blocks}",
                 humanTime(v.lastUsed),
             ]
-            for v in held
+            for v in cached
         ]
         header = ["URL", "VERSION", "SIZE", "HELD", "BLOCKS", "LAST USED"]
         out.write(table(header, rows, right={2, 3, 4}))
@@ -241,13 +242,13 @@ def _ls(options: CacheOptions, out: TextIO, err: TextIO) -> int:
 
 
 def _du(options: CacheOptions, out: TextIO, err: TextIO) -> int:
-    held, damaged = _read(options.directory)
+    cached, damaged = _read(options.directory)
     totals = {
-        "files": len({v.meta.url for v in held}),
-        "versions": len(held),
-        "heldBlocks": sum(v.heldBlocks for v in held),
-        "heldBytes": sum(v.heldBytes for v in held),
-        "diskBytes": sum(v.diskBytes for v in held),
+        "files": len({v.meta.url for v in cached}),
+        "versions": len(cached),
+        "heldBlocks": sum(v.heldBlocks for v in cached),
+        "heldBytes": sum(v.heldBytes for v in cached),
+        "diskBytes": sum(v.diskBytes for v in cached),
         "damaged": len(damaged),
     }
     if options.json:
@@ -269,29 +270,24 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     checked = 0
     _blocks(options.directory)  # nothing is locked in what is not a cache
     with changes(options.directory) as changer:
-        held, damaged = _read(options.directory)
-        for version in held:
-            try:
-                found = dict(badBlocks(version))
-            except OSError as e:
-                damaged.append(
-                    Damaged(version.directory, f"cannot be read: {e.strerror or e}")
-                )
-                continue
-            checked += version.heldBlocks
-            if not found:
-                continue
-            meta = version.meta
-            dropped = changer.recheck(meta.url, meta.version, sorted(found))
-            bad += [
-                {"url": meta.url, "version": meta.version, "block": i, "why": found[i]}
-                for i in dropped
-            ]
+        cached, damaged = _read(options.directory)
+        total = sum(v.heldBytes for v in cached)
+        with _progress(total, err, quiet=options.json) as progress:
+            for version in cached:
+                try:
+                    suspects = dict(badBlocks(version, progress))
+                except OSError as e:
+                    why = f"cannot be read: {e.strerror or e}"
+                    damaged.append(Damaged(version.directory, why))
+                    continue
+                checked += version.heldBlocks
+                if suspects:
+                    bad += _recheck(changer, version, suspects)
     if options.json:
         _writeJSON(
             out,
             {
-                "versions": len(held),
+                "versions": len(cached),
                 "checkedBlocks": checked,
                 "dropped": bad,
                 "damaged": _damagedJSON(damaged),
@@ -304,17 +300,57 @@ def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
                 f"{item['block']} dropped: {item['why']}\n"
             )
         verdict = f"{len(bad)} bad, dropped" if bad else "all good"
-        checkedText = f"{_count(checked, 'block')} of {_count(len(held), 'version')}"
+        checkedText = f"{_count(checked, 'block')} of {_count(len(cached), 'version')}"
         out.write(f"checked {checkedText}: {verdict}\n")
         _warnDamaged(damaged, err)
     return EXIT_BAD if bad else EXIT_OK
 
 
+@contextmanager
+def _progress(
+    total: int, err: TextIO, quiet: bool
+) -> Iterator[Callable[[int], object]]:
+    """
+    A progress bar of C{total} bytes on C{err} while the block runs, when
+    C{err} is a terminal (and not C{quiet}): what to call with bytes done.
+    """
+    if quiet or not err.isatty():
+        yield lambda done: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=err,
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
+        yield bar.update
+
+
+def _recheck(
+    changer: Changes, version: Version, suspects: dict[int, str]
+) -> list[dict[str, Any]]:
+    """
+    Have the blocks of C{version} found bad checked again and dropped; the
+    dropped ones, with why.
+    """
+    meta = version.meta
+    dropped = changer.recheck(meta.url, meta.version, sorted(suspects))
+    return [
+        {"url": meta.url, "version": meta.version, "block": i, "why": suspects[i]}
+        for i in dropped
+    ]
+
+
 def _rm(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     _blocks(options.directory)
     with changes(options.directory) as changer:
-        held, _ = _read(options.directory)
-        size = sum(v.heldBytes for v in held if v.meta.url == options.url)
+        cached, _ = _read(options.directory)
+        size = sum(v.heldBytes for v in cached if v.meta.url == options.url)
         if not changer.remove(options.url):
             raise Failed(
                 EXIT_NOT_CACHED,
@@ -330,10 +366,10 @@ def _rm(options: CacheOptions, out: TextIO, err: TextIO) -> int:
 def _purge(options: CacheOptions, out: TextIO, err: TextIO) -> int:
     _blocks(options.directory)
     with changes(options.directory) as changer:
-        held, _ = _read(options.directory)
+        cached, _ = _read(options.directory)
         changer.purge()
-    files = len({v.meta.url for v in held})
-    size = sum(v.heldBytes for v in held)
+    files = len({v.meta.url for v in cached})
+    size = sum(v.heldBytes for v in cached)
     if options.json:
         _writeJSON(out, {"removedFiles": files, "heldBytes": size})
     else:

@@ -311,6 +311,7 @@ class FakeConnection:
         self.remoteListenPort = port
         self.remoteName = f"{host}:{port}"
         self.encrypted = False
+        self.waitingOpens = 0
         self.opened: list[tuple[str, str]] = []
         self.early: list[tuple[int, tuple[int, ...], bool]] = []
         self.pending: list[tuple[defer.Deferred[Any], Any]] = []

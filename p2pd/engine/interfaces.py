@@ -179,6 +179,9 @@ class IConnection(Interface):
     remoteName = Attribute("str: host:port, for logs")
     initiator = Attribute("bool: this node dialed the connection")
     encrypted = Attribute("bool: the connection runs over TLS")
+    waitingOpens = Attribute(
+        "int: Opens waiting for the other node to have a handle free"
+    )
     ready = Attribute(
         "Deferred firing with the connection when the handshake completes,"
         " or failing if it does not"

@@ -113,11 +113,14 @@ class Node:
             raise SPPError(ErrorCode.BAD_REQUEST, str(e)) from None
         if parsed.secure and not IConnection(connection).encrypted:
             raise SPPError(ErrorCode.FORBIDDEN, "spps:// URLs only over TLS")
+        # Published files by the path alone, whatever the host and port: a
+        # mirror answers for its origin's URLs (docs/protocol.md, Open).
+        published = None
         if self.public is not None and self.digestIndex is not None:
             try:
                 published = self.public.lookup(parsed.segments)
             except NotPublished:
-                published = None
+                pass
             if published is not None and version in ("", published.version):
                 return PublishedServedFile(
                     published,
@@ -126,8 +129,6 @@ class Node:
                     self.counters,
                     self.servedFiles,
                 )
-            if published is not None and parsed.port == self.listenPort:
-                raise SPPError(ErrorCode.CHANGED, "the file has changed")
         key = str(parsed)
         if not version:
             raise SPPError(ErrorCode.NOT_FOUND, "not published here")
@@ -147,6 +148,8 @@ class Node:
         if cached is not None:
             # Every block it held was evicted.
             cached.close()
+        if published is not None:
+            raise SPPError(ErrorCode.CHANGED, "the file has changed")
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
     def connectionReady(self, connection: object) -> None:

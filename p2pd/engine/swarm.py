@@ -113,7 +113,7 @@ class Swarm:
             now = self.clock.seconds()
             if self.idleSince is None:
                 self.idleSince = now
-            elif now - self.idleSince >= IDLE_DOWNLOAD:
+            elif now - self.idleSince >= IDLE_DOWNLOAD or self._handleWanted():
                 self._log.info("{url}: idle, closing download", url=self.url)
                 self.forget(self)
                 self.close()
@@ -135,6 +135,17 @@ class Swarm:
             d.addBoth(self._lookedUp)
         self._updateSearching()
         self.timer = self.clock.callLater(PEER_INTERVAL, self.maintain)
+
+    def _handleWanted(self) -> bool:
+        """
+        Whether an Open waits for a handle on a connection this download
+        holds one on: it is given back then, not after L{IDLE_DOWNLOAD}.
+        """
+        for source in self.download.sources:
+            connection = getattr(source, "connection", None)
+            if connection is not None and IConnection(connection).waitingOpens:
+                return True
+        return False
 
     def _reconnectOrigin(self) -> None:
         if self.origin in self.connecting:

@@ -12,7 +12,7 @@ names has both, unless the disk lost them, which L{badBlocks} finds.
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from p2pd.core.meta import BlockRuns, FileMeta
@@ -108,10 +108,13 @@ def _version(directory: str, urlName: str, name: str) -> Version | Damaged:
     return Version(directory, meta, held, lastUsed(directory))
 
 
-def badBlocks(version: Version) -> Iterator[tuple[int, str]]:
+def badBlocks(
+    version: Version, checked: Callable[[int], object] = lambda length: None
+) -> Iterator[tuple[int, str]]:
     """
     The held blocks of C{version} whose bytes on disk do not match their
-    digests, each with why, in order.
+    digests, each with why, in order; C{checked} is called with the length
+    of each block checked, good or bad.
 
     @raise OSError: its files cannot be read.
     """
@@ -130,6 +133,7 @@ def badBlocks(version: Version) -> Iterator[tuple[int, str]]:
                 expected = records.unpack(start, raw, number)
                 for index, digest in enumerate(expected, start):
                     why = _check(meta, data, index, digest)
+                    checked(meta.blockLength(index))
                     if why is not None:
                         yield index, why
     finally:

@@ -66,23 +66,24 @@ class ControlResource(Resource):
         if request.method != b"POST":
             request.setHeader(b"Allow", b"POST")
             return _answer(request, http.NOT_ALLOWED, error="only POST")
-        path = list(request.postpath)
+        command = request.postpath[1:] if request.postpath[:1] == [PREFIX] else []
         try:
-            if path == [PREFIX, b"rm"]:
-                removed = self.node.removeCached(_text(request, b"url"))
-                code = http.OK if removed else http.NOT_FOUND
-                return _answer(request, code, removed=removed)
-            if path == [PREFIX, b"purge"]:
-                return _answer(request, http.OK, removed=self.node.purgeCache())
-            if path == [PREFIX, b"recheck"]:
-                dropped = self.node.recheckCached(
-                    _text(request, b"url"),
-                    _text(request, b"version"),
-                    parseBlocks(_text(request, b"blocks")),
-                )
-                return _answer(request, http.OK, dropped=dropped)
+            if command == [b"rm"]:
+                url = _text(request, b"url")
+            elif command == [b"recheck"]:
+                url, version = _text(request, b"url"), _text(request, b"version")
+                blocks = parseBlocks(_text(request, b"blocks"))
         except ValueError as e:
             return _answer(request, http.BAD_REQUEST, error=str(e))
+        if command == [b"rm"]:
+            removed = self.node.removeCached(url)
+            code = http.OK if removed else http.NOT_FOUND
+            return _answer(request, code, removed=removed)
+        if command == [b"purge"]:
+            return _answer(request, http.OK, removed=self.node.purgeCache())
+        if command == [b"recheck"]:
+            dropped = self.node.recheckCached(url, version, blocks)
+            return _answer(request, http.OK, dropped=dropped)
         return _answer(request, http.NOT_FOUND, error="no such command")
 
 

@@ -181,6 +181,10 @@ def failureStatus(reason: Failure) -> tuple[int, str]:
             return http.NOT_FOUND, f"the origin has no such file ({value.message})"
         if value.code == ErrorCode.FORBIDDEN:
             return http.FORBIDDEN, f"the origin refuses: {value.message}"
+        if value.code == ErrorCode.BUSY:
+            # A player may try again: e.g. more files opened at once than
+            # may wait for a handle (docs/protocol.md, Handles).
+            return http.SERVICE_UNAVAILABLE, f"the origin is busy: {value.message}"
         return http.BAD_GATEWAY, f"the origin failed: {value}"
     if isinstance(value, error.DNSLookupError):
         return http.BAD_GATEWAY, "unknown host"

@@ -89,6 +89,28 @@ class CacheCommandTests(TestCase):
     @defer.inlineCallbacks
     def test_lsDuringDownload(self) -> Any:
         """
+        C{ls} reads the cache while the node writes to it, for a player
+        that takes the file at 4 MB/s: it answers each time, with at most
+        the blocks of the file; once the player is done, every block.
+        """
+        playing = self.play("--limit-rate", "4M", "-o", os.devnull)
+        yield self.viewer.waitForLine(f"{self.url}: version .* blocks cached")
+        for _ in range(3):
+            result = yield self.command("ls", "--json")
+            self.assertEqual(result.code, 0, result.describe())
+            self.assertNotIn("Traceback", result.text)
+            found = json.loads(result.out)["versions"]
+            self.assertLessEqual(len(found), 1, found)
+            for version in found:
+                self.assertLessEqual(version["heldBlocks"], 129)
+        played = yield playing
+        self.assertEqual(played.code, 0, played.describe())
+        [version] = yield self.listed()
+        self.assertEqual(version["heldBlocks"], 129)
+
+    @defer.inlineCallbacks
+    def test_lsPartlyFetched(self) -> Any:
+        """
         While the node runs, holding the cache's lock, C{ls} lists the file
         it has partly fetched (a player asked for its start) and C{du}
         counts it; a second node on the same cache refuses to start, with

@@ -202,6 +202,24 @@ class CacheCommandTests(SynchronousTestCase):
         )
         self.assertIsNone(holder(self.directory))
 
+    def test_verifyProgress(self) -> None:
+        """
+        On a terminal, C{verify} shows its progress on standard error; not
+        with C{--json}, nor when standard error is not a terminal.
+        """
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        self.fill(META, [0, 1, 2])
+        for json_, shown in [(False, True), (True, False)]:
+            out, err = io.StringIO(), Terminal()
+            argv = ["-c", self.directory, "verify"] + (["--json"] if json_ else [])
+            self.assertEqual(main(argv, out, err), EXIT_OK)
+            self.assertEqual("B/s" in err.getvalue(), shown, err.getvalue())
+        self.assertEqual(self.command("verify")[2], "")
+
     def test_verifyJSON(self) -> None:
         """
         C{verify --json} names each dropped block.

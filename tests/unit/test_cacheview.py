@@ -158,6 +158,18 @@ class CacheViewTests(SynchronousTestCase):
             ],
         )
 
+    def test_progress(self) -> None:
+        """
+        L{badBlocks} tells of every held block it checks, good or bad, by
+        its length.
+        """
+        directory = self.fill(META, [0, 1, 10])
+        os.truncate(os.path.join(directory, "data"), BLOCK + 10)
+        lengths: list[int] = []
+        bad = list(badBlocks(self.only(), lengths.append))
+        self.assertEqual([index for index, _ in bad], [1, 10])
+        self.assertEqual(lengths, [BLOCK, BLOCK, 500])
+
     def test_missingFiles(self) -> None:
         """
         A version whose data and digests files are gone has every held
