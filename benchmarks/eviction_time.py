@@ -113,6 +113,13 @@ def markdown(perSegment, stores, peakMemory, args):
     )
     rows.append("")
     rows.append(
+        "Wall clock above CPU time is the disk: punching a hole waits for "
+        "pages of its range still being written back, which this benchmark "
+        "causes by storing far faster than the disk writes; a node streaming "
+        "evicts blocks stored long before."
+    )
+    rows.append("")
+    rows.append(
         f"Memory cache (`-M {args.memory_mb}M`), a block held read after each "
         f"store: at most {peakMemory / 2**20:.2f} MiB held (target: never above "
         f"{args.memory_mb} MiB)."
