@@ -113,7 +113,8 @@ def markdown(perSegment, stores, peakMemory, args):
     )
     rows.append("")
     rows.append(
-        "Wall clock above CPU time is the disk: punching a hole waits for "
+        "Where the wall clock passes the CPU time, it is the disk: punching a "
+        "hole waits for "
         "pages of its range still being written back, which this benchmark "
         "causes by storing far faster than the disk writes; a node streaming "
         "evicts blocks stored long before."
