@@ -123,7 +123,7 @@ class CachedState:
         """
         Whether eviction took every block this version held.
         """
-        return self.onDisk and self.held.count == 0 and bool(self.account.evicted)
+        return self.onDisk and self.held.count == 0 and self.account.evicted
 
     def charge(self) -> None:
         """
