@@ -448,6 +448,9 @@ class FakeWebNode:
     def hasCached(self, url: str) -> bool:
         return url in self.copies
 
+    def cacheUsage(self) -> dict[str, int | None]:
+        return {"diskUsed": 0, "diskLimit": None, "memoryUsed": 0, "memoryLimit": 0}
+
 
 @implementer(ICacheControl)
 class FakeCacheControl:

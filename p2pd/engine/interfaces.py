@@ -245,6 +245,13 @@ class IWebNode(Interface):
         when its origin cannot be reached.
         """
 
+    def cacheUsage() -> "dict[str, int | None]":
+        """
+        The bytes the cache holds on disk (C{diskUsed}) and in memory
+        (C{memoryUsed}), and their limits (C{diskLimit}, L{None} for none;
+        C{memoryLimit}); empty for a node without a cache.
+        """
+
 
 class ICacheControl(Interface):
     """

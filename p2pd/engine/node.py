@@ -359,6 +359,16 @@ class Node:
         cached.close()
         return True
 
+    def cacheUsage(self) -> dict[str, int | None]:
+        if self.cache is None:
+            return {}
+        return {
+            "diskUsed": self.cache.limit.used,
+            "diskLimit": self.cache.limit.capacity,
+            "memoryUsed": self.cache.memory.size,
+            "memoryLimit": self.cache.memory.capacity,
+        }
+
     # -- ICacheControl: p2pd cache, through the control listener
 
     def removeCached(self, url: str) -> bool:

@@ -618,6 +618,38 @@ class ServingTests(_LimitTestCase):
         film.close()
 
 
+class UsageTests(_LimitTestCase):
+    """
+    What a node says its cache holds (C{/.status}).
+    """
+
+    def test_cacheUsage(self) -> None:
+        """
+        A node reports its cache's bytes on disk and in memory, and their
+        limits.
+        """
+        cache = self.makeCache(6 * SEGMENT, memory=SEGMENT)
+        film = self.open(cache, fileMeta("film", 4))
+        for index in range(4):
+            self.store(cache, film, index)
+        film.read(0)
+        node = Node(task.Clock(), lambda node: FakeConnector(), cache)
+        self.addCleanup(node.stop)
+        self.assertEqual(
+            node.cacheUsage(),
+            {
+                "diskUsed": cache.limit.used,
+                "diskLimit": 6 * SEGMENT,
+                "memoryUsed": BLOCK,
+                "memoryLimit": SEGMENT,
+            },
+        )
+        self.assertGreater(cache.limit.used, 4 * BLOCK)
+        self.assertEqual(
+            Node(task.Clock(), lambda node: FakeConnector(), None).cacheUsage(), {}
+        )
+
+
 class MemoryBlocksTests(SynchronousTestCase):
     """
     L{MemoryBlocks}: least recently used first out, never above its
