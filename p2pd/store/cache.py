@@ -34,6 +34,7 @@ from p2pd.store.cachedfile import CachedFile, CachedState
 from p2pd.store.cachelayout import (
     directoryName,
     lastUsed,
+    markUsed,
     readMeta,
     removeDirectory,
 )
@@ -108,6 +109,8 @@ class BlockCache:
                 othersOnDisk = os.path.isdir(self._urlDirectory(meta.url))
             state = self._load(directory, meta, new)
         self._removeOthers(meta.url, directory, othersOnDisk)
+        if state.onDisk:
+            markUsed(directory, time.time())
         return CachedFile(state, self._release)
 
     def hasAnyVersion(self, url: str) -> bool:
@@ -374,3 +377,5 @@ class BlockCache:
                 self._forget(state.key)
             elif self.limit.capacity is not None and state.emptied:
                 self._removeVersion(state.directory)
+            else:
+                markUsed(state.directory, time.time())

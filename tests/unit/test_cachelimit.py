@@ -26,7 +26,7 @@ from p2pd.engine.reading import Reader
 from p2pd.engine.serving import CachedServedFile, Counters, ServedFiles
 from p2pd.store.cache import BlockCache
 from p2pd.store.cachedfile import CachedFile, CacheFull
-from p2pd.store.cachelayout import directoryName, identity
+from p2pd.store.cachelayout import directoryName, identity, markUsed
 from p2pd.store.eviction import SEGMENT_BLOCKS, Segment
 from p2pd.store.journal import RECORD_SIZE, Journal
 from p2pd.store.limit import ALLOCATION, EDGE_PASSES, VERSION_OVERHEAD
@@ -481,6 +481,28 @@ class RestartTests(_LimitTestCase):
         cached = self.open(cache, meta)
         self.assertGreater(cached.heldCount, 0)
         self.assertHeldIntact(cached)
+
+    def test_leastRecentlyUsedFirst(self) -> None:
+        """
+        A file opened again counts as used then: a restart with a lower
+        limit evicts the files used longer ago first.
+        """
+        cache = self.makeCache(None)
+        films = [fileMeta("old", 32), fileMeta("new", 32)]
+        for when, meta in enumerate(films):
+            cached = cache.open(meta)
+            cached.setDigests(0, allDigests(meta))
+            for index in range(meta.blocks):
+                cached.write(index, blockData(meta, index))
+            cached.close()
+            directory = os.path.join(
+                self.root, directoryName(meta.url), directoryName(meta.version)
+            )
+            markUsed(directory, 1000 + when)
+        cache.open(films[0]).close()
+        cache = self.makeCache(3 * SEGMENT)
+        self.assertIsNotNone(cache.find(films[0].url))
+        self.assertIsNone(cache.find(films[1].url))
 
     def test_sameCharges(self) -> None:
         """
