@@ -6,10 +6,13 @@ limit.
 
 What is charged, each file's bytes rounded up to L{ALLOCATION}:
 
-  - every block held, its length (blocks start on a multiple of it);
+  - every block held, its length (blocks start on a multiple of it), and
+    L{EXTENT_BYTES} for where the file system maps it: a sparse file with
+    holes punched in it needs more room for its map than a whole one
+    (ext4: 12 bytes per run of blocks, in 4 KiB blocks);
   - every version, L{VERSION_OVERHEAD} (its two directories, C{meta.json},
-    an extent block of its sparse C{data}), its journal, and the pages of
-    its C{digests} file written.
+    the first block of the map of its sparse C{data}), its journal, and
+    the pages of its C{digests} file written.
 
 The unit of eviction is a segment, L{SEGMENT_BLOCKS} blocks of one version;
 which to evict first is L{p2pd.store.eviction.newPolicy}'s choice. Never
@@ -33,6 +36,7 @@ from p2pd.store.eviction import SEGMENT_BLOCKS, Segment, newPolicy
 
 ALLOCATION = 4096
 VERSION_OVERHEAD = 4 * ALLOCATION
+EXTENT_BYTES = 16
 # How many heads and tails of versions one eviction passes over (each then
 # waits another round of the policy's queue) before it evicts them too.
 EDGE_PASSES = 64
@@ -79,13 +83,13 @@ class VersionAccount:
         """
         Block C{index}, of C{length} bytes, is held now.
         """
-        self._change(index // SEGMENT_BLOCKS, allocated(length))
+        self._change(index // SEGMENT_BLOCKS, allocated(length) + EXTENT_BYTES)
 
     def forgotten(self, index: int, length: int) -> None:
         """
         Block C{index}, of C{length} bytes, is not held any more.
         """
-        self._change(index // SEGMENT_BLOCKS, -allocated(length))
+        self._change(index // SEGMENT_BLOCKS, -allocated(length) - EXTENT_BYTES)
 
     def read(self, index: int) -> None:
         """

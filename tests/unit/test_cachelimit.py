@@ -154,6 +154,27 @@ class LimitTests(_LimitTestCase):
             cached.write(index, blockData(cached.meta, index))
             self.assertGreaterEqual(cache.limit.used, onDisk(self.root))
 
+    def test_fragmentedFile(self) -> None:
+        """
+        A file of many runs of blocks, whose map on disk needs blocks of its
+        own, is charged no less than the disk takes.
+        """
+        cache = self.makeCache(1000 * SEGMENT)
+        cached = self.open(cache, fileMeta("film", 2000))
+        for index in range(0, 2000, 2):
+            cached.write(index, blockData(cached.meta, index))
+        # Written out: the map's blocks are allocated then.
+        meta = cached.meta
+        data = os.path.join(
+            self.root, directoryName(meta.url), directoryName(meta.version), "data"
+        )
+        fd = os.open(data, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.assertGreaterEqual(cache.limit.used, onDisk(self.root))
+
     def test_blockLargerThanTheLimit(self) -> None:
         """
         A store that cannot fit even in an empty cache raises L{CacheFull},
