@@ -19,7 +19,7 @@ from p2pd.core.meta import BlockRuns, FileMeta
 from p2pd.store import fileio
 from p2pd.store.cachelayout import openFile
 from p2pd.store.diskfailures import DiskFailures
-from p2pd.store.limit import ALLOCATION
+from p2pd.store.limit import ALLOCATION, EXTENT_BYTES
 from p2pd.store.records import DigestRecords
 
 DIGEST_PAGE = 1024
@@ -101,9 +101,10 @@ class DigestPages:
     @property
     def diskBytes(self) -> int:
         """
-        The disk space the digests file takes, at most.
+        The disk space the digests file takes, at most (its map too: the
+        units written may be as many runs).
         """
-        return self._foundBytes + self._written.count * ALLOCATION
+        return self._foundBytes + self._written.count * (ALLOCATION + EXTENT_BYTES)
 
     def _newUnits(self, first: int, count: int) -> list[int]:
         """
