@@ -96,7 +96,8 @@ class DigestPages:
         missing); those in memory are written by L{flush}.
         """
         self._fd = openFile(path, os.O_RDWR)
-        self._foundBytes = os.fstat(self._fd).st_blocks * 512
+        found = os.fstat(self._fd).st_blocks * 512
+        self._foundBytes = found + found // ALLOCATION * EXTENT_BYTES
 
     @property
     def diskBytes(self) -> int:
