@@ -1,7 +1,7 @@
 """
-C{python -m p2pd fetch URL}: the same as the C{p2pd} command.
+C{python -m p2pd ...}: the same as the C{p2pd} command.
 """
 
-from p2pd.fetch import main
+from p2pd.cli import main
 
 main()

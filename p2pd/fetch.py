@@ -4,18 +4,20 @@ C{p2pd fetch URL}: download one file over SPP, with a progress bar.
 
 The fetching process is a node like any other while it runs: it listens for
 peers, so several fetches of one file trade blocks instead of each taking a
-full copy from the origin.
+full copy from the origin. Like any node, it holds the lock of its cache
+directory (L{p2pd.store.cachelock}) while it runs.
 
 Exit codes: 0 done; 1 bad usage; 2 the origin cannot be reached (unknown
 host, refused, timeout); 3 the origin refuses (not found, forbidden); 4 the
 download failed (every source gone, digests failing, the file changed);
-5 the output cannot be written.
+5 the output or the cache directory cannot be written (or another p2pd
+uses the cache directory).
 """
 
 import getopt
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from twisted.internet import defer, error, task
 from twisted.internet.endpoints import serverFromString
@@ -40,6 +42,7 @@ from p2pd.spp.connector import TCPConnector
 from p2pd.spp.protocol import SPPFactory
 from p2pd.spp.tls import ClientTLS, TLSFileError
 from p2pd.store.cache import BlockCache
+from p2pd.store.cachelock import CacheBusy, CacheLock
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED, EXIT_OUTPUT = range(6)
 
@@ -193,12 +196,21 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
     url = options["url"]
     try:
         cache = BlockCache(os.path.join(options["cache-dir"], "blocks"))
+        # Held until the process ends: a node or p2pd cache meanwhile on the
+        # same directory would change what this one is writing.
+        lock = CacheLock.take(options["cache-dir"])
+    except CacheBusy as e:
+        stderr.write(
+            f"p2pd fetch: the cache directory {e}; give this fetch its own -c DIR\n"
+        )
+        return EXIT_OUTPUT
     except OSError as e:
         stderr.write(
             f"p2pd fetch: cannot use the cache directory {options['cache-dir']}: "
             f"{e.strerror or e}\n"
         )
         return EXIT_OUTPUT
+    reactor.addSystemEventTrigger("after", "shutdown", lock.release)
     bindHost = options["interface"] or None
     tls = options["tls"]
     node = Node(reactor, lambda node: TCPConnector(reactor, node, bindHost, tls), cache)
@@ -218,7 +230,7 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
     # threads behind (the reactor may stop before the finally below runs).
     reactor.addSystemEventTrigger("during", "shutdown", node.hashing.stop)
     progress = None
-    output: Any = None
+    output: BinaryIO | None = None
     try:
         try:
             download = yield node.download(str(url))
@@ -285,23 +297,13 @@ def fetch(reactor: Any, options: FetchOptions, stderr: TextIO) -> Any:
         port.stopListening()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str]) -> None:
     """
-    The C{p2pd} console command.
+    C{p2pd fetch ARGV} (L{p2pd.cli} dispatches to it).
     """
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["--version"], ["-V"]):
-        print(f"p2pd {__version__}")
-        return
-    if argv[:1] != ["fetch"]:
-        sys.stderr.write(
-            "usage: p2pd fetch [options] spp://HOST[:PORT]/PATH\n"
-            "       (run the node itself with: twistd p2pd --help)\n"
-        )
-        sys.exit(EXIT_USAGE)
     options = FetchOptions()
     try:
-        options.parseOptions(argv[1:])
+        options.parseOptions(argv)
     except usage.UsageError as e:
         sys.stderr.write(f"p2pd fetch: {e}\n{options.synopsis}\n")
         sys.exit(EXIT_USAGE)

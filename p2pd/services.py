@@ -8,14 +8,24 @@ L{p2pd.tap} knows the command line.
 
 import gc
 import signal
-from typing import Any
+from collections.abc import Callable
+from types import FrameType
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorCore,
+    IReactorFromThreads,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+from twisted.web import http
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from p2pd import __version__
@@ -25,6 +35,9 @@ from p2pd.store.digests import DigestIndex
 from p2pd.twistedinternals import listening, raiseListenErrors
 from p2pd.web.channel import NodeChannel
 from p2pd.web.proxy import NodeRequest, ProxyConfig
+
+# A signal's handler, as signal.signal returns the one it replaces.
+_Handler = Callable[[int, FrameType | None], object] | int | None
 
 
 class NodeSite(Site):
@@ -37,14 +50,18 @@ class NodeSite(Site):
     requestFactory = NodeRequest  # type: ignore[assignment]
 
     def __init__(
-        self, resource: Any, verbose: bool, reactor: Any, proxy: ProxyConfig
+        self,
+        resource: IResource,
+        verbose: bool,
+        reactor: IReactorTime,
+        proxy: ProxyConfig,
     ) -> None:
         super().__init__(resource, reactor=reactor)
         self.verbose = verbose
         self.proxy = proxy
         self.displayTracebacks = False
 
-    def log(self, request: Any) -> None:
+    def log(self, request: http.Request) -> None:
         if self.verbose:
             super().log(request)
 
@@ -61,7 +78,7 @@ class NodeService(Service):
         node: Node,
         hashing: ThreadPool,
         digestIndex: DigestIndex | None,
-        reactor: Any,
+        reactor: IReactorCore,
     ) -> None:
         self.node = node
         self.hashing = hashing
@@ -101,7 +118,11 @@ class ListenerService(StreamServerEndpointService):
     _log = Logger()
 
     def __init__(
-        self, endpoint: Any, factory: Any, description: str, node: Node
+        self,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+        description: str,
+        node: Node,
     ) -> None:
         super().__init__(endpoint, factory)
         raiseListenErrors(self)
@@ -138,10 +159,10 @@ class ReloadOnHangup(Service):
     connections that follow; open ones keep theirs.
     """
 
-    def __init__(self, tls: ServerTLS, reactor: Any) -> None:
+    def __init__(self, tls: ServerTLS, reactor: IReactorFromThreads) -> None:
         self.tls = tls
         self.reactor = reactor
-        self._previous: Any = None
+        self._previous: _Handler = None
 
     def startService(self) -> None:
         super().startService()

@@ -21,6 +21,7 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from p2pd import __version__
+from p2pd.controlservice import CacheControlService
 from p2pd.core.net import DEFAULT_PORT, Network, parseHostPort
 from p2pd.core.peers import Peer
 from p2pd.core.sizes import parseSize
@@ -393,6 +394,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     site = NodeSite(root, verbose=options["debug"], reactor=reactor, proxy=proxy)
     spp = SPPFactory(node, reactor, initiator=False)
     service = MultiService()
+    # First: started before the rest, stopped after it.
+    CacheControlService(cacheDir, node, reactor).setServiceParent(service)
     serverTLS = _serverTLS(options["tls-cert"], options["tls-key"], cacheDir)
     if options["tls-cert"] is not None:
         ReloadOnHangup(serverTLS, reactor).setServiceParent(service)

@@ -23,6 +23,7 @@ from p2pd.core.peers import Peer
 from p2pd.core.url import parse
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import (
+    ICacheControl,
     IConnection,
     IConnector,
     IRemoteFile,
@@ -301,6 +302,7 @@ class FakeConnection:
         self.remoteListenPort = port
         self.remoteName = f"{host}:{port}"
         self.encrypted = False
+        self.waitingOpens = 0
         self.opened: list[tuple[str, str]] = []
         self.early: list[tuple[int, tuple[int, ...], bool]] = []
         self.pending: list[tuple[defer.Deferred[Any], Any]] = []
@@ -436,6 +438,37 @@ class FakeWebNode:
 
     def hasCached(self, url: str) -> bool:
         return url in self.copies
+
+
+@implementer(ICacheControl)
+class FakeCacheControl:
+    """
+    A node taking cache commands: it records them, and holds the URLs in
+    C{cached} and, by URL, the bad blocks in C{bad}.
+
+    @ivar calls: every command, as C{(name, arguments...)}.
+    """
+
+    def __init__(self, cached: set[str], bad: dict[str, set[int]]) -> None:
+        self.cached = cached
+        self.bad = bad
+        self.calls: list[tuple[Any, ...]] = []
+
+    def removeCached(self, url: str) -> bool:
+        self.calls.append(("removeCached", url))
+        found = url in self.cached
+        self.cached.discard(url)
+        return found
+
+    def purgeCache(self) -> int:
+        self.calls.append(("purgeCache",))
+        count = len(self.cached)
+        self.cached.clear()
+        return count
+
+    def recheckCached(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
+        self.calls.append(("recheckCached", url, version, list(blocks)))
+        return [i for i in blocks if i in self.bad.get(url, set())]
 
 
 @implementer(IServedFile)

@@ -396,6 +396,15 @@ class Node:
         return f"spp://{self.authority}/{quote(name)}"
 
 
+def _namesCacheDirectory(args: Sequence[str]) -> bool:
+    """
+    Whether p2pd options C{args} choose the cache directory.
+    """
+    return any(
+        arg in ("-c", "--cache-dir") or arg.startswith("--cache-dir=") for arg in args
+    )
+
+
 class Nodes:
     """
     The nodes of one test. Each gets the next loopback address (127.0.0.1,
@@ -416,10 +425,15 @@ class Nodes:
     def add(self, *args: str, **kwargs: Any) -> Node:
         """
         A node, not yet started, for p2pd options C{args}; keyword arguments
-        as for L{Node} (the address defaults to the next free one).
+        as for L{Node} (the address defaults to the next free one). Without
+        a cache directory in C{args} or a C{home}, it gets one of its own in
+        the test's temporary directory: a node locks its cache directory,
+        so nodes cannot share the default one.
         """
         kwargs.setdefault("address", self.nextAddress())
         kwargs.setdefault("reactor", self.reactor)
+        if "home" not in kwargs and not _namesCacheDirectory(args):
+            args += ("-c", os.path.abspath(self.testCase.mktemp()))
         node = Node(args, **kwargs)
         self.nodes.append(node)
         return node

@@ -6,7 +6,6 @@ endpoints to dial.
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
@@ -14,7 +13,7 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
 )
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTCP, IStreamClientEndpoint
 
 # The port a node listens on for HTTP and SPP, and an spp:// URL's port
 # when it names none.
@@ -58,7 +57,7 @@ def parseHostPort(value: str) -> tuple[str, int]:
 
 
 def endpointFor(
-    reactor: Any,
+    reactor: IReactorTCP,
     host: str,
     port: int,
     timeout: float,

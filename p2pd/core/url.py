@@ -79,7 +79,8 @@ def parse(url: str) -> SPPURL:
         raise BadURL(f"{url!r} has no valid host")
     if not parts.path or parts.path == "/":
         raise BadURL(f"{url!r} names no file")
-    if parts.query or parts.fragment:
+    if "?" in url or "#" in url:
+        # Even empty ones: a URL names a file by its path alone.
         raise BadURL(f"{url!r} has a query or fragment")
     return SPPURL(
         host.lower(),

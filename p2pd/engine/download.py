@@ -7,23 +7,17 @@ A reader says "bytes from X on, in order". The download wants the blocks just
 ahead of every reader (nearest first), the head and tail of the file early
 (players probe both), and every digest eventually, so playback can finish
 from peers if the origin goes away. What to ask of whom is the scheduling
-policy's (L{p2pd.engine.scheduling}); the download runs its passes, and
-keeps the books: its sources and their requests (L{p2pd.engine.sources}),
-blocks checked against digests (L{p2pd.engine.verification}), its readers
-(L{p2pd.engine.reading}). A source that lags has its urgent blocks asked of
-another; a source that sends a bad block is dropped and not asked again.
-
-When the store refuses a block (a full or failing disk), the stream goes on
-from memory: the download then asks only for the few blocks just ahead of
-its readers (L{MEMORY_BYTES} each), keeps them (and any it asked for before,
-up to L{scheduling.READAHEAD_BYTES} ahead) until read, and asks for nothing
-when no reader wants anything, until the store takes a block again. Memory
-follows what readers ask for, never the size the origin announces.
+policy's (L{p2pd.engine.scheduling}); the download runs its passes
+(L{p2pd.engine.passes}), and keeps the books: the blocks it holds
+(L{p2pd.engine.holding}), its sources (L{p2pd.engine.sourcing}) and their
+requests (L{p2pd.engine.sources}), blocks checked against digests
+(L{p2pd.engine.verification}), its readers (L{p2pd.engine.reading}). A
+source that lags has its urgent blocks asked of another; a source that sends
+a bad block is dropped and not asked again.
 """
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -33,24 +27,17 @@ from twisted.python.threadpool import ThreadPool
 from p2pd.core.errors import ErrorCode, errorCode
 from p2pd.core.meta import FileMeta
 from p2pd.engine import scheduling
+from p2pd.engine.holding import MEMORY_BYTES, Holding, IBlockStore
 from p2pd.engine.interfaces import ISource
 from p2pd.engine.memory import RecentBlocks
+from p2pd.engine.passes import NOTHING, Passes
 from p2pd.engine.reading import Reader
-from p2pd.engine.scheduling import URGENT_BLOCKS, Ask, Wants
 from p2pd.engine.sources import Sources, SourceState
+from p2pd.engine.sourcing import Sourcing
 from p2pd.engine.verification import Digests, Verifier
 
-# How often sources are checked for lagging.
-CHECK_INTERVAL = 0.5
-# A peer that cannot serve this many blocks it announced is dropped.
-MAX_MISSES = 8
-# The recent blocks a download keeps in memory (per reader while the store
-# refuses blocks).
-MEMORY_BYTES = 4 * 1024 * 1024
 # How long a new download's first block is asked for alone, at most.
 FIRST_BLOCK_ALONE = 0.005
-# Nothing wanted yet.
-NOTHING = Wants([], frozenset())
 
 
 class DownloadFailed(Exception):
@@ -59,23 +46,7 @@ class DownloadFailed(Exception):
     """
 
 
-class IBlockStore(Protocol):
-    """
-    Where verified blocks and the origin's digests are kept (a cached file).
-    C{write} raises L{OSError} when the disk refuses the block; C{digest}
-    may forget a digest it was given (and not yet put on disk).
-    """
-
-    def has(self, index: int) -> bool: ...
-    def read(self, index: int) -> bytes | None: ...
-    def write(self, index: int, data: bytes) -> None: ...
-    def digest(self, index: int) -> bytes | None: ...
-    def setDigests(self, first: int, digests: bytes) -> None: ...
-    def held(self) -> list[tuple[int, int]]: ...
-    def close(self) -> None: ...
-
-
-class Download:
+class Download(Holding, Passes, Sourcing):
     """
     One version of one file, fetched from many sources for many readers.
 
@@ -158,52 +129,6 @@ class Download:
             self.searching = searching
             self.schedule()
 
-    # -- sources
-
-    @property
-    def sources(self) -> list[ISource]:
-        return self._sources.sources
-
-    def addSource(self, source: ISource) -> bool:
-        """
-        Use C{source}; False if it was banned for a bad block.
-        """
-        if source.name in self._banned or source in self._sources or self._closed:
-            return False
-        self._sources.add(source)
-        source.onHave = lambda ranges: self._scheduleSoon()
-        source.onLost = lambda reason: self._sourceLost(source, reason)
-        self.schedule()
-        return True
-
-    def _sourceLost(self, source: ISource, reason: Failure) -> None:
-        if self._sources.remove(source) is None:
-            return
-        self._log.info(
-            "{url}: source {source} gone: {reason}",
-            url=self.meta.url,
-            source=source.name,
-            reason=reason.getErrorMessage(),
-        )
-        self.schedule()
-
-    def dropSource(self, source: ISource, why: str) -> None:
-        """
-        Stop using C{source} (it lags, or misbehaves) and close it.
-        """
-        if self._sources.remove(source) is None:
-            return
-        self._log.info(
-            "{url}: dropping source {source}: {why}",
-            url=self.meta.url,
-            source=source.name,
-            why=why,
-        )
-        source.onLost = None
-        source.onHave = None
-        source.close()
-        self.schedule()
-
     # -- readers
 
     def read(self, start: int = 0, stop: int | None = None) -> Reader:
@@ -229,216 +154,13 @@ class Download:
             self._deserted = True
         self.schedule()
 
-    def _have(self, index: int) -> bool:
-        """
-        Whether block C{index} is here: stored, or in memory.
-        """
-        return index in self._recent or self.store.has(index)
-
     def readerMoved(self) -> None:
         """
         A reader has taken bytes: the next pass may want other blocks.
         """
         self._moved = True
 
-    def blockData(self, index: int) -> bytes | None:
-        """
-        A verified block: from the recent blocks in memory, else from the
-        store (which checks it against its digest if this process has not).
-        """
-        data = self._recent.recall(index)
-        if data is not None:
-            return data
-        if not self.store.has(index):
-            return None
-        data = self.store.read(index)
-        if data is not None:
-            self._remember(index, data)
-        return data
-
-    def _remember(self, index: int, data: bytes) -> None:
-        """
-        Keep block C{index} in memory: a few MiB, per reader while the store
-        refuses blocks.
-        """
-        limit = self._recentBlocks
-        if self._unstored:
-            limit *= max(1, len(self.readers))
-        self._recent.keep(index, data, limit, self._wants.kept, self.store.has)
-
-    @property
-    def complete(self) -> bool:
-        held = self.store.held()
-        return held == [(0, self.meta.blocks)] or self.meta.blocks == 0
-
-    # -- announcements to peers
-
-    def watch(self, callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
-        self._watchers.append(callback)
-
-    def unwatch(self, callback: Callable[[Sequence[tuple[int, int]]], None]) -> None:
-        if callback in self._watchers:
-            self._watchers.remove(callback)
-
-    # -- what to fetch
-
-    def _wanted(self) -> list[tuple[int, int]]:
-        """
-        (urgency, block) pairs, most urgent first, less those held.
-        """
-        have = self._have
-        return [pair for pair in self._wantsNow().order if not have(pair[1])]
-
-    def _wantsNow(self) -> Wants:
-        """
-        What readers want: worked out again only when a reader has moved to
-        another block (or come, or gone), or the store has refused a block
-        or taken one again, not for every pass.
-        """
-        blockAt = self.meta.blockAt
-        readers = tuple(
-            (blockAt(reader.position), blockAt(reader.stop - 1))
-            for reader in self.readers
-            if reader.position < reader.stop
-        )
-        key = (readers, self._unstored, self._deserted)
-        if key != self._wantsFor:
-            self._wantsFor = key
-            self._wants = scheduling.wanted(
-                readers,
-                self._edges,
-                self.meta.blockSize,
-                self._recentBlocks,
-                self._unstored,
-                self._deserted,
-            )
-        return self._wants
-
-    def _scheduleSoon(self) -> None:
-        """
-        Schedule once this reactor turn is over: announcements arrive in
-        bursts from many peers, and one pass serves them all.
-        """
-        if self._soon is None and not self._closed:
-            self._soon = self.clock.callLater(0, self._scheduleNow)
-
-    def _scheduleNow(self) -> None:
-        self._soon = None
-        self.schedule()
-
-    def schedule(self) -> None:
-        """
-        Give every source with room the most urgent blocks it can serve.
-
-        Answers can arrive while this runs (a source that answers at once);
-        they ask for another pass instead of recursing.
-        """
-        if self._scheduling:
-            self._rescheduled = True
-            return
-        self._scheduling = True
-        try:
-            while not self._closed:
-                self._rescheduled = False
-                self._assign()
-                if not self._rescheduled:
-                    break
-        finally:
-            self._scheduling = False
-
-    def _assign(self) -> None:
-        """
-        One scheduling pass: send what L{scheduling.plan} asks for, until a
-        source answers at once (the next pass goes on).
-        """
-        self._moved = False
-        if not self._sources:
-            # Nothing can be asked of anyone: readers only learn whether
-            # waiting is any use.
-            self._checkExhausted()
-            return
-        wants = self._wantsNow()
-        self._cancelUnwanted(wants)
-        order = wants.order
-        if self._alone is not None:
-            waited = {r.block for r in self.readers if r.waiting}
-            order = [pair for pair in order if pair[1] in waited]
-        origin = next(
-            (s.source for s in self._sources if s.source.authoritative),
-            None,
-        )
-        if origin is not None:
-            # The rest of the digests only once a first block is in (the
-            # answer would otherwise queue in front of that block on the
-            # connection), only while the store keeps them, and only while
-            # somebody reads (a 16 TiB file's are 256 MiB).
-            self._digests.fetch(
-                origin,
-                (index for _, index in order),
-                self._have,
-                self._blocksIn and not self._unstored and not self._deserted,
-            )
-        if self._rescheduled:
-            # Digests came at once and verified blocks: the next pass sees
-            # them.
-            return
-        now = self.clock.seconds()
-        state = scheduling.State(
-            order,
-            self._busy,
-            [source.view() for source in self._sources],
-            self.searching,
-            now,
-            self._originAfter,
-            self._wake.getTime() if self._wake and self._wake.active() else None,
-        )
-        for step in scheduling.plan(state, self.rng):
-            if isinstance(step, Ask):
-                self._sources.ask(step.source, step.block)
-                if self._rescheduled:
-                    return
-            else:
-                self._originAfter[step.block] = step.until
-                if step.until > now:
-                    self._wakeAt(step.until, now)
-        self._checkExhausted()
-        self._armTimer()
-
-    def _busy(self, index: int) -> bool:
-        """
-        Whether block C{index} needs no request: asked for, being verified,
-        or here (as L{_have}, inline: this runs for every wanted block of
-        every pass).
-        """
-        return (
-            index in self._sources.inflight
-            or self._verifier.pending(index)
-            or index in self._recent
-            or self.store.has(index)
-        )
-
-    def _wakeAt(self, when: float, now: float) -> None:
-        """
-        Plan again at C{when} (a block held back for peers may then go to
-        the origin).
-        """
-        if self._wake is None or not self._wake.active():
-            self._wake = self.clock.callLater(when - now, self._scheduleNow)
-        elif self._wake.getTime() > when:
-            self._wake.reset(when - now)
-
-    def _cancelUnwanted(self, wants: Wants) -> None:
-        """
-        Cancel requests for blocks no reader wants any more.
-        """
-        have = self._have
-        unwanted = scheduling.unwanted(self._sources.inflight, wants.kept, have)
-        if unwanted:
-            self._sources.cancel(unwanted)
-        if self._originAfter:
-            kept = wants.kept
-            for index in [i for i in self._originAfter if i not in kept or have(i)]:
-                del self._originAfter[index]
+    # -- failing
 
     def _checkExhausted(self) -> None:
         """
@@ -470,26 +192,7 @@ class Download:
         for reader in list(self.readers):
             reader.fail(reason)
 
-    # -- requests
-
-    def _refused(self, reason: Failure, state: SourceState) -> None:
-        """
-        C{state}'s source failed a request.
-        """
-        if errorCode(reason) == ErrorCode.UNAVAILABLE:
-            state.misses += 1
-            if state.misses > MAX_MISSES:
-                self.dropSource(state.source, "announces blocks it cannot serve")
-                return
-        elif errorCode(reason) == ErrorCode.CHANGED:
-            self.fail(reason)
-            return
-        elif errorCode(reason) == ErrorCode.BUSY:
-            pass
-        else:
-            self.dropSource(state.source, reason.getErrorMessage())
-            return
-        self.schedule()
+    # -- blocks in
 
     def _arrived(self, state: SourceState, index: int, data: bytes) -> None:
         name = state.source.name
@@ -581,28 +284,6 @@ class Download:
             return
         self.dropSource(source, f"digests failed: {reason.getErrorMessage()}")
 
-    # -- lagging sources
-
-    def _armTimer(self) -> None:
-        busy = any(s.inflight for s in self._sources)
-        if busy and self._timer is None:
-            self._timer = self.clock.callLater(CHECK_INTERVAL, self._check)
-
-    def _check(self) -> None:
-        """
-        Move urgent blocks away from lagging sources; drop silent ones.
-        """
-        self._timer = None
-        urgent = {i for u, i in self._wanted() if u < URGENT_BLOCKS}
-        self._sources.relieve(
-            self.clock.seconds(), urgent, self.meta.blockSize, self._silent
-        )
-        self.schedule()
-        self._armTimer()
-
-    def _silent(self, state: SourceState, quiet: float) -> None:
-        self.dropSource(state.source, f"no data for {quiet:.0f} s")
-
     def close(self) -> None:
         """
         Stop everything: cancel requests and release sources.
@@ -618,8 +299,11 @@ class Download:
             state.source.onLost = None
             state.source.onHave = None
             state.source.close()
+        if self.failure is None:
+            # Readers that read again fail too, and never touch the store.
+            self.failure = Failure(DownloadFailed("download closed"))
         for reader in list(self.readers):
-            reader.fail(Failure(DownloadFailed("download closed")))
+            reader.fail(self.failure)
         self._recent.clear()
         self._verifier.clear()
         self._wants, self._wantsFor = NOTHING, None

@@ -171,6 +171,9 @@ class IConnection(Interface):
     remoteName = Attribute("str: host:port, for logs")
     initiator = Attribute("bool: this node dialed the connection")
     encrypted = Attribute("bool: the connection runs over TLS")
+    waitingOpens = Attribute(
+        "int: Opens waiting for the other node to have a handle free"
+    )
     ready = Attribute(
         "Deferred firing with the connection when the handshake completes,"
         " or failing if it does not"
@@ -232,4 +235,30 @@ class IWebNode(Interface):
         """
         Whether this node's cache holds some version of C{url}, to play
         when its origin cannot be reached.
+        """
+
+
+class ICacheControl(Interface):
+    """
+    What C{p2pd cache} asks of a running node, through its control listener
+    (L{p2pd.web.control}): changes to its cache that the node itself must
+    make, so that it never serves or announces what is gone.
+    """
+
+    def removeCached(url: str) -> bool:
+        """
+        Stop fetching C{url} (its readers fail) and remove every cached
+        version of it; whether the cache held any.
+        """
+
+    def purgeCache() -> int:
+        """
+        Stop every download and empty the cache; how many URLs (or pieces
+        of debris) were removed.
+        """
+
+    def recheckCached(url: str, version: str, blocks: Sequence[int]) -> list[int]:
+        """
+        Read C{blocks} of C{url} at C{version} back from the disk and check
+        them again; those that fail are forgotten and returned.
         """

@@ -1,11 +1,11 @@
-# -*- test-case-name: tests.unit.test_node -*-
+# -*- test-case-name: tests.unit.test_node,tests.unit.test_control -*-
 """
 The node: serves files to other nodes, and runs this node's downloads.
 
 It answers SPP requests (published files as their origin, cached blocks as a
-peer), keeps one download per file shared by all its readers, and finds the
-sources for each: the origin, the peers the origin names, mirrors, and nodes
-that open the same file on us.
+peer), keeps one download per file shared by all its readers, and the swarm
+of each (L{p2pd.engine.swarm}): its sources, the origin, the peers the origin
+names, mirrors, and nodes that open the same file on us.
 
 Only the node decides whom it believes about a file's size, version and
 digests (docs/security.md): a connection it dialed to the URL's origin, or to
@@ -18,20 +18,20 @@ import os
 from collections.abc import Callable, Sequence
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from p2pd.core.errors import ErrorCode, SPPError, errorCode
-from p2pd.core.net import PEER_TLS, PLAIN, Security
-from p2pd.core.peers import Peer
+from p2pd.core.errors import ErrorCode, SPPError
+from p2pd.core.net import PLAIN, Security
 from p2pd.core.url import BadURL, parse
 from p2pd.engine.backoff import Address, PeerBackoff
 from p2pd.engine.connections import Connections
 from p2pd.engine.download import Download
 from p2pd.engine.interfaces import (
+    ICacheControl,
     IConnection,
     IConnector,
     IRemoteFile,
@@ -46,6 +46,7 @@ from p2pd.engine.serving import (
     PublishedServedFile,
     ServedFiles,
 )
+from p2pd.engine.swarm import PEER_INTERVAL, Swarm
 from p2pd.engine.tracker import Tracker
 from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.store.cachedfile import CachedFile
@@ -53,52 +54,17 @@ from p2pd.store.digests import DigestIndex
 from p2pd.store.interfaces import IBlockCache
 from p2pd.store.published import NotPublished, PublicDirectory
 
-PEER_INTERVAL = 5.0
-MAX_PEERS_PER_DOWNLOAD = 16
-IDLE_DOWNLOAD = 60.0
 # The files a node keeps open on one connection, at most: what the other
 # node answers (MAX_OPEN_FILES in docs/protocol.md).
 HANDLES_PER_CONNECTION = 64
 LOG_DELAY = 0.05
-# Peers on ports below this are not dialed unless the origin's port is too.
-PRIVILEGED_PORTS = 1024
-
-
 
 # Makes the node's connector, which needs the node to answer on the
 # connections it makes.
 ConnectorFactory = Callable[[ISPPNode], IConnector]
 
 
-class _Swarm:
-    """
-    The node's bookkeeping for one download: who it came from and which
-    connections already serve it.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        origin: Address,
-        download: Download,
-        store: CachedFile,
-        secure: bool = False,
-    ) -> None:
-        self.url = url
-        self.origin = origin
-        # How its origin and mirrors are dialed, and how its peers.
-        self.authority = Security(True, origin[0]) if secure else PLAIN
-        self.peers = PEER_TLS if secure else PLAIN
-        self.download = download
-        self.store = store
-        self.peerConnections: set[IConnection] = set()
-        self.connecting: set[tuple[str, int]] = set()
-        self.lookingUp = False
-        self.timer: IDelayedCall | None = None
-        self.idleSince: float | None = None
-
-
-@implementer(ISPPNode, IWebNode)
+@implementer(ISPPNode, IWebNode, ICacheControl)
 class Node:
     """
     One p2pd node.
@@ -131,7 +97,7 @@ class Node:
         self.counters = Counters()
         self.servedFiles = ServedFiles()
         self.backoff = PeerBackoff(clock)
-        self._swarms: dict[str, _Swarm] = {}
+        self._swarms: dict[str, Swarm] = {}
         self._opening: dict[str, list[defer.Deferred[Download]]] = {}
         self._banned: set[tuple[str, int]] = set()
         self.connections = Connections(
@@ -147,11 +113,14 @@ class Node:
             raise SPPError(ErrorCode.BAD_REQUEST, str(e)) from None
         if parsed.secure and not IConnection(connection).encrypted:
             raise SPPError(ErrorCode.FORBIDDEN, "spps:// URLs only over TLS")
+        # Published files by the path alone, whatever the host and port: a
+        # mirror answers for its origin's URLs (docs/protocol.md, Open).
+        published = None
         if self.public is not None and self.digestIndex is not None:
             try:
                 published = self.public.lookup(parsed.segments)
             except NotPublished:
-                published = None
+                pass
             if published is not None and version in ("", published.version):
                 return PublishedServedFile(
                     published,
@@ -160,20 +129,22 @@ class Node:
                     self.counters,
                     self.servedFiles,
                 )
-            if published is not None and parsed.port == self.listenPort:
-                raise SPPError(ErrorCode.CHANGED, "the file has changed")
         key = str(parsed)
         if not version:
             raise SPPError(ErrorCode.NOT_FOUND, "not published here")
         swarm = self._swarms.get(key)
-        if swarm is not None and swarm.download.meta.version == version:
-            self._offerSource(swarm, IConnection(connection))
-            return CachedServedFile(
-                swarm.store, swarm.download, self.counters, self.servedFiles
-            )
         cached = self.cache.find(key, version) if self.cache is not None else None
+        if swarm is not None and swarm.download.meta.version == version:
+            swarm.offerSource(IConnection(connection))
+        else:
+            swarm = None
         if cached is not None:
-            return CachedServedFile(cached, None, self.counters, self.servedFiles)
+            # A handle of its own, which outlives the download's: the
+            # download may close before the peer does.
+            download = swarm.download if swarm is not None else None
+            return CachedServedFile(cached, download, self.counters, self.servedFiles)
+        if published is not None:
+            raise SPPError(ErrorCode.CHANGED, "the file has changed")
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
 
     def connectionReady(self, connection: object) -> None:
@@ -254,7 +225,7 @@ class Node:
         )
         for swarm in unread[:excess]:
             del self._swarms[swarm.url]
-            self._closeSwarm(swarm)
+            swarm.close()
         return connection
 
     def _opened(
@@ -276,7 +247,7 @@ class Node:
         meta = remoteFile.meta
         old = self._swarms.pop(key, None)
         if old is not None:
-            self._closeSwarm(old)
+            old.close()
         try:
             assert self.cache is not None, "a node that downloads has a cache"
             store = self.cache.open(meta)
@@ -288,7 +259,7 @@ class Node:
         download = Download(meta, store, self.clock, hashing=self.hashing)
         download.onBadSource = self._badSource
         download.firstBlockAlone()
-        swarm = _Swarm(key, origin, download, store, secure)
+        swarm = self._newSwarm(key, origin, download, store, secure)
         self._swarms[key] = swarm
         # Logged a moment later: writing a log line takes time, and the
         # first block is on its way to a player.
@@ -306,8 +277,8 @@ class Node:
         # there before the source's first answers, which then go to it.
         for waiting in self._opening.pop(key, []):
             waiting.callback(download)
-        self._addSource(swarm, remoteFile)
-        self._maintain(swarm)
+        swarm.addSource(remoteFile)
+        swarm.maintain()
 
     def _openFailed(self, reason: Failure, key: str) -> None:
         waiting = self._opening.pop(key, [])
@@ -324,182 +295,46 @@ class Node:
                 )
                 download.searching = False
                 parsed = parse(key)
-                swarm = _Swarm(
+                swarm = self._newSwarm(
                     key, (parsed.host, parsed.port), download, cached, parsed.secure
                 )
                 self._swarms[key] = swarm
                 # Keep trying the origin, and close the download when idle.
-                swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
+                swarm.timer = self.clock.callLater(PEER_INTERVAL, swarm.maintain)
                 for w in waiting:
                     w.callback(download)
                 return
         for w in waiting:
             w.errback(reason)
 
-    def _addSource(self, swarm: _Swarm, remoteFile: IRemoteFile) -> None:
-        if swarm.download.addSource(remoteFile):
-            swarm.peerConnections.add(remoteFile.connection)
-        else:
-            remoteFile.close()
-
-    def _offerSource(self, swarm: _Swarm, connection: IConnection) -> None:
-        """
-        A node opened our download's file on us: use it as a source too, a
-        peer whatever its Opened claims.
-        """
-        if connection in swarm.peerConnections:
-            return
-        swarm.peerConnections.add(connection)
-        d = connection.open(swarm.url, swarm.download.meta.version)
-        d.addCallbacks(
-            lambda remoteFile: self._addSource(swarm, remoteFile),
-            lambda reason: swarm.peerConnections.discard(connection),
+    def _newSwarm(
+        self,
+        url: str,
+        origin: Address,
+        download: Download,
+        store: CachedFile,
+        secure: bool,
+    ) -> Swarm:
+        return Swarm(
+            url,
+            origin,
+            download,
+            store,
+            secure,
+            self.clock,
+            self.connections,
+            self.backoff,
+            self._banned,
+            self._forget,
         )
+
+    def _forget(self, swarm: Swarm) -> None:
+        del self._swarms[swarm.url]
 
     def _badSource(self, source: ISource) -> None:
         connection = IRemoteFile(source).connection
         self._banned.add((connection.remoteHost, connection.remoteListenPort))
         connection.drop()
-
-    def _maintain(self, swarm: _Swarm) -> None:
-        """
-        Every few seconds: reconnect to the origin if it went away, ask it
-        for peers, connect to new ones; close the download when idle.
-        """
-        swarm.timer = None
-        if self._swarms.get(swarm.url) is not swarm:
-            return
-        download = swarm.download
-        if download.failure is not None:
-            return
-        if not download.readers:
-            now = self.clock.seconds()
-            if swarm.idleSince is None:
-                swarm.idleSince = now
-            elif now - swarm.idleSince >= IDLE_DOWNLOAD:
-                self._log.info("{url}: idle, closing download", url=swarm.url)
-                del self._swarms[swarm.url]
-                self._closeSwarm(swarm)
-                return
-        else:
-            swarm.idleSince = None
-        authorities = [s for s in download.sources if s.authoritative]
-        origins = [s for s in authorities if self._isOrigin(swarm, s)]
-        if not authorities:
-            self._reconnectOrigin(swarm)
-        elif not swarm.lookingUp:
-            # Only the origin's own list names mirrors to believe.
-            asked = (origins or authorities)[0]
-            swarm.lookingUp = True
-            d = asked.getPeers()
-            d.addCallbacks(
-                lambda peers: self._connectPeers(swarm, peers, bool(origins)), _ignore
-            )
-            d.addBoth(self._lookedUp, swarm)
-        self._updateSearching(swarm)
-        swarm.timer = self.clock.callLater(PEER_INTERVAL, self._maintain, swarm)
-
-    def _reconnectOrigin(self, swarm: _Swarm) -> None:
-        if swarm.origin in swarm.connecting:
-            return
-        swarm.connecting.add(swarm.origin)
-        d = self.connections.connect(*swarm.origin, security=swarm.authority)
-        d.addCallback(lambda c: c.open(swarm.url, swarm.download.meta.version))
-
-        def opened(remoteFile: IRemoteFile) -> None:
-            remoteFile.believe()
-            self._addSource(swarm, remoteFile)
-
-        def failed(reason: Failure) -> None:
-            if errorCode(reason) == ErrorCode.CHANGED:
-                swarm.download.fail(reason)
-
-        d.addCallbacks(opened, failed)
-        d.addBoth(lambda _: self._doneConnecting(swarm, swarm.origin))
-
-    def _isOrigin(self, swarm: _Swarm, source: ISource) -> bool:
-        connection = IRemoteFile(source).connection
-        return self.connections.dialed(swarm.origin, swarm.authority) is connection
-
-    def _connectPeers(
-        self, swarm: _Swarm, peers: Sequence[Peer], fromOrigin: bool
-    ) -> None:
-        """
-        Open the file on the nodes of a peer list; the mirrors the origin
-        itself names are believed as it is.
-        """
-        for peer in peers:
-            address = (peer.host, peer.port)
-            if len(swarm.peerConnections) >= MAX_PEERS_PER_DOWNLOAD:
-                break
-            mirror = fromOrigin and peer.server
-            security = swarm.authority if mirror else swarm.peers
-            known = self.connections.known(address, not mirror, security)
-            if (
-                address in self._banned
-                or address in swarm.connecting
-                or (known is not None and known in swarm.peerConnections)
-                or (peer.port < PRIVILEGED_PORTS <= swarm.origin[1])
-                or not self.backoff.mayTry(address)
-            ):
-                continue
-            self.backoff.tried(address)
-            swarm.connecting.add(address)
-            d = self.connections.connect(*address, not mirror, security)
-            d.addCallback(self._openOnPeer, swarm, address, mirror)
-            d.addErrback(self._peerFailed, address)
-            d.addBoth(self._connectedPeer, swarm, address)
-        self._updateSearching(swarm)
-
-    def _openOnPeer(
-        self, connection: IConnection, swarm: _Swarm, address: Address, mirror: bool
-    ) -> "defer.Deferred[None] | None":
-        if connection in swarm.peerConnections:
-            return None
-        swarm.peerConnections.add(connection)
-
-        def opened(remoteFile: IRemoteFile) -> None:
-            if mirror:
-                remoteFile.believe()
-            self.backoff.worked(address)
-            self._addSource(swarm, remoteFile)
-
-        def failed(reason: Failure) -> Failure:
-            swarm.peerConnections.discard(connection)
-            return reason
-
-        o = connection.open(swarm.url, swarm.download.meta.version)
-        return o.addCallbacks(opened, failed)
-
-    def _peerFailed(self, reason: Failure, address: Address) -> None:
-        self._log.debug(
-            "peer {host}:{port}: {why}",
-            host=address[0],
-            port=address[1],
-            why=reason.getErrorMessage(),
-        )
-        self.backoff.failed(address)
-
-    def _connectedPeer(
-        self, result: object, swarm: _Swarm, address: tuple[str, int]
-    ) -> None:
-        self._doneConnecting(swarm, address)
-
-    def _lookedUp(self, result: object, swarm: _Swarm) -> None:
-        swarm.lookingUp = False
-        self._updateSearching(swarm)
-
-    def _doneConnecting(self, swarm: _Swarm, address: tuple[str, int]) -> None:
-        swarm.connecting.discard(address)
-        self._updateSearching(swarm)
-
-    def _updateSearching(self, swarm: _Swarm) -> None:
-        swarm.download.setSearching(bool(swarm.connecting) or swarm.lookingUp)
-
-    def _closeSwarm(self, swarm: _Swarm) -> None:
-        if swarm.timer is not None and swarm.timer.active():
-            swarm.timer.cancel()
-        swarm.download.close()
 
     def downloads(self) -> list[Download]:
         return [s.download for s in self._swarms.values()]
@@ -517,14 +352,36 @@ class Node:
         cached.close()
         return True
 
+    # -- ICacheControl: p2pd cache, through the control listener
+
+    def removeCached(self, url: str) -> bool:
+        swarm = self._swarms.pop(url, None)
+        if swarm is not None:
+            # Its sources are closed too: the origin stops listing this
+            # node as a peer for the file.
+            self._log.info("{url}: removed from the cache", url=url)
+            swarm.close()
+        return self.cache is not None and self.cache.remove(url)
+
+    def purgeCache(self) -> int:
+        if self._swarms:
+            self._log.info("the cache is purged: every download closed")
+        self.stop()
+        return self.cache.purge() if self.cache is not None else 0
+
+    def recheckCached(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
+        cached = self.cache.find(url, version) if self.cache is not None else None
+        if cached is None:
+            return []
+        try:
+            return [index for index in blocks if not cached.recheck(index)]
+        finally:
+            cached.close()
+
     def stop(self) -> None:
         """
         Close every download (the node is shutting down).
         """
         for swarm in list(self._swarms.values()):
-            self._closeSwarm(swarm)
+            swarm.close()
         self._swarms.clear()
-
-
-def _ignore(reason: Failure) -> None:
-    return None

@@ -170,6 +170,8 @@ class PublishedServedFile:
         self._recorded: tuple[str, int] | None = None
 
     def digests(self, first: int, count: int) -> "defer.Deferred[bytes]":
+        if (first, count) == (self.blocks, 0):
+            return defer.succeed(b"")  # from the end: an empty file's digests
         _checkRange(first, count, self.blocks)
         d = self.digestIndex.digests(self.published, first, count)
         return d.addErrback(_wireError)
@@ -224,7 +226,9 @@ class PublishedServedFile:
 @implementer(IServedFile)
 class CachedServedFile:
     """
-    Blocks this node has fetched and verified, served to a peer.
+    Blocks this node has fetched and verified, served to a peer: from
+    C{cached}, a handle of its own on the cache closed with it, and while
+    C{download} runs, the blocks it gains announced as they come.
     """
 
     authoritative = False
@@ -241,8 +245,7 @@ class CachedServedFile:
         try:
             files.hold(self._key, CACHED_FILE_DESCRIPTORS)
         except SPPError:
-            if download is None:
-                cached.close()
+            cached.close()
             raise
         self.cached = cached
         self.download = download
@@ -285,7 +288,5 @@ class CachedServedFile:
         if self.download is not None:
             for callback in self._watching:
                 self.download.unwatch(callback)
-        else:
-            # Our own handle from the cache (a download's store is its own).
-            self.cached.close()
+        self.cached.close()
         self._watching = []

@@ -10,8 +10,9 @@ L{p2pd.spp.asking}.
 """
 
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -99,7 +100,8 @@ class Answerer:
         self._served: dict[int, IServedFile] = {}
         self._uploads: deque[codec.GetBlock] = deque()
         self._uploading: dict[int, defer.Deferred[bytes]] = {}
-        self._pending: dict[int, defer.Deferred[Any]] = {}
+        self._pending: dict[int, defer.Deferred[bytes]] = {}
+        self._reading = False
 
     def _send(self, message: codec.Message) -> None:
         self.connection.send(message)
@@ -125,8 +127,8 @@ class Answerer:
     def _reply(
         self,
         requestId: int,
-        deferred: "defer.Deferred[Any]",
-        build: Callable[[Any], codec.Message],
+        deferred: "defer.Deferred[bytes]",
+        build: Callable[[bytes], codec.Message],
     ) -> None:
         """
         Send what C{deferred} gives, or its SPPError, as the answer.
@@ -138,7 +140,7 @@ class Answerer:
             return
         self._pending[requestId] = deferred
 
-        def done(result: Any) -> None:
+        def done(result: bytes) -> None:
             if self._pending.pop(requestId, None) is None:
                 return
             if self.connection.canAnswer():
@@ -152,7 +154,22 @@ class Answerer:
 
         deferred.addCallbacks(done, failed)
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """
+        Take every request of one read before sending any block: of more
+        GetBlocks than L{MAX_PENDING_REQUESTS} sent at once, those past it
+        get BUSY, and the rest go out nearest block first.
+        """
+        self._reading = True
+        try:
+            yield
+        finally:
+            self._reading = False
+        self.pump()
+
     def open(self, message: codec.Open) -> None:
+        self._checkFresh(message.request)
         if message.request in self._served:
             self._send(
                 codec.Error(
@@ -210,9 +227,10 @@ class Answerer:
         served = self._servedFile(message)
         if served is None:
             return
-        # An opener asking before it knows the size may ask past the end.
+        # An opener asking before it knows the size may ask past the end;
+        # from the end itself (an empty file's block 0) it gets no digests.
         blocks = -(-served.size // served.blockSize)
-        count = min(message.count, max(1, blocks - message.first))
+        count = min(message.count, max(0, blocks - message.first))
         try:
             deferred = served.digests(message.first, count)
         except SPPError as e:
@@ -225,6 +243,7 @@ class Answerer:
         )
 
     def getPeers(self, message: codec.GetPeers) -> None:
+        self._checkFresh(message.request)
         served = self._servedFile(message)
         if served is None:
             return
@@ -241,8 +260,11 @@ class Answerer:
 
     def _checkFresh(self, requestId: int) -> None:
         """
-        A request id must not be reused while its answer is outstanding.
+        A request id is not 0 (an Error about request 0 is about the whole
+        connection) and is not reused while its answer is outstanding.
         """
+        if requestId == 0:
+            raise SPPError(ErrorCode.BAD_REQUEST, "request id 0")
         if (
             requestId in self._pending
             or requestId in self._uploading
@@ -260,7 +282,8 @@ class Answerer:
             )
             return
         self._uploads.append(message)
-        self.pump()
+        if not self._reading:
+            self.pump()
 
     def cancel(self, message: codec.Cancel) -> None:
         for queued in self._uploads:
@@ -295,7 +318,7 @@ class Answerer:
             served = self._served.get(message.handle)
             if served is None:
                 self._send(
-                    codec.Error(message.request, ErrorCode.BAD_REQUEST, "closed handle")
+                    codec.Error(message.request, ErrorCode.NOT_FOUND, "closed handle")
                 )
                 continue
             try:
@@ -306,7 +329,7 @@ class Answerer:
             self._uploading[message.request] = deferred
             deferred.addBoth(self._uploaded, message)
 
-    def _uploaded(self, result: Any, message: codec.GetBlock) -> None:
+    def _uploaded(self, result: bytes | Failure, message: codec.GetBlock) -> None:
         self._uploading.pop(message.request, None)
         if not self.connection.canAnswer():
             return

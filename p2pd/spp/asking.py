@@ -21,6 +21,7 @@ from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
 from p2pd.engine.interfaces import IRemoteFile
 from p2pd.spp import codec
+from p2pd.spp.handles import Handles
 
 
 class ConnectionGone(Exception):
@@ -41,7 +42,7 @@ class Connection(Protocol):
     def canSend(self) -> bool: ...
 
     def request(
-        self, message: Any, remoteFile: "RemoteFile | None"
+        self, message: codec.Request, remoteFile: "RemoteFile | None"
     ) -> "defer.Deferred[Any]": ...
 
     def closeRemote(self, remoteFile: "RemoteFile") -> None: ...
@@ -230,18 +231,27 @@ class Asker:
         self._nextRequest = 1
         self._outgoing: dict[int, _Outgoing] = {}
         self._remoteFiles: dict[int, RemoteFile] = {}
+        self.handles = Handles()
 
     def open(
         self, url: str, version: str, digests: int, blocks: Sequence[int], peers: bool
     ) -> "defer.Deferred[IRemoteFile]":
         """
-        Open C{url} on the other node, asking at once for what
-        L{RemoteFile.askEarly} asks for.
+        Open C{url} on the other node, once a handle is free there, asking
+        at once for what L{RemoteFile.askEarly} asks for.
         """
+        d = self.handles.take()
+        return d.addCallback(lambda _: self._open(url, version, digests, blocks, peers))
+
+    def _open(
+        self, url: str, version: str, digests: int, blocks: Sequence[int], peers: bool
+    ) -> "defer.Deferred[IRemoteFile]":
         requestId = self._newRequestId()
         remoteFile = RemoteFile(self.connection, requestId)
         opened = self._ask(requestId, codec.Open(requestId, url, version), remoteFile)
-        if self.connection.canSend():
+        if opened.called and requestId not in self._outgoing:
+            self.handles.give()  # not sent
+        elif self.connection.canSend():
             remoteFile.askEarly(digests, blocks, peers)
 
         def failed(reason: Failure) -> Failure:
@@ -251,7 +261,7 @@ class Asker:
         return opened.addErrback(failed)
 
     def request(
-        self, message: Any, remoteFile: RemoteFile | None
+        self, message: codec.Request, remoteFile: RemoteFile | None
     ) -> "defer.Deferred[Any]":
         """
         Send a request about C{remoteFile} and return a Deferred for its
@@ -272,6 +282,8 @@ class Asker:
         if self._remoteFiles.pop(remoteFile.handle, None) is not None:
             if self.connection.canSend():
                 self.connection.send(codec.Close(remoteFile.handle))
+            # After the Close: the Open a waiting one sends comes behind it.
+            self.handles.give()
 
     def _newRequestId(self) -> int:
         requestId = self._nextRequest
@@ -336,10 +348,12 @@ class Asker:
                 raise ValueError(f"digest size {meta.digestSize}")
         except ValueError:
             self.connection.send(codec.Close(handle))
+            self.handles.give()
             outgoing.deferred.errback(SPPError(ErrorCode.BAD_REQUEST, "unknown digest"))
             return
         if request.version and request.version != message.version:
             self.connection.send(codec.Close(handle))
+            self.handles.give()
             outgoing.deferred.errback(SPPError(ErrorCode.CHANGED, "other version"))
             return
         remoteFile.opened(meta, message.authoritative)
@@ -393,6 +407,8 @@ class Asker:
         about the connection).
         """
         outgoing = self._answer(message.request, codec.Error)
+        if isinstance(outgoing.message, codec.Open):
+            self.handles.give()
         outgoing.deferred.errback(SPPError(message.code, message.message))
 
     def have(self, message: codec.Have) -> None:
@@ -407,6 +423,7 @@ class Asker:
         """
         Fail every request still waiting for its answer with C{gone}.
         """
+        self.handles.fail(gone)
         outgoing, self._outgoing = self._outgoing, {}
         for out in outgoing.values():
             # An earlier errback may have cancelled (and so fired) the rest.
@@ -422,7 +439,7 @@ class Asker:
             remoteFile.lost(reason)
 
 
-def _release(answer: Any) -> None:
+def _release(answer: object) -> None:
     """
     Close a file opened by a request that was cancelled meanwhile.
     """

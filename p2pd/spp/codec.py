@@ -512,6 +512,9 @@ Message = Union[
     KeepAlive,
 ]
 
+# The messages that ask for an answer (Open is answered by Opened).
+Request = Union[Open, GetDigests, GetBlock, GetPeers]
+
 _TYPES: dict[int, type[Message]] = {cls.TYPE: cls for cls in get_args(Message)}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -42,9 +42,12 @@ KEEPALIVE_INTERVAL = 30.0
 # kernel sends a socket's bytes in the order written, so a block a player
 # waits for would otherwise queue behind megabytes of read-ahead.
 UNSENT_BYTES = 64 * 1024
+# The message of the Error a responder refuses its own Hello with: the
+# initiator, the same node, learns from it that it dialed itself.
+SELF_CONNECTION = "connected to itself"
 
 
-def _socketUnder(transport: Any) -> socket.socket | None:
+def _socketUnder(transport: object) -> socket.socket | None:
     """
     The TCP socket a connection runs over, under TLS too (whose transport
     is the TCP one's protocol), or None (a UNIX socket, a test's transport).
@@ -208,7 +211,7 @@ class SPPProtocol(Protocol):
         self.frames.clear()
         self.asker.lost(reason)
         if not self.ready.called:
-            self.ready.errback(self._refused or gone)
+            self.ready.errback(gone if self._toItself else self._refused or gone)
             if not self.initiator:
                 # Nobody waits for an accepted connection's handshake: do not
                 # log its failure as an unhandled error.
@@ -311,12 +314,20 @@ class SPPProtocol(Protocol):
 
     def _framesReceived(self, data: bytes) -> None:
         try:
-            for body in self.frames.feed(data):
-                self._frameReceived(body)
-                if self.state is State.CLOSED:
-                    break
+            with self.answerer.reading():
+                for body in self.frames.feed(data):
+                    self._frameReceived(body)
+                    if self.state is State.CLOSED:
+                        break
         except FrameTooLarge as e:
             self._fail(ErrorCode.BAD_REQUEST, str(e))
+
+    @property
+    def waitingOpens(self) -> int:
+        """
+        Opens waiting for the other node to have a handle free.
+        """
+        return self.asker.handles.waiting
 
     @property
     def bufferedBytes(self) -> int:
@@ -383,6 +394,10 @@ class SPPProtocol(Protocol):
         if isinstance(message, codec.Error) and message.request == 0:
             # Refused, e.g. BUSY: a node that speaks SPP; it closes.
             self._refused = SPPError(message.code, message.message)
+            self._toItself = self.initiator and (message.code, message.message) == (
+                ErrorCode.BAD_REQUEST,
+                SELF_CONNECTION,
+            )
             self._error(message)
             return
         if not isinstance(message, codec.Hello):
@@ -395,11 +410,10 @@ class SPPProtocol(Protocol):
             )
             return
         if message.nodeId == self.node.nodeId:
-            # Answer first, so the other end (this very node) learns it too.
+            # Refused like any failed handshake, with no Hello: the Error's
+            # message tells the other end (this very node) why.
             self._toItself = True
-            if not self.initiator:
-                self._sendHello()
-            self._fail(ErrorCode.BAD_REQUEST, "connected to itself")
+            self._fail(ErrorCode.BAD_REQUEST, SELF_CONNECTION)
             return
         self.remoteListenPort = message.listenPort
         self.remoteNodeId = message.nodeId
@@ -431,7 +445,7 @@ class SPPProtocol(Protocol):
         return self.asker.open(url, version, digests, blocks, peers)
 
     def request(
-        self, message: Any, remoteFile: RemoteFile | None
+        self, message: codec.Request, remoteFile: RemoteFile | None
     ) -> "defer.Deferred[Any]":
         """
         Send a request about C{remoteFile} and return a Deferred for its
@@ -462,7 +476,7 @@ class SPPFactory(Factory):
         self.clock = clock
         self.initiator = initiator
 
-    def buildProtocol(self, addr: Any) -> SPPProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> SPPProtocol:
         protocol = SPPProtocol(self.node, self.clock, self.initiator)
         protocol.factory = self
         return protocol

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_cache,tests.integration.test_cache -*-
+# -*- test-case-name: tests.unit.test_cache,tests.unit.test_cacheremoval,tests.integration.test_cache -*-
 """
 The node's cache of fetched, verified blocks: which file versions it holds,
 one per URL.
@@ -15,6 +15,7 @@ Its other modules:
 """
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 
@@ -103,6 +104,49 @@ class BlockCache:
                 self._log.warn("cannot open cached {url}: {why}", url=url, why=str(e))
                 return None
         return CachedFile(state, self._release)
+
+    def remove(self, url: str) -> bool:
+        """
+        Remove every cached version of C{url}; handles still open on one
+        hold nothing from now on. Whether there was anything to remove.
+        """
+        found = False
+        for (stateUrl, _), state in list(self._states.items()):
+            if stateUrl == url:
+                self._retire(state)
+                state.empty()
+                found = True
+        return self._removeTree(self._urlDirectory(url)) or found
+
+    def purge(self) -> int:
+        """
+        Remove every cached version of every URL, as L{remove} does; how
+        many URLs' directories (or pieces of debris) were removed.
+        """
+        for state in list(self._states.values()):
+            self._retire(state)
+            state.empty()
+        return sum(
+            self._removeTree(os.path.join(self.root, name))
+            for name in sorted(os.listdir(self.root))
+        )
+
+    def _removeTree(self, parent: str) -> bool:
+        """
+        Remove a URL's directory, each version's C{meta.json} first; whether
+        there was one.
+        """
+        try:
+            names = os.listdir(parent)
+        except NotADirectoryError:
+            os.unlink(parent)
+            return True
+        except FileNotFoundError:
+            return False
+        for name in names:
+            removeDirectory(os.path.join(parent, name))
+        shutil.rmtree(parent, ignore_errors=True)
+        return True
 
     def _newest(self, url: str) -> tuple[str, FileMeta | None]:
         parent = self._urlDirectory(url)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_cache -*-
+# -*- test-case-name: tests.unit.test_cache,tests.unit.test_cacheremoval -*-
 """
 One cached file version: its blocks written and read back, verified.
 
@@ -143,6 +143,21 @@ class CachedState:
         self.forget(index)
         return None
 
+    def recheck(self, index: int) -> bool:
+        """
+        Read block C{index} back from the disk and check it, even if this
+        process verified it before; forgotten if it fails.
+        """
+        self.verified.discard(index)
+        return self.read(index) is not None
+
+    def empty(self) -> None:
+        """
+        Hold nothing from now on: the version was removed from the disk.
+        """
+        self.held = BlockRuns()
+        self.verified = BlockRuns()
+
     def forget(self, index: int) -> None:
         if index not in self.held:
             return
@@ -253,6 +268,15 @@ class CachedFile:
         returned.
         """
         return self._live().read(index)
+
+    def recheck(self, index: int) -> bool:
+        """
+        Read block C{index} back from the disk and check it against its
+        digest, even if this process has verified it before (for
+        C{p2pd cache verify}); a block that fails is forgotten. Whether it
+        is held, and good.
+        """
+        return self._live().recheck(index)
 
     def close(self) -> None:
         """

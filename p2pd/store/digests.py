@@ -10,7 +10,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from twisted.python.threadpool import ThreadPool
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 class BlocksOutOfRange(ValueError):
@@ -253,8 +254,10 @@ class DigestIndex:
             return self._reactor.getThreadPool()
         return self._threadpool
 
-    def _inThread(self, f: Callable[..., _T], *args: Any) -> "Deferred[_T]":
-        return deferToThreadPool(self._reactor, self._pool(), f, *args)
+    def _inThread(
+        self, f: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> "Deferred[_T]":
+        return deferToThreadPool(self._reactor, self._pool(), f, *args, **kwargs)
 
     def _entry(self, published: PublishedFile) -> _Entry:
         path = os.path.abspath(published.path)

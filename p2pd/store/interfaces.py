@@ -36,3 +36,15 @@ class IBlockCache(Interface):
         """
         Whether some version of C{url} may be cached, cheaply.
         """
+
+    def remove(url: str) -> bool:
+        """
+        Remove every cached version of C{url}; handles still open on one
+        hold nothing from now on. Whether there was anything to remove.
+        """
+
+    def purge() -> int:
+        """
+        Remove every cached version of every URL; how many URLs'
+        directories (or pieces of debris) were removed.
+        """

@@ -87,10 +87,23 @@ class Journal:
             except OSError:
                 pass
         self._size = whole
+        held, records = self._replay(self._fd, whole, blocks)
+        if records > 2 * held.count + 1024:
+            try:
+                self._compact(held)
+            except OSError:
+                pass  # a longer journal, read again next time
+        return held
+
+    def _replay(self, fd: int, size: int, blocks: int) -> tuple[BlockRuns, int]:
+        """
+        The blocks below C{blocks} that the first C{size} bytes of the
+        journal at C{fd} say are held, and how many records they hold.
+        """
         records = 0
         held = BlockRuns()
-        for offset in range(0, whole, _CHUNK * RECORD_SIZE):
-            raw = fileio.readAll(self._fd, _CHUNK * RECORD_SIZE, offset)
+        for offset in range(0, size, _CHUNK * RECORD_SIZE):
+            raw = fileio.readAll(fd, min(_CHUNK * RECORD_SIZE, size - offset), offset)
             for start in range(0, len(raw) - RECORD_SIZE + 1, RECORD_SIZE):
                 records += 1
                 head = raw[start : start + _JOURNAL.size]
@@ -102,12 +115,25 @@ class Journal:
                     held.add(index)
                 elif index < blocks and flag == 0:
                     held.discard(index)
-        if records > 2 * held.count + 1024:
-            try:
-                self._compact(held)
-            except OSError:
-                pass  # a longer journal, read again next time
-        return held
+        return held, records
+
+    def read(self, path: str, blocks: int) -> BlockRuns:
+        """
+        The blocks below C{blocks} the journal at C{path} says are held,
+        read without changing it (while another process may append to it):
+        a torn trailing record is left alone.
+
+        @raise OSError: it cannot be read (a missing journal holds nothing).
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return BlockRuns()
+        try:
+            size = os.fstat(fd).st_size
+            return self._replay(fd, size - size % RECORD_SIZE, blocks)[0]
+        finally:
+            os.close(fd)
 
     def _compact(self, held: BlockRuns) -> None:
         """

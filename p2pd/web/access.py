@@ -15,10 +15,15 @@ judged.
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IHostResolution, IResolutionReceiver
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostResolution,
+    IReactorPluggableNameResolver,
+    IResolutionReceiver,
+)
 from zope.interface import implementer
 
 from p2pd.core.net import Network
@@ -91,14 +96,15 @@ class _Collect:
     def resolutionBegan(self, resolutionInProgress: IHostResolution) -> None:
         pass
 
-    def addressResolved(self, address: Any) -> None:
-        self.addresses.append(address.host)
+    def addressResolved(self, address: IAddress) -> None:
+        if isinstance(address, (IPv4Address, IPv6Address)):
+            self.addresses.append(address.host)
 
     def resolutionComplete(self) -> None:
         self.done.callback(self.addresses)
 
 
-def resolverFor(reactor: Any) -> Resolver:
+def resolverFor(reactor: IReactorPluggableNameResolver) -> Resolver:
     """
     A L{Resolver} using C{reactor}'s name resolver (the one TCP connections
     by name use).

@@ -23,7 +23,6 @@ the last step before the body, from the request line the channel keeps
 privately (read through L{p2pd.twistedinternals}).
 """
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.error import ConnectionDone
@@ -83,7 +82,7 @@ class NodeChannel(http.HTTPChannel):
         if not self._refused:
             super().allContentReceived()
 
-    def requestDone(self, request: Any) -> None:
+    def requestDone(self, request: http.Request) -> None:
         # Before the parent's, which may parse a pipelined request's
         # headers at once (and so stop this deadline again).
         if self.persistent:

@@ -87,6 +87,9 @@ def relay(
         discard(response)
         return None
     request.setResponseCode(response.code, response.phrase)
+    # The origin's Server header or none: a p2pd one would make the next
+    # proxy take an ordinary server for a p2pd node.
+    request.responseHeaders.removeHeader(b"server")
     if not response.headers.hasHeader(b"content-type"):
         request.defaultContentType = None  # add none the origin did not send
     for name, values in endToEnd(response.headers).getAllRawHeaders():

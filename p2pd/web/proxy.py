@@ -51,6 +51,7 @@ from p2pd.web.firstcontact import (
     OpenFailed,
     Outcome,
 )
+from p2pd.web.root import SERVER
 
 KNOWN_FOR = 3600.0
 MAX_KNOWN = 1024
@@ -166,7 +167,7 @@ class NodeRequest(ProxyRequest, server.Request):
             server.Request.process(self)
             return
         self.site = self.channel.site  # type: ignore[attr-defined]
-        self.setHeader(b"Server", b"p2pd")
+        self.setHeader(b"Server", SERVER)
         self.setHeader(b"Date", http.datetimeToString())
         try:
             target = urlsplit(self.uri.decode("ascii"))

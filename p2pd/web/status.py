@@ -4,13 +4,12 @@ C{/.status}: what the node is doing, as JSON, for operators and tests.
 """
 
 import json
-from typing import Any
 
 from p2pd import __version__
 from p2pd.engine.interfaces import IWebNode
 
 
-def nodeStatus(node: IWebNode) -> dict[str, Any]:
+def nodeStatus(node: IWebNode) -> dict[str, object]:
     """
     A JSON-ready summary of C{node}: what it
     served and what it is downloading.

@@ -7,8 +7,6 @@ Shared by everything that serves SPP content over HTTP (the gateway and the
 proxy), so players see the same Range behaviour everywhere.
 """
 
-from typing import Any
-
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -175,7 +173,7 @@ def failureStatus(reason: Failure) -> tuple[int, str]:
     The HTTP status and a one-line reason for a download that could not
     start.
     """
-    value: Any = reason.value
+    value = reason.value
     if isinstance(value, BadURL):
         return http.BAD_REQUEST, str(value)
     if isinstance(value, SPPError):
@@ -183,6 +181,10 @@ def failureStatus(reason: Failure) -> tuple[int, str]:
             return http.NOT_FOUND, f"the origin has no such file ({value.message})"
         if value.code == ErrorCode.FORBIDDEN:
             return http.FORBIDDEN, f"the origin refuses: {value.message}"
+        if value.code == ErrorCode.BUSY:
+            # A player may try again: e.g. more files opened at once than
+            # may wait for a handle (docs/protocol.md, Handles).
+            return http.SERVICE_UNAVAILABLE, f"the origin is busy: {value.message}"
         return http.BAD_GATEWAY, f"the origin failed: {value}"
     if isinstance(value, error.DNSLookupError):
         return http.BAD_GATEWAY, "unknown host"

@@ -8,6 +8,7 @@ import hashlib
 import os
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorPluggableNameResolver
 from twisted.trial.unittest import TestCase
 
 from p2pd.web.access import isLocalHost, resolverFor
@@ -85,6 +86,7 @@ class ResolverTests(TestCase):
         """
         from twisted.internet import reactor
 
-        found = yield resolverFor(reactor)("localhost", 80)
+        resolver = resolverFor(IReactorPluggableNameResolver(reactor))
+        found = yield resolver("localhost", 80)
         self.assertTrue(found)
         self.assertTrue(all(isLocalHost(a) for a in found), found)

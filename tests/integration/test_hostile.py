@@ -616,12 +616,13 @@ class RequestTests(HostileTestCase):
     def test_getDigestsPastTheEnd(self) -> Any:
         """
         GetDigests from a block past the end gets Error BAD_REQUEST for that
-        request; a count reaching past the end is cut at the end.
+        request; a count reaching past the end is cut at the end, and from
+        the end itself there are none.
         """
         recorder = yield self.opened()
         handle = recorder.handle
         recorder.transport.write(
-            frame(codec.GetDigests(30, handle, 4, 1))
+            frame(codec.GetDigests(30, handle, 5, 1))
             + frame(codec.GetDigests(31, handle, 0xFFFFFFFF, 4096))
             + frame(codec.GetDigests(32, handle, 0, 5))
         )
@@ -633,6 +634,9 @@ class RequestTests(HostileTestCase):
             )
         self.assertIsInstance(frames[4], codec.Digests, repr(frames[4]))
         self.assertEqual((frames[4].request, len(frames[4].digests)), (32, 4 * 32))
+        recorder.transport.write(frame(codec.GetDigests(33, handle, 4, 1)))
+        frames = yield recorder.waitForFrames(6)
+        self.assertEqual(frames[5], codec.Digests(33, 4, b""))
         yield self.assertHealthy()
 
     @defer.inlineCallbacks

@@ -164,7 +164,7 @@ class InstalledTests(TestCase):
         refresh of the plugin cache, C{VENV/bin/twistd p2pd --help}, run
         outside the checkout with no C{PYTHONPATH}, shows p2pd's options;
         p2pd is imported from the environment, and Twisted's own plugins
-        are still there.
+        are still there; the installed C{p2pd} command runs C{p2pd cache}.
         """
         wheel = yield buildWheel()
         outside = _outsideDirectory()
@@ -224,3 +224,11 @@ class InstalledTests(TestCase):
         result = clients.check((yield inVenv([twistd, "--help"])))
         self.assertIn("p2pd", result.stdout)
         self.assertIn("web", result.stdout, "Twisted's own plugins are hidden")
+
+        p2pd = os.path.join(venv, "bin", "p2pd")
+        result = clients.check((yield inVenv([p2pd, "--help"])))
+        self.assertIn("p2pd cache [-c DIR]", result.stdout, result.describe())
+        cache = os.path.join(outside, "cache")
+        os.makedirs(os.path.join(cache, "blocks"))
+        result = clients.check((yield inVenv([p2pd, "cache", "-c", cache, "ls"])))
+        self.assertEqual(result.stdout, "no cached files\n", result.describe())

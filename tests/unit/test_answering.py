@@ -251,14 +251,20 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
     def test_getDigestsPastEnd(self) -> None:
         """
         Digests asked for past the end of the file are cut at the end (an
-        opener may ask before it knows the size); digests from a block
-        past the end get BAD_REQUEST for that request only.
+        opener may ask before it knows the size): from the end itself there
+        are none; digests from a block past the end get BAD_REQUEST for that
+        request only.
         """
         wire, served = self._opened()
-        wire.feed(codec.GetDigests(7, 1, 2, 5), codec.GetDigests(8, 1, 3, 1))
-        digests, error = wire.sent()
+        wire.feed(
+            codec.GetDigests(7, 1, 2, 5),
+            codec.GetDigests(8, 1, 3, 1),
+            codec.GetDigests(9, 1, 4, 1),
+        )
+        digests, none, error = wire.sent()
         self.assertEqual(digests, codec.Digests(7, 2, served.digestsOf(2, 1)))
-        self.assertErrorFrame(error, 8, ErrorCode.BAD_REQUEST)
+        self.assertEqual(none, codec.Digests(8, 3, b""))
+        self.assertErrorFrame(error, 9, ErrorCode.BAD_REQUEST)
         self.assertFalse(wire.closed)
 
     def test_getDigestsBusy(self) -> None:
@@ -454,7 +460,8 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
     def test_closeWithQueuedRequests(self) -> None:
         """
         Requests still queued when their handle is closed get Error
-        BAD_REQUEST; reads already started are answered.
+        NOT_FOUND, as any request naming a handle not open; reads already
+        started are answered.
         """
         wire, served = self._opened(FakeServedFile(content(4 * BLOCK), manual=True))
         wire.feed(
@@ -464,7 +471,7 @@ class ServingTests(SynchronousTestCase, ErrorAssertions):
         served.finishRead(0)
         block, error = wire.sent()
         self.assertEqual(block, codec.Block(1, 0, served.block(0)))
-        self.assertErrorFrame(error, 3, ErrorCode.BAD_REQUEST)
+        self.assertErrorFrame(error, 3, ErrorCode.NOT_FOUND)
         self.assertFalse(wire.closed)
 
     def test_producerRegistered(self) -> None:
@@ -533,6 +540,67 @@ class RequestAccountingTests(SynchronousTestCase, ErrorAssertions):
         wire, served = self._opened(FakeServedFile(content(BLOCK), manual=True))
         wire.feed(codec.GetBlock(5, 1, 0), codec.GetBlock(5, 1, 0))
         self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+
+    def test_requestIdZero(self) -> None:
+        """
+        A request with id 0 (Open, GetDigests, GetBlock or GetPeers) is a
+        protocol error: Error(0, BAD_REQUEST) and a close, never an answer.
+        """
+        requests: list[codec.Message] = [
+            codec.Open(0, URL, ""),
+            codec.GetDigests(0, 1, 0, 1),
+            codec.GetBlock(0, 1, 0),
+            codec.GetPeers(0, 1),
+        ]
+        for request in requests:
+            wire, served = self._opened()
+            wire.feed(request)
+            self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+
+    def test_reusedRequestIdEveryKind(self) -> None:
+        """
+        Any request reusing the id of a GetBlock or GetDigests still
+        unanswered is a protocol error.
+        """
+        requests: list[codec.Message] = [
+            codec.Open(5, URL, ""),
+            codec.GetDigests(5, 1, 0, 1),
+            codec.GetBlock(5, 1, 0),
+            codec.GetPeers(5, 1),
+        ]
+        for request in requests:
+            wire, served = self._opened(FakeServedFile(content(BLOCK), manual=True))
+            wire.feed(codec.GetDigests(5, 1, 0, 1), request)
+            self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
+
+    def test_oneReadTakenWhole(self) -> None:
+        """
+        Of 65 GetBlock arriving in one read, even of blocks read at once,
+        the 65th gets BUSY and the 64 others their blocks: every request
+        of a read is taken before any block is sent.
+        """
+        wire, served = self._opened(FakeServedFile(content(BLOCK)))
+        count = MAX_PENDING_REQUESTS + 1
+        wire.feed(*[codec.GetBlock(r, 1, 0) for r in range(1, count + 1)])
+        answers = wire.sent()
+        self.assertEqual(len(answers), count)
+        self.assertErrorFrame(answers[0], count, ErrorCode.BUSY)
+        self.assertEqual(
+            answers[1:], [codec.Block(r, 0, served.block(0)) for r in range(1, count)]
+        )
+
+    def test_emptyFile(self) -> None:
+        """
+        An empty file has no blocks: GetDigests from block 0 gets no
+        digests, GetBlock of block 0 gets BAD_REQUEST, and the connection
+        stays up.
+        """
+        wire, served = self._opened(FakeServedFile(b""))
+        wire.feed(codec.GetDigests(2, 1, 0, 64), codec.GetBlock(3, 1, 0))
+        digests, error = wire.sent()
+        self.assertEqual(digests, codec.Digests(2, 0, b""))
+        self.assertErrorFrame(error, 3, ErrorCode.BAD_REQUEST)
+        self.assertFalse(wire.closed)
 
     def test_limitCountsEveryKind(self) -> None:
         """

@@ -16,6 +16,7 @@ from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
 from p2pd.spp import codec
 from p2pd.spp.asking import ConnectionGone, RemoteFile
+from p2pd.spp.handles import MAX_HANDLES
 from tests.unit.test_protocol import BLOCK, URL, ErrorAssertions, Wire, content, ready
 
 
@@ -486,3 +487,51 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         wire.feed(codec.Have(1, ((0, 1),)))
         self.assertFalse(remote.has(0))
         self.assertFalse(wire.closed)
+
+
+class HandleLimitTests(SynchronousTestCase):
+    """
+    A node never holds more handles on another than it answers: an Open
+    past them waits for one to be given back.
+    """
+
+    def test_openPastTheLimitWaits(self) -> None:
+        """
+        With 64 files open on a connection, a 65th Open is not sent until
+        one of them is closed; then it goes out and opens its file.
+        """
+        wire = ready(initiator=True)
+        opens = [wire.protocol.open(f"{URL}{i}") for i in range(MAX_HANDLES + 1)]
+        self.assertEqual(len(wire.sent()), MAX_HANDLES)
+        for handle in range(1, MAX_HANDLES + 1):
+            wire.feed(codec.Opened(handle, BLOCK, BLOCK, True, "sha256", "v1"))
+        self.assertNoResult(opens[-1])
+        self.assertEqual(wire.protocol.waitingOpens, 1)
+        remote = self.successResultOf(opens[0])
+        remote.close()
+        close, open65 = wire.sent()
+        self.assertEqual(close, codec.Close(1))
+        self.assertEqual(open65, codec.Open(MAX_HANDLES + 1, f"{URL}{MAX_HANDLES}", ""))
+        self.assertEqual(wire.protocol.waitingOpens, 0)
+
+    def test_failedOpenGivesBack(self) -> None:
+        """
+        An Open answered with an Error gives its handle back: the next Open
+        waiting goes out.
+        """
+        wire = ready(initiator=True)
+        opens = [wire.protocol.open(f"{URL}{i}") for i in range(MAX_HANDLES + 1)]
+        wire.sent()
+        wire.feed(codec.Error(3, ErrorCode.NOT_FOUND, "no"))
+        self.failureResultOf(opens[2], SPPError)
+        self.assertEqual(wire.sent(), [codec.Open(MAX_HANDLES + 1, f"{URL}64", "")])
+
+    def test_waitingFailWithConnection(self) -> None:
+        """
+        Opens still waiting when the connection goes fail with it.
+        """
+        wire = ready(initiator=True)
+        opens = [wire.protocol.open(f"{URL}{i}") for i in range(MAX_HANDLES + 1)]
+        wire.lose()
+        for d in opens:
+            self.failureResultOf(d, ConnectionGone)

@@ -27,7 +27,7 @@ from zope.interface import implementer
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
 from p2pd.core.peers import Peer
-from p2pd.engine import backoff, node
+from p2pd.engine import backoff, swarm
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile, ISPPNode
 from p2pd.engine.node import Node
@@ -542,6 +542,6 @@ class DocsTests(SynchronousTestCase):
             (f"{backoff.PEER_RETRY_MAX:g} s", "PEER_RETRY_MAX"),
             (f"{backoff.NOT_SPP_RETRY:g} s", "NOT_SPP_RETRY"),
             (f"{backoff.MAX_PEER_ADDRESSES}", "MAX_PEER_ADDRESSES"),
-            (f"{node.PRIVILEGED_PORTS}", "PRIVILEGED_PORTS"),
+            (f"{swarm.PRIVILEGED_PORTS}", "PRIVILEGED_PORTS"),
         ]:
             self.assertIn(f"{value} (`{name}`)", text)

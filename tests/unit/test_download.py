@@ -10,8 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode, SPPError
 from p2pd.core.meta import FileMeta
-from p2pd.engine import download as dl
-from p2pd.engine import scheduling, verification
+from p2pd.engine import scheduling, sourcing, verification
 from p2pd.engine.download import Download, DownloadFailed
 from tests.fakes import FakeSource, MemoryStore, QueuedThreads
 
@@ -156,8 +155,8 @@ class DownloadTests(SynchronousTestCase):
         # The digests come from an authority; add one that never answers blocks.
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
-        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
-        clock.advance(dl.CHECK_INTERVAL)
+        clock.advance(scheduling.LAG_MIN + sourcing.CHECK_INTERVAL)
+        clock.advance(sourcing.CHECK_INTERVAL)
         self.assertEqual(self.successResultOf(d), content[:BLOCK])
 
     def test_vanishingSource(self):
@@ -184,8 +183,8 @@ class DownloadTests(SynchronousTestCase):
         origin = FakeSource("origin", content, meta, authoritative=True)
         download.addSource(origin)
         download.read(0)
-        for _ in range(int(scheduling.SOURCE_TIMEOUT / dl.CHECK_INTERVAL) + 1):
-            clock.advance(dl.CHECK_INTERVAL)
+        for _ in range(int(scheduling.SOURCE_TIMEOUT / sourcing.CHECK_INTERVAL) + 1):
+            clock.advance(sourcing.CHECK_INTERVAL)
         self.assertTrue(origin.closed)
         self.assertEqual(download.sources, [])
 
@@ -213,7 +212,7 @@ class DownloadTests(SynchronousTestCase):
         liar = FakeSource("liar", content, meta, holds=range(meta.blocks))
         download.addSource(liar)
         download.read(0)
-        for _ in range(dl.MAX_MISSES + 1):
+        for _ in range(sourcing.MAX_MISSES + 1):
             if not liar.requests:
                 break
             index = min(liar.requests)
@@ -429,7 +428,7 @@ class RecentBlocksTests(SynchronousTestCase):
         download.read(20 * BLOCK, 21 * BLOCK).close()
         origin.answerAll()
         asked = len(origin.requested)
-        clock.advance(dl.CHECK_INTERVAL * 4)
+        clock.advance(sourcing.CHECK_INTERVAL * 4)
         self.assertEqual(origin.requested[asked:], [])
         self.assertFalse(download.store.has(0))
         download.read(5 * BLOCK, 6 * BLOCK)
@@ -491,7 +490,7 @@ class DigestTests(SynchronousTestCase):
         self.assertNotEqual(pending, [])  # the background asks go on
         reader.close()
         answerDigests()
-        clock.advance(dl.CHECK_INTERVAL * 4)
+        clock.advance(sourcing.CHECK_INTERVAL * 4)
         self.assertEqual(pending, [])
         self.assertFalse(all(download.store.digest(i) for i in range(300)))
         download.read(150 * BLOCK)
@@ -659,7 +658,7 @@ class SchedulingCostTests(SynchronousTestCase):
         self._inflightAgrees(download)
         self.assertTrue(download._sources.inflight)
         # The slow peer lags: its urgent blocks are asked of the origin too.
-        clock.advance(scheduling.LAG_MIN + dl.CHECK_INTERVAL)
+        clock.advance(scheduling.LAG_MIN + sourcing.CHECK_INTERVAL)
         self.assertEqual(download._sources.inflight[0], 2)
         self._inflightAgrees(download)
         origin.answer(0)

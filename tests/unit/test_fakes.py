@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 
 from p2pd.core.meta import FileMeta
 from p2pd.engine.interfaces import (
+    ICacheControl,
     IConnection,
     IConnector,
     IRemoteFile,
@@ -27,6 +28,7 @@ from p2pd.spp.protocol import SPPProtocol
 from p2pd.store.cache import BlockCache
 from p2pd.store.interfaces import IBlockCache
 from tests.fakes import (
+    FakeCacheControl,
     FakeConnection,
     FakeConnector,
     FakeServedFile,
@@ -127,6 +129,14 @@ class RealTests(SynchronousTestCase):
         node = Node(task.Clock(), lambda node: FakeConnector(), None)
         connector = TCPConnector(MemoryReactorClock(), node)
         self.assertTrue(verifyObject(IConnector, connector))
+
+    def test_cacheControl(self) -> None:
+        """
+        L{FakeCacheControl} and L{Node} are L{ICacheControl}s.
+        """
+        self.assertTrue(verifyObject(ICacheControl, FakeCacheControl(set(), {})))
+        node = Node(task.Clock(), lambda node: FakeConnector(), None)
+        self.assertTrue(verifyObject(ICacheControl, node))
 
     def test_blockCache(self) -> None:
         """

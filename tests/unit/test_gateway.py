@@ -383,12 +383,12 @@ class GatewayTests(SynchronousTestCase):
 
     def test_unreachable(self):
         """
-        An origin that cannot be reached gets 502.
+        An origin that cannot be reached gets 502; a busy one 503.
         """
         response = self.failWith(error.ConnectionRefusedError())
         self.assertEqual(response.status, 502)
         response = self.failWith(SPPError(ErrorCode.BUSY, "later"))
-        self.assertEqual(response.status, 502)
+        self.assertEqual(response.status, 503)
 
     def test_failureHead(self):
         """

@@ -25,7 +25,18 @@ LAYERS = {
     "web": (4, ("p2pd.web",)),
     "commands": (
         5,
-        ("p2pd.listener", "p2pd.tap", "p2pd.services", "p2pd.fetch", "p2pd.__main__"),
+        (
+            "p2pd.listener",
+            "p2pd.tap",
+            "p2pd.services",
+            "p2pd.controlservice",
+            "p2pd.cli",
+            "p2pd.fetch",
+            "p2pd.cachecommand",
+            "p2pd.cachechanges",
+            "p2pd.cacheoutput",
+            "p2pd.__main__",
+        ),
     ),
 }
 

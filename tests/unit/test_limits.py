@@ -159,7 +159,8 @@ class BeforeHelloTests(SynchronousTestCase, ErrorAssertions):
 
     def test_atTheLimit(self) -> None:
         """
-        A length of exactly L{codec.MAX_HELLO_FRAME} is waited for.
+        A length of exactly L{codec.MAX_HELLO_FRAME} is waited for: the
+        limit is on the length, the 4 bytes of the length not counted.
         """
         wire = Wire()
         wire.feedRaw(codec.MAGIC + header(codec.MAX_HELLO_FRAME) + b"\x01" * 100)

@@ -38,7 +38,8 @@ from p2pd.engine.backoff import (
 )
 from p2pd.engine.download import Download, DownloadFailed
 from p2pd.engine.interfaces import IServedFile
-from p2pd.engine.node import HANDLES_PER_CONNECTION, IDLE_DOWNLOAD, PEER_INTERVAL, Node
+from p2pd.engine.node import HANDLES_PER_CONNECTION, Node
+from p2pd.engine.swarm import IDLE_DOWNLOAD, PEER_INTERVAL
 from p2pd.engine.tracker import Tracker
 from p2pd.engine.verification import DIGEST_CHUNK
 from p2pd.spp import answering
@@ -361,21 +362,21 @@ class OpenPublishedTests(NodeFixture):
 
     def test_staleVersion(self) -> None:
         """
-        The origin (the URL names this node's port) answers an older version
-        of its file with CHANGED.
+        The origin answers an older version of its file with CHANGED.
         """
         self.assertEqual(self.openCode(URL, "1000-1"), ErrorCode.CHANGED)
 
-    def test_staleVersionNotOrigin(self) -> None:
+    def test_hostAndPortIgnored(self) -> None:
         """
-        A node publishing the same path for another origin (the URL names
-        another port), e.g. a mirror whose copy differs, does not hold the
-        version asked for: NOT_FOUND.
+        A node publishing a path answers for it whatever host and port the
+        URL names (a mirror answers for its origin's URLs): the current
+        version authoritatively, another one with CHANGED.
         """
-        self.assertEqual(
-            self.openCode(f"spp://{ORIGIN}:2222/movie.ts", "1000-1"),
-            ErrorCode.NOT_FOUND,
-        )
+        for url in (f"spp://{ORIGIN}:2222/movie.ts", "spp://elsewhere.example/movie.ts"):
+            served = self.node.open(url, "", fakeConnection({}))
+            self.addCleanup(served.close)
+            self.assertTrue(served.authoritative)
+            self.assertEqual(self.openCode(url, "1000-1"), ErrorCode.CHANGED)
 
     def test_noPublicDirectory(self) -> None:
         """
@@ -409,9 +410,10 @@ class ServedPublishedTests(NodeFixture):
 
     def test_digestsPastTheEnd(self) -> None:
         """
-        Digests outside the file are BAD_REQUEST.
+        Digests outside the file are BAD_REQUEST; none from the end are none.
         """
         served = self.openServed(URL)
+        self.assertEqual(self.successResultOf(self.ran(served.digests(6, 0))), b"")
         self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 6, 1)
         self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 5, 2)
         self.assertCode(ErrorCode.BAD_REQUEST, served.digests, 0, 0)
@@ -608,6 +610,24 @@ class DownloadTests(NodeFixture):
         self.assertFalse(origin.remoteFiles[0].closed)
         self.assertTrue(origin.remoteFiles[1].closed)
         self.assertFalse(playing.closed)
+
+    def test_unreadGivenBackWhenWanted(self) -> None:
+        """
+        A download nobody reads gives its handle back at the next check,
+        not after L{IDLE_DOWNLOAD}, when an Open waits for a handle on its
+        connection; without one waiting it stays open.
+        """
+        d = self.client.download(URL)
+        self.connector.succeed(self.origin)
+        download = self.successResultOf(d)
+        for _ in range(2):
+            self.clock.advance(PEER_INTERVAL)
+        self.assertEqual(self.client.downloads(), [download])
+        self.origin.waitingOpens = 1
+        for _ in range(2):
+            self.clock.advance(PEER_INTERVAL)
+        self.assertEqual(self.client.downloads(), [])
+        self.assertTrue(self.origin.remoteFiles[0].closed)
 
     def test_handlesPerConnection(self) -> None:
         """
@@ -1094,6 +1114,32 @@ class InMemorySPPTests(NodeFixture):
         self.assertSameBytes(self.readAll(download), self.movie)
         self.assertEqual(self.tracker.nodes("movie.ts"), [("10.0.0.2", 2222)])
         self.assertEqual(self.node.counters.bytesByFile["movie.ts"], len(self.movie))
+
+    def test_openWaitsForHandle(self) -> None:
+        """
+        With 64 files being read through one connection, a 65th download
+        waits for a handle instead of failing with the origin's BUSY; once
+        a reader of one of them is gone, that download gives its handle
+        back at the next check and the 65th opens.
+        """
+        count = HANDLES_PER_CONNECTION + 1
+        urls = [f"spp://{ORIGIN}:{PORT}/f{i}.ts" for i in range(count)]
+        for i in range(count):
+            writeFile(os.path.join(self.publicDir, f"f{i}.ts"), content(0.5, i))
+        client = self.addClient("10.0.0.2", 2222)
+        readers = []
+        for url in urls[:-1]:
+            d = client.download(url)
+            self.pair.flush()
+            readers.append(self.successResultOf(d).read(0))
+        last = client.download(urls[-1])
+        self.pair.flush()
+        self.assertNoResult(last)
+        readers[0].close()
+        for _ in range(2):
+            self.clock.advance(PEER_INTERVAL)
+            self.pair.flush()
+        self.assertSameBytes(self.readAll(self.successResultOf(last)), content(0.5, 64))
 
     def test_forgottenWhenConnectionEnds(self) -> None:
         """

@@ -30,6 +30,7 @@ from p2pd.spp.protocol import (
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
+    SELF_CONNECTION,
     UNSENT_BYTES,
     SPPFactory,
     SPPProtocol,
@@ -448,24 +449,48 @@ class HandshakeTests(SynchronousTestCase, ErrorAssertions):
     def test_ownNodeId(self) -> None:
         """
         A Hello carrying this node's own id (a node connected to itself) is
-        a protocol error; the responder answers with its Hello first, so the
-        initiator (the same node) learns why, and the initiator's handshake
-        fails with L{SelfConnection}.
+        a protocol error; the responder refuses it as any failed handshake,
+        with only an Error (request 0) and no Hello, whose message tells the
+        initiator (the same node) why: its handshake fails with
+        L{SelfConnection}.
+        """
+        responder = Wire()
+        responder.feedRaw(codec.MAGIC + frame(codec.Hello(1, 1111, OUR_ID, "me")))
+        [error] = responder.sent()
+        self.assertErrorFrame(error, 0, ErrorCode.BAD_REQUEST)
+        self.assertEqual(error.message, SELF_CONNECTION)  # type: ignore[union-attr]
+        self.assertTrue(responder.closed)
+        self.assertEqual(responder.node.ready, [])
+        wire = Wire(initiator=True)
+        wire.feed(error)
+        wire.lose()
+        self.assertEqual(wire.node.ready, [])
+        [result] = wire.readyResults
+        self.assertTrue(result.check(SelfConnection))
+
+    def test_ownNodeIdFromInitiator(self) -> None:
+        """
+        An initiator given a Hello with its own id closes with Error
+        BAD_REQUEST, and its handshake fails with L{SelfConnection}.
         """
         wire = Wire(initiator=True)
         wire.feed(codec.Hello(1, 1111, OUR_ID, "me"))
         self.assertClosedWith(wire, ErrorCode.BAD_REQUEST)
-        self.assertEqual(wire.node.ready, [])
-        responder = Wire()
-        responder.feedRaw(codec.MAGIC + frame(codec.Hello(1, 1111, OUR_ID, "me")))
-        hello, error = responder.sent()
-        self.assertIsInstance(hello, codec.Hello)
-        self.assertErrorFrame(error, 0, ErrorCode.BAD_REQUEST)
-        self.assertTrue(responder.closed)
-        self.assertEqual(responder.node.ready, [])
         wire.lose()
         [result] = wire.readyResults
         self.assertTrue(result.check(SelfConnection))
+
+    def test_otherRefusalNotSelf(self) -> None:
+        """
+        Any other refusal in place of the Hello fails the handshake with
+        the Error's code, not as a connection to itself.
+        """
+        wire = Wire(initiator=True)
+        wire.feed(codec.Error(0, ErrorCode.BAD_REQUEST, "no"))
+        wire.lose()
+        [result] = wire.readyResults
+        self.assertFalse(result.check(SelfConnection))
+        self.assertEqual(result.value.code, ErrorCode.BAD_REQUEST)
 
     def test_helloTwice(self) -> None:
         """

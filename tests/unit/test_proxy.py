@@ -34,6 +34,7 @@ from p2pd.web.access import Access
 from p2pd.web.firstcontact import FIRST_CONTACT_GRACE
 from p2pd.web.forward import HOP_BY_HOP, endToEnd
 from p2pd.web.proxy import NodeRequest, ProxyConfig
+from p2pd.web.root import SERVER
 from tests.fakes import FakeWebNode
 
 BLOCK = 16 * 1024
@@ -251,6 +252,16 @@ class SPPContentTests(SynchronousTestCase):
         self.assertEqual(response.headers[b"content-type"], b"video/mp2t")
         self.assertEqual(response.headers[b"accept-ranges"], b"bytes")
         self.assertEqual(self.node.urls, [SPP_URL])
+
+    def test_serverHeader(self):
+        """
+        The proxy's own answers, content and errors, carry
+        C{Server: p2pd/VERSION}, as every answer of the node.
+        """
+        ok = self.proxy.one(get(SPP_URL))
+        bad = self.proxy.one(get("spp://127.0.0.2:1111/"))
+        for response in (ok, bad):
+            self.assertEqual(response.headers[b"server"], SERVER)
 
     def test_directURL(self):
         """
@@ -758,6 +769,15 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(response.status, 404)
         self.assertIn(b"no movie.ts", response.body)
 
+    def test_busy(self):
+        """
+        BUSY (the origin's, or too many files waiting for a handle on its
+        connection) gets 503: the player may try again.
+        """
+        response = self.failWith(SPPError(ErrorCode.BUSY, "too many"))
+        self.assertEqual(response.status, 503)
+        self.assertIn(b"busy", response.body)
+
     def test_forbidden(self):
         """
         The origin's FORBIDDEN gets 403.
@@ -1009,6 +1029,7 @@ class ForwardTests(SynchronousTestCase):
         self.assertEqual(response.status, 404)
         self.assertEqual(response.headers[b"x-origin"], b"yes")
         self.assertNotIn(b"content-type", response.headers)
+        self.assertNotIn(b"server", response.headers)
         self.assertEqual(response.body, b"nope")
         self.assertEqual(self.proxy.node.urls, ["spp://127.0.0.5:8080/page.html"])
 

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.errors import ErrorCode
 from p2pd.core.peers import MAX_PEERS
-from p2pd.spp import answering, codec, protocol
+from p2pd.spp import answering, codec, handles, protocol
 from tests import CHECKOUT
 
 SPEC = FilePath(CHECKOUT).child("docs").child("protocol.md")
@@ -97,8 +97,19 @@ class SpecTests(SynchronousTestCase):
         inSpec = {
             row[1]: int(row[0])
             for row in _tableRows(_section(self.text, "Error codes"))
+            if row[0].isdigit()
         }
         self.assertEqual(inSpec, {code.name: code.value for code in ErrorCode})
+
+    def test_closingTable(self) -> None:
+        """
+        The table of errors that close the connection has one row per
+        L{ErrorCode}, in order.
+        """
+        section = _section(self.text, "Error codes").split("### ")[1]
+        self.assertEqual(
+            [row[0] for row in _tableRows(section)], [code.name for code in ErrorCode]
+        )
 
     def _limits(self) -> dict[str, str]:
         return {row[0]: row[1] for row in _tableRows(_section(self.text, "Limits"))}
@@ -127,6 +138,13 @@ class SpecTests(SynchronousTestCase):
                 ]
             ),
             answering.MAX_PENDING_REQUESTS,
+        )
+        self.assertEqual(
+            _size(
+                limits["Opens waiting for a handle, per connection (p2pd as opener)"]
+                .split("(")[0]
+            ),
+            handles.MAX_WAITING_OPENS,
         )
 
     def test_digestLimits(self) -> None:

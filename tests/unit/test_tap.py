@@ -7,6 +7,7 @@ import gc
 import io
 import os
 import sys
+from typing import Any
 
 from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet.defer import Deferred, fail, maybeDeferred
@@ -331,6 +332,13 @@ class OptionsTests(_IsolatedHomeMixin, SynchronousTestCase):
             self.assertIn(name, text)
 
 
+def _nodeServers(reactor: MemoryReactorClock) -> list[Any]:
+    """
+    The TCP ports the node listens on, without its control listener's.
+    """
+    return [s for s in reactor.tcpServers if isinstance(s[1], SharedPortFactory)]
+
+
 def _listeners(service: MultiService) -> list[services.ListenerService]:
     return [child for child in service if isinstance(child, services.ListenerService)]
 
@@ -361,11 +369,11 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         port whose default protocol is the node's web site.
         """
         self.start("-p", self.pub, "-P", "2222", "-i", "127.0.0.1", "-T")
-        [(port, factory, backlog, interface)] = self.reactor.tcpServers
+        [(port, factory, backlog, interface)] = _nodeServers(self.reactor)
         self.assertEqual((port, interface), (2222, "127.0.0.1"))
         self.assertIsInstance(factory, SharedPortFactory)
-        self.assertIsInstance(factory.default, Site)  # type: ignore[attr-defined]
-        root = factory.default.resource  # type: ignore[attr-defined]
+        self.assertIsInstance(factory.default, Site)
+        root = factory.default.resource
         self.assertIsInstance(root, NodeRoot)
         self.assertTrue(root.redirect)
         self.assertTrue(root.direct)
@@ -377,7 +385,7 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         An IPv6 interface reaches the reactor unescaped.
         """
         self.start("-P", "2222", "-i", "::1")
-        [(port, factory, backlog, interface)] = self.reactor.tcpServers
+        [(port, factory, backlog, interface)] = _nodeServers(self.reactor)
         self.assertEqual((port, interface), (2222, "::1"))
 
     def test_listenEndpoint(self) -> None:
@@ -385,7 +393,7 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         C{--listen} chooses the endpoint.
         """
         self.start("--listen", "tcp:0:interface=127.0.0.2")
-        [(port, factory, backlog, interface)] = self.reactor.tcpServers
+        [(port, factory, backlog, interface)] = _nodeServers(self.reactor)
         self.assertEqual((port, interface), (0, "127.0.0.2"))
 
     def test_noPublic(self) -> None:
@@ -393,16 +401,16 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         Without C{-p}, the node publishes nothing.
         """
         self.start("-P", "2222")
-        [(port, factory, backlog, interface)] = self.reactor.tcpServers
-        self.assertIsNone(factory.default.resource.public)  # type: ignore[attr-defined]
+        [(port, factory, backlog, interface)] = _nodeServers(self.reactor)
+        self.assertIsNone(factory.default.resource.public)
 
     def test_noDirect(self) -> None:
         """
         C{--no-direct} turns direct serving off in the root.
         """
         self.start("-p", self.pub, "--no-direct")
-        [(port, factory, backlog, interface)] = self.reactor.tcpServers
-        self.assertFalse(factory.default.resource.direct)  # type: ignore[attr-defined]
+        [(port, factory, backlog, interface)] = _nodeServers(self.reactor)
+        self.assertFalse(factory.default.resource.direct)
 
     def test_announced(self) -> None:
         """

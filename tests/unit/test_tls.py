@@ -583,8 +583,9 @@ class ServiceTests(_Certificates):
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
-        [(_, factory, _, _)] = reactor.tcpServers
-        assert isinstance(factory, SharedPortFactory)
+        [factory] = [
+            f for _, f, _, _ in reactor.tcpServers if isinstance(f, SharedPortFactory)
+        ]
         return factory
 
     def test_operatorCertificate(self) -> None:
