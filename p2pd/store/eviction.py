@@ -20,6 +20,16 @@ after enters the main queue directly. In the main queue a segment read
 since it last passed the head is put back at the tail, at most
 C{MAX_FREQUENCY} times: one-hit wonders (a viewer sampling a film and
 leaving) leave quickly and a popular start of a film stays.
+
+p2pd adds what a viewing workload tells beyond single segments: every
+viewer of a film reads its first segment, so how often that segment is read
+lately says how hot the whole film is. A hot film's segments are kept as if
+read once more (L{HotFilesS3FIFO}): a new film becoming popular, whose
+middle is read once by each of its few first viewers, is kept before it
+has been read twice, and one no longer watched cools down within a turnover
+of the cache. On the benchmark's workloads (docs/performance.md, "The
+cache's eviction policy") this is what keeps p2pd ahead of LRU when
+popularity changes, where plain S3-FIFO falls back close to it.
 """
 
 from collections import OrderedDict
@@ -38,6 +48,21 @@ SMALL_SHARE = 0.1
 
 MAX_FREQUENCY = 3
 """The most reads a segment's counter keeps (two bits, as in the paper)."""
+
+HOT_READS = 2
+"""
+Reads of a file's first segment (counts halved at each turnover of the
+cache) from which the file is hot.
+"""
+
+MIN_TURNOVER = 100
+"""The fewest touches between two halvings, however few segments held."""
+
+MOVES_PER_VICTIM = 256
+"""
+The most segments one victim may cost moving between or within the queues
+(about 100 microseconds); past it the next unpinned one is the victim.
+"""
 
 GHOST_ENTRIES = 50_000
 """
@@ -81,6 +106,8 @@ class EvictionPolicy(Protocol):
 class _Entry:
     size: int
     frequency: int = 0
+    spared: bool = False
+    """Kept at the main queue's head since last read, as a hot file's."""
 
 
 class S3FIFO:
@@ -125,6 +152,7 @@ class S3FIFO:
         if entry is not None:
             if size <= entry.size:
                 entry.frequency = min(entry.frequency + 1, MAX_FREQUENCY)
+                entry.spared = False
             entry.size = size
             return
         remembered = self._ghost.pop(segment, None)
@@ -148,39 +176,61 @@ class S3FIFO:
     def victims(self, pinned: Callable[[Segment], bool]) -> Iterator[Segment]:
         # Skips count the pinned segments met since the last victim, per
         # queue: once a queue has been gone round, it has nothing to give.
-        smallSkips = mainSkips = 0
+        # Moves count the segments moved on or put back: past MOVES_PER_VICTIM
+        # the next one met goes, whatever its reads.
+        smallSkips = mainSkips = moves = 0
         while True:
             smallOpen = smallSkips < len(self._small)
             mainOpen = mainSkips < len(self._main)
+            patient = moves < MOVES_PER_VICTIM
             if smallOpen and (self._smallBytes > self._smallTarget or not mainOpen):
                 segment, entry = self._small.popitem(last=False)
                 if pinned(segment):
                     self._small[segment] = entry
                     smallSkips += 1
-                elif entry.frequency > 0:
+                elif patient and self._promote(segment, entry):
                     entry.frequency = 0
                     self._smallBytes -= entry.size
                     self._main[segment] = entry
                     self._mainBytes += entry.size
+                    moves += 1
                 else:
                     self._smallBytes -= entry.size
                     self._remember(segment, entry.size)
-                    smallSkips = mainSkips = 0
+                    smallSkips = mainSkips = moves = 0
                     yield segment
             elif mainOpen:
                 segment, entry = self._main.popitem(last=False)
                 if pinned(segment):
                     self._main[segment] = entry
                     mainSkips += 1
-                elif entry.frequency > 0:
-                    entry.frequency -= 1
+                elif patient and self._keep(segment, entry):
                     self._main[segment] = entry
+                    moves += 1
                 else:
                     self._mainBytes -= entry.size
-                    smallSkips = mainSkips = 0
+                    smallSkips = mainSkips = moves = 0
                     yield segment
             else:
                 return
+
+    def _promote(self, segment: Segment, entry: _Entry) -> bool:
+        """
+        Whether a segment leaving the small queue moves on to the main one
+        (rather than being evicted): when it was read there.
+        """
+        return entry.frequency > 0
+
+    def _keep(self, segment: Segment, entry: _Entry) -> bool:
+        """
+        Whether a segment at the main queue's head goes back to its tail
+        (rather than being evicted): when read since it was last there, its
+        count of reads going down by one.
+        """
+        if entry.frequency > 0:
+            entry.frequency -= 1
+            return True
+        return False
 
     def _remember(self, segment: Segment, size: int) -> None:
         """
@@ -195,8 +245,67 @@ class S3FIFO:
             self._ghostBytes -= size
 
 
+class HotFilesS3FIFO(S3FIFO):
+    """
+    S3-FIFO that also keeps the segments of the files watched most
+    lately (the module's docstring): a file is hot while its first
+    segment has been read at least C{HOT_READS} times, counts halved each
+    time the touches since the last halving reach the number of segments
+    held (or C{MIN_TURNOVER}; so a film that stops being watched cools down within about one
+    turnover of the cache). A hot file's segment leaving the small queue
+    unread moves on to the main queue; one at the main queue's head with
+    its reads used up goes back to the tail once more, until it is read
+    again.
+
+    The counts are kept for the files whose first segment was touched
+    since the last halving or still counts at least 2: at most as many
+    files as segments held, plus those.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self._heat: dict[str, int] = {}
+        self._touches = 0
+
+    def touch(self, segment: Segment, size: int) -> None:
+        key, index = segment
+        if index == 0:
+            entry = self._small.get(segment) or self._main.get(segment)
+            if entry is None or size <= entry.size:
+                self._heat[key] = self._heat.get(key, 0) + 1
+        self._touches += 1
+        if self._touches >= max(len(self), MIN_TURNOVER):
+            self._touches = 0
+            self._heat = {k: n // 2 for k, n in self._heat.items() if n > 1}
+        super().touch(segment, size)
+
+    def heat(self, key: str) -> int:
+        """
+        The (halved) count of reads of file C{key}'s first segment.
+        """
+        return self._heat.get(key, 0)
+
+    @property
+    def counted(self) -> int:
+        """
+        How many files have a count.
+        """
+        return len(self._heat)
+
+    def _promote(self, segment: Segment, entry: _Entry) -> bool:
+        return entry.frequency > 0 or self.heat(segment[0]) >= HOT_READS
+
+    def _keep(self, segment: Segment, entry: _Entry) -> bool:
+        if super()._keep(segment, entry):
+            return True
+        if not entry.spared and self.heat(segment[0]) >= HOT_READS:
+            entry.spared = True
+            return True
+        return False
+
+
 def newPolicy(capacity: int) -> EvictionPolicy:
     """
     The policy p2pd uses, for a cache of C{capacity} bytes.
     """
-    return S3FIFO(capacity)
+    return HotFilesS3FIFO(capacity)

@@ -626,12 +626,15 @@ class ServingTests(_LimitTestCase):
             cache.open(film.meta), None, Counters(), ServedFiles(100)
         )
         self.addCleanup(served.close)
+        # Served, and so in memory too.
         self.assertEqual(
-            self.successResultOf(served.readBlock(0)), blockData(film.meta, 0)
+            self.successResultOf(served.readBlock(20)), blockData(film.meta, 20)
         )
-        other = self.open(cache, fileMeta("other", 80))
-        for index in range(80):
+        other = self.open(cache, fileMeta("other", 300))
+        for index in range(300):
+            # Read too: worth as much as block 20.
             self.store(cache, other, index)
+            other.read(index)
         self.assertFalse(film.has(20))
         self.assertNotIn(20, [i for f, c in served.held() for i in range(f, f + c)])
         with self.assertRaises(SPPError) as raised:

@@ -10,8 +10,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.store.eviction import (
     GHOST_ENTRIES,
+    HOT_READS,
+    MIN_TURNOVER,
+    MOVES_PER_VICTIM,
     S3FIFO,
     EvictionPolicy,
+    HotFilesS3FIFO,
     Segment,
     newPolicy,
 )
@@ -188,11 +192,126 @@ class S3FIFOTests(SynchronousTestCase):
         evict(policy, 20)
         self.assertEqual(policy.ghosts, 9)
 
+    def test_movesPerVictimBounded(self) -> None:
+        """
+        However many segments have reads left, one victim costs at most
+        C{MOVES_PER_VICTIM} moves: then the next segment met goes.
+        """
+        count = 2 * MOVES_PER_VICTIM
+        policy = S3FIFO(10 * SIZE)
+        for segment in segments(count):
+            policy.touch(segment, SIZE)
+            policy.touch(segment, SIZE)
+        self.assertEqual(evict(policy, 1), [("film", MOVES_PER_VICTIM)])
+        self.assertEqual(len(policy), count - 1)
+
+
+class HotFilesTests(SynchronousTestCase):
+    """
+    p2pd's policy: S3-FIFO keeping the segments of files watched lately.
+    """
+
+    def heat(self, policy: S3FIFO, key: str, reads: int) -> None:
+        """
+        Read C{key}'s first segment C{reads} times (stored by the first).
+        """
+        for _ in range(reads):
+            policy.touch((key, 0), SIZE)
+
     def test_newPolicy(self) -> None:
         """
-        The policy p2pd uses is S3-FIFO.
+        The policy p2pd uses is S3-FIFO keeping hot files.
         """
-        self.assertIsInstance(newPolicy(SIZE), S3FIFO)
+        self.assertIsInstance(newPolicy(SIZE), HotFilesS3FIFO)
+
+    def test_hotFileMovesOn(self) -> None:
+        """
+        A segment of a file whose first segment was read C{HOT_READS}
+        times moves on to the main queue unread; a cold file's is evicted.
+        """
+        policy = HotFilesS3FIFO(10 * SIZE)
+        self.heat(policy, "hot", HOT_READS)
+        self.heat(policy, "cold", HOT_READS - 1)
+        self.assertEqual(policy.heat("hot"), HOT_READS)
+        self.assertEqual(policy.heat("cold"), HOT_READS - 1)
+        policy.touch(("hot", 5), SIZE)
+        for index in (5, 6, 7):
+            policy.touch(("cold", index), SIZE)
+        self.assertEqual(evict(policy, 2), [("cold", 0), ("cold", 5)])
+        self.assertIn(("hot", 5), policy)
+
+    def test_storingIsNotARead(self) -> None:
+        """
+        Blocks stored in a file's first segment (the segment growing) do
+        not warm the file.
+        """
+        policy = HotFilesS3FIFO(10 * SIZE)
+        for size in range(1, 5):
+            policy.touch(("film", 0), size)
+        self.assertEqual(policy.heat("film"), 1)
+
+    def test_hotFileSparedOnceInMain(self) -> None:
+        """
+        At the main queue's head with its reads used up, a hot file's
+        segment goes back to the tail once; a cold file's goes.
+        """
+        policy = HotFilesS3FIFO(10 * SIZE)
+        self.heat(policy, "hot", HOT_READS)
+        policy.touch(("cold", 1), SIZE)
+        policy.touch(("cold", 1), SIZE)
+        policy.touch(("cold", 2), SIZE)
+        # ("hot", 0) then ("cold", 1) move on to the main queue, unread
+        # there; the hot one is spared.
+        self.assertEqual(evict(policy, 1), [("cold", 1)])
+        self.assertEqual(evict(policy, 1), [("hot", 0)])
+
+    def test_readRenewsTheSpare(self) -> None:
+        """
+        A hot file's segment read again after it was spared may be spared
+        again.
+        """
+        policy = HotFilesS3FIFO(10 * SIZE)
+        self.heat(policy, "hot", HOT_READS)
+        for index in (1, 2):
+            policy.touch(("cold", index), SIZE)
+            policy.touch(("cold", index), SIZE)
+        policy.touch(("cold", 3), SIZE)
+        self.assertEqual(evict(policy, 1), [("cold", 1)])
+        policy.touch(("hot", 0), SIZE)
+        # Kept for the read, then spared again: ("cold", 2) goes first.
+        self.assertEqual(evict(policy, 1), [("cold", 2)])
+
+    def test_turnoverCools(self) -> None:
+        """
+        Counts are halved each time the touches reach the number of
+        segments held (at least C{MIN_TURNOVER}), and a file counting 1 at a
+        halving is dropped: a film no longer watched cools down.
+        """
+        policy = HotFilesS3FIFO(10**9)
+        self.heat(policy, "film", 4)
+        self.assertEqual(policy.heat("film"), 4)
+        heats = []
+        for index in range(3 * MIN_TURNOVER):
+            policy.touch(("other", index % 10), SIZE)
+            heats.append(policy.heat("film"))
+        self.assertEqual(heats, sorted(heats, reverse=True))
+        self.assertEqual(sorted(set(heats), reverse=True), [4, 2, 1, 0])
+
+    def test_countsBounded(self) -> None:
+        """
+        Files read once are dropped at the next halving: the counts kept
+        follow the files watched lately (at most one per touch since the
+        last halving, and those still counting 2 or more), not every file
+        ever seen.
+        """
+        policy = HotFilesS3FIFO(10**9)
+        for index in range(1000):
+            policy.touch((f"film{index}", 0), SIZE)
+        # All but those before the first halving (at MIN_TURNOVER touches).
+        self.assertEqual(policy.counted, 1000 - MIN_TURNOVER)
+        for index in range(2000):
+            policy.touch(("other", 1 + index % 10), SIZE)
+        self.assertEqual(policy.counted, 0)
 
 
 operations = st.lists(
@@ -217,15 +336,17 @@ class S3FIFOPropertyTests(SynchronousTestCase):
     """
 
     @settings(max_examples=200, deadline=None)
-    @given(operations, st.integers(1, 20 * SIZE))
-    def test_storeLoop(self, ops, capacity) -> None:
+    @given(
+        operations, st.integers(1, 20 * SIZE), st.sampled_from([S3FIFO, HotFilesS3FIFO])
+    )
+    def test_storeLoop(self, ops, capacity, kind) -> None:
         """
         Victims are held and unpinned, each offered once per pass; the
         store stays within its capacity unless all it holds is pinned; the
         policy tracks exactly what the store holds; the ghost queue stays
         within its bounds.
         """
-        policy = S3FIFO(capacity)
+        policy = kind(capacity)
         held: dict[Segment, int] = {}
         pins: set[Segment] = set()
         for op in ops:
