@@ -341,6 +341,13 @@ class CachedFile:
         return self._live().held.count
 
     @property
+    def emptied(self) -> bool:
+        """
+        Whether eviction took every block this version held.
+        """
+        return self._live().emptied
+
+    @property
     def complete(self) -> bool:
         """
         Whether every block is held (an empty file always is).
