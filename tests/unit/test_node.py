@@ -372,10 +372,7 @@ class OpenPublishedTests(NodeFixture):
         URL names (a mirror answers for its origin's URLs): the current
         version authoritatively, another one with CHANGED.
         """
-        for url in (
-            f"spp://{ORIGIN}:2222/movie.ts",
-            "spp://elsewhere.example/movie.ts",
-        ):
+        for url in (f"spp://{ORIGIN}:2222/movie.ts", "spp://elsewhere.example/movie.ts"):
             served = self.node.open(url, "", fakeConnection({}))
             self.addCleanup(served.close)
             self.assertTrue(served.authoritative)
