@@ -387,13 +387,7 @@ class Node:
         return self.cache.purge() if self.cache is not None else 0
 
     def recheckCached(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
-        cached = self.cache.find(url, version) if self.cache is not None else None
-        if cached is None:
-            return []
-        try:
-            return [index for index in blocks if not cached.recheck(index)]
-        finally:
-            cached.close()
+        return self.cache.recheck(url, version, blocks) if self.cache is not None else []
 
     def stop(self) -> None:
         """

@@ -24,7 +24,7 @@ lowered) before it is used.
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -155,6 +155,20 @@ class BlockCache:
                 state.empty()
                 found = True
         return self._removeTree(self._urlDirectory(url)) or found
+
+    def recheck(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
+        """
+        Hash C{blocks} of a cached version again and drop those that no
+        longer match their digests (the disk may have changed them); the
+        blocks dropped.
+        """
+        cached = self.find(url, version)
+        if cached is None:
+            return []
+        try:
+            return [index for index in blocks if not cached.recheck(index)]
+        finally:
+            cached.close()
 
     def purge(self) -> int:
         """

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from p2pd.core.meta import FileMeta
     from p2pd.store.cachedfile import CachedFile
 
@@ -44,6 +46,12 @@ class IBlockCache(Interface):
         """
         Remove every cached version of C{url}; handles still open on one
         hold nothing from now on. Whether there was anything to remove.
+        """
+
+    def recheck(url: str, version: str, blocks: "Sequence[int]") -> "list[int]":
+        """
+        Hash C{blocks} of a cached version again and drop those that no
+        longer match their digests; the blocks dropped.
         """
 
     def purge() -> int:
