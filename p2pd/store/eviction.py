@@ -251,15 +251,16 @@ class HotFilesS3FIFO(S3FIFO):
     lately (the module's docstring): a file is hot while its first
     segment has been read at least C{HOT_READS} times, counts halved each
     time the touches since the last halving reach the number of segments
-    held (or C{MIN_TURNOVER}; so a film that stops being watched cools down within about one
-    turnover of the cache). A hot file's segment leaving the small queue
-    unread moves on to the main queue; one at the main queue's head with
-    its reads used up goes back to the tail once more, until it is read
-    again.
+    held or C{MIN_TURNOVER}, so a film no longer watched cools down within
+    about one turnover of the cache. A hot file's segment leaving the
+    small queue unread moves on to the main queue; one at the main queue's
+    head with its reads used up goes back to the tail once more, until it
+    is read again.
 
-    The counts are kept for the files whose first segment was touched
-    since the last halving or still counts at least 2: at most as many
-    files as segments held, plus those.
+    Each touch adds at most one to the counts, and each halving halves
+    their sum: at most twice as many files have a count as there are
+    touches between two halvings, that is about twice the segments held (or
+    C{MIN_TURNOVER}).
     """
 
     def __init__(self, capacity: int) -> None:
