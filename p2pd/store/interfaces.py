@@ -5,7 +5,7 @@ What the layers above need of the store.
 
 from typing import TYPE_CHECKING
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from p2pd.core.meta import FileMeta
@@ -17,6 +17,9 @@ class IBlockCache(Interface):
     The fetched blocks of files, by URL and version
     (L{p2pd.store.cache.BlockCache}).
     """
+
+    limit = Attribute("CacheLimit: the bytes held on disk, and at most how many")
+    memory = Attribute("MemoryBlocks: the blocks held in memory for serving")
 
     def open(meta: "FileMeta") -> "CachedFile":
         """
