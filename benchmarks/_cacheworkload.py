@@ -57,13 +57,15 @@ SEGMENTS_PER_FILM = 1024
 class Trace:
     """
     A workload's requests, in order: each segment's key as the store knows
-    it, an integer identifier (for libcachesim), and its bytes.
+    it, an integer identifier (for libcachesim), and its bytes; and the
+    size of each film asked for.
     """
 
     name: str
     keys: list[tuple[str, int]] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    fileSizes: dict[str, int] = field(default_factory=dict)
     catalogueBytes: int = 0
     films: int = 0
     sessions: int = 0
@@ -150,6 +152,7 @@ def makeTrace(
             key = keys.get(identifier)
             if key is None:
                 key = keys[identifier] = (f"film{playing}", index)
+                trace.fileSizes[key[0]] = sizes[playing]
             trace.keys.append(key)
             trace.ids.append(identifier)
             size = sizes[playing]
