@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """
 The cache's eviction policy: byte hit ratio of p2pd's policy against plain
-LRU, S3-FIFO, SIEVE and LFUDA on viewing sessions, with and without
+LRU, S3-FIFO, SIEVE and LFUDA on viewings, with and without
 popularity churn, at cache sizes from 5% to 50% of the catalogue.
 
 Each workload (benchmarks/_cacheworkload.py: Zipf popularity over films of
@@ -17,7 +17,7 @@ miss, and their forget() calls) is timed in CPU time of the thread: mean
 and worst. libcachesim (PyPI), when installed, replays the same traces
 with its LRU and S3-FIFO as a cross-check.
 
-    python3 benchmarks/cache.py [--titles 400] [--sessions 6000] [--seed 1]
+    python3 benchmarks/cache.py [--titles 400] [--viewings 6000] [--seed 1]
         [--sizes 5,10,20,30,40,50] [--policies NAME,...] [--no-libcachesim]
         [--no-doc] [--json FILE]
 
@@ -228,10 +228,10 @@ def markdown(rows, policies, crossCheck, traces, args):
     )
     lines = [
         f"Command: `python3 benchmarks/cache.py --titles {args.titles} "
-        f"--sessions {args.sessions} --seed {args.seed}`; segments of "
-        f"{SEGMENT_BLOCKS} blocks of 256 KiB; {args.sessions} sessions per "
+        f"--viewings {args.viewings} --seed {args.seed}`; segments of "
+        f"{SEGMENT_BLOCKS} blocks of 256 KiB; {args.viewings} viewings per "
         f"workload ({workloads}). Byte hit ratio after the first quarter of the "
-        "trace, per policy; the last column is p2pd's byte miss ratio against "
+        "trace, per policy; the column before last is p2pd's byte miss ratio against "
         "LRU's (relative, negative is fewer misses; the target is -10% or less "
         "at 10% and 20%, and never above 0); the last, p2pd's policy in the "
         "store's own limit (p2pd/store/limit.py), driven block by block as the "
@@ -326,7 +326,7 @@ def plot(rows, policies, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--titles", type=int, default=400)
-    parser.add_argument("--sessions", type=int, default=6000)
+    parser.add_argument("--viewings", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", default="5,10,20,30,40,50")
     parser.add_argument("--policies", default=",".join(POLICIES))
@@ -348,7 +348,7 @@ def main():
             crossCheck = False
     started = time.monotonic()
     traces = [
-        makeTrace(churn, args.titles, args.sessions, args.seed)
+        makeTrace(churn, args.titles, args.viewings, args.seed)
         for churn in (False, True)
     ]
     storeShares = [int(share) for share in args.store_sizes.split(",") if share]
