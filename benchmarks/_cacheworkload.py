@@ -1,14 +1,14 @@
 """
-The workloads of benchmarks/cache.py: viewing sessions over a catalogue of
-films, as a trace of segment requests, seeded.
+The workloads of benchmarks/cache.py: viewings (a viewer playing one film
+once) over a catalogue of films, as a trace of segment requests, seeded.
 
-The catalogue holds TITLES films, of sizes spread evenly on a log scale
+The catalogue holds C{titles} films (400 by default), of sizes spread evenly on a log scale
 from 100 MB to 4 GB, asked for by Zipf popularity (exponent ZIPF over
 their ranks). Viewers arrive one every ARRIVAL seconds on average (a
 Poisson process) and play at BITRATE, so a segment of p2pd's eviction unit
 (SEGMENT_BLOCKS blocks of 256 KiB, 4 MiB) lasts about 7 s, and the
-sessions under way interleave their requests as they would in time. Each
-session first reads the first and the last segment (players probe a
+viewings under way interleave their requests as they would in time. Each
+viewing first reads the first and the last segment (players probe a
 file's end), then, by kind:
 
   - sampler (SAMPLERS of them): plays from the start and leaves, after an
@@ -18,12 +18,13 @@ file's end), then, by kind:
     stretch of mean SAMPLE_SHARE / 2);
   - the rest: plays the film to its end.
 
-With churn, a new film arrives every CHURN_EVERY sessions at a random
-rank among the top tenth, pushing every film below it one rank down; the
-last one retires. New films start popular and fade as later ones push them
-down: over a run, about half the catalogue is replaced.
+With churn, a new film arrives every C{viewings / (titles * CHURN_SHARE)}
+viewings (30 by default) at a random rank among the top tenth, pushing
+every film below it one rank down; the last one retires. New films start
+popular and fade as later ones push them down: over a run, CHURN_SHARE of
+the catalogue is replaced.
 
-A request is one session reading one whole segment. The cache sizes of the
+A request is one viewing reading one whole segment. The cache sizes of the
 benchmark are shares of the catalogue's bytes: those of the films that can
 be asked at a moment (for churn, their mean over the run).
 """
@@ -57,16 +58,18 @@ SEGMENTS_PER_FILM = 1024
 class Trace:
     """
     A workload's requests, in order: each segment's key as the store knows
-    it, an integer identifier (for libcachesim), and its bytes.
+    it, an integer identifier (for libcachesim), and its bytes; and the
+    size of each film asked for.
     """
 
     name: str
     keys: list[tuple[str, int]] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    fileSizes: dict[str, int] = field(default_factory=dict)
     catalogueBytes: int = 0
     films: int = 0
-    sessions: int = 0
+    viewings: int = 0
 
     @property
     def requestedBytes(self) -> int:
@@ -83,7 +86,7 @@ def segmentsOf(size: int) -> int:
 
 def plan(rng: random.Random, segments: int) -> list[int]:
     """
-    The segments one session reads, in order.
+    The segments one viewing reads, in order.
     """
     last = segments - 1
 
@@ -105,14 +108,14 @@ def plan(rng: random.Random, segments: int) -> list[int]:
 
 
 def makeTrace(
-    churn: bool, titles: int = 400, sessions: int = 6000, seed: int = 1
+    churn: bool, titles: int = 400, viewings: int = 6000, seed: int = 1
 ) -> Trace:
     """
-    The trace of C{sessions} viewing sessions over C{titles} films, with
+    The trace of C{viewings} viewings over C{titles} films, with
     or without popularity churn.
     """
     rng = random.Random(seed)
-    trace = Trace("churn" if churn else "static", sessions=sessions)
+    trace = Trace("churn" if churn else "static", viewings=viewings)
     sizes: list[int] = []
     ranked = list(range(titles))
     for _ in range(titles):
@@ -123,14 +126,14 @@ def makeTrace(
     for weight in weights:
         total += weight
         cumulative.append(total)
-    churnEvery = max(1, int(sessions / (titles * CHURN_SHARE))) if churn else 0
+    churnEvery = max(1, int(viewings / (titles * CHURN_SHARE))) if churn else 0
     liveBytes = sum(sizes)
     liveSum = 0
     keys: dict[int, tuple[str, int]] = {}
-    # Events: (time, order, film, the session's reads, the next one).
+    # Events: (time, order, film, the viewing's reads, the next one).
     events: list[tuple[float, int, int, list[int], int]] = []
     now = 0.0
-    for number in range(sessions):
+    for number in range(viewings):
         now += rng.expovariate(1 / ARRIVAL)
         if churn and number and number % churnEvery == 0:
             sizes.append(filmSize(rng))
@@ -142,14 +145,15 @@ def makeTrace(
         film = ranked[min(rank, titles - 1)]
         reads = plan(rng, segmentsOf(sizes[film]))
         heapq.heappush(events, (now, number, film, reads, 0))
-        # Play every session due before the next arrival.
-        while events and (number == sessions - 1 or events[0][0] <= now):
+        # Play every viewing due before the next arrival.
+        while events and (number == viewings - 1 or events[0][0] <= now):
             when, order, playing, reads, position = heapq.heappop(events)
             index = reads[position]
             identifier = playing * SEGMENTS_PER_FILM + index
             key = keys.get(identifier)
             if key is None:
                 key = keys[identifier] = (f"film{playing}", index)
+                trace.fileSizes[key[0]] = sizes[playing]
             trace.keys.append(key)
             trace.ids.append(identifier)
             size = sizes[playing]
@@ -157,6 +161,6 @@ def makeTrace(
             if position + 1 < len(reads):
                 nextAt = when + (SEGMENT_SECONDS if position else 0.0)
                 heapq.heappush(events, (nextAt, order, playing, reads, position + 1))
-    trace.catalogueBytes = liveSum // sessions
+    trace.catalogueBytes = liveSum // viewings
     trace.films = len(sizes)
     return trace

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """
 The cache's eviction policy: byte hit ratio of p2pd's policy against plain
-LRU, S3-FIFO, SIEVE and LFUDA on viewing sessions, with and without
+LRU, S3-FIFO, SIEVE and LFUDA on viewings, with and without
 popularity churn, at cache sizes from 5% to 50% of the catalogue.
 
 Each workload (benchmarks/_cacheworkload.py: Zipf popularity over films of
@@ -17,7 +17,7 @@ miss, and their forget() calls) is timed in CPU time of the thread: mean
 and worst. libcachesim (PyPI), when installed, replays the same traces
 with its LRU and S3-FIFO as a cross-check.
 
-    python3 benchmarks/cache.py [--titles 400] [--sessions 6000] [--seed 1]
+    python3 benchmarks/cache.py [--titles 400] [--viewings 6000] [--seed 1]
         [--sizes 5,10,20,30,40,50] [--policies NAME,...] [--no-libcachesim]
         [--no-doc] [--json FILE]
 
@@ -33,11 +33,11 @@ import sys
 import time
 
 from _cachepolicies import LFUDA, LRU, SIEVE
-from _cacheworkload import SEGMENT_BLOCKS, makeTrace
+from _cacheworkload import BLOCK, SEGMENT_BLOCKS, makeTrace
 from common import ROOT, log, p2pdVersion, writeResult, writeSection
 
 sys.path.insert(0, ROOT)
-from p2pd.store import eviction  # noqa: E402
+from p2pd.store import eviction, limit  # noqa: E402
 
 sys.path.remove(ROOT)
 
@@ -99,6 +99,60 @@ def replay(trace, policy, capacity):
     return hits / asked, passes
 
 
+def replayStore(trace, capacity):
+    """
+    The byte hit ratio of C{trace} replayed against the store's own limit
+    (p2pd/store/limit.py, with p2pd's policy) of C{capacity} bytes, as the
+    cache drives it, block by block: room made before each block is
+    stored (a block, a journal unit, a new version's own files), the
+    block charged, a version removed once all its blocks are evicted; a
+    hit, a segment whose blocks are all held, is read. Nothing is written:
+    evicting a segment only forgets it.
+    """
+    complete = set()
+    storing = None
+
+    def drop(segment):
+        complete.discard(segment)
+        return True
+
+    def emptied(key):
+        if key != storing:
+            store.remove(key)
+
+    store = limit.CacheLimit(capacity, drop, emptied)
+    start = int(len(trace.keys) * WARMUP)
+    hits = asked = 0
+    for index, segment in enumerate(trace.keys):
+        size = trace.sizes[index]
+        key, number = segment
+        fileSize = trace.fileSizes[key]
+        account = store.account(key, -(-fileSize // BLOCK))
+        first = number * SEGMENT_BLOCKS
+        if index >= start:
+            asked += size
+        if segment in complete:
+            if index >= start:
+                hits += size
+            account.read(first)
+            continue
+        storing = key
+        for block in range(first, first + -(-size // BLOCK)):
+            length = min(BLOCK, fileSize - block * BLOCK)
+            need = limit.allocated(length) + limit.ALLOCATION
+            if not account.segments and not account.metadataBytes:
+                need += limit.VERSION_OVERHEAD
+            if not account.room(need, block):
+                break
+            if not account.metadataBytes:
+                account.files(0, 0)
+            account.stored(block, length)
+        else:
+            complete.add(segment)
+        storing = None
+    return hits / asked
+
+
 def replayLibcachesim(trace, name, capacity):
     """
     The byte hit ratio of libcachesim's policy C{name} on C{trace}, counted
@@ -118,7 +172,7 @@ def replayLibcachesim(trace, name, capacity):
     return hits / asked
 
 
-def measure(traces, shares, policies, crossCheck):
+def measure(traces, shares, policies, crossCheck, storeShares):
     """
     Every policy on every trace at every size: rows of results.
     """
@@ -140,6 +194,13 @@ def measure(traces, shares, policies, crossCheck):
                 log(
                     f"{trace.name} {share}% {name}: byte hit ratio {ratio:.4f} "
                     f"({time.monotonic() - began:.1f} s)"
+                )
+            if share in storeShares:
+                began = time.monotonic()
+                row["store"] = replayStore(trace, capacity)
+                log(
+                    f"{trace.name} {share}% p2pd in the store: byte hit ratio "
+                    f"{row['store']:.4f} ({time.monotonic() - began:.1f} s)"
                 )
             if crossCheck:
                 row["libcachesim"] = {
@@ -167,24 +228,28 @@ def markdown(rows, policies, crossCheck, traces, args):
     )
     lines = [
         f"Command: `python3 benchmarks/cache.py --titles {args.titles} "
-        f"--sessions {args.sessions} --seed {args.seed}`; segments of "
-        f"{SEGMENT_BLOCKS} blocks of 256 KiB; {args.sessions} sessions per "
+        f"--viewings {args.viewings} --seed {args.seed}`; segments of "
+        f"{SEGMENT_BLOCKS} blocks of 256 KiB; {args.viewings} viewings per "
         f"workload ({workloads}). Byte hit ratio after the first quarter of the "
-        "trace, per policy; the last column is p2pd's byte miss ratio against "
+        "trace, per policy; the column before last is p2pd's byte miss ratio against "
         "LRU's (relative, negative is fewer misses; the target is -10% or less "
-        "at 10% and 20%, and never above 0). Picture: [cache.png](cache.png).",
+        "at 10% and 20%, and never above 0); the last, p2pd's policy in the "
+        "store's own limit (p2pd/store/limit.py), driven block by block as the "
+        "cache drives it, at the sizes of `--store-sizes`. Picture: "
+        "[cache.png](cache.png).",
         "",
         "| workload | cache size | "
         + " | ".join(policies)
-        + " | p2pd's misses vs LRU |",
-        "|---|---:|" + "---:|" * len(policies) + "---:|",
+        + " | p2pd's misses vs LRU | p2pd in the store |",
+        "|---|---:|" + "---:|" * len(policies) + "---:|---:|",
     ]
     for row in rows:
         cells = [f"{row['policies'][n]['byte_hit_ratio']:.3f}" for n in policies]
+        store = f"{row['store']:.3f}" if "store" in row else ""
         lines.append(
             f"| {row['workload']} | {row['share']}% | "
             + " | ".join(cells)
-            + f" | {-100 * fewerMisses(row, 'p2pd'):+.1f}% |"
+            + f" | {-100 * fewerMisses(row, 'p2pd'):+.1f}% | {store} |"
         )
     lines += [
         "",
@@ -261,10 +326,11 @@ def plot(rows, policies, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--titles", type=int, default=400)
-    parser.add_argument("--sessions", type=int, default=6000)
+    parser.add_argument("--viewings", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", default="5,10,20,30,40,50")
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--store-sizes", default="10,20")
     parser.add_argument("--no-libcachesim", action="store_true")
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--json", default=os.path.join(WORK, "cache.json"))
@@ -282,10 +348,11 @@ def main():
             crossCheck = False
     started = time.monotonic()
     traces = [
-        makeTrace(churn, args.titles, args.sessions, args.seed)
+        makeTrace(churn, args.titles, args.viewings, args.seed)
         for churn in (False, True)
     ]
-    rows = measure(traces, shares, policies, crossCheck)
+    storeShares = [int(share) for share in args.store_sizes.split(",") if share]
+    rows = measure(traces, shares, policies, crossCheck, storeShares)
     elapsed = time.monotonic() - started
     table = markdown(rows, policies, crossCheck, traces, args)
     print(table)

@@ -250,16 +250,18 @@ class HotFilesS3FIFO(S3FIFO):
     S3-FIFO that also keeps the segments of the files watched most
     lately (the module's docstring): a file is hot while its first
     segment has been read at least C{HOT_READS} times, counts halved each
-    time the touches since the last halving reach the number of segments
-    held (or C{MIN_TURNOVER}; so a film that stops being watched cools down within about one
-    turnover of the cache). A hot file's segment leaving the small queue
-    unread moves on to the main queue; one at the main queue's head with
-    its reads used up goes back to the tail once more, until it is read
-    again.
+    time the visits (touches but those of blocks stored in a segment held)
+    since the last halving reach the number of segments held or
+    C{MIN_TURNOVER}, so a film no longer watched cools down within
+    about one turnover of the cache. A hot file's segment leaving the
+    small queue unread moves on to the main queue; one at the main queue's
+    head with its reads used up goes back to the tail once more, until it
+    is read again.
 
-    The counts are kept for the files whose first segment was touched
-    since the last halving or still counts at least 2: at most as many
-    files as segments held, plus those.
+    Each touch adds at most one to the counts, and each halving halves
+    their sum: at most twice as many files have a count as there are
+    touches between two halvings, that is about twice the segments held (or
+    C{MIN_TURNOVER}).
     """
 
     def __init__(self, capacity: int) -> None:
@@ -268,15 +270,17 @@ class HotFilesS3FIFO(S3FIFO):
         self._touches = 0
 
     def touch(self, segment: Segment, size: int) -> None:
-        key, index = segment
-        if index == 0:
-            entry = self._small.get(segment) or self._main.get(segment)
-            if entry is None or size <= entry.size:
+        entry = self._small.get(segment) or self._main.get(segment)
+        # Blocks stored in a segment held are not a visit: the store touches
+        # a segment for each.
+        if entry is None or size <= entry.size:
+            key, index = segment
+            if index == 0:
                 self._heat[key] = self._heat.get(key, 0) + 1
-        self._touches += 1
-        if self._touches >= max(len(self), MIN_TURNOVER):
-            self._touches = 0
-            self._heat = {k: n // 2 for k, n in self._heat.items() if n > 1}
+            self._touches += 1
+            if self._touches >= max(len(self), MIN_TURNOVER):
+                self._touches = 0
+                self._heat = {k: n // 2 for k, n in self._heat.items() if n > 1}
         super().touch(segment, size)
 
     def heat(self, key: str) -> int:

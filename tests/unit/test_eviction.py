@@ -297,6 +297,18 @@ class HotFilesTests(SynchronousTestCase):
         self.assertEqual(heats, sorted(heats, reverse=True))
         self.assertEqual(sorted(set(heats), reverse=True), [4, 2, 1, 0])
 
+    def test_storingDoesNotCool(self) -> None:
+        """
+        Blocks stored in a segment held, one touch each, do not count
+        towards a halving: only visits do.
+        """
+        policy = HotFilesS3FIFO(10**9)
+        self.heat(policy, "film", 4)
+        policy.touch(("other", 1), 1)
+        for size in range(2, 4 * MIN_TURNOVER):
+            policy.touch(("other", 1), size)
+        self.assertEqual(policy.heat("film"), 4)
+
     def test_countsBounded(self) -> None:
         """
         Files read once are dropped at the next halving: the counts kept
