@@ -69,13 +69,7 @@ class LocalChanges:
         return self.cache.purge()
 
     def recheck(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
-        cached = self.cache.find(url, version)
-        if cached is None:
-            return []
-        try:
-            return [index for index in blocks if not cached.recheck(index)]
-        finally:
-            cached.close()
+        return self.cache.recheck(url, version, blocks)
 
 
 class NodeChanges:

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from p2pd.cachechanges import CannotChange, Changes, changes
 from p2pd.cacheoutput import humanSize, humanTime, table
@@ -181,7 +181,7 @@ def _count(number: int, thing: str) -> str:
     return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
 
 
-def _versionJSON(version: Version) -> dict[str, Any]:
+def _versionJSON(version: Version) -> dict[str, object]:
     meta = version.meta
     return {
         "url": meta.url,
@@ -200,7 +200,7 @@ def _damagedJSON(damaged: list[Damaged]) -> list[dict[str, str]]:
     return [{"path": d.path, "reason": d.reason} for d in damaged]
 
 
-def _writeJSON(out: TextIO, value: Any) -> None:
+def _writeJSON(out: TextIO, value: object) -> None:
     json.dump(value, out, indent=2, sort_keys=True)
     out.write("\n")
 
@@ -266,7 +266,7 @@ def _du(options: CacheOptions, out: TextIO, err: TextIO) -> int:
 
 
 def _verify(options: CacheOptions, out: TextIO, err: TextIO) -> int:
-    bad: list[dict[str, Any]] = []
+    bad: list[dict[str, object]] = []
     checked = 0
     _blocks(options.directory)  # nothing is locked in what is not a cache
     with changes(options.directory) as changer:
@@ -333,7 +333,7 @@ def _progress(
 
 def _recheck(
     changer: Changes, version: Version, suspects: dict[int, str]
-) -> list[dict[str, Any]]:
+) -> list[dict[str, object]]:
     """
     Have the blocks of C{version} found bad checked again and dropped; the
     dropped ones, with why.

@@ -31,6 +31,7 @@ from twisted.web.server import Site
 from p2pd import __version__
 from p2pd.engine.node import Node
 from p2pd.spp.tls import ServerTLS
+from p2pd.store.cache import BlockCache
 from p2pd.store.digests import DigestIndex
 from p2pd.twistedinternals import listening, raiseListenErrors
 from p2pd.web.channel import NodeChannel
@@ -70,7 +71,9 @@ class NodeService(Service):
     """
     Runs the thread pool that hashes published files (its own, so hashing
     never delays DNS lookups in the reactor's pool), and closes the node's
-    downloads and index files when twistd stops.
+    downloads and index files when twistd stops. When it starts, before
+    the node serves anything and with the cache directory locked, the
+    cache is brought within its limit.
     """
 
     def __init__(
@@ -79,13 +82,17 @@ class NodeService(Service):
         hashing: ThreadPool,
         digestIndex: DigestIndex | None,
         reactor: IReactorCore,
+        cache: BlockCache | None = None,
     ) -> None:
         self.node = node
         self.hashing = hashing
         self.digestIndex = digestIndex
         self.reactor = reactor
+        self.cache = cache
 
     def startService(self) -> None:
+        if self.cache is not None:
+            self.cache.enforceLimit()
         super().startService()
         self.hashing.start()
         self.reactor.callWhenRunning(settleHeap)

@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
@@ -40,7 +41,14 @@ from p2pd.web.access import Access, resolverFor
 from p2pd.web.proxy import ProxyConfig
 from p2pd.web.root import NodeRoot
 
+_log = Logger()
 DEFAULT_BLOCK_SIZE = "256K"
+# -C: by default a share of the cache file system's free space at start-up,
+# within these bounds.
+DISK_CACHE_SHARE = 10
+MIN_DISK_CACHE = 1024**2
+MAX_DISK_CACHE = 50 * 1024**3
+DEFAULT_MEMORY_CACHE = "64M"
 _HOST = re.compile(r"^[a-z0-9._-]+$")
 
 
@@ -112,6 +120,28 @@ def _cacheDirectory(value: str) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise usage.UsageError(f"--cache-dir: {path!r} is not writable")
     return path
+
+
+def _size(option: str, value: str) -> int:
+    try:
+        return parseSize(value)
+    except ValueError as e:
+        raise usage.UsageError(f"{option}: {e}") from None
+
+
+def _diskCache(value: str) -> int:
+    size = _size("--disk-cache", value)
+    if size < MIN_DISK_CACHE:
+        raise usage.UsageError(f"--disk-cache: {value} is less than 1M")
+    return size
+
+
+def defaultDiskCache(free: int) -> int:
+    """
+    The disk cache's size when C{-C} is not given, for C{free} bytes free on
+    the cache directory's file system: a tenth, from 1M to 50G.
+    """
+    return max(MIN_DISK_CACHE, min(MAX_DISK_CACHE, free // DISK_CACHE_SHARE))
 
 
 def _subnet(option: str, value: str) -> Network:
@@ -204,6 +234,23 @@ class Options(usage.Options):
             "c",
             "~/.p2pd_cache",
             "keep fetched blocks and the digest index in DIR",
+        ],
+        [
+            "disk-cache",
+            "C",
+            None,
+            "keep at most SIZE bytes of fetched blocks and their metadata on "
+            "disk, evicting the least valuable (default: 10% of the cache "
+            "directory's free space at start-up, from 1M to 50G)",
+            _diskCache,
+        ],
+        [
+            "memory-cache",
+            "M",
+            DEFAULT_MEMORY_CACHE,
+            "keep at most SIZE bytes of cached blocks in memory for serving "
+            "them (0: none)",
+            lambda value: _size("--memory-cache", value),
         ],
         [
             "block-size",
@@ -320,6 +367,12 @@ class Options(usage.Options):
             )
         self["listen"] = _listen(self["listen"])
         self["cache-dir"] = _cacheDirectory(self["cache-dir"])
+        if isinstance(self["memory-cache"], str):
+            self["memory-cache"] = _size("--memory-cache", self["memory-cache"])
+        self["disk-cache-default"] = self["disk-cache"] is None
+        if self["disk-cache"] is None:
+            st = os.statvfs(self["cache-dir"])
+            self["disk-cache"] = defaultDiskCache(st.f_bavail * st.f_frsize)
         self._checkTLS()
 
     def _checkTLS(self) -> None:
@@ -351,7 +404,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     cacheDir = options["cache-dir"]
     hashing = ThreadPool(minthreads=0, maxthreads=2, name="p2pd-digests")
     try:
-        cache = BlockCache(os.path.join(cacheDir, "blocks"))
+        _log.info(
+            "disk cache: at most {size} bytes{why}; memory cache: {memory} bytes",
+            size=options["disk-cache"],
+            why=" (10% of free space)" if options["disk-cache-default"] else "",
+            memory=options["memory-cache"],
+        )
+        cache = BlockCache(
+            os.path.join(cacheDir, "blocks"),
+            capacity=options["disk-cache"],
+            memory=options["memory-cache"],
+        )
         digestIndex = None
         if public is not None:
             digestIndex = DigestIndex(
@@ -406,7 +469,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         tls=TLSMemoryBIOFactory(serverTLS, False, site),
         tlsOnly=options["tls-only"],
     )
-    NodeService(node, hashing, digestIndex, reactor).setServiceParent(service)
+    NodeService(node, hashing, digestIndex, reactor, cache).setServiceParent(service)
     listener = ListenerService(
         serverFromString(reactor, options["listen"]), shared, options["listen"], node
     )

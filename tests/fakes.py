@@ -178,6 +178,9 @@ class FakeSource:
     def has(self, index: int) -> bool:
         return self.authoritative or index in self.holds
 
+    def unavailable(self, index: int) -> None:
+        self.holds.discard(index)
+
     def _real(self, index: int) -> bytes:
         start = self.meta.blockStart(index)
         return self.content[start : start + self.meta.blockSize]
@@ -246,12 +249,18 @@ class FakeRemoteFile:
         self.claimsAuthority = True
         self.authoritative = False
         self.closed = False
+        self.unavailableBlocks: set[int] = set()
 
     def believe(self) -> None:
         self.authoritative = self.claimsAuthority
 
     def has(self, index: int) -> bool:
+        if index in self.unavailableBlocks and not self.authoritative:
+            return False
         return 0 <= index < self.meta.blocks
+
+    def unavailable(self, index: int) -> None:
+        self.unavailableBlocks.add(index)
 
     def _later(self, value: Any) -> "defer.Deferred[Any]":
         d: defer.Deferred[Any] = defer.Deferred()
@@ -438,6 +447,9 @@ class FakeWebNode:
 
     def hasCached(self, url: str) -> bool:
         return url in self.copies
+
+    def cacheUsage(self) -> dict[str, int | None]:
+        return {"diskUsed": 0, "diskLimit": None, "memoryUsed": 0, "memoryLimit": 0}
 
 
 @implementer(ICacheControl)

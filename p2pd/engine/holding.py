@@ -9,6 +9,9 @@ its readers (L{MEMORY_BYTES} each), keeps them (and any it asked for before,
 up to L{scheduling.READAHEAD_BYTES} ahead) until read, and asks for nothing
 when no reader wants anything, until the store takes a block again. Memory
 follows what readers ask for, never the size the origin announces.
+
+The store's limit never evicts what readers read now or soon: the block of
+each reader and L{PIN_AHEAD_BYTES} after it (L{Holding.pinned}).
 """
 
 from collections.abc import Callable, Sequence
@@ -22,6 +25,9 @@ from p2pd.engine.reading import Reader
 # The recent blocks a download keeps in memory (per reader while the store
 # refuses blocks).
 MEMORY_BYTES = 4 * 1024 * 1024
+# What the cache never evicts ahead of each reader: its own block and the
+# blocks of this many bytes after it.
+PIN_AHEAD_BYTES = 2 * 1024 * 1024
 
 
 class IBlockStore(Protocol):
@@ -91,6 +97,18 @@ class Holding:
         if self._unstored:
             limit *= max(1, len(self.readers))
         self._recent.keep(index, data, limit, self._wants.kept, self.store.has)
+
+    def pinned(self, first: int, end: int) -> bool:
+        """
+        Whether a reader reads one of blocks C{first} to C{end - 1}, or will
+        within L{PIN_AHEAD_BYTES}: the store must not evict them.
+        """
+        ahead = PIN_AHEAD_BYTES // self.meta.blockSize
+        for reader in self.readers:
+            block = self.meta.blockAt(reader.position)
+            if block < end and first <= block + ahead:
+                return True
+        return False
 
     @property
     def complete(self) -> bool:

@@ -46,6 +46,14 @@ class ISource(Interface):
         Whether the node said it holds block C{index}.
         """
 
+    def unavailable(index: int) -> None:
+        """
+        The node answered that it does not hold block C{index} (a cache
+        evicts blocks it announced): L{has} says so from now on, until the
+        node announces the block again. An authority holds every block
+        whatever it answers.
+        """
+
     def getBlock(index: int) -> "Deferred[bytes]":
         """
         Fetch one block; cancelling the Deferred cancels the request.
@@ -244,6 +252,13 @@ class IWebNode(Interface):
         """
         Whether this node's cache holds some version of C{url}, to play
         when its origin cannot be reached.
+        """
+
+    def cacheUsage() -> "dict[str, int | None]":
+        """
+        The bytes the cache holds on disk (C{diskUsed}) and in memory
+        (C{memoryUsed}), and their limits (C{diskLimit}, L{None} for none;
+        C{memoryLimit}); empty for a node without a cache.
         """
 
 

@@ -138,11 +138,16 @@ class Node:
             swarm.offerSource(IConnection(connection))
         else:
             swarm = None
-        if cached is not None:
+        if cached is not None and (
+            swarm is not None or cached.heldCount or cached.complete
+        ):
             # A handle of its own, which outlives the download's: the
             # download may close before the peer does.
             download = swarm.download if swarm is not None else None
             return CachedServedFile(cached, download, self.counters, self.servedFiles)
+        if cached is not None:
+            # Every block it held was evicted.
+            cached.close()
         if published is not None:
             raise SPPError(ErrorCode.CHANGED, "the file has changed")
         raise SPPError(ErrorCode.NOT_FOUND, "not held here")
@@ -257,6 +262,7 @@ class Node:
                 waiting.errback()
             return
         download = Download(meta, store, self.clock, hashing=self.hashing)
+        store.pin(download.pinned)
         download.onBadSource = self._badSource
         download.firstBlockAlone()
         swarm = self._newSwarm(key, origin, download, store, secure)
@@ -293,6 +299,7 @@ class Node:
                 download = Download(
                     cached.meta, cached, self.clock, hashing=self.hashing
                 )
+                cached.pin(download.pinned)
                 download.searching = False
                 parsed = parse(key)
                 swarm = self._newSwarm(
@@ -352,6 +359,16 @@ class Node:
         cached.close()
         return True
 
+    def cacheUsage(self) -> dict[str, int | None]:
+        if self.cache is None:
+            return {}
+        return {
+            "diskUsed": self.cache.limit.used,
+            "diskLimit": self.cache.limit.capacity,
+            "memoryUsed": self.cache.memory.size,
+            "memoryLimit": self.cache.memory.capacity,
+        }
+
     # -- ICacheControl: p2pd cache, through the control listener
 
     def removeCached(self, url: str) -> bool:
@@ -370,13 +387,7 @@ class Node:
         return self.cache.purge() if self.cache is not None else 0
 
     def recheckCached(self, url: str, version: str, blocks: Sequence[int]) -> list[int]:
-        cached = self.cache.find(url, version) if self.cache is not None else None
-        if cached is None:
-            return []
-        try:
-            return [index for index in blocks if not cached.recheck(index)]
-        finally:
-            cached.close()
+        return self.cache.recheck(url, version, blocks) if self.cache is not None else []
 
     def stop(self) -> None:
         """

@@ -73,8 +73,8 @@ class Sources:
     A download's sources, in the order they came, and its requests.
 
     Calls C{arrived(state, index, data)} when a block comes, and
-    C{refused(reason, state)} when a source fails a request (not when the
-    request is cancelled).
+    C{refused(reason, state, index)} when a source fails a request (not
+    when the request is cancelled).
 
     @ivar inflight: how many sources each block is asked of (usually one),
         so scheduling need not look through every source's requests.
@@ -85,7 +85,7 @@ class Sources:
         clock: IReactorTime,
         blockSize: int,
         arrived: Callable[[SourceState, int, bytes], None],
-        refused: Callable[[Failure, SourceState], None],
+        refused: Callable[[Failure, SourceState, int], None],
     ) -> None:
         self.clock = clock
         self.blockSize = blockSize
@@ -235,4 +235,4 @@ class Sources:
     def _failed(self, reason: Failure, state: SourceState, index: int) -> None:
         self._untrack(state, index)
         if not reason.check(defer.CancelledError):
-            self.refused(reason, state)
+            self.refused(reason, state, index)

@@ -88,11 +88,13 @@ class Sourcing:
         source.close()
         self.schedule()
 
-    def _refused(self, reason: Failure, state: SourceState) -> None:
+    def _refused(self, reason: Failure, state: SourceState, index: int) -> None:
         """
-        C{state}'s source failed a request.
+        C{state}'s source failed its request for block C{index}.
         """
         if errorCode(reason) == ErrorCode.UNAVAILABLE:
+            # Not asked for it again: another source is.
+            state.source.unavailable(index)
             state.misses += 1
             if state.misses > MAX_MISSES:
                 self.dropSource(state.source, "announces blocks it cannot serve")

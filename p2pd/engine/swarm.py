@@ -4,7 +4,9 @@ The swarm of one download: the nodes its blocks come from, kept up every
 few seconds. The origin is dialed again when it went away and asked for
 peers; the peers it names are dialed (the mirrors it names believed as it
 is); a node that opens the same file on this one is used as a peer too.
-An unread download is closed when it has been idle long enough.
+An unread download is closed when it has been idle long enough, or at the
+next check once the cache has evicted every block of it (then it leaves
+C{/.status}, and the origin, its handle closed, names this node to no one).
 """
 
 from collections.abc import Callable, Sequence
@@ -115,6 +117,15 @@ class Swarm:
                 self.idleSince = now
             elif now - self.idleSince >= IDLE_DOWNLOAD or self._handleWanted():
                 self._log.info("{url}: idle, closing download", url=self.url)
+                self.forget(self)
+                self.close()
+                return
+            elif self.store.emptied:
+                # Nothing left to serve: the origin stops naming this node.
+                self._log.info(
+                    "{url}: unread, and its blocks all evicted: closing download",
+                    url=self.url,
+                )
                 self.forget(self)
                 self.close()
                 return

@@ -102,6 +102,10 @@ class RemoteFile:
         have = self._have
         return have is not None and bool(have[index >> 3] & (1 << (index & 7)))
 
+    def unavailable(self, index: int) -> None:
+        if self._have is not None and 0 <= index < self.meta.blocks:
+            self._have[index >> 3] &= ~(1 << (index & 7))
+
     def announced(self, ranges: Sequence[tuple[int, int]]) -> None:
         """
         The other node said, in a Have, that it holds C{ranges} too.

@@ -9,8 +9,14 @@ wrote (verified before they were written) or has verified since are
 trusted until the file's state is dropped: the page cache does not change
 behind a running process, and hashing every read would halve warm
 streaming speed. Held and verified blocks are kept as runs.
+
+What it stores and holds is charged to the cache's limit
+(L{p2pd.store.limit}) before it is written: a block that finds no room
+raises L{CacheFull}, like a disk that refuses it. Blocks read are kept in
+the cache's memory (L{p2pd.store.memoryblocks}) for the next reader.
 """
 
+import errno
 import os
 from collections.abc import Callable
 
@@ -21,30 +27,60 @@ from p2pd.store import fileio
 from p2pd.store.cachelayout import identity, makeDirectory, openFile
 from p2pd.store.digestpages import DigestPages
 from p2pd.store.diskfailures import DiskFailures
+from p2pd.store.freeing import free
 from p2pd.store.journal import Journal
+from p2pd.store.limit import (
+    ALLOCATION,
+    VERSION_OVERHEAD,
+    Pin,
+    VersionAccount,
+    allocated,
+)
+from p2pd.store.memoryblocks import MemoryBlocks
+
+
+class CacheFull(OSError):
+    """
+    The cache's limit has no room for a block: what it holds is pinned.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(errno.ENOSPC, "the disk cache is full of pinned blocks")
 
 
 class CachedState:
     """
     One cached file version's files and held blocks, shared by every
     L{CachedFile} handle on it.
+
+    @param account: its charges in the cache's limit.
+    @param memory: the cache's blocks in memory.
     """
 
     _log = Logger()
 
     def __init__(
-        self, directory: str, meta: FileMeta, disk: DiskFailures, new: bool = False
+        self,
+        directory: str,
+        meta: FileMeta,
+        disk: DiskFailures,
+        account: VersionAccount,
+        memory: MemoryBlocks,
+        new: bool = False,
     ) -> None:
         self.directory = directory
         self.meta = meta
         self.disk = disk
+        self.account = account
+        self.key = account.key
+        self.memory = memory
         self.handles = 0
         self.blocks = meta.blocks
         self.held = BlockRuns()
         # Blocks verified by this process: read back without hashing.
         self.verified = BlockRuns()
         key = identity(meta)
-        self.digests = DigestPages(meta, key, disk)
+        self.digests = DigestPages(meta, key, disk, account.room)
         self._journal = Journal(key)
         self._dataFd = -1
         # A new version's directory is made when its first block is stored,
@@ -52,8 +88,9 @@ class CachedState:
         self.onDisk = not new
         if self.onDisk:
             self._openFiles()
-        elif not self.blocks and disk.ready:
-            # Nothing to wait for: cached as it is, if the disk takes it.
+        elif not self.blocks and disk.ready and account.room(VERSION_OVERHEAD):
+            # Nothing to wait for: cached as it is, if the disk (and the
+            # limit) takes it.
             try:
                 self._makeOnDisk()
             except OSError as e:
@@ -79,6 +116,39 @@ class CachedState:
         self._openFiles()
         self.onDisk = True
         self.digests.flush()
+        self.charge()
+
+    @property
+    def emptied(self) -> bool:
+        """
+        Whether eviction took every block this version held.
+        """
+        return self.onDisk and self.held.count == 0 and self.account.evicted
+
+    def charge(self) -> None:
+        """
+        Charge the version's metadata files to the limit as they are now.
+        """
+        self.account.files(self._journal.size, self.digests.diskBytes)
+
+    def reclaim(self) -> None:
+        """
+        Free the bytes of blocks the journal does not hold (written, or
+        evicted, when the node was killed), so that the disk takes no more
+        than what is charged.
+        """
+        size = os.fstat(self._dataFd).st_size
+        start = 0
+        for first, count in self.held.ranges():
+            end = self.meta.blockStart(first)
+            if end > start:
+                self._free(start, end - start)
+            start = self.meta.blockStart(first + count)
+        if size > start:
+            self._free(start, size - start)
+
+    def _free(self, start: int, length: int) -> None:
+        free(self._dataFd, start, length, self.meta.url)
 
     def close(self) -> None:
         fd, self._dataFd = self._dataFd, -1
@@ -97,23 +167,46 @@ class CachedState:
         if self.digests.digest(index) is None:
             raise ValueError(f"block {index} has no digest to verify it against")
         self.disk.check()
+        # The block, a journal unit, the digests not on disk yet, and a new
+        # version's own files.
+        need = allocated(len(data)) + ALLOCATION + self.digests.pendingBytes()
+        if not self.onDisk:
+            need += VERSION_OVERHEAD
+        if not self.account.room(need, index):
+            raise CacheFull()
+        written = False
         try:
             if self.onDisk:
                 self.digests.flush()
             else:
                 self._makeOnDisk()
             fileio.writeAll(self._dataFd, data, self.meta.blockStart(index))
+            written = True
             self._journal.append(index, True)
         except OSError as e:
+            if written:
+                self._free(self.meta.blockStart(index), len(data))
             self.disk.refused(e)
             raise
         self.disk.stored()
         self.held.add(index)
         self.verified.add(index)
+        self.account.stored(index, len(data))
+        self.charge()
 
     def read(self, index: int) -> bytes | None:
         if index not in self.held:
             return None
+        self.account.read(index)
+        data = self.memory.get(self.key, index)
+        if data is not None:
+            return data
+        data = self._readDisk(index)
+        if data is not None:
+            self.memory.put(self.key, index, data)
+        return data
+
+    def _readDisk(self, index: int) -> bytes | None:
         length = self.meta.blockLength(index)
         verified = index in self.verified
         why = None
@@ -149,6 +242,7 @@ class CachedState:
         process verified it before; forgotten if it fails.
         """
         self.verified.discard(index)
+        self.memory.discard(self.key, index, index + 1)
         return self.read(index) is not None
 
     def empty(self) -> None:
@@ -161,8 +255,10 @@ class CachedState:
     def forget(self, index: int) -> None:
         if index not in self.held:
             return
+        self.memory.discard(self.key, index, index + 1)
         self.held.discard(index)
         self.verified.discard(index)
+        self.account.forgotten(index, self.meta.blockLength(index))
         try:
             self._journal.append(index, False)
         except OSError as e:
@@ -174,6 +270,26 @@ class CachedState:
                 url=self.meta.url,
                 why=str(e),
             )
+
+    def drop(self, first: int, end: int) -> None:
+        """
+        Evict blocks C{first} to C{end - 1}: journaled as not held, then
+        their bytes freed. Their charges are the limit's to take off.
+
+        @raise OSError: the journal refused; they are still held.
+        """
+        end = min(end, self.blocks)
+        indices = [i for i in range(first, end) if i in self.held]
+        self.memory.discard(self.key, first, end)
+        self._journal.forgetAll(indices)
+        for index in indices:
+            self.held.discard(index)
+            self.verified.discard(index)
+        self.account.evicted = True
+        start = self.meta.blockStart(first)
+        self._free(start, min(self.meta.size, self.meta.blockStart(end)) - start)
+        self._journal.compact(self.held)
+        self.charge()
 
 
 class CachedFile:
@@ -197,6 +313,7 @@ class CachedFile:
         self._state: CachedState | None = state
         self._release = release
         self.meta = state.meta
+        self._pins: list[Pin] = []
         state.handles += 1
 
     def _live(self) -> CachedState:
@@ -222,6 +339,13 @@ class CachedFile:
         How many blocks are held.
         """
         return self._live().held.count
+
+    @property
+    def emptied(self) -> bool:
+        """
+        Whether eviction took every block this version held.
+        """
+        return self._live().emptied
 
     @property
     def complete(self) -> bool:
@@ -269,6 +393,14 @@ class CachedFile:
         """
         return self._live().read(index)
 
+    def pin(self, pinned: Pin) -> None:
+        """
+        Until this handle is closed, never evict the blocks C{pinned(first,
+        end)} says are pinned (blocks C{first} to C{end - 1}: any of them).
+        """
+        self._live().account.pin(pinned)
+        self._pins.append(pinned)
+
     def recheck(self, index: int) -> bool:
         """
         Read block C{index} back from the disk and check it against its
@@ -280,8 +412,11 @@ class CachedFile:
 
     def close(self) -> None:
         """
-        Done with this handle; closing it again does nothing.
+        Done with this handle (and its pins); closing it again does nothing.
         """
         state, self._state = self._state, None
         if state is not None:
+            for pinned in self._pins:
+                state.account.unpin(pinned)
+            self._pins = []
             self._release(state)

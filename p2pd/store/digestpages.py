@@ -6,17 +6,20 @@ Memory follows what is fetched, not what the origin announces: digests are
 kept in pages of L{DIGEST_PAGE}, at most L{DIGEST_MEMORY} bytes of them per
 file version, the rest in the version's C{digests} file, as fixed-size
 records at C{i * recordSize} (a L{DigestRecords}: digest + keyed 8-byte
-check), read back when asked for. Digests the disk refused are kept in
-memory and written before the next block is stored.
+check), read back when asked for. Digests the disk refused, or the cache's
+limit had no room for, are kept in memory and written before the next block
+is stored.
 """
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 
-from p2pd.core.meta import FileMeta
+from p2pd.core.meta import BlockRuns, FileMeta
 from p2pd.store import fileio
 from p2pd.store.cachelayout import openFile
 from p2pd.store.diskfailures import DiskFailures
+from p2pd.store.limit import ALLOCATION, EXTENT_BYTES
 from p2pd.store.records import DigestRecords
 
 DIGEST_PAGE = 1024
@@ -60,11 +63,25 @@ class DigestPages:
     """
     The origin's digests of one file version, keyed by its C{identity}:
     only in memory until L{open}ed on disk.
+
+    @param room: makes room in the cache's limit for so many more bytes, and
+        says whether they fit.
     """
 
-    def __init__(self, meta: FileMeta, identity: bytes, disk: DiskFailures) -> None:
+    def __init__(
+        self,
+        meta: FileMeta,
+        identity: bytes,
+        disk: DiskFailures,
+        room: Callable[[int], bool],
+    ) -> None:
         self.meta = meta
         self.disk = disk
+        self._room = room
+        # The disk's allocation units of the file: those found at open (in
+        # bytes), and those written since.
+        self._foundBytes = 0
+        self._written = BlockRuns()
         self.records = DigestRecords(meta.digestSize, identity, b"p2pd-cache-dg")
         # Digests read or written lately, by page: each is looked up for
         # every block verified and stored, and for scheduling passes. A new
@@ -79,6 +96,37 @@ class DigestPages:
         missing); those in memory are written by L{flush}.
         """
         self._fd = openFile(path, os.O_RDWR)
+        found = os.fstat(self._fd).st_blocks * 512
+        self._foundBytes = found + found // ALLOCATION * EXTENT_BYTES
+
+    @property
+    def diskBytes(self) -> int:
+        """
+        The disk space the digests file takes, at most (its map too: the
+        units written may be as many runs).
+        """
+        return self._foundBytes + self._written.count * (ALLOCATION + EXTENT_BYTES)
+
+    def _newUnits(self, first: int, count: int) -> list[int]:
+        """
+        The allocation units of the file that writing the digests of blocks
+        C{first} to C{first + count - 1} would add.
+        """
+        size = self.records.recordSize
+        start = first * size // ALLOCATION
+        end = -(-(first + count) * size // ALLOCATION)
+        return [unit for unit in range(start, end) if unit not in self._written]
+
+    def pendingBytes(self) -> int:
+        """
+        The disk space L{flush} would add.
+        """
+        units: set[int] = set()
+        for number, page in self._pages.items():
+            if page.dirty:
+                for slot, count in page.known():
+                    units.update(self._newUnits(number * DIGEST_PAGE + slot, count))
+        return len(units) * ALLOCATION
 
     def close(self) -> None:
         """
@@ -148,7 +196,8 @@ class DigestPages:
         if extra or first < 0 or first + count > self.meta.blocks:
             raise ValueError(f"{len(digests)} bytes of digests from block {first}")
         written = False
-        if self._fd >= 0 and self.disk.ready:
+        need = len(self._newUnits(first, count)) * ALLOCATION if self._fd >= 0 else 0
+        if self._fd >= 0 and self.disk.ready and self._room(need):
             try:
                 self._write(first, digests)
                 written = True
@@ -172,7 +221,11 @@ class DigestPages:
 
     def _write(self, first: int, digests: bytes) -> None:
         size = self.records.recordSize
+        count = len(digests) // self.meta.digestSize
+        units = self._newUnits(first, count)
         fileio.writeAll(self._fd, self.records.pack(first, digests), first * size)
+        for unit in units:
+            self._written.add(unit)
 
     def flush(self) -> None:
         """

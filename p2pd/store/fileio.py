@@ -6,11 +6,37 @@ The cache's modules call these through this module (C{fileio.writeAll}),
 so that a test can make every write of the cache fail in one place.
 """
 
+import ctypes
+import errno
 import os
 
 # Files being written in place of another end with this until renamed; a
 # store removes any it finds when it starts.
 TEMP_SUFFIX = ".tmp"
+
+
+# fallocate(2)'s flags: free the range, keep the file's length.
+_PUNCH_HOLE = 0x02
+_KEEP_SIZE = 0x01
+_libc = ctypes.CDLL(None, use_errno=True)
+_fallocate = getattr(_libc, "fallocate", None)
+if _fallocate is not None:
+    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    _fallocate.restype = ctypes.c_int
+
+
+def punchHole(fd: int, offset: int, length: int) -> None:
+    """
+    Free the disk space of C{length} bytes at C{offset}, which then read as
+    zeros; the file keeps its length.
+
+    @raise OSError: the file system cannot (C{EOPNOTSUPP}), or failed.
+    """
+    if _fallocate is None:
+        raise OSError(errno.EOPNOTSUPP, "fallocate is not available")
+    if _fallocate(fd, _PUNCH_HOLE | _KEEP_SIZE, offset, length) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def readAll(fd: int, length: int, offset: int) -> bytes:

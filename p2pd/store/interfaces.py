@@ -5,9 +5,11 @@ What the layers above need of the store.
 
 from typing import TYPE_CHECKING
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from p2pd.core.meta import FileMeta
     from p2pd.store.cachedfile import CachedFile
 
@@ -17,6 +19,9 @@ class IBlockCache(Interface):
     The fetched blocks of files, by URL and version
     (L{p2pd.store.cache.BlockCache}).
     """
+
+    limit = Attribute("CacheLimit: the bytes held on disk, and at most how many")
+    memory = Attribute("MemoryBlocks: the blocks held in memory for serving")
 
     def open(meta: "FileMeta") -> "CachedFile":
         """
@@ -41,6 +46,12 @@ class IBlockCache(Interface):
         """
         Remove every cached version of C{url}; handles still open on one
         hold nothing from now on. Whether there was anything to remove.
+        """
+
+    def recheck(url: str, version: str, blocks: "Sequence[int]") -> "list[int]":
+        """
+        Hash C{blocks} of a cached version again and drop those that no
+        longer match their digests; the blocks dropped.
         """
 
     def purge() -> int:

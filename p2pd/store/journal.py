@@ -11,11 +11,17 @@ A block is written to C{data} first and journaled afterwards, so a crash
 mid-write leaves it unjournaled. There is no fsync per block: after a power
 loss the journal may name a block whose bytes never reached the disk, which
 is why L{p2pd.store.cachedfile} verifies a block the first time it reads it.
+
+Blocks evicted are journaled as forgotten before their bytes are freed, so
+after a crash at any moment a block is either held with its bytes or known
+absent. A journal with many more records than blocks held is rewritten
+(L{Journal.compact}).
 """
 
 import hashlib
 import os
 import struct
+from collections.abc import Sequence
 
 from p2pd.core.meta import BlockRuns
 from p2pd.store import fileio
@@ -52,6 +58,13 @@ class Journal:
         head = _JOURNAL.pack(index, 1 if held else 0)
         return head + self._check(head)
 
+    @property
+    def size(self) -> int:
+        """
+        The journal's length in bytes.
+        """
+        return self._size
+
     def append(self, index: int, held: bool) -> None:
         """
         Append a record; if the disk refuses, cut off what part of it was
@@ -59,15 +72,49 @@ class Journal:
 
         @raise OSError: the disk refused it.
         """
+        self._append(self._record(index, held))
+
+    def forgetAll(self, indices: Sequence[int]) -> None:
+        """
+        Append, in one write, records saying C{indices} are not held.
+
+        @raise OSError: the disk refused them (none is then appended).
+        """
+        self._append(b"".join(self._record(index, False) for index in indices))
+
+    def _append(self, records: bytes) -> None:
         try:
-            fileio.appendAll(self._fd, self._record(index, held))
+            fileio.appendAll(self._fd, records)
         except OSError:
             try:
                 os.ftruncate(self._fd, self._size)
             except OSError:
                 pass
             raise
-        self._size += RECORD_SIZE
+        self._size += len(records)
+
+    def attach(self, path: str) -> None:
+        """
+        Open the journal at C{path} to append to it, without replaying it
+        (for evicting blocks of a version nobody has open).
+        """
+        self._path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        self._size = self._cutTorn()
+
+    def _cutTorn(self) -> int:
+        """
+        Cut off a torn trailing record, or every later record would be
+        misaligned (on a read-only disk, none will come); the length left.
+        """
+        size = os.fstat(self._fd).st_size
+        whole = size - size % RECORD_SIZE
+        if whole != size:
+            try:
+                os.ftruncate(self._fd, whole)
+            except OSError:
+                pass
+        return whole
 
     def open(self, path: str, blocks: int) -> BlockRuns:
         """
@@ -77,35 +124,20 @@ class Journal:
         """
         self._path = path
         self._fd = openFile(path, os.O_RDWR | os.O_APPEND)
-        size = os.fstat(self._fd).st_size
-        whole = size - size % RECORD_SIZE
-        if whole != size:
-            # A torn trailing record: cut it off, or every later record
-            # would be misaligned (on a read-only disk, none will come).
-            try:
-                os.ftruncate(self._fd, whole)
-            except OSError:
-                pass
-        self._size = whole
-        held, records = self._replay(self._fd, whole, blocks)
-        if records > 2 * held.count + 1024:
-            try:
-                self._compact(held)
-            except OSError:
-                pass  # a longer journal, read again next time
+        whole = self._size = self._cutTorn()
+        held = self._replay(self._fd, whole, blocks)
+        self.compact(held)
         return held
 
-    def _replay(self, fd: int, size: int, blocks: int) -> tuple[BlockRuns, int]:
+    def _replay(self, fd: int, size: int, blocks: int) -> BlockRuns:
         """
         The blocks below C{blocks} that the first C{size} bytes of the
-        journal at C{fd} say are held, and how many records they hold.
+        journal at C{fd} say are held.
         """
-        records = 0
         held = BlockRuns()
         for offset in range(0, size, _CHUNK * RECORD_SIZE):
             raw = fileio.readAll(fd, min(_CHUNK * RECORD_SIZE, size - offset), offset)
             for start in range(0, len(raw) - RECORD_SIZE + 1, RECORD_SIZE):
-                records += 1
                 head = raw[start : start + _JOURNAL.size]
                 check = raw[start + _JOURNAL.size : start + RECORD_SIZE]
                 if check != self._check(head):
@@ -115,7 +147,7 @@ class Journal:
                     held.add(index)
                 elif index < blocks and flag == 0:
                     held.discard(index)
-        return held, records
+        return held
 
     def read(self, path: str, blocks: int) -> BlockRuns:
         """
@@ -131,14 +163,24 @@ class Journal:
             return BlockRuns()
         try:
             size = os.fstat(fd).st_size
-            return self._replay(fd, size - size % RECORD_SIZE, blocks)[0]
+            return self._replay(fd, size - size % RECORD_SIZE, blocks)
         finally:
             os.close(fd)
 
-    def _compact(self, held: BlockRuns) -> None:
+    def compact(self, held: BlockRuns) -> None:
         """
-        Rewrite the journal with one record per block in C{held}.
+        Rewrite the journal with one record per block in C{held}, if it has
+        more than twice as many records (and 1024 more); a disk that refuses
+        leaves it longer, to be read again next time.
         """
+        if self._size // RECORD_SIZE <= 2 * held.count + 1024:
+            return
+        try:
+            self._rewrite(held)
+        except OSError:
+            pass
+
+    def _rewrite(self, held: BlockRuns) -> None:
         content = b"".join(
             self._record(index, True)
             for first, count in held.ranges()

@@ -25,8 +25,8 @@ cannot send that header).
 import hmac
 import json
 from collections.abc import Sequence
-from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -97,7 +97,7 @@ class ControlChannel(NodeChannel):
         return http.REQUEST_ENTITY_TOO_LARGE, "cache commands have no body"
 
 
-def controlSite(node: ICacheControl, token: str, reactor: Any) -> Site:
+def controlSite(node: ICacheControl, token: str, reactor: IReactorTime) -> Site:
     """
     The control listener's site: quiet, and no traceback in an answer.
     """
@@ -145,7 +145,7 @@ def parseBlocks(value: str) -> list[int]:
     return [int(part) for part in parts]
 
 
-def _answer(request: IRequest, code: int, **fields: Any) -> bytes:
+def _answer(request: IRequest, code: int, **fields: object) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-store")

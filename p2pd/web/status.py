@@ -11,8 +11,8 @@ from p2pd.engine.interfaces import IWebNode
 
 def nodeStatus(node: IWebNode) -> dict[str, object]:
     """
-    A JSON-ready summary of C{node}: what it
-    served and what it is downloading.
+    A JSON-ready summary of C{node}: what it served, what it is
+    downloading, and what its cache holds.
     """
     counters = node.counters
     downloads = []
@@ -40,6 +40,7 @@ def nodeStatus(node: IWebNode) -> dict[str, object]:
             "bytesByFile": dict(sorted(counters.bytesByFile.items())),
         },
         "downloads": downloads,
+        "cache": node.cacheUsage(),
     }
 
 

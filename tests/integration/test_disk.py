@@ -49,7 +49,8 @@ class FullTmpfsTests(TestCase):
         origin = yield self.nodes.start(
             "-p", self.public, "-c", os.path.abspath(self.mktemp())
         )
-        viewer = yield self.nodes.start("-c", self.small)
+        # A limit larger than the disk: the disk is what refuses.
+        viewer = yield self.nodes.start("-c", self.small, "-C", "100M")
         output = os.path.abspath(self.mktemp())
         url = f"http://{viewer.authority}/.spp/{origin.authority}/movie.ts"
         result = yield clients.run(

@@ -455,6 +455,19 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(announced, [((0, 2), (10, 3))])
         self.assertFalse(wire.closed)
 
+    def test_unavailable(self) -> None:
+        """
+        A block the other node answered UNAVAILABLE for is not held, until
+        a Have names it again.
+        """
+        wire, remote = self._remote(size=20 * BLOCK, authoritative=False)
+        wire.feed(codec.Have(1, ((0, 4),)))
+        remote.unavailable(2)
+        remote.unavailable(99)
+        self.assertEqual([i for i in range(20) if remote.has(i)], [0, 1, 3])
+        wire.feed(codec.Have(1, ((2, 1),)))
+        self.assertTrue(remote.has(2))
+
     def test_hasAuthoritative(self) -> None:
         """
         A file the node believes authoritative holds every block, and only

@@ -183,9 +183,15 @@ class LinkSource:
         self.name = server.name
         self.authoritative = server.origin
         self.closed = False
+        # Blocks the node answered it does not hold, until it announces them.
+        self.missing: set[int] = set()
 
     def has(self, index: int) -> bool:
-        return self.server.store.has(index)
+        return index not in self.missing and self.server.store.has(index)
+
+    def unavailable(self, index: int) -> None:
+        if not self.authoritative:
+            self.missing.add(index)
 
     def getBlock(self, index: int) -> "defer.Deferred[bytes]":
         uplink = self.server.uplink
@@ -292,6 +298,8 @@ class Node:
 
     def announce(self, ranges: Sequence[tuple[int, int]]) -> None:
         for source in list(self.served):
+            for first, count in ranges:
+                source.missing.difference_update(range(first, first + count))
             if source.onHave is not None:
                 source.onHave(ranges)
 

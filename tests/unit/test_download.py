@@ -308,6 +308,25 @@ class DownloadTests(SynchronousTestCase):
             liar.requests.pop(index).errback(SPPError(ErrorCode.UNAVAILABLE, "no"))
         self.assertTrue(liar.closed)
 
+    def test_unavailableNotAskedAgain(self):
+        """
+        A block a peer answers UNAVAILABLE (a cache that evicted it) is not
+        asked of that peer again, but of another source.
+        """
+        download, content, meta, clock = makeDownload()
+        peer = FakeSource("peer", content, meta, holds=range(meta.blocks))
+        download.addSource(peer)
+        reader = download.read(0)
+        d = reader.read()
+        peer.requests.pop(0).errback(SPPError(ErrorCode.UNAVAILABLE, "evicted"))
+        self.assertFalse(peer.has(0))
+        origin = FakeSource("origin", content, meta, authoritative=True)
+        download.addSource(origin)
+        self.assertIn(0, origin.requests)
+        self.assertEqual(peer.requested.count(0), 1)
+        origin.answer(0)
+        self.assertEqual(self.successResultOf(d), content[:BLOCK])
+
     def test_changedFailsReaders(self):
         """
         When the origin says the file changed, readers fail: blocks of two

@@ -981,6 +981,44 @@ class ServingDownloadTests(NodeFixture):
         )
 
 
+class EvictedDownloadTests(NodeFixture):
+    """
+    A download whose blocks the cache's limit evicted.
+    """
+
+    def test_closedOnceEmptied(self) -> None:
+        """
+        A download nobody reads whose blocks were all evicted is closed at
+        the next check, not after L{IDLE_DOWNLOAD}: it leaves the node's
+        downloads, and its handle on the origin is closed.
+        """
+        cache = BlockCache(os.path.join(self.base, "small"), capacity=80 * BLOCK)
+        cache.enforceLimit()
+        node = self.makeNode(cache)
+        origin = fakeConnection({URL: self.movie})
+        d = node.download(URL)
+        self.connector.succeed(origin)
+        download = self.successResultOf(d)
+        self.assertSameBytes(readAll(self, download, origin), self.movie)
+        self.clock.advance(PEER_INTERVAL)
+        self.assertEqual(node.downloads(), [download])
+        # Files of a head and a tail alone, more than the cache holds.
+        block = bytes(BLOCK)
+        for n in range(4):
+            other = FileMeta(
+                f"spp://10.0.0.2:1/{n}.ts", 32 * BLOCK, BLOCK, "sha256", "1"
+            )
+            cached = cache.open(other)
+            cached.setDigests(0, other.digest(block) * other.blocks)
+            for index in range(other.blocks):
+                cached.write(index, block)
+            cached.close()
+        self.clock.advance(PEER_INTERVAL)
+        self.assertEqual(node.downloads(), [])
+        self.assertTrue(all(remote.closed for remote in origin.remoteFiles))
+        self.assertFalse(cache.hasAnyVersion(URL))
+
+
 class CachedServingTests(NodeFixture):
     """
     L{Node.open} of a version only the cache holds (no download running).

@@ -270,7 +270,7 @@ class RecordedTests(SynchronousTestCase):
         """
         peers = (("p1", 0.5, False), ("p2", 0.5, False))
         scenario = Scenario(8, peers=peers, errors=True, corrupt=True, steps=600)
-        self.check(scenario, (463, "02b0c9c05ecfdc21"))
+        self.check(scenario, (440, "a9d57f04de812760"))
 
     def test_lateDigests(self):
         """

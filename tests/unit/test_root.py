@@ -497,6 +497,7 @@ class StatusAccessTests(SynchronousTestCase):
         code, body = self.status("127.0.0.1")
         self.assertEqual(code, http.OK)
         self.assertEqual(json.loads(body)["downloads"], [])
+        self.assertEqual(json.loads(body)["cache"]["diskLimit"], None)
 
     def test_granted(self) -> None:
         """

@@ -21,7 +21,9 @@ from twisted.web.server import Site
 
 from p2pd import __version__, services, tap
 from p2pd.listener import SharedPortFactory
+from p2pd.store.cache import BlockCache
 from p2pd.web.root import NodeRoot
+from tests.unit.test_cachelimit import allDigests, blockData, fileMeta, onDisk
 
 
 class _IsolatedHomeMixin:
@@ -86,6 +88,38 @@ class OptionsTests(_IsolatedHomeMixin, SynchronousTestCase):
         self.assertFalse(options["redirect"])
         self.assertFalse(options["no-direct"])
         self.assertFalse(options["debug"])
+
+    def test_cacheSizes(self) -> None:
+        """
+        C{-C} and C{-M} (C{--disk-cache}, C{--memory-cache}) take sizes.
+        """
+        options = parse("-C", "2M", "--memory-cache", "512K")
+        self.assertEqual((options["disk-cache"], options["memory-cache"]), (2 << 20, 512 << 10))
+        options = parse("--disk-cache", "10G", "-M", "0")
+        self.assertEqual((options["disk-cache"], options["memory-cache"]), (10 << 30, 0))
+
+    def test_defaultCacheSizes(self) -> None:
+        """
+        By default the disk cache is a tenth of the cache directory's free
+        space, from 1M to 50G, and the memory cache 64M.
+        """
+        self.assertEqual(
+            [tap.defaultDiskCache(free) for free in (0, 100 << 20, 1 << 40)],
+            [1 << 20, 10 << 20, 50 << 30],
+        )
+        options = parse()
+        self.assertTrue(1 << 20 <= options["disk-cache"] <= 50 << 30)
+        self.assertTrue(options["disk-cache-default"])
+        self.assertEqual(options["memory-cache"], 64 << 20)
+        self.assertFalse(parse("-C", "1G")["disk-cache-default"])
+
+    def test_badCacheSizes(self) -> None:
+        """
+        A size that is not one, or a disk cache under 1M, is refused.
+        """
+        self.assertUsageError(["-C", "lots"], "--disk-cache", "lots")
+        self.assertUsageError(["-C", "1023K"], "--disk-cache", "1M")
+        self.assertUsageError(["-M", "-1"], "--memory-cache")
 
     def test_longNames(self) -> None:
         """
@@ -379,6 +413,35 @@ class MakeServiceTests(_IsolatedHomeMixin, SynchronousTestCase):
         self.assertTrue(root.direct)
         self.assertIsNotNone(root.public)
         self.assertEqual(root.public.root, os.path.realpath(self.pub))
+
+    def fillCache(self, directory: str, blocks: int) -> str:
+        """
+        A cache directory holding one file of C{blocks} blocks; its
+        C{blocks} directory.
+        """
+        root = os.path.join(directory, "blocks")
+        cached = BlockCache(root).open(fileMeta("film", blocks))
+        cached.setDigests(0, allDigests(cached.meta))
+        for index in range(blocks):
+            cached.write(index, blockData(cached.meta, index))
+        cached.close()
+        return root
+
+    def test_cacheWithinItsLimitOnStart(self) -> None:
+        """
+        A node started on a cache over its C{-C} evicts down to it before it
+        serves; one that cannot lock the cache (another node runs on it)
+        changes nothing in it.
+        """
+        directory = os.path.abspath(self.mktemp())
+        root = self.fillCache(directory, 200)
+        self.assertGreater(onDisk(root), 2 << 20)
+        self.start("-c", directory, "-C", "2M")
+        held = onDisk(root)
+        self.assertLessEqual(held, 2 << 20)
+        other = tap.makeService(parse("-c", directory, "-C", "1M"), self.reactor)
+        self.assertRaises(SystemExit, other.privilegedStartService)
+        self.assertEqual(onDisk(root), held)
 
     def test_listensIPv6(self) -> None:
         """
