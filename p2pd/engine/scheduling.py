@@ -293,10 +293,12 @@ def plan(state: State[K], rng: random.Random) -> Iterator[Ask[K] | Hold]:
                 if best.rate and delivery(best) <= urgency * ORIGIN_SECONDS / reach:
                     candidates = [best]
                 elif best.rate:
+                    # Not while the node searches: more peers may come.
                     candidates = [
                         s
                         for s in sources
                         if s.authoritative
+                        and not searching
                         and room[s] > 0
                         and delivery(s) < delivery(best)
                     ] or [best]

@@ -225,7 +225,7 @@ class RecordedTests(SynchronousTestCase):
         peers = (("p1", 0.5, False), ("p2", 0.8, False), ("silent", 0.2, False))
         self.check(
             Scenario(3, peers=peers, readers=(0, 60), steps=600),
-            (758, "b6b10fbee4683356"),
+            (696, "334fb90b7846552e"),
         )
 
     def test_peersNotSearching(self):
