@@ -73,7 +73,8 @@ class NodeService(Service):
     never delays DNS lookups in the reactor's pool), and closes the node's
     downloads and index files when twistd stops. When it starts, before
     the node serves anything and with the cache directory locked, the
-    cache is brought within its limit.
+    cache is brought within its limit; from then on until it stops, holes
+    of evicted blocks are punched in the reactor's thread pool.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class NodeService(Service):
     def startService(self) -> None:
         if self.cache is not None:
             self.cache.enforceLimit()
+            self.cache.punches.start(self.reactor)
         super().startService()
         self.hashing.start()
         self.reactor.callWhenRunning(settleHeap)
@@ -100,6 +102,8 @@ class NodeService(Service):
     def stopService(self) -> None:
         super().stopService()
         self.node.stop()
+        if self.cache is not None:
+            self.cache.punches.stop()
         self.hashing.stop()
         if self.digestIndex is not None:
             self.digestIndex.close()
