@@ -23,7 +23,7 @@ L{EDGE_PASSES} of them per eviction, so a file's head and tail stay longer
 than its middle.
 
 Eviction runs inside the store that needs the room, and evicts what that
-store needs and room for L{AHEAD_STORES} more like it (at most an eighth of
+store needs and L{AHEAD_BYTES} of room ahead (at most 1/L{AHEAD_SHARE} of
 the limit): a few segments, so each reactor turn does bounded work. An
 evicted segment's bytes stay charged until its hole is punched
 (L{p2pd.store.freeing}, in a thread while the node runs), so the disk never
@@ -46,10 +46,11 @@ EXTENT_BYTES = 16
 # How many heads and tails of versions one eviction passes over (each then
 # waits another round of the policy's queue) before it evicts them too.
 EDGE_PASSES = 64
-# Stores' worth of room a store makes ahead for those after it, while the
-# holes it punched are freed, and the most of the limit that may be.
-AHEAD_STORES = 8
-AHEAD_SHARE = 8
+# The room a store makes ahead for those after it, while the holes it
+# punched are freed (blocks stored meanwhile, at the disk's pace), and the
+# most of the limit that may be.
+AHEAD_BYTES = 32 * 1024 * 1024
+AHEAD_SHARE = 32
 
 # Whether any of blocks C{first} to C{end - 1} of a version is pinned.
 Pin = Callable[[int, int], bool]
@@ -282,14 +283,15 @@ class CacheLimit:
 
     def makeRoom(self, need: int, keep: Segment | None = None) -> bool:
         """
-        Evict segments until C{need} more bytes fit, and room for
-        L{AHEAD_STORES} more once the holes being punched are, never
+        Evict segments until C{need} more bytes fit, and L{AHEAD_BYTES}
+        more for a store (C{need} above 0) once the holes being punched
+        are, never
         C{keep} nor a pinned one, the heads and tails of versions passed
         over L{EDGE_PASSES} times first; whether C{need} fits now.
         """
         if self.capacity is None:
             return True
-        ahead = min(need * AHEAD_STORES, self.capacity // AHEAD_SHARE)
+        ahead = min(AHEAD_BYTES, self.capacity // AHEAD_SHARE) if need else 0
         self._evictFor(need + ahead, keep)
         # Not even once the holes are punched: the rest is pinned.
         room = self._willFit(need)

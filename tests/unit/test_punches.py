@@ -6,7 +6,11 @@ jobs run when the test says), their bytes charged until they are.
 
 import os
 import random
+import shutil
+import tempfile
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,6 +23,7 @@ from p2pd.store.freeing import MOST_WAITING, Punches
 from tests.fakes import QueuedThreads
 from tests.unit.test_cachelimit import (
     BLOCK,
+    FILES,
     SEGMENT,
     allDigests,
     blockData,
@@ -373,3 +378,101 @@ class ThreadedCacheTests(SynchronousTestCase):
         self.addCleanup(again.close)
         self.assertEqual(again.held(), held)
         self.assertOnDisk(again)
+
+
+_file = st.integers(0, len(FILES) - 1)
+_block = st.integers(0, 69)
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), _file, _block),
+        st.tuples(st.just("fill"), _file, _block),
+        st.tuples(st.just("punch"), st.just(0), st.just(0)),
+        st.tuples(st.just("close"), _file, st.just(0)),
+        st.tuples(st.just("remove"), _file, st.just(0)),
+        st.tuples(st.just("restart"), st.integers(1, 6), st.just(0)),
+    ),
+    max_size=50,
+)
+
+
+class RandomPunchesTests(SynchronousTestCase):
+    """
+    Whatever is stored, closed and removed, whenever the thread punches
+    the holes (and across stops and restarts): the cache stays within its
+    limit, the disk takes no more than charged, and every block held is on
+    disk as stored.
+    """
+
+    @settings(deadline=None, max_examples=150)
+    @given(st.integers(1, 6), _operations)
+    def test_randomUse(
+        self, segments: int, operations: list[tuple[str, int, int]]
+    ) -> None:
+        """
+        The cache's invariants hold after every operation.
+        """
+        root = os.path.abspath(tempfile.mkdtemp(dir=os.getcwd()))
+        self.addCleanup(shutil.rmtree, root, True)
+        threads = QueuedThreads()
+
+        def start(capacity: int) -> BlockCache:
+            cache = BlockCache(root, capacity=capacity)
+            cache.enforceLimit()
+            cache.punches.start(threads)
+            return cache
+
+        capacity = segments * SEGMENT
+        cache = start(capacity)
+        handles: dict[int, CachedFile] = {}
+
+        def handle(n: int) -> CachedFile:
+            if n not in handles:
+                handles[n] = cache.open(FILES[n])
+                handles[n].setDigests(0, allDigests(FILES[n]))
+            return handles[n]
+
+        for operation, n, number in operations:
+            if operation in ("write", "fill"):
+                last = number + (24 if operation == "fill" else 1)
+                for index in range(number, min(last, FILES[n].blocks)):
+                    try:
+                        handle(n).write(index, blockData(FILES[n], index))
+                    except CacheFull:
+                        pass
+            elif operation == "punch" and threads.jobs:
+                threads.runOne()
+            elif operation == "close" and n in handles:
+                handles.pop(n).close()
+            elif operation == "remove":
+                cache.remove(FILES[n].url)
+                if n in handles:
+                    handles.pop(n).close()
+            elif operation == "restart":
+                for cached in handles.values():
+                    cached.close()
+                handles.clear()
+                cache.punches.stop()
+                threads.runAll()
+                capacity = n * SEGMENT
+                cache = start(capacity)
+            self.assertLessEqual(cache.limit.used, capacity)
+            self.assertLessEqual(onDisk(root), cache.limit.used)
+        threads.runAll()
+        self.assertEqual(cache.limit.freeing, 0)
+        for cached in handles.values():
+            with open(
+                os.path.join(
+                    root,
+                    directoryName(cached.meta.url),
+                    directoryName(cached.meta.version),
+                    "data",
+                ),
+                "rb",
+            ) as f:
+                for first, count in cached.held():
+                    for index in range(first, first + count):
+                        f.seek(cached.meta.blockStart(index))
+                        data = f.read(cached.meta.blockLength(index))
+                        self.assertTrue(data == blockData(cached.meta, index))
+            cached.close()
+        cache.punches.stop()
