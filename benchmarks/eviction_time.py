@@ -274,12 +274,13 @@ def markdown(results, args):
     )
     parts.append("")
     parts.append(
-        "Punching a hole waits for pages of its range still being written "
-        "back, which this benchmark causes by storing far faster than the "
-        "disk writes: on the reactor, the time less the waits for a CPU "
-        "passes the CPU time by that wait; in a thread, the reactor does not "
-        "wait. The wall clock also counts the reactor's thread waiting for a "
-        "CPU (Linux's schedstat) on a busy machine."
+        "The wall clock counts the reactor's thread waiting for a CPU, long "
+        "on a shared machine; the row below it leaves those waits out "
+        "(Linux's schedstat) and keeps what the reactor spends running or "
+        "blocked: in the system call, when a hole punched on the reactor "
+        "waits for pages of its range still being written back (this "
+        "benchmark stores far faster than a disk writes), and, with the "
+        "thread, waiting for Python's GIL while the punching thread holds it."
     )
     peak = max(timings.peakMemory for timings in results.values())
     parts.append("")
