@@ -21,6 +21,7 @@ the interpreter running the tests.
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,7 +35,7 @@ from twisted.internet.error import (
 )
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests import CHECKOUT, clients
 
@@ -76,6 +77,33 @@ def nodeEnvironment(home: str | None = None, **overrides: str) -> dict[str, str]
         env["HOME"] = home
     env.update(overrides)
     return env
+
+
+def startScript(
+    testCase: SynchronousTestCase, script: str, args: Sequence[str]
+) -> "subprocess.Popen[bytes]":
+    """
+    Start the Python C{script} (a test's crash or eviction writer) with
+    C{args}, its standard input and output as pipes, the checkout on
+    C{PYTHONPATH}; the test's cleanup kills it if it still runs.
+    """
+    process = subprocess.Popen(
+        [sys.executable, script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=nodeEnvironment(),
+    )
+
+    def cleanUp() -> None:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.close()
+        process.stdout.close()
+
+    testCase.addCleanup(cleanUp)
+    return process
 
 
 def runTwistd(

@@ -5,12 +5,10 @@ killed in the middle of a cache write.
 
 import os
 import signal
-import subprocess
-import sys
 
-import p2pd
 from p2pd.store.cachedfile import CachedFile
 from tests import crashwriter
+from tests.nodes import startScript
 from tests.unit.test_cache import _CacheTestCase
 
 
@@ -27,27 +25,9 @@ class CrashTests(_CacheTestCase):
         Run L{crashwriter} in C{mode}, wait for it to print C{expected},
         and kill it.
         """
-        top = os.path.dirname(os.path.dirname(os.path.abspath(p2pd.__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [top] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        process = startScript(
+            self, crashwriter.__file__, [self.root, mode, str(self.written)]
         )
-        process = subprocess.Popen(
-            [sys.executable, crashwriter.__file__, self.root, mode, str(self.written)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-
-        def cleanUp() -> None:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.close()
-            process.stdout.close()
-
-        self.addCleanup(cleanUp)
         assert process.stdout is not None
         self.assertEqual(process.stdout.readline(), expected + b"\n")
         process.send_signal(signal.SIGKILL)

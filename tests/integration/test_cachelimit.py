@@ -8,15 +8,13 @@ L{tests.evictwriter}, then served by a node.
 import os
 import signal
 import subprocess
-import sys
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-import p2pd
 from tests import clients, evictwriter
 from tests.fakes import makeFile
-from tests.nodes import Node, Nodes
+from tests.nodes import Node, Nodes, startScript
 from tests.unit.test_cachelimit import onDisk
 
 SIZE = 10 * 1000 * 1000
@@ -78,27 +76,12 @@ class CacheLimitTests(TestCase):
         """
         Start L{evictwriter} on the viewer's cache, for the origin's C{url}.
         """
-        top = os.path.dirname(os.path.dirname(os.path.abspath(p2pd.__file__)))
-        env = dict(os.environ, PYTHONPATH=top)
         path = os.path.join(self.public, "big.bin")
-        process = subprocess.Popen(
-            [sys.executable, evictwriter.__file__, self.blocks, str(LIMIT), url, path]
-            + [str(BLOCK), mode],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
+        return startScript(
+            self,
+            evictwriter.__file__,
+            [self.blocks, str(LIMIT), url, path, str(BLOCK), mode],
         )
-
-        def cleanUp() -> None:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.close()
-            process.stdout.close()
-
-        self.addCleanup(cleanUp)
-        return process
 
     def killWriter(
         self, process: "subprocess.Popen[bytes]", line: bytes, count: int

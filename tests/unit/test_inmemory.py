@@ -11,8 +11,14 @@ from tests import CHECKOUT
 from tests.unit.test_layers import imports
 
 # The helpers that start processes: nodes, players and tools, a crashing
-# writer.
-PROCESS_HELPERS = ("tests.nodes", "tests.clients", "tests.media", "tests.crashwriter")
+# writer and an evicting one.
+PROCESS_HELPERS = (
+    "tests.nodes",
+    "tests.clients",
+    "tests.media",
+    "tests.crashwriter",
+    "tests.evictwriter",
+)
 
 
 def testModules() -> dict[str, str]:
