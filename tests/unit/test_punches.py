@@ -8,13 +8,19 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.meta import FileMeta
+from p2pd.engine.node import Node
+from p2pd.services import NodeService
 from p2pd.store.cache import BlockCache
 from p2pd.store.cachedfile import CachedFile, CacheFull
 from p2pd.store.cachelayout import directoryName
@@ -480,3 +486,74 @@ class RandomPunchesTests(SynchronousTestCase):
                         self.assertTrue(data == blockData(cached.meta, index))
             cached.close()
         cache.punches.stop()
+
+
+class _StoppedNode:
+    """
+    Just enough node for L{NodeService}: it is stopped, and says so.
+    """
+
+    stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class _Reactor(QueuedThreads):
+    """
+    A L{QueuedThreads} that is also running, for L{NodeService}.
+    """
+
+    def callWhenRunning(self, f: Callable[..., Any], *args: Any) -> None:
+        pass
+
+
+class NodeServiceTests(SynchronousTestCase):
+    """
+    The node's service enforces the limit with holes punched at once, then
+    punches them in a thread until it stops.
+    """
+
+    def test_startAndStop(self) -> None:
+        """
+        Started on a cache over its (lowered) limit, the service brings it
+        within the limit on disk before anything else; then evictions
+        punch their holes in the reactor's thread pool; stopped, it stops
+        the node and the hole in the thread is freed when done.
+        """
+        root = os.path.abspath(self.mktemp())
+        meta = fileMeta("film", 6 * SEGMENT_BLOCKS)
+        unlimited = BlockCache(root)
+        cached = unlimited.open(meta)
+        cached.setDigests(0, allDigests(meta))
+        for index in range(meta.blocks):
+            cached.write(index, blockData(meta, index))
+        cached.close()
+        reactor = _Reactor()
+        cache = BlockCache(root, capacity=4 * SEGMENT)
+        node = _StoppedNode()
+        service = NodeService(
+            cast(Node, node),
+            ThreadPool(minthreads=0, maxthreads=1),
+            None,
+            cast(IReactorCore, reactor),
+            cache,
+        )
+        service.startService()
+        self.assertLessEqual(onDisk(root), 4 * SEGMENT)
+        self.assertEqual(reactor.jobs, [])
+        other = cache.open(fileMeta("other", 4 * SEGMENT_BLOCKS))
+        other.setDigests(0, allDigests(other.meta))
+        for index in range(other.meta.blocks):
+            try:
+                other.write(index, blockData(other.meta, index))
+            except CacheFull:
+                pass
+        other.close()
+        self.assertEqual((len(reactor.jobs), cache.punches.pending), (1, 1))
+        self.assertGreater(cache.limit.freeing, 0)
+        service.stopService()
+        self.assertTrue(node.stopped)
+        reactor.runAll()
+        self.assertEqual((cache.punches.pending, cache.limit.freeing), (0, 0))
+        self.assertLessEqual(onDisk(root), cache.limit.used)
