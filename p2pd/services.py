@@ -19,6 +19,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IReactorCore,
     IReactorFromThreads,
+    IReactorThreads,
     IReactorTime,
     IStreamServerEndpoint,
 )
@@ -67,6 +68,12 @@ class NodeSite(Site):
             super().log(request)
 
 
+class INodeReactor(IReactorCore, IReactorThreads):
+    """
+    The reactor as L{NodeService} uses it: it runs, and has a thread pool.
+    """
+
+
 class NodeService(Service):
     """
     Runs the thread pool that hashes published files (its own, so hashing
@@ -82,7 +89,7 @@ class NodeService(Service):
         node: Node,
         hashing: ThreadPool,
         digestIndex: DigestIndex | None,
-        reactor: IReactorCore,
+        reactor: INodeReactor,
         cache: BlockCache | None = None,
     ) -> None:
         self.node = node

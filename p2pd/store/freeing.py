@@ -22,8 +22,8 @@ node starts (the limit enforced at start-up) and after it stops.
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -108,7 +108,7 @@ class Punches:
     """
 
     def __init__(self) -> None:
-        self._reactor: Any = None
+        self._reactor: IReactorThreads | None = None
         self._waiting: deque[_Hole] = deque()
         self._running: _Hole | None = None
 
@@ -119,7 +119,7 @@ class Punches:
         """
         return len(self._waiting) + (self._running is not None)
 
-    def start(self, reactor: Any) -> None:
+    def start(self, reactor: IReactorThreads) -> None:
         """
         From now on, punch holes in C{reactor}'s thread pool.
         """
@@ -151,12 +151,11 @@ class Punches:
         self._next()
 
     def _next(self) -> None:
-        if self._running is not None or not self._waiting or self._reactor is None:
+        reactor = self._reactor
+        if self._running is not None or not self._waiting or reactor is None:
             return
         hole = self._running = self._waiting.popleft()
-        punched = deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), hole.punch
-        )
+        punched = deferToThreadPool(reactor, reactor.getThreadPool(), hole.punch)
         punched.addCallback(self._punched, hole)
 
     def _punched(self, why: str | None, hole: _Hole) -> None:

@@ -13,14 +13,14 @@ from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pd.core.meta import FileMeta
 from p2pd.engine.node import Node
-from p2pd.services import NodeService
+from p2pd.services import INodeReactor, NodeService
 from p2pd.store.cache import BlockCache
 from p2pd.store.cachedfile import CachedFile, CacheFull
 from p2pd.store.cachelayout import directoryName
@@ -36,6 +36,13 @@ from tests.unit.test_cachelimit import (
     fileMeta,
     onDisk,
 )
+
+
+def running(threads: QueuedThreads) -> IReactorThreads:
+    """
+    C{threads} as the reactor whose thread pool punches holes.
+    """
+    return cast(IReactorThreads, threads)
 
 
 def openDescriptors() -> int:
@@ -85,7 +92,7 @@ class PunchesTests(SynchronousTestCase):
         self.assertEqual(self.freed, [0])
         self.assertEqual(self.allocated(), before - BLOCK)
         self.assertEqual(openDescriptors(), descriptors)
-        punches.start(QueuedThreads())
+        punches.start(running(QueuedThreads()))
         punches.stop()
         self.hole(punches, 1)
         self.assertEqual((self.freed, punches.pending), ([0, 1], 0))
@@ -98,7 +105,7 @@ class PunchesTests(SynchronousTestCase):
         """
         threads = QueuedThreads()
         punches = Punches()
-        punches.start(threads)
+        punches.start(running(threads))
         before, descriptors = self.allocated(), openDescriptors()
         for number in range(3):
             self.hole(punches, number)
@@ -119,7 +126,7 @@ class PunchesTests(SynchronousTestCase):
         """
         threads = QueuedThreads()
         punches = Punches()
-        punches.start(threads)
+        punches.start(running(threads))
         for number in range(MOST_WAITING + 1):
             self.hole(punches, number % 64)
         self.assertEqual((self.freed, punches.pending), ([], MOST_WAITING + 1))
@@ -133,7 +140,7 @@ class PunchesTests(SynchronousTestCase):
         """
         threads = QueuedThreads()
         punches = Punches()
-        punches.start(threads)
+        punches.start(running(threads))
         before, descriptors = self.allocated(), openDescriptors()
         for number in range(4):
             self.hole(punches, number)
@@ -151,7 +158,7 @@ class PunchesTests(SynchronousTestCase):
         """
         threads = QueuedThreads()
         punches = Punches()
-        punches.start(threads)
+        punches.start(running(threads))
         readOnly = os.open(self.path, os.O_RDONLY)
         with capturedLogs() as events:
             punches.punch(
@@ -187,7 +194,7 @@ class ThreadedCacheTests(SynchronousTestCase):
         """
         cache = BlockCache(self.root, capacity=capacity)
         cache.enforceLimit()
-        cache.punches.start(self.threads)
+        cache.punches.start(running(self.threads))
         self.addCleanup(cache.punches.stop)
         return cache
 
@@ -424,7 +431,7 @@ class RandomPunchesTests(SynchronousTestCase):
         def start(capacity: int) -> BlockCache:
             cache = BlockCache(root, capacity=capacity)
             cache.enforceLimit()
-            cache.punches.start(threads)
+            cache.punches.start(running(threads))
             return cache
 
         capacity = segments * SEGMENT
@@ -536,7 +543,7 @@ class NodeServiceTests(SynchronousTestCase):
             cast(Node, node),
             ThreadPool(minthreads=0, maxthreads=1),
             None,
-            cast(IReactorCore, reactor),
+            cast(INodeReactor, reactor),
             cache,
         )
         service.startService()
