@@ -283,16 +283,15 @@ class CacheLimit:
 
     def makeRoom(self, need: int, keep: Segment | None = None) -> bool:
         """
-        Evict segments until C{need} more bytes fit, and L{AHEAD_BYTES}
-        more for a store (C{need} above 0) once the holes being punched
-        are, never
-        C{keep} nor a pinned one, the heads and tails of versions passed
-        over L{EDGE_PASSES} times first; whether C{need} fits now.
+        Evict segments until C{need} more bytes fit, and for a store
+        (C{need} above 0) L{AHEAD_BYTES} more once the holes being punched
+        are; never C{keep} nor a pinned one, the heads and tails of versions
+        passed over L{EDGE_PASSES} times first. Whether C{need} fits now.
         """
         if self.capacity is None:
             return True
         ahead = min(AHEAD_BYTES, self.capacity // AHEAD_SHARE) if need else 0
-        self._evictFor(need + ahead, keep)
+        self._evictFor(need, ahead, keep)
         # Not even once the holes are punched: the rest is pinned.
         room = self._willFit(need)
         if room == self._full:
@@ -308,24 +307,22 @@ class CacheLimit:
                 self._log.info("the disk cache has room again")
         return self.fits(need)
 
-    def _evictFor(self, need: int, keep: Segment | None) -> None:
-        if self._willFit(need) or self.policy is None:
-            return
+    def _evictFor(self, need: int, ahead: int, keep: Segment | None) -> None:
         # Should the heads and tails passed over be all there is to evict,
-        # a second pass takes them.
-        for edgePasses in (EDGE_PASSES, 0):
+        # a second pass takes them, for what the store needs alone.
+        for edgePasses, wanted in ((EDGE_PASSES, need + ahead), (0, need)):
+            if self._willFit(wanted) or self.policy is None:
+                continue
             gone: list[Segment] = []
             for segment in self.policy.victims(
                 _Pinned(self.accounts, keep, edgePasses)
             ):
                 if self._evict(segment):
                     gone.append(segment)
-                if self._willFit(need):
+                if self._willFit(wanted):
                     break
             for segment in gone:
                 self.policy.forget(segment)
-            if self._willFit(need):
-                return
 
     def _evict(self, segment: Segment) -> bool:
         """
