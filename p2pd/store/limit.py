@@ -82,7 +82,7 @@ class VersionAccount:
         # Whether it is still charged (a version removed is not).
         self.live = True
         # Segments evicted whose holes are not punched yet.
-        self.freeing: set[int] = set()
+        self.unpunched: set[int] = set()
         # What a version removed while holes were punched in it still
         # takes on disk, until the last one is: the punches hold its file.
         self.keptUntilFreed = 0
@@ -112,7 +112,7 @@ class VersionAccount:
         Whether block C{index} was evicted and its hole is not punched yet:
         it must not be stored again until it is.
         """
-        return index // SEGMENT_BLOCKS in self.freeing
+        return index // SEGMENT_BLOCKS in self.unpunched
 
     def read(self, index: int) -> None:
         """
@@ -263,7 +263,7 @@ class CacheLimit:
             if self.policy is not None:
                 self.policy.forget((key, segment))
         self.used -= account.metadataBytes
-        if account.freeing:
+        if account.unpunched:
             account.keptUntilFreed = held
             self.freeing += held
         else:
@@ -337,10 +337,10 @@ class CacheLimit:
         # Counted before the drop: without a thread, the hole is punched
         # (and freed called) inside it.
         self.freeing += size
-        account.freeing.add(number)
+        account.unpunched.add(number)
         if not self._drop(segment, lambda: self._freed(account, number, size)):
             self.freeing -= size
-            account.freeing.discard(number)
+            account.unpunched.discard(number)
             # Still held: tracked again.
             if self.policy is not None:
                 self.policy.touch(segment, size)
@@ -356,9 +356,9 @@ class CacheLimit:
         bytes charged, is punched: take its charge off (and, that version
         removed meanwhile, what the punches kept of it).
         """
-        account.freeing.discard(number)
+        account.unpunched.discard(number)
         released = size
-        if not account.live and not account.freeing:
+        if not account.live and not account.unpunched:
             released += account.keptUntilFreed
             account.keptUntilFreed = 0
         self.freeing -= released
