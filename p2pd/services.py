@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_tap -*-
+# -*- test-case-name: tests.unit.test_tap,tests.unit.test_punches -*-
 """
 The pieces of a running node that L{p2pd.tap.makeService} puts together:
 its HTTP site, the service that starts and stops its threads and files, and
