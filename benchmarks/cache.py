@@ -112,8 +112,9 @@ def replayStore(trace, capacity):
     complete = set()
     storing = None
 
-    def drop(segment):
+    def drop(segment, freed):
         complete.discard(segment)
+        freed()
         return True
 
     def emptied(key):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_tap -*-
+# -*- test-case-name: tests.unit.test_tap,tests.unit.test_punches -*-
 """
 The pieces of a running node that L{p2pd.tap.makeService} puts together:
 its HTTP site, the service that starts and stops its threads and files, and
@@ -19,6 +19,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IReactorCore,
     IReactorFromThreads,
+    IReactorThreads,
     IReactorTime,
     IStreamServerEndpoint,
 )
@@ -67,13 +68,20 @@ class NodeSite(Site):
             super().log(request)
 
 
+class INodeReactor(IReactorCore, IReactorThreads):
+    """
+    The reactor as L{NodeService} uses it: it runs, and has a thread pool.
+    """
+
+
 class NodeService(Service):
     """
     Runs the thread pool that hashes published files (its own, so hashing
     never delays DNS lookups in the reactor's pool), and closes the node's
     downloads and index files when twistd stops. When it starts, before
     the node serves anything and with the cache directory locked, the
-    cache is brought within its limit.
+    cache is brought within its limit; from then on until it stops, holes
+    of evicted blocks are punched in the reactor's thread pool.
     """
 
     def __init__(
@@ -81,7 +89,7 @@ class NodeService(Service):
         node: Node,
         hashing: ThreadPool,
         digestIndex: DigestIndex | None,
-        reactor: IReactorCore,
+        reactor: INodeReactor,
         cache: BlockCache | None = None,
     ) -> None:
         self.node = node
@@ -93,6 +101,7 @@ class NodeService(Service):
     def startService(self) -> None:
         if self.cache is not None:
             self.cache.enforceLimit()
+            self.cache.punches.start(self.reactor)
         super().startService()
         self.hashing.start()
         self.reactor.callWhenRunning(settleHeap)
@@ -100,6 +109,8 @@ class NodeService(Service):
     def stopService(self) -> None:
         super().stopService()
         self.node.stop()
+        if self.cache is not None:
+            self.cache.punches.stop()
         self.hashing.stop()
         if self.digestIndex is not None:
             self.digestIndex.close()

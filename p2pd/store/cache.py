@@ -13,6 +13,8 @@ Its other modules:
   - L{p2pd.store.digestpages}: the origin's digests, in bounded memory;
   - L{p2pd.store.diskfailures}: what happens when the disk refuses writes;
   - L{p2pd.store.limit}: the bytes it holds, and eviction under C{-C};
+  - L{p2pd.store.freeing}: evicted blocks' bytes freed, in a thread once
+    the node runs (L{BlockCache.punches});
   - L{p2pd.store.memoryblocks}: blocks kept in memory under C{-M}.
 
 With a limit, the cache reads every version's journal when the node
@@ -40,7 +42,7 @@ from p2pd.store.cachelayout import (
 )
 from p2pd.store.diskfailures import DiskFailures
 from p2pd.store.eviction import SEGMENT_BLOCKS, Segment
-from p2pd.store.freeing import dropClosed
+from p2pd.store.freeing import Punches, dropClosed
 from p2pd.store.interfaces import IBlockCache
 from p2pd.store.limit import CacheLimit
 from p2pd.store.memoryblocks import MemoryBlocks
@@ -57,6 +59,8 @@ class BlockCache:
         write.
     @param capacity: the most bytes it keeps on disk (L{None}: no limit).
     @param memory: the most bytes of blocks it keeps in memory.
+    @ivar punches: where evicted blocks' holes are punched: at once until
+        started, in a thread while the node runs.
     """
 
     _log = Logger()
@@ -72,6 +76,7 @@ class BlockCache:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         self._states: dict[tuple[str, str], CachedState] = {}
         self._disk = DiskFailures(self.root, now)
+        self.punches = Punches()
         self.limit = CacheLimit(capacity, self._drop, self._emptied)
         self.memory = MemoryBlocks(memory)
         # Where each version charged to the limit lives, by key.
@@ -290,25 +295,26 @@ class BlockCache:
             limit=self.limit.capacity,
         )
 
-    def _drop(self, segment: Segment) -> bool:
+    def _drop(self, segment: Segment, freed: Callable[[], None]) -> bool:
         """
         Evict a segment's blocks, journaled as gone before their bytes are
-        freed; whether it could.
+        freed (then C{freed} is called); whether it could.
         """
         key, number = segment
         first = number * SEGMENT_BLOCKS
         where = self._onDisk.get(key)
         if where is None:
+            freed()
             return True
         directory, meta = where
         end = min(first + SEGMENT_BLOCKS, meta.blocks)
         try:
             state = self._states.get((meta.url, meta.version))
             if state is not None and state.directory == directory:
-                state.drop(first, end)
+                state.drop(first, end, self.punches, freed)
             else:
                 self.memory.discard(key, first, end)
-                size = dropClosed(directory, meta, first, end)
+                size = dropClosed(directory, meta, first, end, self.punches, freed)
                 account = self.limit.account(key, meta.blocks)
                 account.files(size, account.digestsBytes)
         except OSError as e:

@@ -12,7 +12,8 @@ streaming speed. Held and verified blocks are kept as runs.
 
 What it stores and holds is charged to the cache's limit
 (L{p2pd.store.limit}) before it is written: a block that finds no room
-raises L{CacheFull}, like a disk that refuses it. Blocks read are kept in
+raises L{CacheFull}, like a disk that refuses it, as does a block evicted
+whose hole is not punched yet. Blocks read are kept in
 the cache's memory (L{p2pd.store.memoryblocks}) for the next reader.
 """
 
@@ -27,7 +28,7 @@ from p2pd.store import fileio
 from p2pd.store.cachelayout import identity, makeDirectory, openFile
 from p2pd.store.digestpages import DigestPages
 from p2pd.store.diskfailures import DiskFailures
-from p2pd.store.freeing import free
+from p2pd.store.freeing import Punches, free
 from p2pd.store.journal import Journal
 from p2pd.store.limit import (
     ALLOCATION,
@@ -41,11 +42,12 @@ from p2pd.store.memoryblocks import MemoryBlocks
 
 class CacheFull(OSError):
     """
-    The cache's limit has no room for a block: what it holds is pinned.
+    The cache's limit has no room for a block now: what it holds is
+    pinned, or its bytes are still being freed.
     """
 
     def __init__(self) -> None:
-        super().__init__(errno.ENOSPC, "the disk cache is full of pinned blocks")
+        super().__init__(errno.ENOSPC, "the disk cache has no room for it now")
 
 
 class CachedState:
@@ -164,6 +166,9 @@ class CachedState:
             raise ValueError(f"block {index} of {len(data)} bytes")
         if index in self.held:
             return
+        if self.account.beingFreed(index):
+            # Its hole, still to be punched, would take it.
+            raise CacheFull()
         if self.digests.digest(index) is None:
             raise ValueError(f"block {index} has no digest to verify it against")
         self.disk.check()
@@ -271,10 +276,13 @@ class CachedState:
                 why=str(e),
             )
 
-    def drop(self, first: int, end: int) -> None:
+    def drop(
+        self, first: int, end: int, punches: Punches, freed: Callable[[], None]
+    ) -> None:
         """
         Evict blocks C{first} to C{end - 1}: journaled as not held, then
-        their bytes freed. Their charges are the limit's to take off.
+        their bytes freed by C{punches}, which calls C{freed} then. Their
+        charges are the limit's to take off.
 
         @raise OSError: the journal refused; they are still held.
         """
@@ -287,7 +295,16 @@ class CachedState:
             self.verified.discard(index)
         self.account.evicted = True
         start = self.meta.blockStart(first)
-        self._free(start, min(self.meta.size, self.meta.blockStart(end)) - start)
+        length = min(self.meta.size, self.meta.blockStart(end)) - start
+        try:
+            fd = os.dup(self._dataFd)
+        except OSError as e:
+            self._log.warn(
+                "cannot free blocks of {url}: {why}", url=self.meta.url, why=str(e)
+            )
+            freed()
+        else:
+            punches.punch(fd, start, length, self.meta.url, freed)
         self._journal.compact(self.held)
         self.charge()
 

@@ -22,10 +22,16 @@ first and last segment of each version are passed over, up to
 L{EDGE_PASSES} of them per eviction, so a file's head and tail stay longer
 than its middle.
 
-Eviction runs inside the store that needs the room, and evicts only what
-that store needs: a block (at most 4 MiB) and its records, a few segments,
-so each reactor turn does bounded work. When a restart finds more than the
-limit on disk, everything over it is evicted before the node serves.
+Eviction runs inside the store that needs the room, and evicts what that
+store needs and L{AHEAD_BYTES} of room ahead (at most 1/L{AHEAD_SHARE} of
+the limit): a few segments, so each reactor turn does bounded work. An
+evicted segment's bytes stay charged until its hole is punched
+(L{p2pd.store.freeing}, in a thread while the node runs), so the disk never
+holds more than the limit; the room made ahead lets the next stores fit
+while the holes are punched, and a store that comes before they are is
+refused, as when the cache is full of pinned blocks. When a restart finds
+more than the limit on disk, everything over it is evicted before the node
+serves.
 """
 
 from collections.abc import Callable
@@ -40,6 +46,11 @@ EXTENT_BYTES = 16
 # How many heads and tails of versions one eviction passes over (each then
 # waits another round of the policy's queue) before it evicts them too.
 EDGE_PASSES = 64
+# The room a store makes ahead for those after it, while the holes it
+# punched are freed (blocks stored meanwhile, at the disk's pace), and the
+# most of the limit that may be.
+AHEAD_BYTES = 32 * 1024 * 1024
+AHEAD_SHARE = 32
 
 # Whether any of blocks C{first} to C{end - 1} of a version is pinned.
 Pin = Callable[[int, int], bool]
@@ -70,6 +81,11 @@ class VersionAccount:
         self.evicted = False
         # Whether it is still charged (a version removed is not).
         self.live = True
+        # Segments evicted whose holes are not punched yet.
+        self.unpunched: set[int] = set()
+        # What a version removed while holes were punched in it still
+        # takes on disk, until the last one is: the punches hold its file.
+        self.keptUntilFreed = 0
 
     def room(self, need: int, index: int | None = None) -> bool:
         """
@@ -90,6 +106,13 @@ class VersionAccount:
         Block C{index}, of C{length} bytes, is not held any more.
         """
         self._change(index // SEGMENT_BLOCKS, -allocated(length) - EXTENT_BYTES)
+
+    def beingFreed(self, index: int) -> bool:
+        """
+        Whether block C{index} was evicted and its hole is not punched yet:
+        it must not be stored again until it is.
+        """
+        return index // SEGMENT_BLOCKS in self.unpunched
 
     def read(self, index: int) -> None:
         """
@@ -184,12 +207,15 @@ class CacheLimit:
     The bytes a cache holds, and at most C{capacity} of them (L{None}: no
     limit, nothing evicted).
 
-    @param drop: frees a segment's blocks (journaled as gone first), and
-        says whether it could; the charges of a segment dropped are then
-        taken off here.
+    @param drop: frees a segment's blocks (journaled as gone first, then
+        a hole punched), and says whether it could; it calls the function
+        it is given once the hole is punched, and the segment's charges are
+        then taken off here.
     @param emptied: called with a version's key when its last segment is
         evicted.
     @ivar used: the bytes charged now.
+    @ivar freeing: the bytes of C{used} that holes still to be punched
+        will free.
     @ivar accounts: the versions charged (and those opened, until closed),
         by key.
     """
@@ -199,13 +225,15 @@ class CacheLimit:
     def __init__(
         self,
         capacity: int | None,
-        drop: Callable[[Segment], bool],
+        drop: Callable[[Segment, Callable[[], None]], bool],
         emptied: Callable[[str], None],
     ) -> None:
         self.capacity = capacity
         self.policy = None if capacity is None else newPolicy(capacity)
         self.used = 0
-        # Whether the last store found no room.
+        self.freeing = 0
+        # Whether the last store found no room, even once the holes being
+        # punched are freed.
         self._full = False
         self._drop = drop
         self._emptied = emptied
@@ -222,30 +250,52 @@ class CacheLimit:
 
     def remove(self, key: str) -> None:
         """
-        The version C{key} is gone from the disk: nothing of it is charged.
+        The version C{key} is gone from the disk: nothing of it is charged
+        but what holes still to be punched in it keep on disk.
         """
         account = self.accounts.pop(key, None)
         if account is None:
             return
         account.live = False
+        held = 0
         for segment, size in account.segments.items():
-            self.used -= size
+            held += size
             if self.policy is not None:
                 self.policy.forget((key, segment))
         self.used -= account.metadataBytes
+        if account.unpunched:
+            account.keptUntilFreed = held
+            self.freeing += held
+        else:
+            self.used -= held
 
     def fits(self, need: int) -> bool:
+        """
+        Whether C{need} more bytes fit now.
+        """
         return self.capacity is None or self.used + need <= self.capacity
+
+    def _willFit(self, need: int) -> bool:
+        """
+        Whether C{need} more bytes fit once the holes being punched are.
+        """
+        return self.capacity is None or self.used - self.freeing + need <= self.capacity
 
     def makeRoom(self, need: int, keep: Segment | None = None) -> bool:
         """
-        Evict segments until C{need} more bytes fit, never C{keep} nor a
-        pinned one, the heads and tails of versions passed over
-        L{EDGE_PASSES} times first; whether they fit.
+        Evict segments until C{need} more bytes fit, and for a store
+        (C{need} above 0) L{AHEAD_BYTES} more once the holes being punched
+        are; never C{keep} nor a pinned one, the heads and tails of versions
+        passed over L{EDGE_PASSES} times first. Whether C{need} fits now.
         """
-        fits = self._evictFor(need, keep)
-        if fits == self._full:
-            self._full = not fits
+        if self.capacity is None:
+            return True
+        ahead = min(AHEAD_BYTES, self.capacity // AHEAD_SHARE) if need else 0
+        self._evictFor(need, ahead, keep)
+        # Not even once the holes are punched: the rest is pinned.
+        room = self._willFit(need)
+        if room == self._full:
+            self._full = not room
             if self._full:
                 self._log.warn(
                     "the disk cache is full of pinned blocks ({used} of {capacity}"
@@ -255,43 +305,61 @@ class CacheLimit:
                 )
             else:
                 self._log.info("the disk cache has room again")
-        return fits
+        return self.fits(need)
 
-    def _evictFor(self, need: int, keep: Segment | None) -> bool:
-        if self.fits(need) or self.policy is None:
-            return self.fits(need)
+    def _evictFor(self, need: int, ahead: int, keep: Segment | None) -> None:
         # Should the heads and tails passed over be all there is to evict,
-        # a second pass takes them.
-        for edgePasses in (EDGE_PASSES, 0):
+        # a second pass takes them, for what the store needs alone.
+        for edgePasses, wanted in ((EDGE_PASSES, need + ahead), (0, need)):
+            if self._willFit(wanted) or self.policy is None:
+                continue
             gone: list[Segment] = []
             for segment in self.policy.victims(
                 _Pinned(self.accounts, keep, edgePasses)
             ):
                 if self._evict(segment):
                     gone.append(segment)
-                if self.fits(need):
+                if self._willFit(wanted):
                     break
             for segment in gone:
                 self.policy.forget(segment)
-            if self.fits(need):
-                return True
-        return False
 
     def _evict(self, segment: Segment) -> bool:
         """
-        Drop C{segment} and take its charge off; whether it was dropped.
+        Drop C{segment}, its charge taken off once its hole is punched;
+        whether it was dropped.
         """
         key, number = segment
         account = self.accounts.get(key)
         if account is None or number not in account.segments:
             return True
-        if not self._drop(segment):
+        size = account.segments[number]
+        # Counted before the drop: without a thread, the hole is punched
+        # (and freed called) inside it.
+        self.freeing += size
+        account.unpunched.add(number)
+        if not self._drop(segment, lambda: self._freed(account, number, size)):
+            self.freeing -= size
+            account.unpunched.discard(number)
             # Still held: tracked again.
             if self.policy is not None:
-                self.policy.touch(segment, account.segments[number])
+                self.policy.touch(segment, size)
             return False
-        size = account.segments.pop(number)
-        self.used -= size
+        del account.segments[number]
         if not account.segments:
             self._emptied(key)
         return True
+
+    def _freed(self, account: VersionAccount, number: int, size: int) -> None:
+        """
+        The hole of segment C{number} of C{account}'s version, C{size}
+        bytes charged, is punched: take its charge off (and, that version
+        removed meanwhile, what the punches kept of it).
+        """
+        account.unpunched.discard(number)
+        released = size
+        if not account.live and not account.unpunched:
+            released += account.keptUntilFreed
+            account.keptUntilFreed = 0
+        self.freeing -= released
+        self.used -= released

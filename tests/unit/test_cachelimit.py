@@ -421,6 +421,29 @@ class PinTests(_LimitTestCase):
         self.assertTrue(film.has(0) and film.has(last))
         self.assertFalse(film.has(SEGMENT_BLOCKS))
 
+    def test_roomAheadSparesHeadsAndTails(self) -> None:
+        """
+        The room a store makes ahead of the next ones never takes a file's
+        head or tail: while what the store needs fits, files of a head and
+        a tail alone keep them.
+        """
+        cache = self.makeCache(9 * SEGMENT)
+        films = []
+        for n in range(4):
+            film = self.open(cache, fileMeta(f"film{n}", 2 * SEGMENT_BLOCKS))
+            for index in range(film.meta.blocks):
+                self.store(cache, film, index)
+            films.append(film)
+        new = self.open(cache, fileMeta("new", SEGMENT_BLOCKS))
+        self.store(cache, new, 0)
+        index = 1
+        while cache.limit.fits(BLOCK + ALLOCATION):
+            self.store(cache, new, index)
+            index += 1
+            for film in films:
+                self.assertTrue(film.complete, film.meta.url)
+        self.assertLess(index, SEGMENT_BLOCKS)
+
     def test_edgesPassedOverBoundedly(self) -> None:
         """
         However many files the cache holds, one eviction passes over at most
